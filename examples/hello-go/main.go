@@ -1,0 +1,92 @@
+// Command hello-go is a tiny example HTTP service for shipit.
+//
+// It serves a greeting on /, a JSON health report on /health and
+// Prometheus metrics on /metrics, and shuts down gracefully on
+// SIGTERM/SIGINT.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Stamped at build time with
+// -ldflags "-X main.version=... -X main.buildTime=...".
+var (
+	version   = "dev"
+	buildTime = "unknown"
+)
+
+const (
+	appName         = "hello-go"
+	shutdownTimeout = 10 * time.Second
+)
+
+func main() {
+	log.SetFlags(0) // journald adds timestamps
+	if err := run(os.Args[1:]); err != nil {
+		log.Printf("%s: error: %v", appName, err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet(appName, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported by main
+	portFlag := fs.String("port", "8080", "TCP port to listen on (0.0.0.0:PORT)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stderr)
+			fs.PrintDefaults()
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	port, err := strconv.ParseUint(*portFlag, 10, 16)
+	if err != nil || port == 0 {
+		return fmt.Errorf("invalid --port %q: must be an integer in 1..65535", *portFlag)
+	}
+
+	app := newApp(time.Now(), loadGreeting("config.yaml"))
+	ln, err := net.Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(int(port))))
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: app, ReadHeaderTimeout: 10 * time.Second}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Printf("%s %s (built %s) listening on :%d", appName, version, buildTime, port)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	stop() // a second signal now kills the process the default way
+	log.Printf("%s: signal received, shutting down (waiting up to %s for in-flight requests)", appName, shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Printf("%s: shutdown: %v", appName, err)
+	}
+	log.Printf("%s: stopped", appName)
+	return nil
+}

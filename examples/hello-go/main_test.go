@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func get(t *testing.T, h http.Handler, path string) *http.Response {
+	t.Helper()
+	rr := httptest.NewRecorder()
+	h.ServeHTTP(rr, httptest.NewRequest(http.MethodGet, path, nil))
+	return rr.Result()
+}
+
+func TestHealthUp(t *testing.T) {
+	t.Setenv("HELLO_HEALTH_DOWN", "")
+	t.Setenv("STATE_DIRECTORY", t.TempDir())
+	resp := get(t, newApp(time.Now(), "hello"), "/health")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d, want 200", resp.StatusCode)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	var body map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"status", "version", "buildTime", "checks"} {
+		if _, ok := body[k]; !ok {
+			t.Errorf("missing key %q in %v", k, body)
+		}
+	}
+	if body["status"] != "UP" {
+		t.Errorf("status = %v, want UP", body["status"])
+	}
+	checks, _ := body["checks"].(map[string]any)
+	if checks["state_dir"] != "UP" {
+		t.Errorf("state_dir = %v, want UP", checks["state_dir"])
+	}
+}
+
+func TestHealthForcedDown(t *testing.T) {
+	t.Setenv("HELLO_HEALTH_DOWN", "1")
+	t.Setenv("STATE_DIRECTORY", "")
+	resp := get(t, newApp(time.Now(), "hello"), "/health")
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status = %d, want 503", resp.StatusCode)
+	}
+	var rep healthReport
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Status != "DOWN" || rep.Checks["forced"] != "DOWN: HELLO_HEALTH_DOWN is set" {
+		t.Errorf("unexpected report %+v", rep)
+	}
+	if rep.Checks["state_dir"] != "UP (no STATE_DIRECTORY)" {
+		t.Errorf("state_dir = %q", rep.Checks["state_dir"])
+	}
+}
+
+func TestHealthStateDirMissing(t *testing.T) {
+	t.Setenv("HELLO_HEALTH_DOWN", "")
+	t.Setenv("STATE_DIRECTORY", t.TempDir()+"/missing")
+	if resp := get(t, newApp(time.Now(), "hello"), "/health"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status = %d, want 503", resp.StatusCode)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	a := newApp(time.Now().Add(-2*time.Second), "hello")
+	get(t, a, "/")
+	get(t, a, "/nope")
+	get(t, a, "/nope/again")
+	resp := get(t, a, "/metrics")
+	if ct := resp.Header.Get("Content-Type"); ct != "text/plain; version=0.0.4" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	out := string(b)
+	for _, want := range []string{
+		"# TYPE hello_go_build_info gauge\n",
+		`hello_go_build_info{version="dev",build_time="unknown"} 1` + "\n",
+		"# TYPE hello_go_http_requests_total counter\n",
+		`hello_go_http_requests_total{path="/",code="200"} 1` + "\n",
+		`hello_go_http_requests_total{path="other",code="404"} 2` + "\n",
+		"# TYPE process_start_time_seconds gauge\n",
+		"# TYPE hello_go_uptime_seconds gauge\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics missing %q:\n%s", want, out)
+		}
+	}
+	sample := regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? [0-9.e+-]+$`)
+	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if !strings.HasPrefix(line, "# ") && !sample.MatchString(line) {
+			t.Errorf("malformed sample line %q", line)
+		}
+	}
+}
+
+func TestRootAndNotFound(t *testing.T) {
+	a := newApp(time.Now(), "howdy")
+	b, _ := io.ReadAll(get(t, a, "/").Body)
+	if got, want := string(b), "howdy from hello-go dev\n"; got != want {
+		t.Errorf("GET / = %q, want %q", got, want)
+	}
+	if resp := get(t, a, "/missing"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /missing = %d, want 404", resp.StatusCode)
+	}
+}
+
+func TestParseGreeting(t *testing.T) {
+	cases := []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{"greeting: \"hi there\"\n", "hi there", true},
+		{"# comment\ngreeting: hey # trailing\n", "hey", true},
+		{"greeting: 'single'\n", "single", true},
+		{"other: x\n  greeting: nested\n", "", false},
+		{"greeting:\n", "", false},
+		{"", "", false},
+	}
+	for _, c := range cases {
+		got, ok := parseGreeting(bufio.NewScanner(strings.NewReader(c.in)))
+		if got != c.want || ok != c.ok {
+			t.Errorf("parseGreeting(%q) = %q, %v; want %q, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}

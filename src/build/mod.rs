@@ -1,0 +1,190 @@
+//! Build stage: turns a project into one static Linux executable, stamped with its version.
+//!
+//! The builder is chosen by the project (go.mod → Go, Cargo.toml → cargo, or `cross` when
+//! configured); whatever ran, the result is inspected as an ELF before anyone ships it.
+
+mod cargo;
+mod elf;
+mod go;
+mod stamp;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{Context, Result};
+
+use crate::config::{Builder, Config};
+use crate::error::{Category, Tag};
+use crate::ui::Ui;
+
+pub use stamp::Stamp;
+
+/// The Linux platforms shipit builds for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    LinuxAmd64,
+    LinuxArm64,
+}
+
+impl Target {
+    pub const ALL: [Target; 2] = [Target::LinuxAmd64, Target::LinuxArm64];
+
+    pub fn parse(name: &str) -> Result<Target> {
+        Target::ALL
+            .into_iter()
+            .find(|t| t.name() == name)
+            .ok_or_else(|| {
+                let valid = Target::ALL.map(Target::name).join(", ");
+                anyhow::anyhow!("unknown target {name:?}: valid targets are {valid}")
+            })
+            .tag(Category::Usage)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::LinuxAmd64 => "linux-amd64",
+            Target::LinuxArm64 => "linux-arm64",
+        }
+    }
+
+    fn goarch(self) -> &'static str {
+        match self {
+            Target::LinuxAmd64 => "amd64",
+            Target::LinuxArm64 => "arm64",
+        }
+    }
+
+    fn rust_arch(self) -> &'static str {
+        match self {
+            Target::LinuxAmd64 => "x86_64",
+            Target::LinuxArm64 => "aarch64",
+        }
+    }
+
+    fn elf_machine(self) -> u16 {
+        match self {
+            Target::LinuxAmd64 => goblin::elf::header::EM_X86_64,
+            Target::LinuxArm64 => goblin::elf::header::EM_AARCH64,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A built, checked executable and what it was stamped with.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub path: PathBuf,
+    pub target: Target,
+    pub stamp: Stamp,
+}
+
+/// Builds `config`'s project for `target` into `work_dir` and proves the result is static.
+pub fn build(
+    config: &Config,
+    target: Target,
+    version_override: Option<&str>,
+    work_dir: &Path,
+    ui: &Ui,
+) -> Result<Artifact> {
+    let stamp = Stamp::resolve(config, version_override)?;
+    ui.status(
+        "Building",
+        format_args!(
+            "{} {} ({}, {target})",
+            config.app.name, stamp.version, config.build.builder
+        ),
+    );
+    let spinner = ui.spinner(format!(
+        "building {} with {}",
+        config.app.name, config.build.builder
+    ));
+    let path = match config.build.builder {
+        Builder::Go => go::build(config, target, &stamp, work_dir),
+        Builder::Cargo | Builder::Cross => cargo::build(config, target, &stamp),
+    };
+    spinner.finish_and_clear();
+    let path = path.tag(Category::Build)?;
+    elf::check_static(&path, target, config.build.builder).tag(Category::Build)?;
+    Ok(Artifact {
+        path,
+        target,
+        stamp,
+    })
+}
+
+/// Runs a build tool, naming it in any error together with the tail of what it printed.
+fn run_tool(label: &str, command: &mut Command) -> Result<Output> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let output = command.output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            anyhow::anyhow!("{label}: `{program}` is not installed or not on PATH")
+        } else {
+            anyhow::anyhow!("{label}: cannot run `{program}`: {e}")
+        }
+    })?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "{label} failed ({}): {}\n{}",
+            output.status,
+            describe(command),
+            tail(&String::from_utf8_lossy(&output.stderr), 40)
+        );
+    }
+    Ok(output)
+}
+
+/// The command line as a user could paste it, with the environment shipit set.
+fn describe(command: &Command) -> String {
+    let env = command
+        .get_envs()
+        .filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), v?.to_string_lossy())))
+        .filter(|kv| !kv.contains("PATH="));
+    let words = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|w| w.to_string_lossy().into_owned());
+    env.chain(words).collect::<Vec<_>>().join(" ")
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The output of a command that must succeed, as trimmed text; None when it cannot run or fails.
+fn capture(dir: &Path, program: &str, args: &[&str]) -> Option<String> {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+fn ensure_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_list_valid_names_on_error() {
+        assert_eq!(Target::parse("linux-arm64").unwrap(), Target::LinuxArm64);
+        let err = Target::parse("windows-amd64").unwrap_err();
+        assert_eq!(crate::error::category_of(&err), Some(Category::Usage));
+        assert!(
+            err.to_string().contains("linux-amd64, linux-arm64"),
+            "{err}"
+        );
+    }
+}

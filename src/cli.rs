@@ -1,0 +1,135 @@
+//! Command-line interface: clap types only; behaviour lives in the stage modules.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shipit",
+    version,
+    about = "Ship a service to Linux servers as a static binary under systemd",
+    long_about = "Ship a service to Linux servers as a static binary under systemd.\n\n\
+        shipit cross-compiles a Go or Rust project for Linux, packages it reproducibly \
+        (tar + gzip with a manifest), renders a hardened systemd unit and deploys it over SSH.",
+    after_help = "Exit codes: 0 ok, 1 internal error, 2 usage or config, 3 build, 4 connection, \
+        5 remote command, 6 rolled back, 7 rollback failed, 8 locked.",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Project directory (holds shipit.toml and go.mod or Cargo.toml)
+    #[arg(
+        short = 'C',
+        long = "path",
+        global = true,
+        value_name = "DIR",
+        default_value = "."
+    )]
+    pub path: PathBuf,
+    /// Configuration file [default: DIR/shipit.toml]
+    #[arg(short, long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// No progress output on stderr; errors are still printed
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a static Linux binary and package it into dist/
+    Build(BuildArgs),
+    /// Work with the systemd unit
+    #[command(subcommand)]
+    Unit(UnitCommand),
+    /// Write a commented shipit.toml for the project in DIR
+    Init(InitArgs),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+    /// Print the man page (roff)
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Platform to build for
+    #[arg(long, value_name = "TARGET", default_value = "linux-amd64")]
+    pub target: String,
+    /// Use this version instead of shipit.toml's or `git describe`
+    #[arg(long, value_name = "VERSION")]
+    pub version_override: Option<String>,
+    /// Where the package is written [default: DIR/dist]
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UnitCommand {
+    /// Render the systemd unit to stdout or a file
+    Generate(UnitGenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UnitGenerateArgs {
+    /// Write the unit here instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Check the unit with `systemd-analyze verify`; any warning is an error
+    #[arg(long)]
+    pub verify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Overwrite an existing shipit.toml
+    #[arg(long)]
+    pub force: bool,
+    /// App name [default: from go.mod or Cargo.toml]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
+}
+
+impl Shell {
+    pub fn generator(self) -> clap_complete::Shell {
+        match self {
+            Shell::Bash => clap_complete::Shell::Bash,
+            Shell::Zsh => clap_complete::Shell::Zsh,
+            Shell::Fish => clap_complete::Shell::Fish,
+            Shell::Elvish => clap_complete::Shell::Elvish,
+            Shell::Powershell => clap_complete::Shell::PowerShell,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

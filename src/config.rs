@@ -1,0 +1,770 @@
+//! shipit.toml + flags → a validated [`Config`]. Every user-supplied name, path and value is checked
+//! here, before anything is built or touches a server, and errors point at file:line:col.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{Category, Tag};
+use crate::project::Language;
+
+pub const FILE_NAME: &str = "shipit.toml";
+
+/// The whole, validated description of one app.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Project root (where go.mod / Cargo.toml live).
+    pub root: PathBuf,
+    pub app: App,
+    pub build: Build,
+    pub service: Service,
+    pub health: Option<Health>,
+}
+
+#[derive(Debug, Clone)]
+pub struct App {
+    pub name: String,
+    pub version: VersionSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionSource {
+    /// `git describe --tags --always --dirty`
+    Git,
+    Literal(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Build {
+    pub builder: Builder,
+    /// Go: the main package to build, relative to the root.
+    pub go_package: String,
+    /// Go: `-X` targets for the version and build time.
+    pub version_var: String,
+    pub build_time_var: String,
+    /// Rust: the binary to build when the package has several.
+    pub cargo_bin: Option<String>,
+    pub cargo_features: Vec<String>,
+    /// Rust: compile-time env vars carrying the version and build time (read with `option_env!`).
+    pub version_env: String,
+    pub build_time_env: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builder {
+    Go,
+    Cargo,
+    Cross,
+}
+
+impl Builder {
+    pub fn language(self) -> Language {
+        match self {
+            Builder::Go => Language::Go,
+            Builder::Cargo | Builder::Cross => Language::Rust,
+        }
+    }
+}
+
+impl fmt::Display for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Builder::Go => "go",
+            Builder::Cargo => "cargo",
+            Builder::Cross => "cross",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub description: String,
+    pub user: String,
+    pub exec_args: Vec<String>,
+    pub limit_nofile: u64,
+    pub restart: String,
+    pub restart_sec: u64,
+    pub start_limit_interval_sec: u64,
+    pub start_limit_burst: u64,
+    pub timeout_stop_sec: u64,
+    /// Project files shipped beside the binary (relative paths, checked to stay inside the root).
+    pub files: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// A local file of KEY=VALUE lines with secrets, relative to the root.
+    pub env_file: Option<PathBuf>,
+    /// Hardening directives after the user's overrides; `false` in shipit.toml drops one.
+    pub hardening: Vec<(String, String)>,
+    /// Capabilities the service keeps (e.g. CAP_NET_BIND_SERVICE for ports below 1024).
+    pub capabilities: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub url: String,
+    pub expect_status: u16,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub settle: Duration,
+    pub check_version: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written. Spanned fields are the ones validated beyond their type, so their errors
+// can point at the exact place.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    app: Option<RawApp>,
+    #[serde(default)]
+    build: RawBuild,
+    #[serde(default)]
+    service: RawService,
+    health: Option<RawHealth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    name: Option<Spanned<String>>,
+    version: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuild {
+    builder: Option<Spanned<String>>,
+    go_package: Option<Spanned<String>>,
+    version_var: Option<Spanned<String>>,
+    build_time_var: Option<Spanned<String>>,
+    cargo_bin: Option<Spanned<String>>,
+    #[serde(default)]
+    cargo_features: Vec<Spanned<String>>,
+    version_env: Option<Spanned<String>>,
+    build_time_env: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    description: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    #[serde(default)]
+    exec_args: Vec<Spanned<String>>,
+    limit_nofile: Option<Spanned<u64>>,
+    restart: Option<Spanned<String>>,
+    restart_sec: Option<u64>,
+    start_limit_interval_sec: Option<u64>,
+    start_limit_burst: Option<u64>,
+    timeout_stop_sec: Option<u64>,
+    #[serde(default)]
+    files: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
+    env_file: Option<Spanned<String>>,
+    #[serde(default)]
+    hardening: BTreeMap<Spanned<String>, Spanned<HardeningValue>>,
+    #[serde(default)]
+    capabilities: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum HardeningValue {
+    Off(bool),
+    Value(String),
+    Number(i64),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    url: Spanned<String>,
+    expect_status: Option<Spanned<u16>>,
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    retries: Option<u32>,
+    settle: Option<Spanned<String>>,
+    check_version: Option<bool>,
+}
+
+/// The default hardening; it scores "OK" in `systemd-analyze security`. Users override or drop
+/// single directives in `[service.hardening]`.
+pub const DEFAULT_HARDENING: &[(&str, &str)] = &[
+    ("NoNewPrivileges", "yes"),
+    ("ProtectSystem", "strict"),
+    ("ProtectHome", "yes"),
+    ("PrivateTmp", "yes"),
+    ("PrivateDevices", "yes"),
+    ("ProtectKernelTunables", "yes"),
+    ("ProtectKernelModules", "yes"),
+    ("ProtectKernelLogs", "yes"),
+    ("ProtectControlGroups", "yes"),
+    ("ProtectClock", "yes"),
+    ("ProtectHostname", "yes"),
+    ("RestrictNamespaces", "yes"),
+    ("RestrictRealtime", "yes"),
+    ("RestrictSUIDSGID", "yes"),
+    ("LockPersonality", "yes"),
+    ("MemoryDenyWriteExecute", "yes"),
+    ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+    ("SystemCallArchitectures", "native"),
+    ("SystemCallFilter", "@system-service"),
+    ("UMask", "0077"),
+];
+
+const RESTART_VALUES: &[&str] = &[
+    "no",
+    "on-success",
+    "on-failure",
+    "on-abnormal",
+    "on-watchdog",
+    "on-abort",
+    "always",
+];
+
+/// Where a value came from, for error messages.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn location(&self, span: &Range<usize>) -> String {
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("{}:{line}:{col}", self.path.display())
+    }
+
+    fn error(&self, span: &Range<usize>, message: impl fmt::Display) -> anyhow::Error {
+        crate::error::tagged(
+            Category::Usage,
+            anyhow::anyhow!("{}: {message}", self.location(span)),
+        )
+    }
+
+    fn check<T>(
+        &self,
+        value: &Spanned<T>,
+        check: impl FnOnce(&T) -> Result<(), String>,
+    ) -> Result<()> {
+        check(value.get_ref()).map_err(|why| self.error(&value.span(), why))
+    }
+}
+
+/// Loads `file` (or DIR/shipit.toml); without a file, defaults are derived from the project.
+pub fn load(root: &Path, file: Option<&Path>) -> Result<Config> {
+    let root = root
+        .canonicalize()
+        .with_context(|| format!("project directory {} is not accessible", root.display()))
+        .tag(Category::Usage)?;
+    let explicit = file.is_some();
+    let path = file.map_or_else(|| root.join(FILE_NAME), Path::to_path_buf);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => String::new(),
+        Err(e) => {
+            return Err(anyhow::Error::new(e))
+                .with_context(|| format!("cannot read {}", path.display()))
+                .tag(Category::Usage);
+        }
+    };
+    parse(&root, &path, &text)
+}
+
+pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
+    let src = Source { path, text };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        src.error(&span, e.message().trim_end())
+    })?;
+    let detected = crate::project::detect(root)?;
+
+    let name = match raw.app.as_ref().and_then(|a| a.name.as_ref()) {
+        Some(name) => {
+            src.check(name, |n| validate_app_name(n))?;
+            name.get_ref().clone()
+        }
+        None => detected.default_app_name().with_context(|| {
+            format!(
+                "set [app] name in {} (run `shipit init` to write one)",
+                path.display()
+            )
+        })?,
+    };
+    let version = match raw.app.as_ref().and_then(|a| a.version.as_ref()) {
+        None => VersionSource::Git,
+        Some(v) if v.get_ref() == "git" => VersionSource::Git,
+        Some(v) => {
+            src.check(v, |v| validate_version(v))?;
+            VersionSource::Literal(v.get_ref().clone())
+        }
+    };
+    let build = parse_build(&src, raw.build, detected.language)?;
+    let service = parse_service(&src, root, raw.service, &name)?;
+    let health = raw.health.map(|h| parse_health(&src, h)).transpose()?;
+
+    Ok(Config {
+        root: root.to_path_buf(),
+        app: App { name, version },
+        build,
+        service,
+        health,
+    })
+}
+
+fn string_or(
+    src: &Source,
+    value: Option<Spanned<String>>,
+    default: &str,
+    check: fn(&str) -> Result<(), String>,
+) -> Result<String> {
+    match value {
+        Some(v) => {
+            src.check(&v, |s| check(s))?;
+            Ok(v.into_inner())
+        }
+        None => Ok(default.to_string()),
+    }
+}
+
+fn parse_build(src: &Source, raw: RawBuild, detected: Option<Language>) -> Result<Build> {
+    let builder = match &raw.builder {
+        Some(b) => {
+            let builder = match b.get_ref().as_str() {
+                "go" => Builder::Go,
+                "cargo" => Builder::Cargo,
+                "cross" => Builder::Cross,
+                other => {
+                    return Err(src.error(
+                        &b.span(),
+                        format!("unknown builder {other:?}: use \"go\", \"cargo\" or \"cross\""),
+                    ));
+                }
+            };
+            if let Some(lang) = detected.filter(|l| *l != builder.language()) {
+                return Err(src.error(
+                    &b.span(),
+                    format!("builder {:?} cannot build this {lang} project", b.get_ref()),
+                ));
+            }
+            builder
+        }
+        None => match detected {
+            Some(Language::Go) => Builder::Go,
+            Some(Language::Rust) => Builder::Cargo,
+            None => crate::fail!(
+                Usage,
+                "no go.mod or Cargo.toml in {}: shipit builds Go and Rust projects\n  \
+                 help: run shipit in the project directory or pass --path DIR",
+                src.path.parent().unwrap_or(Path::new(".")).display()
+            ),
+        },
+    };
+    Ok(Build {
+        builder,
+        go_package: string_or(src, raw.go_package, ".", validate_go_package)?,
+        version_var: string_or(src, raw.version_var, "main.version", validate_go_symbol)?,
+        build_time_var: string_or(
+            src,
+            raw.build_time_var,
+            "main.buildTime",
+            validate_go_symbol,
+        )?,
+        cargo_bin: raw
+            .cargo_bin
+            .map(|b| src.check(&b, |s| validate_word(s)).map(|_| b.into_inner()))
+            .transpose()?,
+        cargo_features: raw
+            .cargo_features
+            .into_iter()
+            .map(|f| src.check(&f, |s| validate_word(s)).map(|_| f.into_inner()))
+            .collect::<Result<_>>()?,
+        version_env: string_or(src, raw.version_env, "SHIPIT_VERSION", validate_env_key)?,
+        build_time_env: string_or(
+            src,
+            raw.build_time_env,
+            "SHIPIT_BUILD_TIME",
+            validate_env_key,
+        )?,
+    })
+}
+
+fn parse_service(src: &Source, root: &Path, raw: RawService, app: &str) -> Result<Service> {
+    let restart = string_or(src, raw.restart, "on-failure", |r| {
+        if RESTART_VALUES.contains(&r) {
+            Ok(())
+        } else {
+            Err(format!(
+                "restart must be one of {}",
+                RESTART_VALUES.join(", ")
+            ))
+        }
+    })?;
+    if let Some(limit) = &raw.limit_nofile {
+        src.check(limit, |n| {
+            if (1..=1 << 30).contains(n) {
+                Ok(())
+            } else {
+                Err("limit_nofile must be between 1 and 1073741824".into())
+            }
+        })?;
+    }
+    let mut env = BTreeMap::new();
+    for (key, value) in raw.env {
+        src.check(&key, |k| validate_env_key(k))?;
+        src.check(&value, |v| validate_line(v, "an env value"))?;
+        env.insert(key.into_inner(), value.into_inner());
+    }
+    let env_file = raw
+        .env_file
+        .map(|f| {
+            src.check(&f, |p| validate_relative_path(p))?;
+            Ok::<_, anyhow::Error>(root.join(f.get_ref()))
+        })
+        .transpose()?;
+    let mut files = Vec::new();
+    for file in raw.files {
+        src.check(&file, |p| {
+            validate_relative_path(p)?;
+            if [
+                app.to_string(),
+                format!("{app}.service"),
+                "manifest.json".into(),
+            ]
+            .contains(&p.to_string())
+            {
+                return Err(format!(
+                    "{p:?} would clash with a file shipit puts in the package"
+                ));
+            }
+            if !root.join(p).is_file() {
+                return Err(format!("{p:?} is not a file in {}", root.display()));
+            }
+            Ok(())
+        })?;
+        files.push(file.into_inner());
+    }
+    files.sort();
+    files.dedup();
+    let mut exec_args = Vec::new();
+    for arg in raw.exec_args {
+        src.check(&arg, |a| validate_line(a, "an argument"))?;
+        exec_args.push(arg.into_inner());
+    }
+    let mut capabilities = Vec::new();
+    for cap in raw.capabilities {
+        src.check(&cap, |c| {
+            let ok = c.strip_prefix("CAP_").is_some_and(|rest| {
+                !rest.is_empty() && rest.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_')
+            });
+            if ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{c:?} is not a capability name like CAP_NET_BIND_SERVICE"
+                ))
+            }
+        })?;
+        capabilities.push(cap.into_inner());
+    }
+    Ok(Service {
+        description: string_or(
+            src,
+            raw.description,
+            &format!("{app} (deployed by shipit)"),
+            |d| validate_line(d, "the description"),
+        )?,
+        user: string_or(src, raw.user, app, validate_user_name)?,
+        exec_args,
+        limit_nofile: raw.limit_nofile.map_or(65536, Spanned::into_inner),
+        restart,
+        restart_sec: raw.restart_sec.unwrap_or(5),
+        start_limit_interval_sec: raw.start_limit_interval_sec.unwrap_or(60),
+        start_limit_burst: raw.start_limit_burst.unwrap_or(5),
+        timeout_stop_sec: raw.timeout_stop_sec.unwrap_or(30),
+        files,
+        env,
+        env_file,
+        hardening: merge_hardening(src, raw.hardening)?,
+        capabilities,
+    })
+}
+
+fn merge_hardening(
+    src: &Source,
+    overrides: BTreeMap<Spanned<String>, Spanned<HardeningValue>>,
+) -> Result<Vec<(String, String)>> {
+    let mut merged: Vec<(String, String)> = DEFAULT_HARDENING
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (key, value) in overrides {
+        src.check(&key, |k| {
+            if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric()) {
+                Ok(())
+            } else {
+                Err(format!("{k:?} is not a systemd directive name"))
+            }
+        })?;
+        let new = match value.get_ref() {
+            HardeningValue::Off(true) => {
+                return Err(src.error(
+                    &value.span(),
+                    "use a directive value (e.g. \"yes\") or false to drop the directive",
+                ));
+            }
+            HardeningValue::Off(false) => None,
+            HardeningValue::Value(v) => {
+                src.check(&value, |_| validate_line(v, "a directive value"))?;
+                Some(v.clone())
+            }
+            HardeningValue::Number(n) => Some(n.to_string()),
+        };
+        let key = key.into_inner();
+        let slot = merged.iter().position(|(k, _)| *k == key);
+        match (slot, new) {
+            (Some(i), Some(v)) => merged[i].1 = v,
+            (Some(i), None) => {
+                merged.remove(i);
+            }
+            (None, Some(v)) => merged.push((key, v)),
+            (None, None) => {}
+        }
+    }
+    Ok(merged)
+}
+
+fn parse_health(src: &Source, raw: RawHealth) -> Result<Health> {
+    src.check(&raw.url, |u| validate_health_url(u))?;
+    let duration = |value: Option<Spanned<String>>, default: Duration| -> Result<Duration> {
+        match value {
+            None => Ok(default),
+            Some(v) => humantime::parse_duration(v.get_ref()).map_err(|e| {
+                src.error(
+                    &v.span(),
+                    format!("{:?} is not a duration like \"2s\": {e}", v.get_ref()),
+                )
+            }),
+        }
+    };
+    if let Some(status) = &raw.expect_status {
+        src.check(status, |s| {
+            if (100..600).contains(s) {
+                Ok(())
+            } else {
+                Err("expect_status must be an HTTP status (100-599)".into())
+            }
+        })?;
+    }
+    Ok(Health {
+        url: raw.url.into_inner(),
+        expect_status: raw.expect_status.map_or(200, Spanned::into_inner),
+        interval: duration(raw.interval, Duration::from_secs(1))?,
+        timeout: duration(raw.timeout, Duration::from_secs(2))?,
+        retries: raw.retries.unwrap_or(30),
+        settle: duration(raw.settle, Duration::from_secs(3))?,
+        check_version: raw.check_version.unwrap_or(true),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validators, shared with the command line. Each returns the reason in words a user can act on.
+
+pub fn validate_app_name(name: &str) -> Result<(), String> {
+    let ok = (1..=32).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid app name {name:?}: it becomes the unit, user and directory name, so use 1-32 \
+             lowercase letters, digits and '-', starting with a letter"
+        ))
+    }
+}
+
+pub fn validate_user_name(name: &str) -> Result<(), String> {
+    let ok = (1..=32).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid user name {name:?}: use 1-32 lowercase letters, digits, '_' and '-', starting \
+             with a letter or '_'"
+        ))
+    }
+}
+
+pub fn validate_version(version: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&version.len())
+        && version.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+~-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid version {version:?}: use up to 64 letters, digits and . _ + ~ -, starting \
+             with a letter or digit"
+        ))
+    }
+}
+
+pub fn validate_env_key(key: &str) -> Result<(), String> {
+    let ok = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid environment variable name {key:?}: use letters, digits and '_', not starting \
+             with a digit"
+        ))
+    }
+}
+
+fn validate_go_symbol(symbol: &str) -> Result<(), String> {
+    let ok = symbol.contains('.')
+        && !symbol.starts_with('.')
+        && !symbol.ends_with('.')
+        && symbol
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{symbol:?} is not a Go variable for -X (like main.version or example.com/app/buildinfo.Version)"
+        ))
+    }
+}
+
+fn validate_go_package(package: &str) -> Result<(), String> {
+    if package == "." {
+        return Ok(());
+    }
+    let path = package.strip_prefix("./").unwrap_or(package);
+    validate_relative_path(path).map_err(|why| format!("go_package: {why} (like \"./cmd/server\")"))
+}
+
+fn validate_word(word: &str) -> Result<(), String> {
+    let ok = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-/".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{word:?}: use letters, digits, '_', '-' and '/'"))
+    }
+}
+
+/// A value that ends up on one line of a unit or env file.
+fn validate_line(value: &str, what: &str) -> Result<(), String> {
+    if value.chars().any(|c| c == '\n' || c == '\r' || c == '\0') {
+        Err(format!("{what} must not contain a newline or NUL"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Paths in shipit.toml are relative to the project and may not leave it.
+pub fn validate_relative_path(path: &str) -> Result<(), String> {
+    validate_line(path, "a path")?;
+    let p = Path::new(path);
+    if path.is_empty() || p.is_absolute() {
+        return Err(format!(
+            "{path:?} must be a relative path inside the project"
+        ));
+    }
+    if p.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(format!("{path:?} must not contain '..' or '.' components"));
+    }
+    Ok(())
+}
+
+fn validate_health_url(url: &str) -> Result<(), String> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        format!("{url:?}: the health URL must start with http:// (it is probed on the host)")
+    })?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let port = authority.rsplit_once(':').map(|(_, p)| p);
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    let host_ok = !authority.is_empty()
+        && authority
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    let path_ok = path.chars().all(|c| c.is_ascii_graphic());
+    if host_ok && port_ok && path_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{url:?} is not a URL like http://127.0.0.1:8080/health"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_names() {
+        for ok in ["hello", "hello-go", "a1", "x"] {
+            assert!(validate_app_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a;rm -rf /",
+            "../x",
+            "Hello",
+            "1app",
+            "app-",
+            "a b",
+            &"a".repeat(33),
+        ] {
+            assert!(validate_app_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_stay_inside() {
+        assert!(validate_relative_path("config.yaml").is_ok());
+        assert!(validate_relative_path("conf/app.yaml").is_ok());
+        for bad in ["/etc/passwd", "../secret", "a/../../b", "./x", "", "a\nb"] {
+            assert!(validate_relative_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn health_urls() {
+        assert!(validate_health_url("http://127.0.0.1:8080/health").is_ok());
+        assert!(validate_health_url("http://localhost/health").is_ok());
+        for bad in [
+            "https://x/health",
+            "http://h:99999/",
+            "http://h/a b",
+            "http://$(id)/",
+        ] {
+            assert!(validate_health_url(bad).is_err(), "{bad}");
+        }
+    }
+}

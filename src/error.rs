@@ -1,0 +1,121 @@
+//! Exit codes and the error category that selects them.
+//!
+//! Errors travel as `anyhow::Error`; a stage that knows what kind of failure it hit tags it once
+//! with [`Tag::tag`], and `main` turns the tag into the documented exit code.
+
+use std::fmt;
+
+/// Documented in README.md ("Exit codes"); keep both in step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    /// Bad command line, shipit.toml or user-supplied value. Nothing was run.
+    Usage = 2,
+    /// The build, the static-binary check or packaging failed.
+    Build = 3,
+    /// Could not connect or authenticate to a host, or its host key was refused.
+    Connect = 4,
+    /// A command on the host failed.
+    Remote = 5,
+    /// The new release failed its health gate and the previous release was restored.
+    RolledBack = 6,
+    /// The new release failed and restoring the previous release failed too.
+    RollbackFailed = 7,
+    /// Another deploy holds the lock for this app on the host.
+    Locked = 8,
+}
+
+impl Category {
+    pub fn exit_code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// An error carrying its category. Display and source pass through to the wrapped error so the
+/// tag never shows up in messages.
+#[derive(Debug)]
+pub struct Tagged {
+    pub category: Category,
+    inner: anyhow::Error,
+}
+
+impl fmt::Display for Tagged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.inner, f)
+    }
+}
+
+impl std::error::Error for Tagged {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner.source()
+    }
+}
+
+pub trait Tag<T> {
+    fn tag(self, category: Category) -> anyhow::Result<T>;
+}
+
+impl<T, E: Into<anyhow::Error>> Tag<T> for Result<T, E> {
+    fn tag(self, category: Category) -> anyhow::Result<T> {
+        self.map_err(|e| tagged(category, e.into()))
+    }
+}
+
+pub fn tagged(category: Category, inner: anyhow::Error) -> anyhow::Error {
+    if category_of(&inner).is_some() {
+        return inner;
+    }
+    anyhow::Error::new(Tagged { category, inner })
+}
+
+/// The innermost-added tag wins: the stage closest to the failure knows best what it was.
+pub fn category_of(err: &anyhow::Error) -> Option<Category> {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<Tagged>())
+        .map(|t| t.category)
+        .last()
+}
+
+/// `bail!` with a category.
+#[macro_export]
+macro_rules! fail {
+    ($cat:ident, $($arg:tt)*) => {
+        return Err($crate::error::tagged($crate::error::Category::$cat, anyhow::anyhow!($($arg)*)))
+    };
+}
+
+/// Prints an error the way cargo does: the top message, then each cause on its own line.
+pub fn report(err: &anyhow::Error) {
+    let mut causes = err.chain().map(|c| c.to_string()).collect::<Vec<_>>();
+    causes.dedup();
+    let mut lines = causes.into_iter();
+    if let Some(first) = lines.next() {
+        eprintln!("error: {first}");
+    }
+    for cause in lines {
+        eprintln!("\nCaused by:\n{}", indent(&cause));
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn innermost_tag_decides_the_exit_code() {
+        let err: anyhow::Result<()> = Err(anyhow::anyhow!("ssh refused")).tag(Category::Connect);
+        let err = err
+            .context("deploying to web1")
+            .tag(Category::Remote)
+            .unwrap_err();
+        assert_eq!(category_of(&err), Some(Category::Connect));
+        assert_eq!(format!("{err:#}"), "deploying to web1: ssh refused");
+    }
+}

@@ -1,0 +1,64 @@
+//! shipit: build a static Linux binary, package it, render its systemd unit and ship it.
+//!
+//! The modules follow the pipeline: [`config`] → [`build`] → [`package`] → [`unit`].
+
+pub mod build;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod init;
+pub mod package;
+pub mod project;
+pub mod ui;
+pub mod unit;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{CommandFactory, Parser};
+
+use cli::{Cli, Command, UnitCommand};
+
+/// Entry point used by `main.rs`: parse, run, and turn an error into its documented exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            error::report(&err);
+            ExitCode::from(error::category_of(&err).map_or(1, error::Category::exit_code))
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let ui = ui::Ui::new(cli.global.quiet);
+    let config_file = cli.global.config.as_deref();
+    match cli.command {
+        Command::Build(args) => {
+            let config = config::load(&cli.global.path, config_file)?;
+            let archive = package::build_and_package(&config, &args, &ui)?;
+            println!("{}", archive.display());
+            Ok(())
+        }
+        Command::Unit(UnitCommand::Generate(args)) => {
+            let config = config::load(&cli.global.path, config_file)?;
+            unit::generate(&config, &args, &ui)
+        }
+        Command::Init(args) => init::run(&cli.global.path, &args, &ui),
+        Command::Completions(args) => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(
+                args.shell.generator(),
+                &mut cmd,
+                "shipit",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(())
+        }
+    }
+}

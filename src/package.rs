@@ -1,0 +1,217 @@
+//! Package stage: a reproducible `<app>-<version>-<target>.tar.gz` holding the binary, the
+//! rendered unit, manifest.json and the project's extra files, plus a `.sha256` beside it.
+//!
+//! Reproducible means: sorted entries, every mtime = the build time, uid/gid 0, explicit modes
+//! and a gzip header without a timestamp, so one commit always gives the same bytes.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use flate2::{Compression, GzBuilder};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::build::{self, Artifact, Target};
+use crate::cli::BuildArgs;
+use crate::config::Config;
+use crate::error::{Category, Tag};
+use crate::ui::Ui;
+
+pub const MANIFEST: &str = "manifest.json";
+
+/// manifest.json: what is in the package and how it was made. Deploy reads it back.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    pub app: String,
+    pub version: String,
+    pub commit: Option<String>,
+    pub build_time: String,
+    pub target: String,
+    pub builder: String,
+    pub files: Vec<FileEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileEntry {
+    pub path: String,
+    /// Octal, as in `chmod`.
+    pub mode: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// One file going into the archive.
+struct Entry {
+    path: String,
+    mode: u32,
+    source: EntrySource,
+}
+
+enum EntrySource {
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+/// `shipit build`: build, render the unit, package; returns the archive path.
+pub fn build_and_package(config: &Config, args: &BuildArgs, ui: &Ui) -> Result<PathBuf> {
+    let target = Target::parse(&args.target)?;
+    let out_dir = args
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| config.root.join("dist"));
+    let unit = crate::unit::render(config)?;
+    let artifact = build::build(
+        config,
+        target,
+        args.version_override.as_deref(),
+        &out_dir.join(".build"),
+        ui,
+    )?;
+    let spinner = ui.spinner("packaging");
+    let archive = write_package(config, &artifact, &unit, &out_dir).tag(Category::Build);
+    spinner.finish_and_clear();
+    let archive = archive?;
+    ui.status("Packaged", archive.display());
+    Ok(archive)
+}
+
+pub fn archive_name(app: &str, version: &str, target: Target) -> String {
+    format!("{app}-{version}-{target}.tar.gz")
+}
+
+fn write_package(
+    config: &Config,
+    artifact: &Artifact,
+    unit: &str,
+    out_dir: &Path,
+) -> Result<PathBuf> {
+    let app = &config.app.name;
+    let mut entries = vec![
+        Entry {
+            path: app.clone(),
+            mode: 0o755,
+            source: EntrySource::File(artifact.path.clone()),
+        },
+        Entry {
+            path: format!("{app}.service"),
+            mode: 0o644,
+            source: EntrySource::Bytes(unit.as_bytes().to_vec()),
+        },
+    ];
+    entries.extend(config.service.files.iter().map(|file| Entry {
+        path: file.clone(),
+        mode: 0o644,
+        source: EntrySource::File(config.root.join(file)),
+    }));
+    let manifest = Manifest {
+        app: app.clone(),
+        version: artifact.stamp.version.clone(),
+        commit: artifact.stamp.commit.clone(),
+        build_time: artifact.stamp.build_time(),
+        target: artifact.target.name().to_string(),
+        builder: config.build.builder.to_string(),
+        files: entries.iter().map(file_entry).collect::<Result<_>>()?,
+    };
+    let mut manifest_json = serde_json::to_vec_pretty(&manifest)?;
+    manifest_json.push(b'\n');
+    entries.push(Entry {
+        path: MANIFEST.to_string(),
+        mode: 0o644,
+        source: EntrySource::Bytes(manifest_json),
+    });
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let name = archive_name(app, &manifest.version, artifact.target);
+    let archive = out_dir.join(&name);
+    // Written under a temporary name and renamed, so an interrupted build never leaves a
+    // truncated archive that looks complete.
+    let mut temp = tempfile::NamedTempFile::new_in(out_dir)
+        .with_context(|| format!("cannot write in {}", out_dir.display()))?;
+    write_archive(
+        temp.as_file_mut(),
+        &entries,
+        artifact.stamp.build_time_epoch,
+    )
+    .with_context(|| format!("writing {}", archive.display()))?;
+    temp.persist(&archive)
+        .with_context(|| format!("cannot create {}", archive.display()))?;
+    let digest = sha256_file(&archive)?;
+    let sums = out_dir.join(format!("{name}.sha256"));
+    std::fs::write(&sums, format!("{digest}  {name}\n"))
+        .with_context(|| format!("cannot write {}", sums.display()))?;
+    Ok(archive)
+}
+
+fn file_entry(entry: &Entry) -> Result<FileEntry> {
+    let (size, sha256) = match &entry.source {
+        EntrySource::File(path) => (
+            std::fs::metadata(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .len(),
+            sha256_file(path)?,
+        ),
+        EntrySource::Bytes(bytes) => (bytes.len() as u64, hex::encode(Sha256::digest(bytes))),
+    };
+    Ok(FileEntry {
+        path: entry.path.clone(),
+        mode: format!("{:04o}", entry.mode),
+        size,
+        sha256,
+    })
+}
+
+fn write_archive(file: &mut File, entries: &[Entry], mtime: u64) -> Result<()> {
+    // No name and mtime 0 in the gzip header: the archive's bytes depend on its content only.
+    let gzip = GzBuilder::new().mtime(0).write(
+        BufWriter::with_capacity(1 << 20, file),
+        Compression::default(),
+    );
+    let mut tar = tar::Builder::new(gzip);
+    for entry in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(entry.mode);
+        header.set_mtime(mtime);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_username("root")?;
+        header.set_groupname("root")?;
+        match &entry.source {
+            EntrySource::File(path) => {
+                let file =
+                    File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+                header.set_size(file.metadata()?.len());
+                tar.append_data(
+                    &mut header,
+                    &entry.path,
+                    BufReader::with_capacity(1 << 20, file),
+                )?;
+            }
+            EntrySource::Bytes(bytes) => {
+                header.set_size(bytes.len() as u64);
+                tar.append_data(&mut header, &entry.path, bytes.as_slice())?;
+            }
+        }
+    }
+    let mut buffered = tar.into_inner()?.finish()?;
+    buffered.flush()?;
+    Ok(())
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}

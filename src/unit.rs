@@ -1,0 +1,269 @@
+//! The systemd unit: rendered from a handlebars template (built in, or the project's own
+//! templates/service.hbs) and optionally checked with `systemd-analyze verify`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use handlebars::Handlebars;
+use serde::Serialize;
+
+use crate::cli::UnitGenerateArgs;
+use crate::config::Config;
+use crate::error::{Category, Tag};
+use crate::ui::Ui;
+
+const BUILTIN_TEMPLATE: &str = include_str!("../templates/service.hbs");
+/// A project's own template, relative to its root, replaces the built-in one.
+pub const PROJECT_TEMPLATE: &str = "templates/service.hbs";
+
+/// Where an app lives on a server; the unit, the package and deploy agree on these.
+pub fn install_dir(app: &str) -> String {
+    format!("/opt/{app}")
+}
+
+pub fn current_dir(app: &str) -> String {
+    format!("/opt/{app}/current")
+}
+
+pub fn env_file(app: &str) -> String {
+    format!("/etc/{app}/{app}.env")
+}
+
+pub fn state_dir(app: &str) -> String {
+    format!("/var/lib/{app}")
+}
+
+/// Everything a template can use. Rendering from this struct (not a loose map) means a
+/// template typo is a strict-mode error, not a silently empty line.
+#[derive(Debug, Serialize)]
+struct UnitData {
+    app: String,
+    description: String,
+    user: String,
+    working_directory: String,
+    exec_start: String,
+    restart: String,
+    restart_sec: u64,
+    timeout_stop_sec: u64,
+    limit_nofile: u64,
+    start_limit_interval_sec: u64,
+    start_limit_burst: u64,
+    environment: Vec<String>,
+    environment_file: String,
+    state_path: String,
+    hardening: Vec<Directive>,
+    capabilities: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Directive {
+    key: String,
+    value: String,
+}
+
+pub fn generate(config: &Config, args: &UnitGenerateArgs, ui: &Ui) -> Result<()> {
+    let unit = render(config)?;
+    if args.verify {
+        verify(&config.app.name, &unit)?;
+        ui.status(
+            "Verified",
+            format_args!("{}.service with systemd-analyze", config.app.name),
+        );
+    }
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, &unit)
+                .with_context(|| format!("cannot write {}", path.display()))
+                .tag(Category::Usage)?;
+            ui.status("Wrote", path.display());
+        }
+        None => print!("{unit}"),
+    }
+    Ok(())
+}
+
+pub fn render(config: &Config) -> Result<String> {
+    let (source, origin) = template_source(&config.root)?;
+    let mut handlebars = Handlebars::new();
+    handlebars.set_strict_mode(true);
+    // The default HTML escaper would turn Environment="A=B" into &quot;A&#x3D;B&quot;.
+    handlebars.register_escape_fn(handlebars::no_escape);
+    handlebars
+        .register_template_string("service", source)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", origin))
+        .tag(Category::Usage)?;
+    handlebars
+        .render("service", &unit_data(config))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", origin))
+        .tag(Category::Usage)
+}
+
+fn template_source(root: &Path) -> Result<(String, String)> {
+    let path = root.join(PROJECT_TEMPLATE);
+    if path.is_file() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))
+            .tag(Category::Usage)?;
+        Ok((text, path.display().to_string()))
+    } else {
+        Ok((BUILTIN_TEMPLATE.to_string(), "built-in service.hbs".into()))
+    }
+}
+
+fn unit_data(config: &Config) -> UnitData {
+    let app = &config.app.name;
+    let service = &config.service;
+    let binary = format!("{}/{app}", current_dir(app));
+    let exec_start = std::iter::once(binary.as_str())
+        .chain(service.exec_args.iter().map(String::as_str))
+        .map(exec_word)
+        .collect::<Vec<_>>()
+        .join(" ");
+    UnitData {
+        app: app.clone(),
+        description: escape_specifiers(&service.description),
+        user: service.user.clone(),
+        working_directory: current_dir(app),
+        exec_start,
+        restart: service.restart.clone(),
+        restart_sec: service.restart_sec,
+        timeout_stop_sec: service.timeout_stop_sec,
+        limit_nofile: service.limit_nofile,
+        start_limit_interval_sec: service.start_limit_interval_sec,
+        start_limit_burst: service.start_limit_burst,
+        environment: service
+            .env
+            .iter()
+            .map(|(k, v)| quoted(&format!("{k}={v}")))
+            .collect(),
+        environment_file: env_file(app),
+        state_path: state_dir(app),
+        hardening: service
+            .hardening
+            .iter()
+            .map(|(key, value)| Directive {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        capabilities: service.capabilities.join(" "),
+    }
+}
+
+/// `%` starts a specifier in almost every unit setting.
+fn escape_specifiers(value: &str) -> String {
+    value.replace('%', "%%")
+}
+
+/// A systemd double-quoted string, with specifiers escaped.
+fn quoted(value: &str) -> String {
+    let escaped = escape_specifiers(value)
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    format!("\"{escaped}\"")
+}
+
+/// One word of an Exec line: `$` would expand a variable, so it is doubled; anything beyond plain
+/// characters is quoted.
+fn exec_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        quoted(word).replace('$', "$$")
+    }
+}
+
+/// Runs `systemd-analyze verify` against a throwaway root holding the unit, a stand-in for its
+/// binary and the host's unit library. It exits 0 on some bad values, so any stderr is a failure.
+pub fn verify(app: &str, unit: &str) -> Result<()> {
+    let root = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let unit_name = format!("{app}.service");
+    stage_verify_root(root.path(), app, &unit_name, unit)?;
+    let mut command = Command::new("systemd-analyze");
+    command.args([
+        "verify",
+        "--recursive-errors=no",
+        "--man=no",
+        "--generators=no",
+    ]);
+    command
+        .arg(format!("--root={}", root.path().display()))
+        .arg(&unit_name);
+    let output = command
+        .output()
+        .map_err(|e| {
+            anyhow::anyhow!("cannot run systemd-analyze ({e}): install systemd to use --verify")
+        })
+        .tag(Category::Usage)?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let root_text = root.path().display().to_string();
+    let problems: Vec<String> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.replace(&root_text, ""))
+        .collect();
+    if !output.status.success() || !problems.is_empty() {
+        crate::fail!(
+            Usage,
+            "systemd-analyze verify rejected {unit_name} ({}):\n{}",
+            output.status,
+            problems.join("\n")
+        );
+    }
+    Ok(())
+}
+
+fn stage_verify_root(root: &Path, app: &str, unit_name: &str, unit: &str) -> Result<()> {
+    let unit_dir = root.join("etc/systemd/system");
+    let binary_dir = root.join(current_dir(app).trim_start_matches('/'));
+    for dir in [&unit_dir, &binary_dir, &root.join("usr/lib/systemd")] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(unit_dir.join(unit_name), unit)?;
+    let binary = binary_dir.join(app);
+    std::fs::write(&binary, "#!/bin/sh\n")?;
+    set_executable(&binary)?;
+    let library = PathBuf::from("/usr/lib/systemd/system");
+    if library.is_dir() {
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(&library)
+            .arg(root.join("usr/lib/systemd/"))
+            .status()
+            .context("cannot copy the systemd unit library")?;
+        anyhow::ensure!(status.success(), "copying {} failed", library.display());
+    }
+    Ok(())
+}
+
+fn set_executable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot chmod {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_words_are_quoted_and_escaped() {
+        assert_eq!(exec_word("--port"), "--port");
+        assert_eq!(exec_word("a b"), "\"a b\"");
+        assert_eq!(exec_word("$HOME"), "\"$$HOME\"");
+        assert_eq!(exec_word("50%"), "\"50%%\"");
+        assert_eq!(exec_word("say \"hi\""), "\"say \\\"hi\\\"\"");
+        assert_eq!(exec_word(""), "\"\"");
+    }
+
+    #[test]
+    fn environment_values_are_quoted() {
+        assert_eq!(quoted("A=b c"), "\"A=b c\"");
+        assert_eq!(quoted("P=100%"), "\"P=100%%\"");
+    }
+}
