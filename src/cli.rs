@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "Ship a service to Linux servers as a static binary under systemd",
     long_about = "Ship a service to Linux servers as a static binary under systemd.\n\n\
         shipit cross-compiles a Go or Rust project for Linux, packages it reproducibly \
-        (tar + gzip with a manifest), renders a hardened systemd unit and deploys it over SSH.",
+        (tar + gzip with a manifest), and renders a hardened systemd unit for it.",
     after_help = "Exit codes: 0 ok, 1 internal error, 2 usage or config, 3 build, 4 connection, \
         5 remote command, 6 rolled back, 7 rollback failed, 8 locked.",
     propagate_version = true
@@ -59,7 +59,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Platform to build for
+    /// Platform to build for: linux-amd64 or linux-arm64
     #[arg(long, value_name = "TARGET", default_value = "linux-amd64")]
     pub target: String,
     /// Use this version instead of shipit.toml's or `git describe`

@@ -287,6 +287,7 @@ pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
         src.error(&span, e.message().trim_end())
     })?;
     let detected = crate::project::detect(root)?;
+    let build = parse_build(&src, raw.build, detected.language)?;
 
     let name = match raw.app.as_ref().and_then(|a| a.name.as_ref()) {
         Some(name) => {
@@ -308,7 +309,6 @@ pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
             VersionSource::Literal(v.get_ref().clone())
         }
     };
-    let build = parse_build(&src, raw.build, detected.language)?;
     let service = parse_service(&src, root, raw.service, &name)?;
     let health = raw.health.map(|h| parse_health(&src, h)).transpose()?;
 

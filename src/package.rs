@@ -105,6 +105,7 @@ fn write_package(
         mode: 0o644,
         source: EntrySource::File(config.root.join(file)),
     }));
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
     let manifest = Manifest {
         app: app.clone(),
         version: artifact.stamp.version.clone(),
