@@ -1,0 +1,283 @@
+//! `shipit build` with the real go and cargo toolchains.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use goblin::elf::header::{EM_AARCH64, EM_X86_64};
+
+use crate::support::*;
+
+/// Builds `project` into a fresh out dir and returns (out dir, archive path).
+fn build(project: &Path, extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let out = tempfile::tempdir().unwrap();
+    let project = project.to_str().unwrap();
+    let out_dir = out.path().to_str().unwrap();
+    let mut args = vec!["-C", project, "build", "--out-dir", out_dir];
+    args.extend_from_slice(extra);
+    let run = shipit(&args).run().success();
+    let archive = std::path::PathBuf::from(run.stdout.trim());
+    assert!(
+        archive.is_file(),
+        "stdout is not just the archive path: {:?}",
+        run.stdout
+    );
+    (out, archive)
+}
+
+/// The whole contract for one example: static, stamped, complete, reproducible.
+fn check_example(name: &str) {
+    let project = example(name);
+    let (out1, archive) = build(&project, &["--version-override", "1.2.3"]);
+    assert_eq!(
+        archive.file_name().unwrap().to_str().unwrap(),
+        format!("{name}-1.2.3-linux-amd64.tar.gz")
+    );
+
+    let entries = read_package(&archive);
+    let paths: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
+    let service = format!("{name}.service");
+    let mut expected = vec!["config.yaml", name, "manifest.json", service.as_str()];
+    expected.sort();
+    assert_eq!(paths, expected, "entries must be sorted and complete");
+    let entries = package_map(&archive);
+    for (path, entry) in &entries {
+        let mode = if path == name { 0o755 } else { 0o644 };
+        assert_eq!(entry.mode, mode, "{path} mode");
+        assert_eq!(entry.mtime.to_string(), EPOCH, "{path} mtime");
+        assert_eq!((entry.uid, entry.gid), (0, 0), "{path} owner");
+    }
+    assert_static_elf(&entries[name].data, EM_X86_64);
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&entries["manifest.json"].data).unwrap();
+    assert_eq!(manifest["app"], name);
+    assert_eq!(manifest["version"], "1.2.3");
+    assert_eq!(manifest["build_time"], EPOCH_RFC3339);
+    assert_eq!(manifest["target"], "linux-amd64");
+    for file in manifest["files"].as_array().unwrap() {
+        let path = file["path"].as_str().unwrap();
+        let data = &entries[path].data;
+        use sha2::Digest;
+        assert_eq!(
+            file["sha256"],
+            hex::encode(sha2::Sha256::digest(data)),
+            "{path}"
+        );
+        assert_eq!(file["size"], data.len(), "{path}");
+    }
+    let sums = std::fs::read_to_string(archive.with_extension("gz.sha256")).unwrap();
+    assert_eq!(
+        sums,
+        format!(
+            "{}  {}\n",
+            sha256(&archive),
+            archive.file_name().unwrap().to_str().unwrap()
+        )
+    );
+
+    // The stamped version and build time are what the running service reports.
+    let binary = out1.path().join("bin");
+    std::fs::write(&binary, &entries[name].data).unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port = free_port();
+    let state = tempfile::tempdir().unwrap();
+    let _service = Service(
+        Command::new(&binary)
+            .args(["--port", &port.to_string()])
+            .current_dir(&project)
+            .env("STATE_DIRECTORY", state.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (status, body) = http_get(port, "/health");
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "UP");
+    assert_eq!(health["version"], "1.2.3");
+    assert_eq!(health["buildTime"], EPOCH_RFC3339);
+
+    // Same inputs, byte-identical archive.
+    let (_out2, again) = build(&project, &["--version-override", "1.2.3"]);
+    assert_eq!(
+        sha256(&archive),
+        sha256(&again),
+        "{name} is not reproducible"
+    );
+}
+
+#[test]
+fn go_example_builds_static_stamped_and_reproducible() {
+    check_example("hello-go");
+}
+
+#[test]
+fn rust_example_builds_static_stamped_and_reproducible() {
+    check_example("hello-rust");
+}
+
+#[test]
+fn go_builds_for_arm64() {
+    let (_out, archive) = build(
+        &example("hello-go"),
+        &["--target", "linux-arm64", "--version-override", "1.0.0"],
+    );
+    assert!(
+        archive
+            .to_str()
+            .unwrap()
+            .ends_with("hello-go-1.0.0-linux-arm64.tar.gz")
+    );
+    assert_static_elf(&package_map(&archive)["hello-go"].data, EM_AARCH64);
+}
+
+#[test]
+fn rust_arm64_names_the_missing_rustup_target() {
+    let installed = Command::new("rustc")
+        .args([
+            "--print",
+            "target-libdir",
+            "--target",
+            "aarch64-unknown-linux-musl",
+        ])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && Path::new(String::from_utf8_lossy(&o.stdout).trim()).is_dir()
+        });
+    if installed {
+        eprintln!("aarch64-unknown-linux-musl is installed here; nothing to check");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    shipit(&[
+        "-C",
+        example("hello-rust").to_str().unwrap(),
+        "build",
+        "--target",
+        "linux-arm64",
+        "--out-dir",
+        out.path().to_str().unwrap(),
+    ])
+    .run()
+    .failure(3)
+    .stderr_has("rustup target add aarch64-unknown-linux-musl");
+}
+
+#[test]
+fn unknown_target_lists_the_valid_ones() {
+    shipit(&[
+        "-C",
+        example("hello-go").to_str().unwrap(),
+        "build",
+        "--target",
+        "windows-amd64",
+    ])
+    .run()
+    .failure(2)
+    .stderr_has("valid targets are linux-amd64, linux-arm64");
+}
+
+#[test]
+fn version_comes_from_git_describe() {
+    let project = project_copy("hello-go");
+    git(project.path(), &["init", "-q"]);
+    git(project.path(), &["add", "."]);
+    git(project.path(), &["commit", "-q", "-m", "first"]);
+    git(project.path(), &["tag", "v0.9.0"]);
+    let (_out, archive) = build(project.path(), &[]);
+    assert!(
+        archive
+            .to_str()
+            .unwrap()
+            .ends_with("hello-go-v0.9.0-linux-amd64.tar.gz"),
+        "{archive:?}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&package_map(&archive)["manifest.json"].data).unwrap();
+    assert_eq!(manifest["commit"].as_str().unwrap().len(), 40);
+
+    std::fs::write(project.path().join("config.yaml"), "greeting: changed\n").unwrap();
+    let (_out, archive) = build(project.path(), &[]);
+    assert!(
+        archive
+            .to_str()
+            .unwrap()
+            .ends_with("hello-go-v0.9.0-dirty-linux-amd64.tar.gz"),
+        "{archive:?}"
+    );
+}
+
+#[test]
+fn without_git_the_version_must_be_given() {
+    let project = project_copy("hello-go");
+    shipit(&["-C", project.path().to_str().unwrap(), "build"])
+        .run()
+        .failure(2)
+        .stderr_has("--version-override");
+    shipit(&[
+        "-C",
+        project.path().to_str().unwrap(),
+        "build",
+        "--version-override",
+        "1.0;rm",
+    ])
+    .run()
+    .failure(2)
+    .stderr_has("invalid version");
+}
+
+#[test]
+fn a_compile_error_is_a_build_failure_naming_the_tool() {
+    let project = project_copy("hello-go");
+    std::fs::write(
+        project.path().join("broken.go"),
+        "package main\nfunc broken() { undefined() }\n",
+    )
+    .unwrap();
+    shipit(&[
+        "-C",
+        project.path().to_str().unwrap(),
+        "build",
+        "--version-override",
+        "1",
+    ])
+    .run()
+    .failure(3)
+    .stderr_has("build your app with Go failed")
+    .stderr_has("undefined");
+}
+
+#[test]
+fn cross_without_a_container_engine_says_so() {
+    let engine_up = ["docker", "podman"].iter().any(|e| {
+        Command::new(e)
+            .arg("info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if engine_up {
+        eprintln!("a container engine runs here; the refusal cannot be observed");
+        return;
+    }
+    let project = project_copy("hello-rust");
+    let config = std::fs::read_to_string(project.path().join("shipit.toml")).unwrap();
+    std::fs::write(
+        project.path().join("shipit.toml"),
+        format!("[build]\nbuilder = \"cross\"\n{config}"),
+    )
+    .unwrap();
+    shipit(&[
+        "-C",
+        project.path().to_str().unwrap(),
+        "build",
+        "--version-override",
+        "1",
+    ])
+    .run()
+    .failure(3)
+    .stderr_has("needs a running container engine");
+}

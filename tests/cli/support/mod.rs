@@ -1,0 +1,241 @@
+//! Shared helpers: run the shipit binary, copy example projects, read packages, query /health.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A fixed build time for reproducible builds: 2025-01-02T03:04:05Z.
+pub const EPOCH: &str = "1735787045";
+pub const EPOCH_RFC3339: &str = "2025-01-02T03:04:05Z";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn example(name: &str) -> PathBuf {
+    repo_root().join("examples").join(name)
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn success(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "shipit failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn failure(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "wrong exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(self, needle: &str) -> Run {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Runs shipit with a clean, reproducible environment.
+pub struct Shipit {
+    command: Command,
+}
+
+pub fn shipit(args: &[&str]) -> Shipit {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shipit"));
+    command
+        .args(args)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .stdin(Stdio::null());
+    Shipit { command }
+}
+
+impl Shipit {
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.command.env_remove(key);
+        self
+    }
+
+    pub fn run(mut self) -> Run {
+        let output = self.command.output().expect("run shipit");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// A temporary project: a copy of an example (without build output), or an empty directory.
+pub fn project_copy(example_name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&example(example_name), dir.path());
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "target" || name == "dist" {
+            continue;
+        }
+        let dest = to.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+pub fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run git");
+    assert!(status.success(), "git {args:?}");
+}
+
+pub fn sha256(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// A package's entries: path → (mode, mtime, uid, gid, content).
+pub struct PackageEntry {
+    pub mode: u32,
+    pub mtime: u64,
+    pub uid: u64,
+    pub gid: u64,
+    pub data: Vec<u8>,
+}
+
+pub fn read_package(path: &Path) -> Vec<(String, PackageEntry)> {
+    let file = std::fs::File::open(path).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut entries = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let header = entry.header().clone();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        entries.push((
+            entry.path().unwrap().display().to_string(),
+            PackageEntry {
+                mode: header.mode().unwrap(),
+                mtime: header.mtime().unwrap(),
+                uid: header.uid().unwrap(),
+                gid: header.gid().unwrap(),
+                data,
+            },
+        ));
+    }
+    entries
+}
+
+pub fn package_map(path: &Path) -> BTreeMap<String, PackageEntry> {
+    read_package(path).into_iter().collect()
+}
+
+/// Asserts an ELF is static (no PT_INTERP, no DT_NEEDED) for the given machine.
+#[track_caller]
+pub fn assert_static_elf(bytes: &[u8], machine: u16) {
+    let elf = goblin::elf::Elf::parse(bytes).expect("an ELF file");
+    assert_eq!(elf.header.e_machine, machine);
+    assert!(
+        elf.interpreter.is_none(),
+        "has PT_INTERP {:?}",
+        elf.interpreter
+    );
+    assert!(elf.libraries.is_empty(), "needs {:?}", elf.libraries);
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A service process that is killed when dropped.
+pub struct Service(pub Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// GET `path` on 127.0.0.1:port until it answers (up to 10 s); returns (status, body).
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match try_get(port, path) {
+            Ok(answer) => return answer,
+            Err(e) if Instant::now() > deadline => panic!("GET {path} on port {port}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+fn try_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response {response:?}")))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((status, body))
+}

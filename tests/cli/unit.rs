@@ -1,0 +1,137 @@
+//! `shipit unit generate`: the rendered unit, templates and `systemd-analyze verify`.
+
+use crate::support::*;
+
+fn generate(project: &std::path::Path, extra: &[&str]) -> Run {
+    let mut args = vec!["-C", project.to_str().unwrap(), "unit", "generate"];
+    args.extend_from_slice(extra);
+    shipit(&args).run()
+}
+
+#[test]
+fn default_unit_for_hello_go() {
+    let run = generate(&example("hello-go"), &[]).success();
+    insta::assert_snapshot!(run.stdout);
+}
+
+#[test]
+fn generated_units_pass_systemd_analyze_verify() {
+    for name in ["hello-go", "hello-rust"] {
+        generate(&example(name), &["--verify"])
+            .success()
+            .stderr_has("Verified");
+    }
+}
+
+#[test]
+fn output_file_gets_the_unit_and_stdout_stays_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("unit.service");
+    let run = generate(&example("hello-go"), &["-o", file.to_str().unwrap()]).success();
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    let unit = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        unit.contains("ExecStart=/opt/hello-go/current/hello-go --port 8080"),
+        "{unit}"
+    );
+}
+
+#[test]
+fn every_value_comes_from_shipit_toml_without_html_escaping() {
+    let project = project_copy("hello-go");
+    std::fs::write(
+        project.path().join("shipit.toml"),
+        r#"
+[app]
+name = "svc"
+
+[service]
+description = "Svc <100% & \"quoted\">"
+user = "svcuser"
+exec_args = ["--port", "8080", "--greeting", "hi $USER"]
+limit_nofile = 1024
+restart = "always"
+restart_sec = 2
+start_limit_interval_sec = 30
+start_limit_burst = 3
+timeout_stop_sec = 10
+capabilities = ["CAP_NET_BIND_SERVICE"]
+
+[service.env]
+GREETING = "a=b \"c\""
+
+[service.hardening]
+MemoryDenyWriteExecute = false
+ProtectSystem = "full"
+"#,
+    )
+    .unwrap();
+    let unit = generate(project.path(), &["--verify"]).success().stdout;
+    for line in [
+        "Description=Svc <100%% & \"quoted\">",
+        "User=svcuser",
+        "ExecStart=/opt/svc/current/svc --port 8080 --greeting \"hi $$USER\"",
+        "LimitNOFILE=1024",
+        "Restart=always",
+        "RestartSec=2",
+        "TimeoutStopSec=10",
+        "Environment=\"GREETING=a=b \\\"c\\\"\"",
+        "ProtectSystem=full",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+    ] {
+        assert!(
+            unit.lines().any(|l| l == line),
+            "missing {line:?} in\n{unit}"
+        );
+    }
+    assert!(
+        !unit
+            .lines()
+            .any(|l| l.starts_with("MemoryDenyWriteExecute=")),
+        "{unit}"
+    );
+    assert!(
+        !unit.contains("&quot;") && !unit.contains("&amp;"),
+        "{unit}"
+    );
+    // StartLimit* only take effect in [Unit].
+    let unit_section = unit.split("[Service]").next().unwrap();
+    assert!(
+        unit_section.contains("StartLimitIntervalSec=30")
+            && unit_section.contains("StartLimitBurst=3")
+    );
+}
+
+#[test]
+fn a_project_template_overrides_the_built_in_one() {
+    let project = project_copy("hello-go");
+    std::fs::create_dir(project.path().join("templates")).unwrap();
+    let template = "[Unit]\nDescription={{description}}\n\n[Service]\nExecStart={{exec_start}}\nLimitNOFILE=lots\n";
+    std::fs::write(project.path().join("templates/service.hbs"), template).unwrap();
+    let unit = generate(project.path(), &[]).success().stdout;
+    assert_eq!(
+        unit,
+        "[Unit]\nDescription=hello-go example service\n\n[Service]\nExecStart=/opt/hello-go/current/hello-go --port 8080\nLimitNOFILE=lots\n"
+    );
+    // systemd-analyze exits 0 on this bad value; shipit still refuses it.
+    generate(project.path(), &["--verify"])
+        .failure(2)
+        .stderr_has("systemd-analyze verify rejected hello-go.service")
+        .stderr_has("hello-go.service:6: Failed to parse resource value, ignoring: lots");
+}
+
+#[test]
+fn a_template_typo_is_an_error_in_strict_mode() {
+    let project = project_copy("hello-go");
+    std::fs::create_dir(project.path().join("templates")).unwrap();
+    std::fs::write(
+        project.path().join("templates/service.hbs"),
+        "[Unit]\nDescription={{descripton}}\n",
+    )
+    .unwrap();
+    generate(project.path(), &[])
+        .failure(2)
+        .stderr_has("templates/service.hbs")
+        .stderr_has("descripton");
+}
