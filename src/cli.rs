@@ -46,6 +46,16 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Build a static Linux binary and package it into dist/
     Build(BuildArgs),
+    /// Build (or take --package), upload, install and restart on HOST, then prove it healthy
+    Deploy(DeployArgs),
+    /// Show the deployed version, unit state, restarts and health on HOST
+    Status(StatusArgs),
+    /// Show the service's journal on HOST
+    Logs(LogsArgs),
+    /// List the releases kept on HOST (* marks the current one)
+    Releases(HostArgs),
+    /// Remove a deploy lock left on HOST by an interrupted deploy
+    Unlock(HostArgs),
     /// Work with the systemd unit
     #[command(subcommand)]
     Unit(UnitCommand),
@@ -68,6 +78,68 @@ pub struct BuildArgs {
     /// Where the package is written [default: DIR/dist]
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+}
+
+const HOST_HELP: &str =
+    "A [hosts] name from shipit.toml, a sandbox host, an ssh alias, or [user@]host[:port]";
+
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// Record an unknown host key (like OpenSSH's accept-new); a changed key is always refused
+    #[arg(long)]
+    pub accept_new_host_key: bool,
+    /// Identity file to try first (repeatable)
+    #[arg(short = 'i', long = "identity", value_name = "FILE")]
+    pub identity: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[arg(default_value = "sandbox", help = HOST_HELP)]
+    pub host: String,
+    /// Deploy this package instead of building one
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["target", "version_override", "out_dir"])]
+    pub package: Option<PathBuf>,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub build: BuildArgs,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(default_value = "sandbox", help = HOST_HELP)]
+    pub host: String,
+    /// Print the status as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[arg(default_value = "sandbox", help = HOST_HELP)]
+    pub host: String,
+    /// Keep printing new lines
+    #[arg(short, long)]
+    pub follow: bool,
+    /// How many lines to show
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 100)]
+    pub lines: u32,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    #[arg(default_value = "sandbox", help = HOST_HELP)]
+    pub host: String,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 #[derive(Debug, Subcommand)]

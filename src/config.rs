@@ -25,6 +25,24 @@ pub struct Config {
     pub build: Build,
     pub service: Service,
     pub health: Option<Health>,
+    /// Named hosts from `[hosts.NAME]`.
+    pub hosts: BTreeMap<String, HostEntry>,
+    pub deploy: Deploy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEntry {
+    /// A host name, an address or an alias from ~/.ssh/config.
+    pub address: String,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identity_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Deploy {
+    /// Releases kept on the host; the current and previous one are never deleted.
+    pub keep_releases: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +122,24 @@ pub struct Service {
     pub capabilities: Vec<String>,
 }
 
+/// Where the health URL points: (host, port, path).
+impl Health {
+    pub fn endpoint(&self) -> (String, u16, String) {
+        let rest = self.url.trim_start_matches("http://");
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let path = if path.is_empty() { "/" } else { path };
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => match v6.split_once("]:") {
+                Some((host, port)) => (host, port),
+                None => (v6.trim_end_matches(']'), "80"),
+            },
+            None => authority.rsplit_once(':').unwrap_or((authority, "80")),
+        };
+        let port = port.parse().unwrap_or(80);
+        (host.to_string(), port, path.to_string())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Health {
     pub url: String,
@@ -128,6 +164,25 @@ struct RawConfig {
     #[serde(default)]
     service: RawService,
     health: Option<RawHealth>,
+    #[serde(default)]
+    hosts: BTreeMap<Spanned<String>, RawHost>,
+    #[serde(default)]
+    deploy: RawDeploy,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    address: Spanned<String>,
+    user: Option<Spanned<String>>,
+    port: Option<Spanned<u16>>,
+    identity_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeploy {
+    keep_releases: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -311,6 +366,8 @@ pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
     };
     let service = parse_service(&src, root, raw.service, &name)?;
     let health = raw.health.map(|h| parse_health(&src, h)).transpose()?;
+    let hosts = parse_hosts(&src, root, raw.hosts)?;
+    let deploy = parse_deploy(&src, raw.deploy)?;
 
     Ok(Config {
         root: root.to_path_buf(),
@@ -318,6 +375,75 @@ pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
         build,
         service,
         health,
+        hosts,
+        deploy,
+    })
+}
+
+fn parse_hosts(
+    src: &Source,
+    root: &Path,
+    raw: BTreeMap<Spanned<String>, RawHost>,
+) -> Result<BTreeMap<String, HostEntry>> {
+    let mut hosts = BTreeMap::new();
+    for (name, host) in raw {
+        src.check(&name, |n| {
+            validate_app_name(n).map_err(|_| {
+                format!("invalid host name {n:?}: use lowercase letters, digits and '-'")
+            })
+        })?;
+        src.check(&host.address, |a| {
+            crate::remote::destination::validate_host(a).map_err(|e| e.to_string())
+        })?;
+        if let Some(user) = &host.user {
+            src.check(user, |u| validate_user_name(u))?;
+        }
+        if let Some(port) = &host.port {
+            src.check(port, |p| {
+                if *p > 0 {
+                    Ok(())
+                } else {
+                    Err("port must be 1-65535".into())
+                }
+            })?;
+        }
+        let identity_file = host
+            .identity_file
+            .map(|f| {
+                src.check(&f, |p| validate_line(p, "a path"))?;
+                let path = PathBuf::from(f.get_ref());
+                Ok::<_, anyhow::Error>(if path.is_absolute() {
+                    path
+                } else {
+                    root.join(path)
+                })
+            })
+            .transpose()?;
+        hosts.insert(
+            name.into_inner(),
+            HostEntry {
+                address: host.address.into_inner(),
+                user: host.user.map(Spanned::into_inner),
+                port: host.port.map(Spanned::into_inner),
+                identity_file,
+            },
+        );
+    }
+    Ok(hosts)
+}
+
+fn parse_deploy(src: &Source, raw: RawDeploy) -> Result<Deploy> {
+    if let Some(keep) = &raw.keep_releases {
+        src.check(keep, |k| {
+            if (2..=100).contains(k) {
+                Ok(())
+            } else {
+                Err("keep_releases must be between 2 and 100".into())
+            }
+        })?;
+    }
+    Ok(Deploy {
+        keep_releases: raw.keep_releases.map_or(5, Spanned::into_inner),
     })
 }
 

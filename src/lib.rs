@@ -1,14 +1,18 @@
 //! shipit: build a static Linux binary, package it, render its systemd unit and ship it.
 //!
-//! The modules follow the pipeline: [`config`] → [`build`] → [`package`] → [`unit`].
+//! The modules follow the pipeline: [`config`] → [`build`] → [`package`] → [`unit`] →
+//! [`remote`] → [`deploy`]; [`sandbox`] boots local hosts to deploy to.
 
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod deploy;
 pub mod error;
 pub mod init;
 pub mod package;
 pub mod project;
+pub mod remote;
+pub mod sandbox;
 pub mod ui;
 pub mod unit;
 
@@ -40,6 +44,26 @@ pub fn run(cli: Cli) -> Result<()> {
             let archive = package::build_and_package(&config, &args, &ui)?;
             println!("{}", archive.display());
             Ok(())
+        }
+        Command::Deploy(args) => {
+            let config = config::load(&cli.global.path, config_file)?;
+            deploy::run(&config, &args, &ui)
+        }
+        Command::Status(args) => {
+            let config = config::load(&cli.global.path, config_file)?;
+            deploy::inspect::status(&config, &args, &ui)
+        }
+        Command::Logs(args) => {
+            let config = config::load(&cli.global.path, config_file)?;
+            deploy::inspect::logs(&config, &args, &ui)
+        }
+        Command::Releases(args) => {
+            let config = config::load(&cli.global.path, config_file)?;
+            deploy::inspect::releases(&config, &args.host, &args.connect, &ui)
+        }
+        Command::Unlock(args) => {
+            let config = config::load(&cli.global.path, config_file)?;
+            deploy::inspect::unlock(&config, &args.host, &args.connect, &ui)
         }
         Command::Unit(UnitCommand::Generate(args)) => {
             let config = config::load(&cli.global.path, config_file)?;

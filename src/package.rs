@@ -216,3 +216,79 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     }
     Ok(hex::encode(hasher.finalize()))
 }
+
+/// A package on disk, as deploy sees it.
+#[derive(Debug, Clone)]
+pub struct Package {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    pub manifest: Manifest,
+}
+
+impl Package {
+    /// Opens a package and reads its manifest, checking it belongs to `app`.
+    pub fn open(path: &Path, app: &str) -> Result<Package> {
+        let context = || format!("{} is not a shipit package", path.display());
+        let file = File::open(path)
+            .with_context(|| format!("cannot read {}", path.display()))
+            .tag(Category::Usage)?;
+        let size = file.metadata()?.len();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
+        let mut manifest = None;
+        for entry in archive
+            .entries()
+            .with_context(context)
+            .tag(Category::Usage)?
+        {
+            let mut entry = entry.with_context(context).tag(Category::Usage)?;
+            if entry.path().is_ok_and(|p| p == Path::new(MANIFEST)) {
+                let mut text = String::new();
+                entry
+                    .read_to_string(&mut text)
+                    .with_context(context)
+                    .tag(Category::Usage)?;
+                manifest = Some(
+                    serde_json::from_str::<Manifest>(&text)
+                        .with_context(context)
+                        .tag(Category::Usage)?,
+                );
+                break;
+            }
+        }
+        let manifest = manifest
+            .ok_or_else(|| anyhow::anyhow!("it has no {MANIFEST}"))
+            .with_context(context)
+            .tag(Category::Usage)?;
+        if manifest.app != app {
+            crate::fail!(
+                Usage,
+                "{} is a package of {:?}, but shipit.toml describes {app:?}",
+                path.display(),
+                manifest.app
+            );
+        }
+        crate::config::validate_version(&manifest.version)
+            .map_err(anyhow::Error::msg)
+            .with_context(context)
+            .tag(Category::Usage)?;
+        for file in &manifest.files {
+            crate::config::validate_relative_path(&file.path)
+                .map_err(anyhow::Error::msg)
+                .with_context(context)
+                .tag(Category::Usage)?;
+            anyhow::ensure!(
+                file.sha256.len() == 64 && file.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+                "bad sha256 for {}",
+                file.path
+            );
+        }
+        Target::parse(&manifest.target).with_context(context)?;
+        Ok(Package {
+            path: path.to_path_buf(),
+            sha256: sha256_file(path)?,
+            size,
+            manifest,
+        })
+    }
+}

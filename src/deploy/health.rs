@@ -1,0 +1,182 @@
+//! The health gate: systemd says active and the restart count holds still for the settle period
+//! (a crash loop shows up there), then the HTTP probe answers as configured, with the deployed
+//! version when the service reports one.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::layout::Layout;
+use crate::config::Health;
+use crate::remote::{self, Remote};
+
+const POLL: Duration = Duration::from_millis(500);
+/// How long a unit may take to become active when no health table sets a pace.
+const DEFAULT_START_WAIT: Duration = Duration::from_secs(30);
+
+pub const SHOW_PROPERTIES: &[&str] = &[
+    "ActiveState",
+    "SubState",
+    "MainPID",
+    "NRestarts",
+    "LimitNOFILE",
+    "Restart",
+    "ActiveEnterTimestamp",
+    "InvocationID",
+];
+
+/// `systemctl show` for the app's unit, as a map.
+pub fn unit_properties(
+    remote: &mut dyn Remote,
+    layout: &Layout,
+) -> Result<BTreeMap<String, String>> {
+    let mut command = format!("systemctl show {}", remote::quote(&layout.unit_name()));
+    for property in SHOW_PROPERTIES {
+        command.push_str(" -p ");
+        command.push_str(property);
+    }
+    let out = remote::run_user(remote, "reading the unit state", &command)?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
+/// Passes, or fails with the reason in words.
+pub fn gate(
+    remote: &mut dyn Remote,
+    layout: &Layout,
+    health: Option<&Health>,
+    expected_version: Option<&str>,
+) -> Result<()> {
+    let start_wait = health.map_or(DEFAULT_START_WAIT, |h| {
+        (h.interval * h.retries).max(Duration::from_secs(5))
+    });
+    wait_active(remote, layout, start_wait)?;
+    let settle = health.map_or(Duration::from_secs(3), |h| h.settle);
+    hold_still(remote, layout, settle)?;
+    if let Some(health) = health {
+        probe(remote, health, expected_version)?;
+    }
+    Ok(())
+}
+
+fn wait_active(remote: &mut dyn Remote, layout: &Layout, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let props = unit_properties(remote, layout)?;
+        let state = prop(&props, "ActiveState");
+        if state == "active" {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "{} did not become active within {} (it is {}/{}, restarted {} times)",
+                layout.unit_name(),
+                humantime::format_duration(limit),
+                state,
+                prop(&props, "SubState"),
+                prop(&props, "NRestarts")
+            );
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Active is not enough: a service that exits after a second and is restarted looks active most
+/// of the time. The restart count and main PID must not move for the whole settle period.
+fn hold_still(remote: &mut dyn Remote, layout: &Layout, settle: Duration) -> Result<()> {
+    let first = unit_properties(remote, layout)?;
+    let deadline = Instant::now() + settle;
+    while Instant::now() < deadline {
+        std::thread::sleep(POLL.min(settle));
+        let now = unit_properties(remote, layout)?;
+        let moved = ["NRestarts", "MainPID"]
+            .iter()
+            .any(|p| prop(&now, p) != prop(&first, p));
+        if prop(&now, "ActiveState") != "active" || moved {
+            anyhow::bail!(
+                "{} is not staying up: within {} of starting it went {}/{} and was restarted {} times (crash loop?)",
+                layout.unit_name(),
+                humantime::format_duration(settle),
+                prop(&now, "ActiveState"),
+                prop(&now, "SubState"),
+                prop(&now, "NRestarts")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn probe(remote: &mut dyn Remote, health: &Health, expected_version: Option<&str>) -> Result<()> {
+    let (host, port, path) = health.endpoint();
+    let mut last = String::from("no answer");
+    for attempt in 1..=health.retries.max(1) {
+        match remote.http_get(&host, port, &path, health.timeout) {
+            Ok(answer) if answer.status == health.expect_status => {
+                if let Some(expected) = expected_version.filter(|_| health.check_version) {
+                    check_version(&answer.body, expected)
+                        .with_context(|| format!("{} answered {}", health.url, answer.status))?;
+                }
+                return Ok(());
+            }
+            Ok(answer) => {
+                last = format!(
+                    "status {} (expected {}): {}",
+                    answer.status,
+                    health.expect_status,
+                    snippet(&answer.body)
+                )
+            }
+            Err(e) => last = format!("{e:#}"),
+        }
+        if attempt < health.retries {
+            std::thread::sleep(health.interval);
+        }
+    }
+    anyhow::bail!(
+        "{} failed {} probes; last: {last}",
+        health.url,
+        health.retries.max(1)
+    )
+}
+
+/// A JSON `version` that differs means the old binary is still answering, or the wrong one runs.
+fn check_version(body: &str, expected: &str) -> Result<()> {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(body) else {
+        return Ok(());
+    };
+    match json.get("version").and_then(|v| v.as_str()) {
+        Some(reported) if reported != expected => {
+            anyhow::bail!("the service reports version {reported:?}, but {expected:?} was deployed")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn snippet(body: &str) -> String {
+    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    one_line.chars().take(200).collect()
+}
+
+fn prop<'a>(props: &'a BTreeMap<String, String>, key: &str) -> &'a str {
+    props.get(key).map_or("?", String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_check_reads_json_only() {
+        assert!(check_version(r#"{"status":"UP","version":"1.2.3"}"#, "1.2.3").is_ok());
+        let err = check_version(r#"{"version":"1.2.2"}"#, "1.2.3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"1.2.2\""), "{err}");
+        assert!(check_version("plain OK", "1.2.3").is_ok());
+        assert!(check_version(r#"{"status":"UP"}"#, "1.2.3").is_ok());
+    }
+}
