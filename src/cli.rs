@@ -91,6 +91,9 @@ pub struct ConnectArgs {
     /// Identity file to try first (repeatable)
     #[arg(short = 'i', long = "identity", value_name = "FILE")]
     pub identity: Vec<PathBuf>,
+    /// ssh config file to use instead of ~/.ssh/config (like `ssh -F`)
+    #[arg(short = 'F', long = "ssh-config", value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -19,7 +19,12 @@ fn open(
     ui: &Ui,
 ) -> Result<(Box<dyn Remote>, Layout)> {
     crate::remote::ssh::check_identity_files(&args.identity)?;
-    let destination = destination::resolve(host, &config.hosts, &args.identity)?;
+    let destination = destination::resolve(
+        host,
+        &config.hosts,
+        &args.identity,
+        args.ssh_config.as_deref(),
+    )?;
     let remote = connect(&destination, args, ui)?;
     Ok((Box::new(remote), app_layout(config)))
 }

@@ -29,6 +29,8 @@ pub struct Report {
     pub version: String,
     pub release: String,
     pub uploaded: bool,
+    /// Wall time of the upload (0 when skipped); `bench/upload` compares it with scp.
+    pub upload_seconds: f64,
     pub reused_release: bool,
     pub previous: Option<String>,
     pub pruned: Vec<String>,
@@ -37,7 +39,12 @@ pub struct Report {
 pub fn run(config: &Config, args: &DeployArgs, ui: &Ui) -> Result<()> {
     // Everything local is checked before the first packet goes out.
     check_identity_files(&args.connect.identity)?;
-    let destination = destination::resolve(&args.host, &config.hosts, &args.connect.identity)?;
+    let destination = destination::resolve(
+        &args.host,
+        &config.hosts,
+        &args.connect.identity,
+        args.connect.ssh_config.as_deref(),
+    )?;
     let secrets = read_env_file(config)?;
     let package = match &args.package {
         Some(path) => Package::open(path, &config.app.name)?,
@@ -108,7 +115,13 @@ fn deploy_locked(
     ui: &Ui,
 ) -> Result<Report> {
     let host = remote.label().to_string();
+    let started = std::time::Instant::now();
     let uploaded = steps::upload(remote, layout, package, ui)?;
+    let upload_seconds = if uploaded {
+        started.elapsed().as_secs_f64()
+    } else {
+        0.0
+    };
     if uploaded {
         ui.status(
             "Uploaded",
@@ -169,6 +182,7 @@ fn deploy_locked(
         version: package.manifest.version.clone(),
         release: layout.release.clone(),
         uploaded,
+        upload_seconds,
         reused_release,
         previous: previous.filter(|p| *p != layout.release),
         pruned,

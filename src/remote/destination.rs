@@ -23,6 +23,8 @@ pub struct Destination {
     pub identity_files: Vec<PathBuf>,
     /// known_hosts files to check, the first one is where accepted keys are written.
     pub known_hosts: Vec<PathBuf>,
+    /// OpenSSH's HashKnownHosts: accepted keys are recorded with hashed host names.
+    pub hash_known_hosts: bool,
 }
 
 /// A `[user@]host[:port]` as typed.
@@ -33,10 +35,12 @@ struct Spec {
     port: Option<u16>,
 }
 
+/// `ssh_config` replaces ~/.ssh/config, like `ssh -F`.
 pub fn resolve(
     host: &str,
     hosts: &std::collections::BTreeMap<String, HostEntry>,
     extra_identities: &[PathBuf],
+    ssh_config: Option<&Path>,
 ) -> Result<Destination> {
     let mut destination = if let Some(entry) = hosts.get(host) {
         let spec = Spec {
@@ -44,7 +48,7 @@ pub fn resolve(
             host: entry.address.clone(),
             port: entry.port,
         };
-        let mut d = from_ssh_config(host, &spec, None)?;
+        let mut d = from_ssh_config(host, &spec, ssh_config)?;
         if let Some(identity) = &entry.identity_file {
             d.identity_files.insert(0, identity.clone());
         }
@@ -58,7 +62,7 @@ pub fn resolve(
         from_ssh_config(host, &spec, Some(&crate::sandbox::ssh_config_path()))?
     } else {
         let spec = parse_spec(host).tag(Category::Usage)?;
-        from_ssh_config(host, &spec, None)?
+        from_ssh_config(host, &spec, ssh_config)?
     };
     for identity in extra_identities.iter().rev() {
         destination.identity_files.insert(0, identity.clone());
@@ -176,7 +180,9 @@ fn parse_ssh_g(label: &str, text: &str) -> Result<Destination> {
         user: String::new(),
         identity_files: Vec::new(),
         known_hosts: Vec::new(),
+        hash_known_hosts: false,
     };
+    let mut global_known_hosts = Vec::new();
     for line in text.lines() {
         let Some((key, value)) = line.split_once(' ') else {
             continue;
@@ -189,6 +195,10 @@ fn parse_ssh_g(label: &str, text: &str) -> Result<Destination> {
             "userknownhostsfile" => destination
                 .known_hosts
                 .extend(value.split_whitespace().map(expand_home)),
+            "globalknownhostsfile" => {
+                global_known_hosts.extend(value.split_whitespace().map(expand_home))
+            }
+            "hashknownhosts" => destination.hash_known_hosts = value == "yes",
             "proxyjump" | "proxycommand" if value != "none" => crate::fail!(
                 Usage,
                 "{label} is reached through {key} {value}, which shipit does not support yet\n  \
@@ -197,6 +207,7 @@ fn parse_ssh_g(label: &str, text: &str) -> Result<Destination> {
             _ => {}
         }
     }
+    destination.known_hosts.extend(global_known_hosts);
     Ok(destination)
 }
 
@@ -215,7 +226,12 @@ fn defaults(label: &str, spec: &Spec) -> Destination {
             .iter()
             .map(|k| ssh_dir.join(k))
             .collect(),
-        known_hosts: vec![ssh_dir.join("known_hosts"), ssh_dir.join("known_hosts2")],
+        known_hosts: vec![
+            ssh_dir.join("known_hosts"),
+            ssh_dir.join("known_hosts2"),
+            PathBuf::from("/etc/ssh/ssh_known_hosts"),
+        ],
+        hash_known_hosts: false,
     }
 }
 
@@ -259,14 +275,17 @@ mod tests {
     #[test]
     fn ssh_g_output_is_read() {
         let text = "host web\nhostname 10.0.0.5\nport 2222\nuser deploy\nidentityfile ~/.ssh/id_ed25519\n\
-                    identityfile /keys/a\nuserknownhostsfile ~/.ssh/known_hosts ~/.ssh/known_hosts2\nproxyjump none\n";
+                    identityfile /keys/a\nuserknownhostsfile ~/.ssh/known_hosts ~/.ssh/known_hosts2\nproxyjump none\n\
+                    globalknownhostsfile /etc/ssh/ssh_known_hosts\nhashknownhosts yes\n";
         let d = parse_ssh_g("web", text).unwrap();
         assert_eq!(
             (d.hostname.as_str(), d.port, d.user.as_str()),
             ("10.0.0.5", 2222, "deploy")
         );
         assert_eq!(d.identity_files.len(), 2);
-        assert_eq!(d.known_hosts.len(), 2);
+        assert_eq!(d.known_hosts.len(), 3);
+        assert_eq!(d.known_hosts[2], PathBuf::from("/etc/ssh/ssh_known_hosts"));
+        assert!(d.hash_known_hosts);
         assert!(parse_ssh_g("web", "proxyjump bastion\n").is_err());
     }
 }

@@ -186,17 +186,30 @@ pub fn fingerprint(key_blob: &[u8]) -> String {
         .unwrap_or_else(|_| "an unreadable key".into())
 }
 
-/// The known_hosts line for a key, as OpenSSH writes it.
-pub fn line_for(hostname: &str, port: u16, key_blob: &[u8]) -> Result<String> {
-    let key =
+/// The known_hosts line for a key, as OpenSSH writes it (with HashKnownHosts, the host name is
+/// stored as `|1|salt|HMAC-SHA1(salt, name)`).
+pub fn line_for(hostname: &str, port: u16, key_blob: &[u8], hashed: bool) -> Result<String> {
+    let mut key =
         PublicKey::from_bytes(key_blob).context("the server sent a key shipit cannot read")?;
-    let mut key = key;
     key.set_comment("");
-    Ok(format!(
-        "{} {}",
-        host_form(hostname, port),
-        key.to_openssh()?.trim_end()
-    ))
+    let host = host_form(hostname, port);
+    let host = if hashed {
+        let mut salt = [0u8; 20];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut salt))
+            .context("reading /dev/urandom for a known_hosts salt")?;
+        let mut mac =
+            hmac::Hmac::<sha1::Sha1>::new_from_slice(&salt).expect("HMAC takes any key length");
+        mac.update(host.as_bytes());
+        HostPatterns::HashedName {
+            salt: salt.to_vec(),
+            hash: mac.finalize().into_bytes().into(),
+        }
+        .to_string()
+    } else {
+        host
+    };
+    Ok(format!("{host} {}", key.to_openssh()?.trim_end()))
 }
 
 /// Records a key (accept-new), creating the file and its directory with OpenSSH's modes.
@@ -308,9 +321,24 @@ mod tests {
     fn accepted_lines_read_back_as_known() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("sub/known_hosts");
-        append(&file, &line_for("10.0.0.7", 2200, &blob(ED)).unwrap()).unwrap();
+        append(
+            &file,
+            &line_for("10.0.0.7", 2200, &blob(ED), false).unwrap(),
+        )
+        .unwrap();
+        append(&file, &line_for("10.0.0.8", 22, &blob(ED), true).unwrap()).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.starts_with("[10.0.0.7]:2200 ssh-ed25519 ") && text.contains("\n|1|"),
+            "{text}"
+        );
+        let files = [file];
         assert_eq!(
-            check(&[file], "10.0.0.7", 2200, &blob(ED)).unwrap(),
+            check(&files, "10.0.0.7", 2200, &blob(ED)).unwrap(),
+            Verdict::Known
+        );
+        assert_eq!(
+            check(&files, "10.0.0.8", 22, &blob(ED)).unwrap(),
             Verdict::Known
         );
         assert!(fingerprint(&blob(ED)).starts_with("SHA256:"));

@@ -97,7 +97,10 @@ fn verify_host_key(session: &Session, d: &Destination, options: &ConnectOptions)
                 .known_hosts
                 .first()
                 .context("no known_hosts file is configured")?;
-            known_hosts::append(file, &known_hosts::line_for(&d.hostname, d.port, blob)?)?;
+            known_hosts::append(
+                file,
+                &known_hosts::line_for(&d.hostname, d.port, blob, d.hash_known_hosts)?,
+            )?;
             eprintln!(
                 "    Accepted new host key for {form} ({fingerprint}), recorded in {}",
                 file.display()
