@@ -119,8 +119,8 @@ pub fn upload(
     }
     let body = "mkdir -p \"$uploads\"\n\
                 partial=\"$upload.partial\"\n\
-                (umask 077; cat > \"$partial\")\n\
-                if ! printf '%s  %s\\n' \"$sha\" \"$partial\" | sha256sum -c --status; then\n\
+                got=$(umask 077; tee \"$partial\" | sha256sum)\n\
+                if [ \"${got%% *}\" != \"$sha\" ]; then\n\
                   rm -f \"$partial\"; echo \"the uploaded package's sha256 differs from $sha: the transfer was damaged\" >&2; exit 1\n\
                 fi\n\
                 mv -f \"$partial\" \"$upload\"\n";
