@@ -52,6 +52,12 @@ pub enum Command {
     /// Write a commented shipit.toml for the project in DIR
     Init(InitArgs),
     /// Local rehearsal hosts: Debian containers with systemd and SSH (Linux, root)
+    ///
+    /// Each host is a Debian bookworm container booted by systemd-nspawn in a network namespace
+    /// of its own, at 10.213.N.2; `ssh -F /var/lib/shipit/sandbox/ssh_config NAME` logs in as
+    /// root. Hosts and keys live in $SHIPIT_SANDBOX_DIR (default /var/lib/shipit/sandbox), the
+    /// rootfs that the first `up` builds with debootstrap in $SHIPIT_SANDBOX_CACHE (default
+    /// /var/cache/shipit/sandbox).
     #[command(subcommand)]
     Sandbox(SandboxCommand),
     /// Print a shell completion script

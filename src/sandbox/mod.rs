@@ -142,22 +142,13 @@ struct Template {
 pub fn run(command: &SandboxCommand, ui: &Ui) -> Result<()> {
     match command {
         SandboxCommand::Up(args) => {
-            let names = expand_names(&args.names, args.count)?;
-            check_usable(UP_NEEDS)?;
-            for host in up(&names, ui)? {
+            for host in up(&expand_names(&args.names, args.count), ui)? {
                 println!("{} {}", host.name, host.address);
             }
             Ok(())
         }
-        SandboxCommand::Down(args) => {
-            let names = expand_names(&args.names, 1)?;
-            check_usable(DOWN_NEEDS)?;
-            if args.all {
-                down(&host_names()?, ui)
-            } else {
-                down(&names, ui)
-            }
-        }
+        SandboxCommand::Down(args) if args.all => down_all(ui),
+        SandboxCommand::Down(args) => down(&expand_names(&args.names, 1), ui),
         SandboxCommand::List => {
             print!("{}", table(&hosts()?));
             Ok(())
@@ -166,7 +157,7 @@ pub fn run(command: &SandboxCommand, ui: &Ui) -> Result<()> {
 }
 
 /// The host names a command line asks for: NAME (default `sandbox`), or NAME-1..NAME-N.
-fn expand_names(names: &[String], count: u8) -> Result<Vec<String>> {
+fn expand_names(names: &[String], count: u8) -> Vec<String> {
     let bases = if names.is_empty() {
         vec![DEFAULT_NAME.to_string()]
     } else {
@@ -180,16 +171,20 @@ fn expand_names(names: &[String], count: u8) -> Result<Vec<String>> {
     } else {
         bases
     };
-    for name in &names {
+    let mut seen = BTreeSet::new();
+    names.retain(|name| seen.insert(name.clone()));
+    names
+}
+
+fn validate_names(names: &[String]) -> Result<()> {
+    for name in names {
         // The name becomes a directory name and the container's hostname.
         validate_app_name(name)
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("invalid sandbox host name {name:?}"))
             .tag(Category::Usage)?;
     }
-    let mut seen = BTreeSet::new();
-    names.retain(|name| seen.insert(name.clone()));
-    Ok(names)
+    Ok(())
 }
 
 fn check_usable(needs: &[(&str, &str)]) -> Result<()> {
@@ -214,7 +209,8 @@ fn check_usable(needs: &[(&str, &str)]) -> Result<()> {
         let packages: Vec<_> = missing.iter().map(|(_, package)| *package).collect();
         crate::fail!(
             Usage,
-            "shipit sandbox needs {}, not found on PATH\n  help: install it: apt-get install {}",
+            "shipit sandbox runs {}, not found on PATH\n  \
+             help: install the Debian packages: apt-get install {}",
             commands.join(", "),
             packages.join(" ")
         );
@@ -234,14 +230,16 @@ fn on_path(command: &str) -> bool {
 /// Boots the named hosts that are not running (replacing stopped ones) and returns them all, in
 /// the order asked. When booting fails, the hosts this call created are removed again.
 pub fn up(names: &[String], ui: &Ui) -> Result<Vec<Host>> {
+    validate_names(names)?;
+    check_usable(UP_NEEDS)?;
     let _lock = lock_state()?;
-    let mut up = Vec::new();
+    let mut ready = Vec::new();
     let mut to_boot = Vec::new();
     for name in names {
         match host(name)? {
             Some(host) if host.is_running() => {
                 ui.status("Running", format_args!("{name} at {}", host.address));
-                up.push(host);
+                ready.push(host);
             }
             _ => to_boot.push(name.clone()),
         }
@@ -252,10 +250,10 @@ pub fn up(names: &[String], ui: &Ui) -> Result<Vec<Host>> {
         template(ui).and_then(|template| boot_all(&to_boot, &template, ui))
     };
     let written = hosts().and_then(|all| client::write_files(&all));
-    up.extend(booted?);
+    ready.extend(booted?);
     written?;
-    up.sort_by_key(|host| names.iter().position(|name| *name == host.name));
-    Ok(up)
+    ready.sort_by_key(|host| names.iter().position(|name| *name == host.name));
+    Ok(ready)
 }
 
 fn template(ui: &Ui) -> Result<Template> {
@@ -317,6 +315,18 @@ fn clean_up_after_failure(hosts: &[Host], ui: &Ui) {
 
 /// Stops and deletes the named hosts; a name without a host is reported, not an error.
 pub fn down(names: &[String], ui: &Ui) -> Result<()> {
+    validate_names(names)?;
+    check_usable(DOWN_NEEDS)?;
+    take_down(names, ui)
+}
+
+/// Stops and deletes every host in the state directory, half-created ones included.
+pub fn down_all(ui: &Ui) -> Result<()> {
+    check_usable(DOWN_NEEDS)?;
+    take_down(&host_names()?, ui)
+}
+
+fn take_down(names: &[String], ui: &Ui) -> Result<()> {
     let _lock = lock_state()?;
     let (present, absent): (Vec<String>, Vec<String>) = names
         .iter()
@@ -477,16 +487,16 @@ mod tests {
 
     #[test]
     fn names_default_expand_with_count_and_are_validated() {
-        assert_eq!(expand_names(&[], 1).unwrap(), ["sandbox"]);
+        assert_eq!(expand_names(&[], 1), ["sandbox"]);
         assert_eq!(
-            expand_names(&["web".into()], 3).unwrap(),
+            expand_names(&["web".into()], 3),
             ["web-1", "web-2", "web-3"]
         );
         assert_eq!(
-            expand_names(&["a".into(), "b".into(), "a".into()], 1).unwrap(),
+            expand_names(&["a".into(), "b".into(), "a".into()], 1),
             ["a", "b"]
         );
-        let err = expand_names(&["../etc".into()], 1).unwrap_err();
+        let err = validate_names(&["../etc".into()]).unwrap_err();
         assert_eq!(crate::error::category_of(&err), Some(Category::Usage));
     }
 }

@@ -111,8 +111,7 @@ pub(super) fn install(host: &Host, cache: &Path, public_key: &str) -> Result<()>
     fs::create_dir_all(&ssh).with_context(|| format!("cannot create {}", ssh.display()))?;
     set_mode(&ssh, 0o700)?;
     let authorized = ssh.join("authorized_keys");
-    fs::write(&authorized, public_key)
-        .with_context(|| format!("cannot write {}", authorized.display()))?;
+    write(&authorized, public_key)?;
     set_mode(&authorized, 0o600)?;
 
     let name = &host.name;
