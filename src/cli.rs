@@ -61,6 +61,15 @@ pub enum Command {
     Unit(UnitCommand),
     /// Write a commented shipit.toml for the project in DIR
     Init(InitArgs),
+    /// Local rehearsal hosts: Debian containers with systemd and SSH (Linux, root)
+    ///
+    /// Each host is a Debian bookworm container booted by systemd-nspawn in a network namespace
+    /// of its own, at 10.213.N.2; `ssh -F /var/lib/shipit/sandbox/ssh_config NAME` logs in as
+    /// root. Hosts and keys live in $SHIPIT_SANDBOX_DIR (default /var/lib/shipit/sandbox), the
+    /// rootfs that the first `up` builds with debootstrap in $SHIPIT_SANDBOX_CACHE (default
+    /// /var/cache/shipit/sandbox).
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the man page (roff)
@@ -169,6 +178,37 @@ pub struct InitArgs {
     /// App name [default: from go.mod or Cargo.toml]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Boot hosts that are not running yet and print `NAME ADDRESS` for each
+    Up(SandboxUpArgs),
+    /// Stop and delete hosts
+    Down(SandboxDownArgs),
+    /// Show every host with its address and state
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxUpArgs {
+    /// Host names [default: sandbox]
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Boot N hosts per NAME, named NAME-1 to NAME-N
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=254))]
+    pub count: u8,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxDownArgs {
+    /// Host names [default: sandbox]
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Every host in the sandbox directory
+    #[arg(long, conflicts_with = "names")]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,7 @@
 //! shipit: build a static Linux binary, package it, render its systemd unit and ship it.
 //!
 //! The modules follow the pipeline: [`config`] → [`build`] → [`package`] → [`unit`] →
-//! [`remote`] → [`deploy`]; [`sandbox`] boots local hosts to deploy to.
+//! [`remote`] → [`deploy`]; [`sandbox`] boots local hosts to rehearse deploys on.
 
 pub mod build;
 pub mod cli;
@@ -70,6 +70,7 @@ pub fn run(cli: Cli) -> Result<()> {
             unit::generate(&config, &args, &ui)
         }
         Command::Init(args) => init::run(&cli.global.path, &args, &ui),
+        Command::Sandbox(command) => sandbox::run(&command, &ui),
         Command::Completions(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(

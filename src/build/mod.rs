@@ -119,7 +119,7 @@ pub fn build(
 }
 
 /// Runs a build tool, naming it in any error together with the tail of what it printed.
-fn run_tool(label: &str, command: &mut Command) -> Result<Output> {
+pub(crate) fn run_tool(label: &str, command: &mut Command) -> Result<Output> {
     let program = command.get_program().to_string_lossy().into_owned();
     let output = command.output().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {

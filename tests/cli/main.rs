@@ -1,8 +1,11 @@
-//! shipit's integration tests: one binary, real toolchains, real systemd-analyze.
+//! shipit's integration tests: one binary, real toolchains, real systemd-analyze, real hosts
+//! (systemd-nspawn containers from `shipit sandbox`).
 
 mod support;
 
 mod build;
 mod cli;
 mod config_errors;
+mod deploy;
+mod sandbox;
 mod unit;

@@ -1,6 +1,9 @@
-//! Shared helpers: run the shipit binary, copy example projects, read packages, query /health.
+//! Shared helpers: run the shipit binary, copy example projects, read packages, query /health,
+//! boot sandbox hosts.
 
 #![allow(dead_code)]
+
+pub mod sandbox;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -1,0 +1,502 @@
+//! `shipit sandbox`: local hosts to rehearse deploys on. Each is a Debian bookworm container
+//! booted by systemd-nspawn — systemd as PID 1, OpenSSH listening — in a network namespace of its
+//! own, reachable from this machine at 10.213.N.2.
+//!
+//! Under [`state_dir`]: the client key `id_ed25519`, `ssh_config` and `known_hosts` (so
+//! `ssh -F <state>/ssh_config NAME` works), and `hosts/<name>/` with the host's `rootfs/`,
+//! `console.log` and `host.json`. The bookworm rootfs is built once by debootstrap and copied
+//! for every host.
+
+mod client;
+mod machine;
+mod net;
+mod rootfs;
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::SandboxCommand;
+use crate::config::validate_app_name;
+use crate::error::{Category, Tag};
+use crate::ui::Ui;
+
+pub const DEFAULT_NAME: &str = "sandbox";
+
+/// Commands `up` runs, with the Debian package that provides each.
+const UP_NEEDS: &[(&str, &str)] = &[
+    ("debootstrap", "debootstrap"),
+    ("systemd-nspawn", "systemd-container"),
+    ("ip", "iproute2"),
+    ("ssh-keygen", "openssh-client"),
+];
+const DOWN_NEEDS: &[(&str, &str)] = &[("ip", "iproute2")];
+
+/// Where hosts, the client key and the ssh files live: `$SHIPIT_SANDBOX_DIR`, else
+/// `/var/lib/shipit/sandbox`.
+pub fn state_dir() -> PathBuf {
+    dir_from_env("SHIPIT_SANDBOX_DIR", "/var/lib/shipit/sandbox")
+}
+
+/// An `ssh_config` with one block per host: `ssh -F <this> NAME` logs in as root.
+pub fn ssh_config_path() -> PathBuf {
+    state_dir().join("ssh_config")
+}
+
+/// Every host's real host key, so connections can check keys strictly.
+pub fn known_hosts_path() -> PathBuf {
+    state_dir().join("known_hosts")
+}
+
+/// The private key every host authorizes for root.
+pub fn identity_path() -> PathBuf {
+    state_dir().join("id_ed25519")
+}
+
+fn dir_from_env(var: &str, default: &str) -> PathBuf {
+    match std::env::var_os(var).filter(|dir| !dir.is_empty()) {
+        // Absolute, because the path ends up in ssh_config and in claims other processes read.
+        Some(dir) => std::path::absolute(&dir).unwrap_or_else(|_| dir.into()),
+        None => PathBuf::from(default),
+    }
+}
+
+fn host_dir(name: &str) -> PathBuf {
+    state_dir().join("hosts").join(name)
+}
+
+/// A sandbox host, as recorded in `hosts/<name>/host.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    pub name: String,
+    pub address: Ipv4Addr,
+    netns: String,
+    veth: String,
+    /// The systemd-nspawn process, once started.
+    pid: Option<u32>,
+    /// N of the subnet 10.213.N.0/30.
+    index: u8,
+    /// The cgroups the container was started in, one per cgroup hierarchy.
+    cgroups: Vec<PathBuf>,
+}
+
+impl Host {
+    fn new(name: &str, index: u8, template: &Template) -> Host {
+        let netns = format!("shipit-sbx-{index}");
+        Host {
+            name: name.to_string(),
+            address: Ipv4Addr::new(10, 213, index, 2),
+            cgroups: template
+                .cgroup_parents
+                .iter()
+                .map(|parent| parent.join(&netns))
+                .collect(),
+            netns,
+            veth: format!("shsb-{index}"),
+            pid: None,
+            index,
+        }
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        host_dir(&self.name)
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir().join("rootfs")
+    }
+
+    /// What systemd-nspawn and the container's console printed.
+    pub fn console_log(&self) -> PathBuf {
+        self.dir().join("console.log")
+    }
+
+    /// Whether its systemd-nspawn is alive; a recycled PID does not count.
+    pub fn is_running(&self) -> bool {
+        machine::is_running(self)
+    }
+
+    fn save(&self) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self)?;
+        write_atomic(&self.dir().join("host.json"), &json)
+    }
+}
+
+/// What every new host is made from.
+struct Template {
+    /// The cached bookworm rootfs.
+    rootfs: PathBuf,
+    /// The client key root accepts.
+    public_key: String,
+    /// Where each host's own cgroups go, one per cgroup hierarchy.
+    cgroup_parents: Vec<PathBuf>,
+}
+
+/// `shipit sandbox up|down|list`.
+pub fn run(command: &SandboxCommand, ui: &Ui) -> Result<()> {
+    match command {
+        SandboxCommand::Up(args) => {
+            for host in up(&expand_names(&args.names, args.count), ui)? {
+                println!("{} {}", host.name, host.address);
+            }
+            Ok(())
+        }
+        SandboxCommand::Down(args) if args.all => down_all(ui),
+        SandboxCommand::Down(args) => down(&expand_names(&args.names, 1), ui),
+        SandboxCommand::List => {
+            print!("{}", table(&hosts()?));
+            Ok(())
+        }
+    }
+}
+
+/// The host names a command line asks for: NAME (default `sandbox`), or NAME-1..NAME-N.
+fn expand_names(names: &[String], count: u8) -> Vec<String> {
+    let bases = if names.is_empty() {
+        vec![DEFAULT_NAME.to_string()]
+    } else {
+        names.to_vec()
+    };
+    let mut names: Vec<String> = if count > 1 {
+        bases
+            .iter()
+            .flat_map(|base| (1..=count).map(move |i| format!("{base}-{i}")))
+            .collect()
+    } else {
+        bases
+    };
+    let mut seen = BTreeSet::new();
+    names.retain(|name| seen.insert(name.clone()));
+    names
+}
+
+fn validate_names(names: &[String]) -> Result<()> {
+    for name in names {
+        // The name becomes a directory name and the container's hostname.
+        validate_app_name(name)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("invalid sandbox host name {name:?}"))
+            .tag(Category::Usage)?;
+    }
+    Ok(())
+}
+
+fn check_usable(needs: &[(&str, &str)]) -> Result<()> {
+    if !cfg!(target_os = "linux") {
+        crate::fail!(
+            Usage,
+            "shipit sandbox runs only on Linux: it boots hosts with systemd-nspawn in network \
+             namespaces"
+        );
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        crate::fail!(
+            Usage,
+            "shipit sandbox needs root: it creates network namespaces and runs systemd-nspawn; \
+             run it with sudo"
+        );
+    }
+    let missing: Vec<_> = needs.iter().filter(|(cmd, _)| !on_path(cmd)).collect();
+    if !missing.is_empty() {
+        let commands: Vec<_> = missing.iter().map(|(cmd, _)| *cmd).collect();
+        let packages: Vec<_> = missing.iter().map(|(_, package)| *package).collect();
+        crate::fail!(
+            Usage,
+            "shipit sandbox runs {}, not found on PATH\n  \
+             help: install the Debian packages: apt-get install {}",
+            commands.join(", "),
+            packages.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn on_path(command: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            fs::metadata(dir.join(command))
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// Boots the named hosts that are not running (replacing stopped ones) and returns them all, in
+/// the order asked. When booting fails, the hosts this call created are removed again.
+pub fn up(names: &[String], ui: &Ui) -> Result<Vec<Host>> {
+    validate_names(names)?;
+    check_usable(UP_NEEDS)?;
+    let _lock = lock_state()?;
+    let mut ready = Vec::new();
+    let mut to_boot = Vec::new();
+    for name in names {
+        match host(name)? {
+            Some(host) if host.is_running() => {
+                ui.status("Running", format_args!("{name} at {}", host.address));
+                ready.push(host);
+            }
+            _ => to_boot.push(name.clone()),
+        }
+    }
+    let booted = if to_boot.is_empty() {
+        Ok(Vec::new())
+    } else {
+        template(ui).and_then(|template| boot_all(&to_boot, &template, ui))
+    };
+    let written = hosts().and_then(|all| client::write_files(&all));
+    ready.extend(booted?);
+    written?;
+    ready.sort_by_key(|host| names.iter().position(|name| *name == host.name));
+    Ok(ready)
+}
+
+fn template(ui: &Ui) -> Result<Template> {
+    Ok(Template {
+        public_key: client::ensure_key()?,
+        cgroup_parents: machine::cgroup_parents()?,
+        rootfs: rootfs::ensure_cache(ui)?,
+    })
+}
+
+/// Starts every host before waiting for any, so they boot in parallel.
+fn boot_all(names: &[String], template: &Template, ui: &Ui) -> Result<Vec<Host>> {
+    let mut booting = Vec::new();
+    let result = names
+        .iter()
+        .try_for_each(|name| {
+            booting.push(launch(name, template, ui)?);
+            Ok(())
+        })
+        .and_then(|()| booting.iter_mut().map(|b| b.wait_ready(ui)).collect());
+    if result.is_err() {
+        let hosts: Vec<Host> = booting.into_iter().map(|b| b.host).collect();
+        clean_up_after_failure(&hosts, ui);
+    }
+    result
+}
+
+/// Creates a host and starts its container; on failure, removes what it created.
+fn launch(name: &str, template: &Template, ui: &Ui) -> Result<machine::Booting> {
+    if host_dir(name).exists() {
+        ui.status("Replacing", format_args!("{name}, which is not running"));
+        remove(&[name.to_string()], ui)?;
+    }
+    let mut host = Host::new(name, net::claim(name)?, template);
+    ui.status("Booting", format_args!("{name} at {}", host.address));
+    let started = set_up(&mut host, template);
+    if started.is_err() {
+        clean_up_after_failure(&[host], ui);
+    }
+    started
+}
+
+fn set_up(host: &mut Host, template: &Template) -> Result<machine::Booting> {
+    fs::create_dir_all(host.dir())
+        .with_context(|| format!("cannot create {}", host.dir().display()))?;
+    // Recorded before anything else exists, so `down` can undo whatever follows.
+    host.save()?;
+    rootfs::install(host, &template.rootfs, &template.public_key)?;
+    net::set_up(host)?;
+    machine::start(host)
+}
+
+/// Failing `up` should leave nothing behind; the boot error matters more than a cleanup error.
+fn clean_up_after_failure(hosts: &[Host], ui: &Ui) {
+    if let Err(err) = destroy(hosts, ui) {
+        ui.status("Warning", format_args!("cleaning up failed: {err:#}"));
+    }
+}
+
+/// Stops and deletes the named hosts; a name without a host is reported, not an error.
+pub fn down(names: &[String], ui: &Ui) -> Result<()> {
+    validate_names(names)?;
+    check_usable(DOWN_NEEDS)?;
+    take_down(names, ui)
+}
+
+/// Stops and deletes every host in the state directory, half-created ones included.
+pub fn down_all(ui: &Ui) -> Result<()> {
+    check_usable(DOWN_NEEDS)?;
+    take_down(&host_names()?, ui)
+}
+
+fn take_down(names: &[String], ui: &Ui) -> Result<()> {
+    let _lock = lock_state()?;
+    let (present, absent): (Vec<String>, Vec<String>) = names
+        .iter()
+        .cloned()
+        .partition(|name| host_dir(name).exists());
+    for name in absent {
+        ui.status("Skipping", format_args!("{name}: no such sandbox host"));
+    }
+    let removed = remove(&present, ui);
+    client::write_files(&hosts()?)?;
+    removed
+}
+
+/// Removes hosts by name, including half-created ones whose record was never written.
+fn remove(names: &[String], ui: &Ui) -> Result<()> {
+    let mut hosts = Vec::new();
+    for name in names {
+        match host(name)? {
+            Some(host) => hosts.push(host),
+            None => remove_dir(&host_dir(name))?,
+        }
+    }
+    destroy(&hosts, ui)
+}
+
+/// Stops hosts, then deletes everything they hold: network, cgroups, files and their claim.
+fn destroy(hosts: &[Host], ui: &Ui) -> Result<()> {
+    let running: Vec<&Host> = hosts.iter().filter(|host| host.is_running()).collect();
+    if !running.is_empty() {
+        let names: Vec<&str> = running.iter().map(|host| host.name.as_str()).collect();
+        ui.status("Stopping", names.join(", "));
+        machine::stop(&running)?;
+    }
+    for host in hosts {
+        // After a reboot the subnet may have been claimed by another sandbox: then the network
+        // and cgroups of that name are its, not ours.
+        let owned = net::owns_claim(host);
+        if owned {
+            net::tear_down(host)?;
+            machine::remove_cgroups(host)?;
+        }
+        remove_dir(&host.dir())?;
+        if owned {
+            net::release(host)?;
+        }
+        ui.status("Removed", &host.name);
+    }
+    Ok(())
+}
+
+/// Every recorded host, sorted by name.
+pub fn hosts() -> Result<Vec<Host>> {
+    let mut hosts = Vec::new();
+    for name in host_names()? {
+        hosts.extend(host(&name)?);
+    }
+    Ok(hosts)
+}
+
+/// The recorded host of this name, if any.
+pub fn host(name: &str) -> Result<Option<Host>> {
+    let path = host_dir(name).join("host.json");
+    match fs::read(&path) {
+        Ok(json) => serde_json::from_slice(&json)
+            .with_context(|| format!("{} is not a sandbox host record", path.display()))
+            .map(Some),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Names of the host directories, recorded or not, sorted.
+fn host_names() -> Result<Vec<String>> {
+    let dir = state_dir().join("hosts");
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        if entry.file_type()?.is_dir() {
+            names.extend(entry.file_name().to_str().map(str::to_string));
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn table(hosts: &[Host]) -> String {
+    let width = hosts
+        .iter()
+        .map(|host| host.name.len())
+        .chain([4])
+        .max()
+        .unwrap_or(4);
+    let mut table = format!("{:width$}  {:15}  STATE\n", "NAME", "ADDRESS");
+    for host in hosts {
+        let state = if host.is_running() {
+            "running"
+        } else {
+            "stopped"
+        };
+        let address = host.address.to_string();
+        table += &format!("{:width$}  {address:15}  {state}\n", host.name);
+    }
+    table
+}
+
+/// Serializes `up` and `down` on one state directory: both rewrite the shared ssh files.
+fn lock_state() -> Result<File> {
+    let dir = state_dir();
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir.join("hosts"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    lock_file(&dir.join("lock"))
+}
+
+/// An exclusive lock that lasts as long as the returned file is open.
+fn lock_file(path: &Path) -> Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock only reads the descriptor, which `file` keeps open.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot lock {}", path.display()));
+    }
+    Ok(file)
+}
+
+/// Replaces a file whole, so a reader never sees half of it.
+fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let temp = path.with_extension("tmp");
+    fs::write(&temp, contents)
+        .and_then(|()| fs::rename(&temp, path))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn remove_dir(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(err).with_context(|| format!("cannot remove {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_default_expand_with_count_and_are_validated() {
+        assert_eq!(expand_names(&[], 1), ["sandbox"]);
+        assert_eq!(
+            expand_names(&["web".into()], 3),
+            ["web-1", "web-2", "web-3"]
+        );
+        assert_eq!(
+            expand_names(&["a".into(), "b".into(), "a".into()], 1),
+            ["a", "b"]
+        );
+        let err = validate_names(&["../etc".into()]).unwrap_err();
+        assert_eq!(crate::error::category_of(&err), Some(Category::Usage));
+    }
+}
