@@ -139,7 +139,10 @@ fn write_package(
     )
     .with_context(|| format!("writing {}", archive.display()))?;
     // Packages are not secret; NamedTempFile's private 0600 would surprise whoever serves them.
-    std::fs::set_permissions(temp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    std::fs::set_permissions(
+        temp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )?;
     temp.persist(&archive)
         .with_context(|| format!("cannot create {}", archive.display()))?;
     let digest = sha256_file(&archive)?;
