@@ -297,3 +297,18 @@ impl Package {
         })
     }
 }
+
+/// One file's contents from a package (e.g. its unit, for a dry run's diff).
+pub fn read_entry(archive: &Path, name: &str) -> Result<String> {
+    let file = File::open(archive).with_context(|| format!("cannot read {}", archive.display()))?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        if entry.path().is_ok_and(|p| p == Path::new(name)) {
+            let mut text = String::new();
+            entry.read_to_string(&mut text)?;
+            return Ok(text);
+        }
+    }
+    anyhow::bail!("{} has no {name}", archive.display())
+}

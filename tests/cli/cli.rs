@@ -9,6 +9,7 @@ fn help_snapshots() {
         ("build_help", &["build", "--help"]),
         ("unit_generate_help", &["unit", "generate", "--help"]),
         ("init_help", &["init", "--help"]),
+        ("deploy_help", &["deploy", "--help"]),
     ] {
         let run = shipit(args).env("COLUMNS", "100").run().success();
         insta::assert_snapshot!(name, run.stdout);
