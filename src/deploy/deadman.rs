@@ -22,19 +22,21 @@ pub fn arm(
     timeout: Duration,
 ) -> Result<()> {
     // The timer's job is a file, not an ExecStart line: systemd would expand the script's $vars.
+    // It runs with `set -u` only: whatever fails, the lock goes and the release is marked failed.
     let heal = match previous {
         Some(previous) => format!(
-            "{}\ntouch \"$rel/.shipit-failed\"\necho \"$previous\" >> \"$history\"\n",
+            "{}\ntouch \"$rel/.shipit-failed\"\necho \"$previous\" >> \"$history\"\nrm -rf \"$lock\"\n",
             switch_script(layout, previous).replacen(
                 "set -eu\n",
-                &format!("set -eu\nprevious={}\n", quote(previous)),
+                &format!("set -u\nprevious={}\n", quote(previous)),
                 1
             )
         ),
         None => script(
             layout,
-            "systemctl disable --now \"$unit\"\ntouch \"$rel/.shipit-failed\"\n",
-        ),
+            "systemctl disable --now \"$unit\"\ntouch \"$rel/.shipit-failed\"\nrm -rf \"$lock\"\n",
+        )
+        .replacen("set -eu\n", "set -u\n", 1),
     };
     let body = format!(
         "job=\"$base/.shipit/deadman.sh\"\n\

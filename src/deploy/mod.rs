@@ -185,7 +185,8 @@ pub fn deploy(
         &layout,
         Target::parse(&package.manifest.target)?,
     )?;
-    steps::lock(&mut runner, &layout, options.lock_wait, ui)?;
+    steps::lock(&mut runner, &layout, options.lock_wait, ui)
+        .map_err(|e| interrupted_or(e, &runner.label(), "locking"))?;
     let result = deploy_locked(&mut runner, config, package, secrets, &layout, options, ui);
     // The lock goes even when the deploy failed or was interrupted; a failure to unlock must not
     // hide the real error.

@@ -3,43 +3,9 @@
 
 use std::path::Path;
 
+use crate::support::app::*;
 use crate::support::sandbox::Sandbox;
 use crate::support::*;
-
-fn deploy_json(sandbox: &Sandbox, project: &Path, host: &str, version: &str) -> serde_json::Value {
-    let run = sandbox
-        .shipit(&[
-            "-C",
-            project.to_str().unwrap(),
-            "deploy",
-            host,
-            "--json",
-            "--version-override",
-            version,
-        ])
-        .run()
-        .success();
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
-}
-
-fn health(sandbox: &Sandbox, host: &str) -> serde_json::Value {
-    let run = sandbox
-        .ssh(host, "curl -s --max-time 5 http://127.0.0.1:8080/health")
-        .success();
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
-}
-
-fn show(sandbox: &Sandbox, host: &str, unit: &str, property: &str) -> String {
-    sandbox
-        .ssh(
-            host,
-            &format!("systemctl show {unit} -p {property} --value"),
-        )
-        .success()
-        .stdout
-        .trim()
-        .to_string()
-}
 
 /// The whole life of an app on one host: first deploy, crash recovery by systemd, a new
 /// version, an unchanged redeploy, and the inspect commands.
@@ -139,29 +105,6 @@ fn rust_service_lifecycle() {
     lifecycle("hello-rust", "t-rust-life");
 }
 
-fn wait_for(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    while std::time::Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
-    false
-}
-
-/// A copy of hello-go whose shipit.toml gets `extra` lines appended to [service.env] and a quick
-/// health pace, so failing releases fail fast.
-fn variant(env_lines: &str, exec_args: &str) -> tempfile::TempDir {
-    let project = project_copy("hello-go");
-    let config = format!(
-        "[app]\nname = \"hello-go\"\n\n[service]\nexec_args = {exec_args}\nfiles = [\"config.yaml\"]\n\n\
-         [service.env]\n{env_lines}\n\n[health]\nurl = \"http://127.0.0.1:8080/health\"\nretries = 4\ninterval = \"500ms\"\nsettle = \"3s\"\n"
-    );
-    std::fs::write(project.path().join("shipit.toml"), config).unwrap();
-    project
-}
-
 #[test]
 fn failing_releases_roll_back_or_stop() {
     let host = "t-fail";
@@ -204,21 +147,6 @@ fn failing_releases_roll_back_or_stop() {
             "after {version}"
         );
     }
-}
-
-/// An ssh config (for `-F`) that keeps known_hosts in `dir` instead of ~/.ssh.
-fn private_ssh_config(dir: &Path, identity: &Path) -> std::path::PathBuf {
-    let config = dir.join("ssh_config");
-    std::fs::write(
-        &config,
-        format!(
-            "Host *\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n  HashKnownHosts no\n  IdentityFile {}\n",
-            dir.join("known_hosts").display(),
-            identity.display()
-        ),
-    )
-    .unwrap();
-    config
 }
 
 #[test]
