@@ -81,14 +81,23 @@ pub fn run(config: &Config, args: &DeployArgs, ui: &Ui) -> Result<()> {
         println!("{}", plan.join("\n\n"));
         return Ok(());
     }
-    let report = deploy(
+    let outcome = deploy(
         &mut remote,
         config,
         &package,
         secrets.as_deref(),
         &options,
         ui,
-    )?;
+    );
+    let report = match outcome {
+        Ok(report) => report,
+        Err(e) => {
+            if crate::error::category_of(&e) == Some(Category::Connect) {
+                release_lost_lock(&destination, &layout_for(config, &package), ui);
+            }
+            return Err(e);
+        }
+    };
     if options.confirm_timeout.is_some() {
         // A fresh connection proves the deploying machine can still reach the host.
         let mut fresh = connect(&destination, &args.connect, ui)?;
@@ -101,6 +110,29 @@ pub fn run(config: &Config, args: &DeployArgs, ui: &Ui) -> Result<()> {
         );
     }
     print_report(&report, args.json)
+}
+
+/// When the connection died mid-deploy, the lock is still ours on the host: a fresh connection
+/// releases it, if it still names this process. Best effort; the next deploy would also see the
+/// owner is dead and take it over.
+fn release_lost_lock(destination: &Destination, layout: &Layout, ui: &Ui) {
+    // Never accept a new host key here: the first connection already proved this host.
+    let Ok(mut remote) = SshRemote::connect(destination, &ConnectOptions::default()) else {
+        return;
+    };
+    let mut runner = Runner::apply(&mut remote);
+    runner.clean_up();
+    let mine = steps::lock_status(&mut runner, layout)
+        .ok()
+        .flatten()
+        .and_then(|held| held.owner)
+        .is_some_and(|owner| owner.pid == std::process::id());
+    if mine && steps::unlock(&mut runner, layout).is_ok() {
+        ui.status(
+            "Unlocked",
+            format_args!("{} over a new connection", destination.label),
+        );
+    }
 }
 
 fn options(config: &Config, args: &DeployArgs) -> Result<Options> {
@@ -190,6 +222,7 @@ pub fn deploy(
     let result = deploy_locked(&mut runner, config, package, secrets, &layout, options, ui);
     // The lock goes even when the deploy failed or was interrupted; a failure to unlock must not
     // hide the real error.
+    runner.clean_up();
     let unlocked = steps::unlock(&mut runner, &layout);
     let report = result?;
     unlocked?;
@@ -384,6 +417,7 @@ fn recover(
     options: &Options,
     ui: &Ui,
 ) -> anyhow::Error {
+    runner.clean_up();
     let host = runner.label();
     let interrupted = crate::error::category_of(&failure) == Some(Category::Interrupted);
     if let Ok(journal) = steps::journal_since(runner, layout, since) {
@@ -470,6 +504,7 @@ pub fn rollback(
     let mut runner = Runner::apply(&mut remote);
     steps::lock(&mut runner, &layout, Duration::ZERO, ui)?;
     let result = rollback_locked(&mut runner, config, &layout, to, ui);
+    runner.clean_up();
     let unlocked = steps::unlock(&mut runner, &layout);
     let release = result?;
     unlocked?;

@@ -14,17 +14,37 @@ use crate::remote::{self, Remote};
 pub struct Runner<'a> {
     pub remote: &'a mut dyn Remote,
     plan: Option<Vec<String>>,
+    /// Set once a deploy is winding down (unlocking, rolling back): a Ctrl-C must not stop that.
+    cleaning_up: bool,
 }
 
 impl<'a> Runner<'a> {
     pub fn apply(remote: &'a mut dyn Remote) -> Self {
-        Runner { remote, plan: None }
+        Runner {
+            remote,
+            plan: None,
+            cleaning_up: false,
+        }
     }
 
     pub fn dry_run(remote: &'a mut dyn Remote) -> Self {
         Runner {
             remote,
             plan: Some(Vec::new()),
+            cleaning_up: false,
+        }
+    }
+
+    /// From here on, steps run even after a Ctrl-C.
+    pub fn clean_up(&mut self) {
+        self.cleaning_up = true;
+    }
+
+    fn check_interrupt(&self) -> Result<()> {
+        if self.cleaning_up {
+            Ok(())
+        } else {
+            interrupt::check()
         }
     }
 
@@ -47,7 +67,7 @@ impl<'a> Runner<'a> {
             plan.push(format!("# {step}\n{}", script_body(script)));
             return Ok(String::new());
         }
-        interrupt::check()?;
+        self.check_interrupt()?;
         remote::run_root(self.remote, step, script)
     }
 
@@ -64,7 +84,7 @@ impl<'a> Runner<'a> {
             plan.push(format!("# {step} (stdin: {what})\n{}", script_body(script)));
             return Ok(String::new());
         }
-        interrupt::check()?;
+        self.check_interrupt()?;
         remote::run_root_with_input(self.remote, step, script, input, progress)
     }
 

@@ -254,14 +254,23 @@ fn send(
     } else {
         "cat >> \"$partial\"\ngot=$(sha256sum < \"$partial\")\n"
     };
+    // A connection that dies looks like the end of the data to the receiving shell, so a short
+    // file is kept for the next deploy to continue; only a full-size file with the wrong sum is
+    // damaged and discarded.
     let body = format!(
         "mkdir -p \"$uploads\"\n\
          partial=\"$upload.partial\"\n\
+         size={size}\n\
          {receive}\
-         if [ \"${{got%% *}}\" != \"$sha\" ]; then\n\
+         have=$(stat -c %s \"$partial\")\n\
+         if [ \"$have\" -lt \"$size\" ]; then\n\
+           echo \"the upload stopped after $have of $size bytes; deploy again to continue it\" >&2; exit 1\n\
+         fi\n\
+         if [ \"$have\" -ne \"$size\" ] || [ \"${{got%% *}}\" != \"$sha\" ]; then\n\
            rm -f \"$partial\"; echo \"the uploaded package's sha256 differs from $sha: the partial upload was discarded\" >&2; exit 1\n\
          fi\n\
-         mv -f \"$partial\" \"$upload\"\n"
+         mv -f \"$partial\" \"$upload\"\n",
+        size = package.size
     );
     let mut file = std::fs::File::open(&package.path)
         .with_context(|| format!("cannot read {}", package.path.display()))?;

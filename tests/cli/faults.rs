@@ -137,28 +137,58 @@ fn concurrent_deploys_wait_for_the_lock_or_are_refused() {
     let project = app(0);
     let dir = project.path().to_str().unwrap();
     deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+    // The first deploy settles for 10 s, so the others surely meet its lock.
+    let slow = app(0);
+    let config = std::fs::read_to_string(slow.path().join("shipit.toml")).unwrap();
+    std::fs::write(
+        slow.path().join("shipit.toml"),
+        config.replace("settle = \"3s\"", "settle = \"10s\""),
+    )
+    .unwrap();
+    let package = sandbox
+        .shipit(&["-C", dir, "build", "-q", "--version-override", "3.0.0"])
+        .run()
+        .success()
+        .stdout;
+    let package = package.trim();
 
+    let slow_dir = slow.path().to_str().unwrap();
     let mut first = Running::start(
         &sandbox,
-        &["-C", dir, "deploy", host, "--version-override", "2.0.0"],
+        &[
+            "-C",
+            slow_dir,
+            "deploy",
+            host,
+            "--version-override",
+            "2.0.0",
+        ],
     );
     first.wait_for_line("Starting");
     // While the first holds the lock: refused at once, naming the holder…
-    deploy(&sandbox, project.path(), host, "3.0.0", &[])
+    sandbox
+        .shipit(&["-C", dir, "deploy", host, "--package", package])
+        .run()
         .failure(8)
         .stderr_has("holds the lock")
         .stderr_has("deploying 2.0.0-");
     // …or queued behind it.
-    let second = deploy(
-        &sandbox,
-        project.path(),
-        host,
-        "3.0.0",
-        &["--lock-wait", "2m"],
-    )
-    .success();
+    let second = sandbox
+        .shipit(&[
+            "-C",
+            dir,
+            "deploy",
+            host,
+            "--package",
+            package,
+            "--lock-wait",
+            "2m",
+        ])
+        .run()
+        .success();
     assert!(second.stderr.contains("Waiting"), "{}", second.stderr);
-    assert_eq!(first.finish().0, 0);
+    let (code, stderr) = first.finish();
+    assert_eq!(code, 0, "{stderr}");
     assert_eq!(health(&sandbox, host)["version"], "3.0.0");
 
     // The service's journal shows the starts one after another, never interleaved.
@@ -184,7 +214,6 @@ fn ctrl_c_releases_the_lock_and_keeps_the_old_release() {
     let project = app(0);
     let dir = project.path().to_str().unwrap();
     deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
-    let before = host_state(&sandbox, host);
 
     // Interrupted during the health gate, after the switch: back to 1.0.0.
     let mut running = Running::start(
@@ -220,6 +249,7 @@ fn ctrl_c_releases_the_lock_and_keeps_the_old_release() {
     assert_eq!(failed, ["2.0.0"]);
 
     // Interrupted before the switch: nothing the service uses was touched.
+    let before = host_state(&sandbox, host);
     let mut running = Running::start(
         &sandbox,
         &["-C", dir, "deploy", host, "--version-override", "3.0.0"],
@@ -645,8 +675,10 @@ fn bad_input_is_refused_and_the_host_is_untouched() {
             good_config.replacen(from, to, 1)
         };
         std::fs::write(project.path().join("shipit.toml"), &text).unwrap();
-        // A later --version-override wins, so the bad-version case still gets its own.
-        let mut args = vec!["-C", dir.as_str(), "deploy", "--version-override", "9.9.9"];
+        let mut args = vec!["-C", dir.as_str(), "deploy"];
+        if !extra.contains(&"--package") && !extra.contains(&"--version-override") {
+            args.extend(["--version-override", "9.9.9"]);
+        }
         args.extend(extra.iter().copied());
         if !extra.contains(&"--") {
             args.push(host);
