@@ -106,13 +106,14 @@ pub fn report(err: &anyhow::Error) {
         eprintln!("error: {first}");
     }
     for cause in lines {
-        eprintln!("\nCaused by:\n{}", indent(&cause));
+        eprintln!("\nCaused by:\n{}", indent(&cause, "  "));
     }
 }
 
-fn indent(text: &str) -> String {
+/// Indents every line of `text` by `by`, for nested output.
+pub fn indent(text: &str, by: &str) -> String {
     text.lines()
-        .map(|l| format!("  {l}"))
+        .map(|l| format!("{by}{l}"))
         .collect::<Vec<_>>()
         .join("\n")
 }

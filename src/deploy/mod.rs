@@ -212,11 +212,7 @@ pub fn deploy(
 ) -> Result<Report> {
     let layout = layout_for(config, package);
     let mut runner = Runner::apply(remote);
-    steps::preflight(
-        &mut runner,
-        &layout,
-        Target::parse(&package.manifest.target)?,
-    )?;
+    preflight(&mut runner, &layout, package)?;
     steps::lock(&mut runner, &layout, options.lock_wait, ui)
         .map_err(|e| interrupted_or(e, &runner.label(), "locking"))?;
     let result = deploy_locked(&mut runner, config, package, secrets, &layout, options, ui);
@@ -227,6 +223,10 @@ pub fn deploy(
     let report = result?;
     unlocked?;
     Ok(report)
+}
+
+fn preflight(runner: &mut Runner, layout: &Layout, package: &Package) -> Result<()> {
+    steps::preflight(runner, layout, Target::parse(&package.manifest.target)?)
 }
 
 /// `--dry-run`: the steps' scripts, the unit diff and the binary change, with the host untouched.
@@ -240,11 +240,7 @@ pub fn plan(
 ) -> Result<Vec<String>> {
     let layout = layout_for(config, package);
     let mut runner = Runner::dry_run(remote);
-    steps::preflight(
-        &mut runner,
-        &layout,
-        Target::parse(&package.manifest.target)?,
-    )?;
+    preflight(&mut runner, &layout, package)?;
     let (installed_unit, installed_sha) = steps::installed(&mut runner, &layout)?;
     let new_unit = crate::package::read_entry(&package.path, &layout.unit_name())?;
     let new_sha = package

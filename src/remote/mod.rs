@@ -145,7 +145,7 @@ impl std::fmt::Display for StepFailure {
         )?;
         let stderr = self.output.stderr.trim();
         if !stderr.is_empty() {
-            write!(f, "\n  stderr:\n{}", indent(stderr))?;
+            write!(f, "\n  stderr:\n{}", crate::error::indent(stderr, "    "))?;
         }
         Ok(())
     }
@@ -179,13 +179,6 @@ fn check(remote: &dyn Remote, step: &str, script: &str, output: &ExecOutput) -> 
             output: output.clone(),
         }),
     ))
-}
-
-fn indent(text: &str) -> String {
-    text.lines()
-        .map(|l| format!("    {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[cfg(test)]
