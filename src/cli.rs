@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         shipit cross-compiles a Go or Rust project for Linux, packages it reproducibly \
         (tar + gzip with a manifest), and renders a hardened systemd unit for it.",
     after_help = "Exit codes: 0 ok, 1 internal error, 2 usage or config, 3 build, 4 connection, \
-        5 remote command, 6 rolled back, 7 rollback failed, 8 locked.",
+        5 remote command, 6 rolled back, 7 rollback failed, 8 locked, 130 interrupted.",
     propagate_version = true
 )]
 pub struct Cli {
@@ -52,10 +52,13 @@ pub enum Command {
     Status(StatusArgs),
     /// Show the service's journal on HOST
     Logs(LogsArgs),
-    /// List the releases kept on HOST (* marks the current one)
-    Releases(HostArgs),
-    /// Remove a deploy lock left on HOST by an interrupted deploy
-    Unlock(HostArgs),
+    /// List the releases kept on HOST, marking current, previous and failed ones
+    Releases(ReleasesArgs),
+    /// Switch HOST back to the previous good release (or --to VERSION) and check its health
+    Rollback(RollbackArgs),
+    /// Inspect or remove the deploy lock on HOST
+    #[command(subcommand)]
+    Lock(LockCommand),
     /// Work with the systemd unit
     #[command(subcommand)]
     Unit(UnitCommand),
@@ -115,6 +118,19 @@ pub struct DeployArgs {
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
+    /// Print every remote step, the unit diff and the binary change; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// When the new release fails its health check, leave it in place instead of rolling back
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// Wait this long for another deploy's lock (e.g. 2m) instead of failing at once
+    #[arg(long, value_name = "DURATION")]
+    pub lock_wait: Option<String>,
+    /// Arm a timer on the host that rolls back by itself unless shipit confirms the release
+    /// within DURATION (e.g. 3m) — survives this machine dying mid-deploy
+    #[arg(long, value_name = "DURATION")]
+    pub confirm_timeout: Option<String>,
     #[command(flatten)]
     pub build: BuildArgs,
     #[command(flatten)]
@@ -144,6 +160,36 @@ pub struct LogsArgs {
     pub lines: u32,
     #[command(flatten)]
     pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleasesArgs {
+    #[arg(default_value = "sandbox", help = HOST_HELP)]
+    pub host: String,
+    /// Print the releases as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[arg(default_value = "sandbox", help = HOST_HELP)]
+    pub host: String,
+    /// Return to the newest good release of this version instead of the previous one
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Show who holds the deploy lock, and since when
+    Status(HostArgs),
+    /// Remove the lock (after a deploy died without releasing it)
+    Release(HostArgs),
 }
 
 #[derive(Debug, Args)]

@@ -411,7 +411,10 @@ fn parse_hosts(
             .identity_file
             .map(|f| {
                 src.check(&f, |p| validate_line(p, "a path"))?;
-                let path = PathBuf::from(f.get_ref());
+                let path = match f.get_ref().strip_prefix("~/") {
+                    Some(rest) => home_dir().join(rest),
+                    None => PathBuf::from(f.get_ref()),
+                };
                 Ok::<_, anyhow::Error>(if path.is_absolute() {
                     path
                 } else {
@@ -430,6 +433,10 @@ fn parse_hosts(
         );
     }
     Ok(hosts)
+}
+
+fn home_dir() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from)
 }
 
 fn parse_deploy(src: &Source, raw: RawDeploy) -> Result<Deploy> {

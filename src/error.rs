@@ -22,6 +22,8 @@ pub enum Category {
     RollbackFailed = 7,
     /// Another deploy holds the lock for this app on the host.
     Locked = 8,
+    /// Stopped by Ctrl-C or SIGTERM; the host was left on its previous release.
+    Interrupted = 130,
 }
 
 impl Category {
@@ -73,6 +75,18 @@ pub fn category_of(err: &anyhow::Error) -> Option<Category> {
         .filter_map(|e| e.downcast_ref::<Tagged>())
         .map(|t| t.category)
         .last()
+}
+
+/// Finds an error of type `T` anywhere in the chain, looking inside tags too.
+pub fn find<T>(err: &anyhow::Error) -> Option<&T>
+where
+    T: std::fmt::Display + std::fmt::Debug + Send + Sync + 'static,
+{
+    err.downcast_ref::<T>().or_else(|| {
+        err.chain()
+            .filter_map(|e| e.downcast_ref::<Tagged>())
+            .find_map(|t| find::<T>(&t.inner))
+    })
 }
 
 /// `bail!` with a category.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod deploy;
 pub mod error;
 pub mod init;
+pub mod interrupt;
 pub mod package;
 pub mod project;
 pub mod remote;
@@ -59,11 +60,15 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Releases(args) => {
             let config = config::load(&cli.global.path, config_file)?;
-            deploy::inspect::releases(&config, &args.host, &args.connect, &ui)
+            deploy::inspect::releases(&config, &args, &ui)
         }
-        Command::Unlock(args) => {
+        Command::Rollback(args) => {
             let config = config::load(&cli.global.path, config_file)?;
-            deploy::inspect::unlock(&config, &args.host, &args.connect, &ui)
+            deploy::rollback(&config, &args.host, args.to.as_deref(), &args.connect, &ui)
+        }
+        Command::Lock(command) => {
+            let config = config::load(&cli.global.path, config_file)?;
+            deploy::inspect::lock(&config, &command, &ui)
         }
         Command::Unit(UnitCommand::Generate(args)) => {
             let config = config::load(&cli.global.path, config_file)?;

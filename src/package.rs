@@ -139,7 +139,10 @@ fn write_package(
     )
     .with_context(|| format!("writing {}", archive.display()))?;
     // Packages are not secret; NamedTempFile's private 0600 would surprise whoever serves them.
-    std::fs::set_permissions(temp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    std::fs::set_permissions(
+        temp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )?;
     temp.persist(&archive)
         .with_context(|| format!("cannot create {}", archive.display()))?;
     let digest = sha256_file(&archive)?;
@@ -293,4 +296,19 @@ impl Package {
             manifest,
         })
     }
+}
+
+/// One file's contents from a package (e.g. its unit, for a dry run's diff).
+pub fn read_entry(archive: &Path, name: &str) -> Result<String> {
+    let file = File::open(archive).with_context(|| format!("cannot read {}", archive.display()))?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        if entry.path().is_ok_and(|p| p == Path::new(name)) {
+            let mut text = String::new();
+            entry.read_to_string(&mut text)?;
+            return Ok(text);
+        }
+    }
+    anyhow::bail!("{} has no {name}", archive.display())
 }

@@ -44,26 +44,42 @@ pub fn unit_properties(
         .collect())
 }
 
+/// The longest the gate can take; a dead-man timer must outlast it.
+pub fn budget(health: Option<&Health>) -> Duration {
+    let start_wait = health.map_or(DEFAULT_START_WAIT, |h| {
+        (h.interval * h.retries).max(Duration::from_secs(5))
+    });
+    let settle = health.map_or(Duration::from_secs(3), |h| h.settle);
+    let probes = health.map_or(Duration::ZERO, |h| (h.interval + h.timeout) * h.retries);
+    start_wait + settle + probes
+}
+
 /// Passes, or fails with the reason in words.
 pub fn gate(
     remote: &mut dyn Remote,
     layout: &Layout,
     health: Option<&Health>,
     expected_version: Option<&str>,
+    interruptible: bool,
 ) -> Result<()> {
     let start_wait = health.map_or(DEFAULT_START_WAIT, |h| {
         (h.interval * h.retries).max(Duration::from_secs(5))
     });
-    wait_active(remote, layout, start_wait)?;
+    wait_active(remote, layout, start_wait, interruptible)?;
     let settle = health.map_or(Duration::from_secs(3), |h| h.settle);
-    hold_still(remote, layout, settle)?;
+    hold_still(remote, layout, settle, interruptible)?;
     if let Some(health) = health {
-        probe(remote, health, expected_version)?;
+        probe(remote, health, expected_version, interruptible)?;
     }
     Ok(())
 }
 
-fn wait_active(remote: &mut dyn Remote, layout: &Layout, limit: Duration) -> Result<()> {
+fn wait_active(
+    remote: &mut dyn Remote,
+    layout: &Layout,
+    limit: Duration,
+    interruptible: bool,
+) -> Result<()> {
     let deadline = Instant::now() + limit;
     loop {
         let props = unit_properties(remote, layout)?;
@@ -81,17 +97,22 @@ fn wait_active(remote: &mut dyn Remote, layout: &Layout, limit: Duration) -> Res
                 prop(&props, "NRestarts")
             );
         }
-        std::thread::sleep(POLL);
+        nap(POLL, interruptible)?;
     }
 }
 
 /// Active is not enough: a service that exits after a second and is restarted looks active most
 /// of the time. The restart count and main PID must not move for the whole settle period.
-fn hold_still(remote: &mut dyn Remote, layout: &Layout, settle: Duration) -> Result<()> {
+fn hold_still(
+    remote: &mut dyn Remote,
+    layout: &Layout,
+    settle: Duration,
+    interruptible: bool,
+) -> Result<()> {
     let first = unit_properties(remote, layout)?;
     let deadline = Instant::now() + settle;
     while Instant::now() < deadline {
-        std::thread::sleep(POLL.min(settle));
+        nap(POLL.min(settle), interruptible)?;
         let now = unit_properties(remote, layout)?;
         let moved = ["NRestarts", "MainPID"]
             .iter()
@@ -110,7 +131,12 @@ fn hold_still(remote: &mut dyn Remote, layout: &Layout, settle: Duration) -> Res
     Ok(())
 }
 
-fn probe(remote: &mut dyn Remote, health: &Health, expected_version: Option<&str>) -> Result<()> {
+fn probe(
+    remote: &mut dyn Remote,
+    health: &Health,
+    expected_version: Option<&str>,
+    interruptible: bool,
+) -> Result<()> {
     let (host, port, path) = health.endpoint();
     let mut last = String::from("no answer");
     for attempt in 1..=health.retries.max(1) {
@@ -133,7 +159,7 @@ fn probe(remote: &mut dyn Remote, health: &Health, expected_version: Option<&str
             Err(e) => last = format!("{e:#}"),
         }
         if attempt < health.retries {
-            std::thread::sleep(health.interval);
+            nap(health.interval, interruptible)?;
         }
     }
     anyhow::bail!(
@@ -159,6 +185,18 @@ fn check_version(body: &str, expected: &str) -> Result<()> {
 fn snippet(body: &str) -> String {
     let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
     one_line.chars().take(200).collect()
+}
+
+/// Sleeps, unless a Ctrl-C asks a gate that may be interrupted to stop.
+fn nap(duration: Duration, interruptible: bool) -> Result<()> {
+    if interruptible {
+        crate::interrupt::check()?;
+    }
+    std::thread::sleep(duration);
+    if interruptible {
+        crate::interrupt::check()?;
+    }
+    Ok(())
 }
 
 fn prop<'a>(props: &'a BTreeMap<String, String>, key: &str) -> &'a str {

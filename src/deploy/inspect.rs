@@ -1,4 +1,4 @@
-//! Looking at a deployed app: `status`, `logs`, `releases`, `unlock`.
+//! Looking at a deployed app: `status`, `logs`, `releases`, `lock status|release`.
 
 use std::time::Duration;
 
@@ -6,10 +6,11 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::health::unit_properties;
-use super::{Layout, app_layout, connect};
-use crate::cli::{ConnectArgs, LogsArgs, StatusArgs};
+use super::runner::Runner;
+use super::{Layout, app_layout, connect, resolve, steps};
+use crate::cli::{ConnectArgs, LockCommand, LogsArgs, ReleasesArgs, StatusArgs};
 use crate::config::Config;
-use crate::remote::{self, Remote, destination};
+use crate::remote::{self, Remote};
 use crate::ui::Ui;
 
 fn open(
@@ -19,12 +20,7 @@ fn open(
     ui: &Ui,
 ) -> Result<(Box<dyn Remote>, Layout)> {
     crate::remote::ssh::check_identity_files(&args.identity)?;
-    let destination = destination::resolve(
-        host,
-        &config.hosts,
-        &args.identity,
-        args.ssh_config.as_deref(),
-    )?;
+    let destination = resolve(config, host, args)?;
     let remote = connect(&destination, args, ui)?;
     Ok((Box::new(remote), app_layout(config)))
 }
@@ -47,34 +43,24 @@ struct Status {
 
 pub fn status(config: &Config, args: &StatusArgs, ui: &Ui) -> Result<()> {
     let (mut remote, layout) = open(config, &args.host, &args.connect, ui)?;
-    let remote = remote.as_mut();
-    let props = unit_properties(remote, &layout)?;
+    let props = unit_properties(remote.as_mut(), &layout)?;
     let get = |k: &str| props.get(k).cloned().unwrap_or_default();
-    let release = super::steps::current_release(remote, &layout)?;
-    let version = match &release {
-        Some(_) => manifest_version(remote, &layout)?,
-        None => None,
-    };
+    let current = steps::releases(&mut Runner::apply(remote.as_mut()), &layout)?
+        .into_iter()
+        .find(|r| r.current);
     let health = config.health.as_ref().map(|h| {
         let (host, port, path) = h.endpoint();
         match remote.http_get(&host, port, &path, h.timeout.max(Duration::from_secs(1))) {
-            Ok(answer) => format!(
-                "{} {}",
-                answer.status,
-                if answer.status == h.expect_status {
-                    "ok"
-                } else {
-                    "unexpected"
-                }
-            ),
+            Ok(answer) if answer.status == h.expect_status => format!("{} ok", answer.status),
+            Ok(answer) => format!("{} unexpected (want {})", answer.status, h.expect_status),
             Err(e) => format!("unreachable: {e:#}"),
         }
     });
     let status = Status {
         host: args.host.clone(),
         app: layout.app.clone(),
-        release,
-        version,
+        release: current.as_ref().map(|r| r.name.clone()),
+        version: current.map(|r| r.version),
         active_state: get("ActiveState"),
         sub_state: get("SubState"),
         main_pid: get("MainPID").parse().unwrap_or(0),
@@ -86,57 +72,45 @@ pub fn status(config: &Config, args: &StatusArgs, ui: &Ui) -> Result<()> {
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
-    } else {
-        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-        println!("host:         {}", status.host);
-        println!("app:          {}", status.app);
-        println!("version:      {}", dash(&status.version));
-        println!("release:      {}", dash(&status.release));
-        println!("state:        {}/{}", status.active_state, status.sub_state);
-        println!("pid:          {}", status.main_pid);
-        println!(
-            "since:        {}",
+        return Ok(());
+    }
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    for (label, value) in [
+        ("host", status.host.clone()),
+        ("app", status.app.clone()),
+        ("version", dash(&status.version)),
+        ("release", dash(&status.release)),
+        (
+            "state",
+            format!("{}/{}", status.active_state, status.sub_state),
+        ),
+        ("pid", status.main_pid.to_string()),
+        (
+            "since",
             if status.since.is_empty() {
-                "-"
+                "-".into()
             } else {
-                &status.since
-            }
-        );
-        println!("restarts:     {}", status.n_restarts);
-        println!("restart:      {}", status.restart);
-        println!("limitnofile:  {}", status.limit_nofile);
-        println!("health:       {}", dash(&status.health));
+                status.since.clone()
+            },
+        ),
+        ("restarts", status.n_restarts.to_string()),
+        ("restart", status.restart.clone()),
+        ("limitnofile", status.limit_nofile.clone()),
+        ("health", dash(&status.health)),
+    ] {
+        println!("{:<13}{value}", format!("{label}:"));
     }
     Ok(())
 }
 
-fn manifest_version(remote: &mut dyn Remote, layout: &Layout) -> Result<Option<String>> {
-    let out = remote::run_user(
-        remote,
-        "reading the current manifest",
-        &format!(
-            "cat {}/manifest.json 2>/dev/null || true",
-            remote::quote(&layout.current())
-        ),
-    )?;
-    Ok(serde_json::from_str::<crate::package::Manifest>(&out)
-        .ok()
-        .map(|m| m.version))
-}
-
 pub fn logs(config: &Config, args: &LogsArgs, ui: &Ui) -> Result<()> {
     let (mut remote, layout) = open(config, &args.host, &args.connect, ui)?;
-    let mut words = vec![
-        "journalctl".to_string(),
-        "-u".into(),
-        layout.unit_name(),
-        "--no-pager".into(),
-    ];
-    words.extend(["-n".into(), args.lines.to_string()]);
+    let lines = args.lines.to_string();
+    let unit = layout.unit_name();
+    let mut words = vec!["journalctl", "-u", &unit, "--no-pager", "-n", &lines];
     if args.follow {
-        words.push("-f".into());
+        words.push("-f");
     }
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let command = remote::as_root(remote.as_ref(), &remote::command(&words));
     let output = remote.exec_streaming(&command, &mut std::io::stdout())?;
     if !output.success() {
@@ -150,36 +124,54 @@ pub fn logs(config: &Config, args: &LogsArgs, ui: &Ui) -> Result<()> {
     Ok(())
 }
 
-pub fn releases(config: &Config, host: &str, args: &ConnectArgs, ui: &Ui) -> Result<()> {
-    let (mut remote, layout) = open(config, host, args, ui)?;
-    let body = format!(
-        "cd {} 2>/dev/null || exit 0\n\
-         cur=$(basename \"$(readlink ../current 2>/dev/null)\")\n\
-         ls -1t | while read -r r; do\n\
-           mark=' '; [ \"$r\" = \"$cur\" ] && mark='*'\n\
-           printf '%s %s %s\\n' \"$mark\" \"$r\" \"$(date -u -r \"$r\" +%FT%TZ)\"\n\
-         done\n",
-        remote::quote(&layout.releases())
-    );
-    let out = remote::run_root(remote.as_mut(), "listing releases", &body)?;
-    print!("{out}");
+pub fn releases(config: &Config, args: &ReleasesArgs, ui: &Ui) -> Result<()> {
+    let (mut remote, layout) = open(config, &args.host, &args.connect, ui)?;
+    let list = steps::releases(&mut Runner::apply(remote.as_mut()), &layout)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    for release in list {
+        let mark = if release.current {
+            "current"
+        } else if release.failed {
+            "failed"
+        } else if release.previous {
+            "previous"
+        } else {
+            ""
+        };
+        println!(
+            "{:<9}{:<40}{:<22}{}",
+            mark, release.name, release.deployed, release.version
+        );
+    }
     Ok(())
 }
 
-pub fn unlock(config: &Config, host: &str, args: &ConnectArgs, ui: &Ui) -> Result<()> {
-    let (mut remote, layout) = open(config, host, args, ui)?;
-    let body = format!(
-        "lock={}\nif [ -d \"$lock\" ]; then cat \"$lock/owner.json\" 2>/dev/null; rm -rf \"$lock\"; fi\n",
-        remote::quote(&layout.lock())
-    );
-    let owner = remote::run_root(remote.as_mut(), "removing the deploy lock", &body)?;
-    if owner.trim().is_empty() {
-        ui.status("Unlocked", format_args!("{host}: there was no lock"));
-    } else {
-        ui.status(
-            "Unlocked",
-            format_args!("{host}: removed the lock held by {}", owner.trim()),
-        );
+pub fn lock(config: &Config, command: &LockCommand, ui: &Ui) -> Result<()> {
+    let (LockCommand::Status(args) | LockCommand::Release(args)) = command;
+    let (mut remote, layout) = open(config, &args.host, &args.connect, ui)?;
+    let mut runner = Runner::apply(remote.as_mut());
+    let held = steps::lock_status(&mut runner, &layout)?;
+    match (command, held) {
+        (_, None) => println!("{}: {} is not locked", args.host, layout.app),
+        (LockCommand::Status(_), Some(held)) => {
+            println!(
+                "{}: {} is locked by {}",
+                args.host,
+                layout.app,
+                steps::describe(&held)
+            )
+        }
+        (LockCommand::Release(_), Some(held)) => {
+            steps::unlock(&mut runner, &layout)?;
+            println!(
+                "{}: released the lock of {}",
+                args.host,
+                steps::describe(&held)
+            );
+        }
     }
     Ok(())
 }

@@ -51,27 +51,53 @@ impl Layout {
     pub fn state_dir(&self) -> String {
         unit::state_dir(&self.app)
     }
+    pub fn history(&self) -> String {
+        format!("{}/history", self.shipit_dir())
+    }
     /// `name=value` shell assignments for the paths, so scripts read as prose and quote once.
     pub fn shell_vars(&self) -> String {
-        [
-            ("app", self.app.clone()),
-            ("user", self.user.clone()),
-            ("base", self.base()),
-            ("releases", self.releases()),
-            ("release", self.release.clone()),
-            ("rel", self.release_dir()),
-            ("current", self.current()),
-            ("lock", self.lock()),
-            ("uploads", self.uploads()),
-            ("upload", self.upload()),
-            ("sha", self.sha256.clone()),
-            ("unit", self.unit_name()),
-            ("unit_path", self.unit_path()),
-            ("env_file", self.env_file()),
-            ("state_dir", self.state_dir()),
-        ]
-        .iter()
-        .map(|(k, v)| format!("{k}={}\n", quote(v)))
-        .collect()
+        let values = [
+            self.app.clone(),
+            self.user.clone(),
+            self.base(),
+            self.releases(),
+            self.release.clone(),
+            self.release_dir(),
+            self.current(),
+            self.lock(),
+            self.uploads(),
+            self.upload(),
+            self.sha256.clone(),
+            self.unit_name(),
+            self.unit_path(),
+            self.env_file(),
+            self.state_dir(),
+            self.history(),
+        ];
+        VARIABLES
+            .iter()
+            .zip(values)
+            .map(|(name, value)| format!("{name}={}\n", quote(&value)))
+            .collect()
     }
 }
+
+/// The shell variables every step script starts with, in [`Layout::shell_vars`] order.
+pub const VARIABLES: [&str; 16] = [
+    "app",
+    "user",
+    "base",
+    "releases",
+    "release",
+    "rel",
+    "current",
+    "lock",
+    "uploads",
+    "upload",
+    "sha",
+    "unit",
+    "unit_path",
+    "env_file",
+    "state_dir",
+    "history",
+];

@@ -1,27 +1,36 @@
 //! The deploy steps, each one named function running one shell script on the host as root.
 //! Scripts start from [`Layout::shell_vars`], so every path is quoted exactly once.
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
 
 use super::layout::Layout;
+use super::runner::Runner;
 use crate::build::Target;
 use crate::error::{Category, tagged};
+use crate::interrupt::{self, Interruptible};
 use crate::package::Package;
-use crate::remote::{self, Remote, quote};
+use crate::remote::quote;
 use crate::ui::Ui;
 
-fn script(layout: &Layout, body: &str) -> String {
+/// A lock older than this is taken to be left over from a deploy that died.
+const STALE_LOCK_AGE: Duration = Duration::from_secs(3600);
+/// The exit status a lock script uses for "held by someone else".
+const LOCKED: &str = "75";
+
+pub fn script(layout: &Layout, body: &str) -> String {
     format!("set -eu\n{}{body}", layout.shell_vars())
 }
 
 /// The host must run systemd and match the package's architecture.
-pub fn preflight(remote: &mut dyn Remote, layout: &Layout, target: Target) -> Result<()> {
+pub fn preflight(runner: &mut Runner, layout: &Layout, target: Target) -> Result<()> {
     let body = "test -d /run/systemd/system || { echo 'systemd is not running (PID 1 is not systemd)' >&2; exit 1; }\n\
                 for tool in tar sha256sum systemctl journalctl; do command -v \"$tool\" >/dev/null || { echo \"$tool is missing\" >&2; exit 1; }; done\n\
                 uname -m\n";
-    let machine = remote::run_root(remote, "checking the host", &script(layout, body))?;
+    let machine = runner.query("checking the host", &script(layout, body))?;
     let expected = match target {
         Target::LinuxAmd64 => "x86_64",
         Target::LinuxArm64 => "aarch64",
@@ -31,7 +40,7 @@ pub fn preflight(remote: &mut dyn Remote, layout: &Layout, target: Target) -> Re
             Category::Usage,
             anyhow::anyhow!(
                 "{} is {} but the package is for {target}\n  help: build with --target {}",
-                remote.label(),
+                runner.label(),
                 machine.trim(),
                 if machine.trim() == "aarch64" {
                     "linux-arm64"
@@ -44,48 +53,149 @@ pub fn preflight(remote: &mut dyn Remote, layout: &Layout, target: Target) -> Re
     Ok(())
 }
 
-/// A mkdir lock: atomic on every filesystem, and it names its owner for whoever finds it.
-pub fn lock(remote: &mut dyn Remote, layout: &Layout) -> Result<()> {
-    let owner = serde_json::json!({
-        "pid": std::process::id(),
-        "from": local_host_name(),
-        "version": layout.release,
-    })
-    .to_string();
-    let body = format!(
-        "mkdir -p \"$base/.shipit\"\n\
-         if mkdir \"$lock\" 2>/dev/null; then\n\
-           printf '%s\\n' {owner} > \"$lock/owner.json\"; date -u +%FT%TZ > \"$lock/since\"\n\
-         else\n\
-           echo \"locked since $(cat \"$lock/since\" 2>/dev/null) by $(cat \"$lock/owner.json\" 2>/dev/null)\" >&2; exit 75\n\
-         fi\n",
-        owner = quote(&owner)
-    );
-    let command = remote::as_root(remote, &script(layout, &body));
-    let output = remote.exec(&command, None, &|_| {})?;
-    if output.status == 75 {
-        return Err(tagged(
-            Category::Locked,
-            anyhow::anyhow!(
-                "another deploy of {} holds the lock on {}: {}\n  \
-                 help: wait for it; if no deploy is running, remove the lock with \
-                 `shipit unlock {}`",
-                layout.app,
-                remote.label(),
-                output.stderr.trim(),
-                remote.label()
-            ),
-        ));
-    }
-    if !output.success() {
-        remote::run_root(remote, "taking the deploy lock", &script(layout, &body))?;
-    }
-    Ok(())
+/// Who holds a deploy lock; written into the lock as owner.json.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockOwner {
+    pub user: String,
+    pub from: String,
+    pub pid: u32,
+    pub version: String,
+    pub since: String,
 }
 
-pub fn unlock(remote: &mut dyn Remote, layout: &Layout) -> Result<()> {
-    remote::run_root(
-        remote,
+impl LockOwner {
+    fn me(layout: &Layout) -> LockOwner {
+        LockOwner {
+            user: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                // SAFETY: getuid has no preconditions and cannot fail.
+                .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() })),
+            from: local_host_name(),
+            pid: std::process::id(),
+            version: layout.release.clone(),
+            since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        }
+    }
+
+    /// Dead when it ran on this machine and its process is gone.
+    fn is_dead_here(&self) -> bool {
+        self.from == local_host_name()
+            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+}
+
+impl std::fmt::Display for LockOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}@{} (pid {}) deploying {} since {}",
+            self.user, self.from, self.pid, self.version, self.since
+        )
+    }
+}
+
+/// The lock as found on the host.
+pub struct HeldLock {
+    pub owner: Option<LockOwner>,
+    pub age: Duration,
+}
+
+/// Reads the lock without touching it.
+pub fn lock_status(runner: &mut Runner, layout: &Layout) -> Result<Option<HeldLock>> {
+    let body = "[ -d \"$lock\" ] || exit 0\n\
+                echo \"age=$(( $(date +%s) - $(stat -c %Y \"$lock\") ))\"\n\
+                cat \"$lock/owner.json\" 2>/dev/null || true\n";
+    let out = runner.query("reading the deploy lock", &script(layout, body))?;
+    Ok(parse_held(&out))
+}
+
+fn parse_held(out: &str) -> Option<HeldLock> {
+    let mut lines = out.lines();
+    let age = lines.next()?.strip_prefix("age=")?.parse().unwrap_or(0);
+    let owner = serde_json::from_str(&lines.collect::<Vec<_>>().join("\n")).ok();
+    Some(HeldLock {
+        owner,
+        age: Duration::from_secs(age),
+    })
+}
+
+/// A mkdir lock: atomic on every filesystem, naming its owner for whoever finds it. Waits up to
+/// `wait` for another deploy; a lock whose owner died on this machine, or older than an hour, is
+/// taken over.
+pub fn lock(runner: &mut Runner, layout: &Layout, wait: Duration, ui: &Ui) -> Result<()> {
+    let owner = serde_json::to_string(&LockOwner::me(layout))?;
+    let body = format!(
+        "mkdir -p \"$base/.shipit\"\n\
+         if ! mkdir \"$lock\" 2>/dev/null; then\n\
+           echo \"age=$(( $(date +%s) - $(stat -c %Y \"$lock\") ))\"; cat \"$lock/owner.json\" 2>/dev/null || true; exit {LOCKED}\n\
+         fi\n\
+         printf '%s\\n' {} > \"$lock/owner.json\"\n",
+        quote(&owner)
+    );
+    let script = script(layout, &body);
+    let deadline = Instant::now() + wait;
+    let mut reported = false;
+    loop {
+        let held = match runner.change("taking the deploy lock", &script) {
+            Ok(_) => return Ok(()),
+            Err(e) => lock_holder(&e).ok_or(e)?,
+        };
+        if held.age > STALE_LOCK_AGE || held.owner.as_ref().is_some_and(LockOwner::is_dead_here) {
+            ui.status(
+                "Unlocking",
+                format_args!("stale lock on {} ({})", runner.label(), describe(&held)),
+            );
+            runner.change(
+                "removing a stale lock",
+                &self::script(layout, "rm -rf \"$lock\"\n"),
+            )?;
+            continue;
+        }
+        if Instant::now() >= deadline {
+            return Err(tagged(
+                Category::Locked,
+                anyhow::anyhow!(
+                    "another deploy of {} holds the lock on {}: {}\n  \
+                     help: wait for it (--lock-wait 5m); if no deploy is running, remove the lock \
+                     with `shipit lock release {}`",
+                    layout.app,
+                    runner.label(),
+                    describe(&held),
+                    runner.label()
+                ),
+            ));
+        }
+        if !reported {
+            ui.status(
+                "Waiting",
+                format_args!("for the lock on {}: {}", runner.label(), describe(&held)),
+            );
+            reported = true;
+        }
+        interrupt::check()?;
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The lock details when `error` is the lock script's "held" exit.
+fn lock_holder(error: &anyhow::Error) -> Option<HeldLock> {
+    let failure = crate::error::find::<crate::remote::StepFailure>(error)?;
+    if failure.output.status.to_string() != LOCKED {
+        return None;
+    }
+    parse_held(&failure.output.stdout)
+}
+
+pub fn describe(held: &HeldLock) -> String {
+    let age = humantime::format_duration(held.age);
+    match &held.owner {
+        Some(owner) => format!("{owner} (taken {age} ago)"),
+        None => format!("owner unknown (taken {age} ago)"),
+    }
+}
+
+pub fn unlock(runner: &mut Runner, layout: &Layout) -> Result<()> {
+    runner.change(
         "releasing the deploy lock",
         &script(layout, "rm -rf \"$lock\"\n"),
     )?;
@@ -98,50 +208,88 @@ fn local_host_name() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Uploads the package into the content-addressed upload dir unless it is already there.
-/// Returns whether bytes were sent.
-pub fn upload(
-    remote: &mut dyn Remote,
+/// What the upload step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upload {
+    /// The host already had the package.
+    Skipped,
+    /// `sent` bytes went over the wire, continuing a partial upload at `resumed_from`.
+    Sent { sent: u64, resumed_from: u64 },
+}
+
+/// Uploads the package into the content-addressed upload dir unless it is there already. A
+/// partial upload left by a cut connection is continued from its size and the whole file
+/// verified; a partial that turns out corrupt is discarded and the upload starts over once.
+pub fn upload(runner: &mut Runner, layout: &Layout, package: &Package, ui: &Ui) -> Result<Upload> {
+    let body = "if [ -f \"$upload\" ] && printf '%s  %s\\n' \"$sha\" \"$upload\" | sha256sum -c --status; then echo present; exit 0; fi\n\
+                stat -c %s \"$upload.partial\" 2>/dev/null || echo 0\n";
+    let found = runner.query("looking for an earlier upload", &script(layout, body))?;
+    if found.trim() == "present" {
+        return Ok(Upload::Skipped);
+    }
+    let partial: u64 = found.trim().parse().unwrap_or(0);
+    let resume_from = if partial < package.size { partial } else { 0 };
+    match send(runner, layout, package, resume_from, ui) {
+        Err(e) if resume_from > 0 && format!("{e:#}").contains("sha256 differs") => {
+            ui.status(
+                "Restarting",
+                "the upload: the partial upload on the host was corrupt",
+            );
+            send(runner, layout, package, 0, ui)
+        }
+        other => other,
+    }
+}
+
+fn send(
+    runner: &mut Runner,
     layout: &Layout,
     package: &Package,
+    offset: u64,
     ui: &Ui,
-) -> Result<bool> {
-    let present = remote::run_root(
-        remote,
-        "looking for an earlier upload",
-        &script(
-            layout,
-            "if [ -f \"$upload\" ] && printf '%s  %s\\n' \"$sha\" \"$upload\" | sha256sum -c --status; then echo present; fi\n",
-        ),
-    )?;
-    if present.trim() == "present" {
-        return Ok(false);
-    }
-    let body = "mkdir -p \"$uploads\"\n\
-                partial=\"$upload.partial\"\n\
-                got=$(umask 077; tee \"$partial\" | sha256sum)\n\
-                if [ \"${got%% *}\" != \"$sha\" ]; then\n\
-                  rm -f \"$partial\"; echo \"the uploaded package's sha256 differs from $sha: the transfer was damaged\" >&2; exit 1\n\
-                fi\n\
-                mv -f \"$partial\" \"$upload\"\n";
+) -> Result<Upload> {
+    // A fresh upload is hashed while it arrives; a resumed one has to be hashed whole afterwards.
+    let receive = if offset == 0 {
+        "got=$(umask 077; tee \"$partial\" | sha256sum)\n"
+    } else {
+        "cat >> \"$partial\"\ngot=$(sha256sum < \"$partial\")\n"
+    };
+    let body = format!(
+        "mkdir -p \"$uploads\"\n\
+         partial=\"$upload.partial\"\n\
+         {receive}\
+         if [ \"${{got%% *}}\" != \"$sha\" ]; then\n\
+           rm -f \"$partial\"; echo \"the uploaded package's sha256 differs from $sha: the partial upload was discarded\" >&2; exit 1\n\
+         fi\n\
+         mv -f \"$partial\" \"$upload\"\n"
+    );
     let mut file = std::fs::File::open(&package.path)
         .with_context(|| format!("cannot read {}", package.path.display()))?;
-    let bar = ui.bytes(package.size, format!("uploading to {}", remote.label()));
-    let result = remote::run_root_with_input(
-        remote,
+    file.seek(SeekFrom::Start(offset))?;
+    let remaining = package.size - offset;
+    let bar = ui.bytes(remaining, format!("uploading to {}", runner.label()));
+    let what = format!(
+        "{} ({remaining} bytes from offset {offset})",
+        package.path.display()
+    );
+    let result = runner.change_with_input(
         "uploading the package",
-        &script(layout, body),
-        &mut file as &mut dyn Read,
+        &script(layout, &body),
+        &what,
+        &mut Interruptible(file) as &mut dyn Read,
         &|sent| bar.set_position(sent),
     );
     bar.finish_and_clear();
     result?;
-    Ok(true)
+    Ok(Upload::Sent {
+        sent: remaining,
+        resumed_from: offset,
+    })
 }
 
 /// Unpacks the upload into its release directory, root-owned, checked file by file against the
 /// manifest, and only then gives it its final name. Returns whether it already existed.
-pub fn stage_release(remote: &mut dyn Remote, layout: &Layout, package: &Package) -> Result<bool> {
+pub fn stage_release(runner: &mut Runner, layout: &Layout, package: &Package) -> Result<bool> {
     let sums: String = package
         .manifest
         .files
@@ -160,88 +308,147 @@ pub fn stage_release(remote: &mut dyn Remote, layout: &Layout, package: &Package
          rm -rf \"$rel\"; mv -T \"$tmp\" \"$rel\"\n",
         sums = quote(&sums)
     );
-    let out = remote::run_root(remote, "unpacking the release", &script(layout, &body))?;
+    let out = runner.change("unpacking the release", &script(layout, &body))?;
     Ok(out.trim() == "reused")
 }
 
-/// The service user, its state directory, and the env file with secrets (sent on stdin, never on
-/// a command line, never printed).
-pub fn prepare_host(
-    remote: &mut dyn Remote,
-    layout: &Layout,
-    env_file: Option<&[u8]>,
-) -> Result<()> {
+/// The service user and its state directory, and the release's copy of the env file: the new
+/// secrets when shipit.toml has an env_file (sent on stdin, never on a command line, never
+/// printed), else whatever the host has now. Switching to a release installs its copy, so a
+/// rollback restores the env file the old release ran with.
+pub fn prepare_host(runner: &mut Runner, layout: &Layout, env_file: Option<&[u8]>) -> Result<()> {
     let body = "if ! id -u \"$user\" >/dev/null 2>&1; then\n\
                   useradd --system --user-group --home-dir \"$state_dir\" --no-create-home --shell /usr/sbin/nologin \"$user\"\n\
                 fi\n\
                 install -d -m 0750 -o \"$user\" -g \"$(id -gn \"$user\")\" \"$state_dir\"\n\
                 install -d -m 0755 \"$(dirname \"$env_file\")\"\n";
-    remote::run_root(remote, "creating the service user", &script(layout, body))?;
-    if let Some(mut secrets) = env_file {
-        let body = "tmp=\"$env_file.shipit-new\"\n\
-                    (umask 077; cat > \"$tmp\")\n\
-                    chown root:root \"$tmp\"; chmod 0600 \"$tmp\"\n\
-                    mv -f \"$tmp\" \"$env_file\"\n";
-        remote::run_root_with_input(
-            remote,
-            "writing the env file",
-            &script(layout, body),
-            &mut secrets,
-            &|_| {},
-        )?;
+    runner.change("creating the service user", &script(layout, body))?;
+    match env_file {
+        Some(mut secrets) => {
+            let body =
+                "(umask 077; cat > \"$rel/.env.tmp\")\nmv -f \"$rel/.env.tmp\" \"$rel/.env\"\n";
+            let lines = String::from_utf8_lossy(secrets).lines().count();
+            runner.change_with_input(
+                "keeping the env file with the release",
+                &script(layout, body),
+                &format!("env file, {lines} lines, values hidden"),
+                &mut secrets,
+                &|_| {},
+            )?;
+        }
+        None => {
+            let body = "if [ -f \"$env_file\" ]; then (umask 077; cp \"$env_file\" \"$rel/.env\"); else rm -f \"$rel/.env\"; fi\n";
+            runner.change(
+                "keeping the env file with the release",
+                &script(layout, body),
+            )?;
+        }
     }
     Ok(())
 }
 
 /// `systemd-analyze verify` on the host, before anything switches. The unit still names
 /// /opt/<app>/current, which may not exist yet, so a copy pointing into the release is checked.
-pub fn verify_unit(remote: &mut dyn Remote, layout: &Layout) -> Result<()> {
+pub fn verify_unit(runner: &mut Runner, layout: &Layout) -> Result<()> {
     let body = "command -v systemd-analyze >/dev/null || exit 0\n\
                 dir=$(mktemp -d)\n\
                 trap 'rm -rf \"$dir\"' EXIT\n\
                 sed -e \"s#$current/#$rel/#g\" -e \"s#$current\\$#$rel#\" \"$rel/$unit\" > \"$dir/$unit\"\n\
                 out=$(systemd-analyze verify --man=no --recursive-errors=no --generators=no \"$dir/$unit\" 2>&1) || { echo \"$out\" >&2; exit 1; }\n\
                 if [ -n \"$out\" ]; then echo \"$out\" >&2; exit 1; fi\n";
-    remote::run_root(
-        remote,
-        "verifying the unit on the host",
-        &script(layout, body),
-    )?;
+    runner.change("verifying the unit on the host", &script(layout, body))?;
     Ok(())
 }
 
-/// The release `current` points at now, relative to the app dir (e.g. `releases/1.0-abc`).
-pub fn current_release(remote: &mut dyn Remote, layout: &Layout) -> Result<Option<String>> {
-    let out = remote::run_root(
-        remote,
-        "reading the current release",
-        &script(layout, "readlink \"$current\" || true\n"),
-    )?;
-    let target = out.trim();
-    Ok(target
-        .strip_prefix("releases/")
-        .filter(|r| !r.is_empty() && !r.contains('/'))
-        .map(str::to_string))
+/// One release on the host, as `releases` and `rollback` see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Release {
+    pub name: String,
+    pub version: String,
+    pub deployed: String,
+    pub current: bool,
+    pub previous: bool,
+    pub failed: bool,
+}
+
+/// Releases newest first, with the current one, the previous one (the last release that passed
+/// its health gate before the current one) and failed ones marked.
+pub fn releases(runner: &mut Runner, layout: &Layout) -> Result<Vec<Release>> {
+    let body = "cd \"$releases\" 2>/dev/null || exit 0\n\
+                echo \"current=$(basename \"$(readlink \"$current\" 2>/dev/null)\")\"\n\
+                echo \"history=$(tail -n 20 \"$history\" 2>/dev/null | tr '\\n' ' ')\"\n\
+                ls -1t | while read -r r; do\n\
+                  v=$(sed -n 's/^  \"version\": \"\\(.*\\)\",$/\\1/p' \"$r/manifest.json\" 2>/dev/null)\n\
+                  f=no; [ -f \"$r/.shipit-failed\" ] && f=yes\n\
+                  printf 'release=%s %s %s %s\\n' \"$r\" \"$f\" \"$(date -u -r \"$r\" +%FT%TZ)\" \"$v\"\n\
+                done\n";
+    let out = runner.query("listing releases", &script(layout, body))?;
+    Ok(parse_releases(&out))
+}
+
+fn parse_releases(out: &str) -> Vec<Release> {
+    let mut current = "";
+    let mut history: Vec<&str> = Vec::new();
+    let mut list = Vec::new();
+    for line in out.lines() {
+        if let Some(c) = line.strip_prefix("current=") {
+            current = c;
+        } else if let Some(h) = line.strip_prefix("history=") {
+            history = h.split_whitespace().collect();
+        } else if let Some(r) = line.strip_prefix("release=") {
+            let mut words = r.splitn(4, ' ');
+            let (name, failed, deployed, version) = (
+                words.next().unwrap_or_default(),
+                words.next() == Some("yes"),
+                words.next().unwrap_or_default(),
+                words.next().unwrap_or_default(),
+            );
+            list.push(Release {
+                name: name.to_string(),
+                version: version.to_string(),
+                deployed: deployed.to_string(),
+                current: name == current,
+                previous: false,
+                failed,
+            });
+        }
+    }
+    let previous = history
+        .iter()
+        .rev()
+        .find(|h| **h != current && list.iter().any(|r| r.name == **h && !r.failed));
+    for release in &mut list {
+        release.previous = previous.is_some_and(|p| *p == release.name);
+    }
+    list
 }
 
 /// The host's clock, so the journal can be read from the moment of the restart.
-pub fn remote_now(remote: &mut dyn Remote, layout: &Layout) -> Result<u64> {
-    let out = remote::run_root(
-        remote,
-        "reading the host clock",
-        &script(layout, "date +%s\n"),
-    )?;
+pub fn remote_now(runner: &mut Runner, layout: &Layout) -> Result<u64> {
+    let out = runner.query("reading the host clock", &script(layout, "date +%s\n"))?;
     out.trim()
         .parse()
         .context("the host's `date +%s` is not a number")
 }
 
-/// Installs the release's unit, moves `current` atomically, and restarts the service.
-pub fn switch_to(remote: &mut dyn Remote, layout: &Layout, release: &str) -> Result<()> {
+/// Installs the release's unit and env file, moves `current` atomically, and restarts.
+pub fn switch_to(runner: &mut Runner, layout: &Layout, release: &str) -> Result<()> {
+    runner.change(
+        "switching and restarting the service",
+        &switch_script(layout, release),
+    )?;
+    Ok(())
+}
+
+/// The switch as a standalone script (the dead-man timer runs it on the host by itself).
+pub fn switch_script(layout: &Layout, release: &str) -> String {
     let body = format!(
         "target={}\n\
          install -m 0644 \"$releases/$target/$unit\" \"$unit_path.shipit-new\"\n\
          mv -f \"$unit_path.shipit-new\" \"$unit_path\"\n\
+         if [ -f \"$releases/$target/.env\" ]; then\n\
+           (umask 077; cp \"$releases/$target/.env\" \"$env_file.shipit-new\"); mv -f \"$env_file.shipit-new\" \"$env_file\"\n\
+         else rm -f \"$env_file\"; fi\n\
          ln -sfn \"releases/$target\" \"$base/.current.shipit-new\"\n\
          mv -T \"$base/.current.shipit-new\" \"$current\"\n\
          systemctl daemon-reload\n\
@@ -249,57 +456,121 @@ pub fn switch_to(remote: &mut dyn Remote, layout: &Layout, release: &str) -> Res
          systemctl restart \"$unit\"\n",
         quote(release)
     );
-    remote::run_root(
-        remote,
-        "switching and restarting the service",
-        &script(layout, &body),
-    )?;
+    script(layout, &body)
+}
+
+/// Records a release as good (it passed its gate) or failed (it never counts as previous).
+pub fn mark(runner: &mut Runner, layout: &Layout, release: &str, healthy: bool) -> Result<()> {
+    let body = if healthy {
+        "rm -f \"$releases/$target/.shipit-failed\"\necho \"$target\" >> \"$history\"\n"
+    } else {
+        "touch \"$releases/$target/.shipit-failed\"\n"
+    };
+    let body = format!("target={}\n{body}", quote(release));
+    runner.change("recording the release outcome", &script(layout, &body))?;
     Ok(())
 }
 
 /// With no earlier release to return to, a failed first release is stopped, not left flapping.
-pub fn stop(remote: &mut dyn Remote, layout: &Layout) -> Result<()> {
-    remote::run_root(
-        remote,
+pub fn stop(runner: &mut Runner, layout: &Layout) -> Result<()> {
+    runner.change(
         "stopping the failed release",
         &script(layout, "systemctl disable --now --quiet \"$unit\"\n"),
     )?;
     Ok(())
 }
 
-pub fn journal_since(remote: &mut dyn Remote, layout: &Layout, since: u64) -> Result<String> {
-    remote::run_root(
-        remote,
+pub fn journal_since(runner: &mut Runner, layout: &Layout, since: u64) -> Result<String> {
+    runner.query(
         "reading the journal",
         &script(
             layout,
-            &format!(
-                "journalctl -u \"$unit\" --since @{since} --no-pager -n 40 -o short-iso 2>&1 || true\n"
-            ),
+            &format!("journalctl -u \"$unit\" --since @{since} --no-pager -n 40 -o short-iso 2>&1 || true\n"),
         ),
     )
 }
 
-/// Deletes releases beyond `keep`, newest first, never the current or previous one; old uploads
-/// go the same way. Returns the deleted release names.
-pub fn prune(
-    remote: &mut dyn Remote,
-    layout: &Layout,
-    keep: usize,
-    previous: Option<&str>,
-) -> Result<Vec<String>> {
+/// Keeps `keep` releases: the current and previous one whatever their age, then the newest good
+/// ones; failed releases never take a place. Old uploads go the same way. Returns what was deleted.
+pub fn prune(runner: &mut Runner, layout: &Layout, keep: usize) -> Result<Vec<String>> {
+    let protected: Vec<String> = releases(runner, layout)?
+        .into_iter()
+        .filter(|r| r.current || r.previous)
+        .map(|r| r.name)
+        .collect();
     let body = format!(
-        "keep={keep}\nprevious={}\n\
+        "keep={keep}\nprotected={}\n\
          cd \"$releases\"\n\
-         ls -1t | tail -n +$((keep + 1)) | while read -r old; do\n\
-           [ \"$old\" = \"$release\" ] || [ \"$old\" = \"$previous\" ] || {{ rm -rf -- \"$old\"; echo \"$old\"; }}\n\
+         n=0\n\
+         for old in $(ls -1t); do\n\
+           case \" $protected \" in *\" $old \"*) n=$((n + 1)); continue ;; esac\n\
+           if [ ! -f \"$old/.shipit-failed\" ]; then n=$((n + 1)); [ \"$n\" -le \"$keep\" ] && continue; fi\n\
+           rm -rf -- \"$old\"; echo \"$old\"\n\
          done\n\
          cd \"$uploads\" 2>/dev/null && ls -1t | tail -n +$((keep + 1)) | while read -r old; do\n\
            [ \"$old\" = \"$sha.tar.gz\" ] || rm -f -- \"$old\"\n\
          done\n\
          true\n",
-        quote(previous.unwrap_or(""))
+        quote(&protected.join(" "))
     );
-    let out = remote::run_root(remote, "pruning old releases", &script(layout, &body))?;
+    let out = runner.change("pruning old releases", &script(layout, &body))?;
     Ok(out.lines().map(str::to_string).collect())
+}
+
+/// What is installed now, for a dry run's diff: the unit file and the running binary's sha256.
+pub fn installed(runner: &mut Runner, layout: &Layout) -> Result<(String, Option<String>)> {
+    let unit = runner.query(
+        "reading the installed unit",
+        &script(layout, "cat \"$unit_path\" 2>/dev/null || true\n"),
+    )?;
+    let sha = runner.query(
+        "reading the installed binary's checksum",
+        &script(
+            layout,
+            "sha256sum \"$current/$app\" 2>/dev/null | cut -d' ' -f1\n",
+        ),
+    )?;
+    let sha = sha.trim();
+    Ok((unit, (!sha.is_empty()).then(|| sha.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previous_is_the_last_good_release_before_the_current_one() {
+        let out = "current=c\nhistory=a b a c \n\
+                   release=x yes 2026-01-04T00:00:00Z 4\n\
+                   release=c no 2026-01-03T00:00:00Z 3\n\
+                   release=b no 2026-01-02T00:00:00Z 2\n\
+                   release=a no 2026-01-01T00:00:00Z 1\n";
+        let list = parse_releases(out);
+        let marks: Vec<(&str, bool, bool, bool)> = list
+            .iter()
+            .map(|r| (r.name.as_str(), r.current, r.previous, r.failed))
+            .collect();
+        assert_eq!(
+            marks,
+            [
+                ("x", false, false, true),
+                ("c", true, false, false),
+                ("b", false, false, false),
+                ("a", false, true, false)
+            ]
+        );
+        assert_eq!(list[1].version, "3");
+    }
+
+    #[test]
+    fn held_locks_parse_with_or_without_owner() {
+        let held = parse_held(
+            "age=30\n{\"user\":\"u\",\"from\":\"h\",\"pid\":1,\"version\":\"v\",\"since\":\"t\"}\n",
+        )
+        .unwrap();
+        assert_eq!(held.age, Duration::from_secs(30));
+        assert!(describe(&held).starts_with("u@h (pid 1) deploying v since t"));
+        assert!(parse_held("age=5\n").unwrap().owner.is_none());
+        assert!(parse_held("").is_none());
+    }
 }

@@ -122,6 +122,37 @@ pub fn run_user(remote: &mut dyn Remote, step: &str, command: &str) -> Result<St
     Ok(output.stdout)
 }
 
+/// A remote command that ran and failed; callers that expect a particular failure (the lock's
+/// "held" status) downcast to it.
+#[derive(Debug)]
+pub struct StepFailure {
+    pub host: String,
+    pub step: String,
+    pub command: String,
+    pub output: ExecOutput,
+}
+
+impl std::fmt::Display for StepFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match &self.output.signal {
+            Some(signal) => format!("killed by signal {signal}"),
+            None => format!("exit status {}", self.output.status),
+        };
+        write!(
+            f,
+            "{} failed on {} ({how})\n  command: {}",
+            self.step, self.host, self.command
+        )?;
+        let stderr = self.output.stderr.trim();
+        if !stderr.is_empty() {
+            write!(f, "\n  stderr:\n{}", indent(stderr))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StepFailure {}
+
 fn check(remote: &dyn Remote, step: &str, script: &str, output: &ExecOutput) -> Result<()> {
     if output.success() {
         return Ok(());
@@ -139,21 +170,14 @@ fn check(remote: &dyn Remote, step: &str, script: &str, output: &ExecOutput) -> 
             ),
         ));
     }
-    let how = match &output.signal {
-        Some(signal) => format!("killed by signal {signal}"),
-        None => format!("exit status {}", output.status),
-    };
-    let stderr = output.stderr.trim();
     Err(tagged(
         Category::Remote,
-        anyhow::anyhow!(
-            "{step} failed on {host} ({how})\n  command: {script}{}",
-            if stderr.is_empty() {
-                String::new()
-            } else {
-                format!("\n  stderr:\n{}", indent(stderr))
-            }
-        ),
+        anyhow::Error::new(StepFailure {
+            host: host.to_string(),
+            step: step.to_string(),
+            command: script.to_string(),
+            output: output.clone(),
+        }),
     ))
 }
 

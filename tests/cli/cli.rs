@@ -9,6 +9,7 @@ fn help_snapshots() {
         ("build_help", &["build", "--help"]),
         ("unit_generate_help", &["unit", "generate", "--help"]),
         ("init_help", &["init", "--help"]),
+        ("deploy_help", &["deploy", "--help"]),
     ] {
         let run = shipit(args).env("COLUMNS", "100").run().success();
         insta::assert_snapshot!(name, run.stdout);
@@ -76,5 +77,23 @@ fn init_detects_rust_projects() {
     assert!(
         text.contains("name = \"hello-rust\"") && text.contains("cargo_bin"),
         "{text}"
+    );
+}
+
+/// libssh2 up to 1.11.1 has a pre-auth heap overflow a malicious server can trigger; the fix
+/// shipped in libssh2-sys 0.3.3. Guard the lock file against a downgrade.
+#[test]
+fn libssh2_carries_the_overflow_fix() {
+    let lock = std::fs::read_to_string(repo_root().join("Cargo.lock")).unwrap();
+    let version = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"libssh2-sys\""))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
+        .map(|v| v.trim_end_matches('"').to_string())
+        .expect("libssh2-sys in Cargo.lock");
+    let parts: Vec<u32> = version.split('.').map(|n| n.parse().unwrap()).collect();
+    assert!(
+        parts >= vec![0, 3, 3],
+        "libssh2-sys {version} lacks the fix; need >= 0.3.3"
     );
 }

@@ -3,30 +3,9 @@
 
 use std::path::Path;
 
+use crate::support::app::*;
 use crate::support::sandbox::Sandbox;
 use crate::support::*;
-
-fn deploy_json(sandbox: &Sandbox, project: &Path, host: &str, version: &str) -> serde_json::Value {
-    let run = sandbox
-        .shipit(&["-C", project.to_str().unwrap(), "deploy", host, "--json", "--version-override", version])
-        .run()
-        .success();
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
-}
-
-fn health(sandbox: &Sandbox, host: &str) -> serde_json::Value {
-    let run = sandbox.ssh(host, "curl -s --max-time 5 http://127.0.0.1:8080/health").success();
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
-}
-
-fn show(sandbox: &Sandbox, host: &str, unit: &str, property: &str) -> String {
-    sandbox
-        .ssh(host, &format!("systemctl show {unit} -p {property} --value"))
-        .success()
-        .stdout
-        .trim()
-        .to_string()
-}
 
 /// The whole life of an app on one host: first deploy, crash recovery by systemd, a new
 /// version, an unchanged redeploy, and the inspect commands.
@@ -44,8 +23,15 @@ fn lifecycle(example_name: &str, host: &str) {
     assert_eq!(show(&sandbox, host, &unit, "NoNewPrivileges"), "yes");
     assert_eq!(show(&sandbox, host, &unit, "User"), example_name);
     let binary = format!("/opt/{example_name}/current/{example_name}");
-    let owner = sandbox.ssh(host, &format!("stat -L -c '%U %a' {binary}")).success().stdout;
-    assert_eq!(owner.trim(), "root 755", "the service user must not be able to replace its binary");
+    let owner = sandbox
+        .ssh(host, &format!("stat -L -c '%U %a' {binary}"))
+        .success()
+        .stdout;
+    assert_eq!(
+        owner.trim(),
+        "root 755",
+        "the service user must not be able to replace its binary"
+    );
 
     // systemd brings a killed service back.
     let pid = show(&sandbox, host, &unit, "MainPID");
@@ -60,12 +46,28 @@ fn lifecycle(example_name: &str, host: &str) {
     // A new version switches `current` and keeps the old release.
     let second = deploy_json(&sandbox, &project, host, "1.1.0");
     assert_eq!(health(&sandbox, host)["version"], "1.1.0");
-    let link = sandbox.ssh(host, &format!("readlink /opt/{example_name}/current")).success().stdout;
-    assert_eq!(link.trim(), format!("releases/{}", second["release"].as_str().unwrap()));
+    let link = sandbox
+        .ssh(host, &format!("readlink /opt/{example_name}/current"))
+        .success()
+        .stdout;
+    assert_eq!(
+        link.trim(),
+        format!("releases/{}", second["release"].as_str().unwrap())
+    );
     assert_eq!(second["previous"], report["release"]);
-    let releases = sandbox.shipit(&["-C", project.to_str().unwrap(), "releases", host]).run().success().stdout;
-    assert!(releases.contains(&format!("* {}", second["release"].as_str().unwrap())), "{releases}");
-    assert!(releases.contains(report["release"].as_str().unwrap()), "{releases}");
+    let releases = sandbox
+        .shipit(&["-C", project.to_str().unwrap(), "releases", host])
+        .run()
+        .success()
+        .stdout;
+    assert!(
+        releases.contains(&format!("* {}", second["release"].as_str().unwrap())),
+        "{releases}"
+    );
+    assert!(
+        releases.contains(report["release"].as_str().unwrap()),
+        "{releases}"
+    );
 
     // The same package again: nothing is uploaded, and shipit says so.
     let again = deploy_json(&sandbox, &project, host, "1.1.0");
@@ -81,8 +83,15 @@ fn lifecycle(example_name: &str, host: &str) {
     assert_eq!(status["version"], "1.1.0");
     assert_eq!(status["active_state"], "active");
     assert_eq!(status["limit_nofile"], "65536");
-    assert!(status["health"].as_str().unwrap().starts_with("200"), "{status}");
-    let logs = sandbox.shipit(&["-C", project.to_str().unwrap(), "logs", host, "-n", "20"]).run().success().stdout;
+    assert!(
+        status["health"].as_str().unwrap().starts_with("200"),
+        "{status}"
+    );
+    let logs = sandbox
+        .shipit(&["-C", project.to_str().unwrap(), "logs", host, "-n", "20"])
+        .run()
+        .success()
+        .stdout;
     assert!(logs.contains("1.1.0"), "{logs}");
 }
 
@@ -96,29 +105,6 @@ fn rust_service_lifecycle() {
     lifecycle("hello-rust", "t-rust-life");
 }
 
-fn wait_for(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    while std::time::Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
-    false
-}
-
-/// A copy of hello-go whose shipit.toml gets `extra` lines appended to [service.env] and a quick
-/// health pace, so failing releases fail fast.
-fn variant(env_lines: &str, exec_args: &str) -> tempfile::TempDir {
-    let project = project_copy("hello-go");
-    let config = format!(
-        "[app]\nname = \"hello-go\"\n\n[service]\nexec_args = {exec_args}\nfiles = [\"config.yaml\"]\n\n\
-         [service.env]\n{env_lines}\n\n[health]\nurl = \"http://127.0.0.1:8080/health\"\nretries = 4\ninterval = \"500ms\"\nsettle = \"3s\"\n"
-    );
-    std::fs::write(project.path().join("shipit.toml"), config).unwrap();
-    project
-}
-
 #[test]
 fn failing_releases_roll_back_or_stop() {
     let host = "t-fail";
@@ -128,7 +114,14 @@ fn failing_releases_roll_back_or_stop() {
     let crashing = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"not-a-port\"]");
     let deploy = |project: &Path, version: &str| {
         sandbox
-            .shipit(&["-C", project.to_str().unwrap(), "deploy", host, "--version-override", version])
+            .shipit(&[
+                "-C",
+                project.to_str().unwrap(),
+                "deploy",
+                host,
+                "--version-override",
+                version,
+            ])
             .run()
     };
 
@@ -137,7 +130,10 @@ fn failing_releases_roll_back_or_stop() {
         .failure(5)
         .stderr_has("failed its health check")
         .stderr_has("no earlier release");
-    assert_eq!(show(&sandbox, host, "hello-go.service", "ActiveState"), "inactive");
+    assert_eq!(
+        show(&sandbox, host, "hello-go.service", "ActiveState"),
+        "inactive"
+    );
 
     deploy(good.path(), "1.0.0").success();
     for (project, version) in [(&unhealthy, "2.0.0"), (&crashing, "3.0.0")] {
@@ -145,23 +141,12 @@ fn failing_releases_roll_back_or_stop() {
             .failure(6)
             .stderr_has("rolled back")
             .stderr_has("journal of hello-go.service");
-        assert_eq!(health(&sandbox, host)["version"], "1.0.0", "after {version}");
+        assert_eq!(
+            health(&sandbox, host)["version"],
+            "1.0.0",
+            "after {version}"
+        );
     }
-}
-
-/// An ssh config (for `-F`) that keeps known_hosts in `dir` instead of ~/.ssh.
-fn private_ssh_config(dir: &Path, identity: &Path) -> std::path::PathBuf {
-    let config = dir.join("ssh_config");
-    std::fs::write(
-        &config,
-        format!(
-            "Host *\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n  HashKnownHosts no\n  IdentityFile {}\n",
-            dir.join("known_hosts").display(),
-            identity.display()
-        ),
-    )
-    .unwrap();
-    config
 }
 
 #[test]
@@ -174,26 +159,42 @@ fn host_keys_are_checked_like_openssh() {
     let target = format!("root@{address}");
     let project = example("hello-go");
     let status = |extra: &[&str]| {
-        let mut args = vec!["-C", project.to_str().unwrap(), "status", &target, "-F", config.to_str().unwrap()];
+        let mut args = vec![
+            "-C",
+            project.to_str().unwrap(),
+            "status",
+            &target,
+            "-F",
+            config.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         sandbox.shipit(&args).run()
     };
 
     // Unknown: refused with the fingerprint; nothing is written.
     let known_hosts = dir.path().join("known_hosts");
-    status(&[]).failure(4).stderr_has("is not known: SHA256:").stderr_has("--accept-new-host-key");
+    status(&[])
+        .failure(4)
+        .stderr_has("is not known: SHA256:")
+        .stderr_has("--accept-new-host-key");
     assert!(!known_hosts.exists());
 
     // accept-new records it, and from then on it is simply known.
     status(&["--accept-new-host-key"]).success();
     let recorded = std::fs::read_to_string(&known_hosts).unwrap();
-    assert!(recorded.starts_with(&format!("{address} ssh-ed25519 ")), "{recorded}");
+    assert!(
+        recorded.starts_with(&format!("{address} ssh-ed25519 ")),
+        "{recorded}"
+    );
     status(&[]).success();
 
     // Changed: refused, even when accepting new keys.
     let other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBkQ2UGPUk2fEuqZsP4Og9NRQ5ETlwNZUdXoyCV4ZvWw";
     std::fs::write(&known_hosts, format!("{address} {other}\n")).unwrap();
-    status(&["--accept-new-host-key"]).failure(4).stderr_has("has CHANGED").stderr_has("known_hosts:1");
+    status(&["--accept-new-host-key"])
+        .failure(4)
+        .stderr_has("has CHANGED")
+        .stderr_has("known_hosts:1");
 }
 
 #[test]
@@ -220,21 +221,45 @@ fn non_root_users_deploy_through_sudo() {
     let address = sandbox.address(host);
     let mut config = std::fs::read_to_string(project.path().join("shipit.toml")).unwrap();
     for user in ["deploy", "pwuser"] {
-        config.push_str(&format!("\n[hosts.as-{user}]\naddress = \"{address}\"\nuser = \"{user}\"\n"));
+        config.push_str(&format!(
+            "\n[hosts.as-{user}]\naddress = \"{address}\"\nuser = \"{user}\"\n"
+        ));
     }
     std::fs::write(project.path().join("shipit.toml"), config).unwrap();
     let ssh_config = private_ssh_config(project.path(), &sandbox.state_dir().join("id_ed25519"));
-    std::fs::copy(sandbox.state_dir().join("known_hosts"), project.path().join("known_hosts")).unwrap();
+    std::fs::copy(
+        sandbox.state_dir().join("known_hosts"),
+        project.path().join("known_hosts"),
+    )
+    .unwrap();
 
     let dir = project.path().to_str().unwrap();
     let ssh_config = ssh_config.to_str().unwrap();
     sandbox
-        .shipit(&["-C", dir, "deploy", "as-deploy", "-F", ssh_config, "--version-override", "1.0.0"])
+        .shipit(&[
+            "-C",
+            dir,
+            "deploy",
+            "as-deploy",
+            "-F",
+            ssh_config,
+            "--version-override",
+            "1.0.0",
+        ])
         .run()
         .success();
     assert_eq!(health(&sandbox, host)["version"], "1.0.0");
     sandbox
-        .shipit(&["-C", dir, "deploy", "as-pwuser", "-F", ssh_config, "--version-override", "1.0.1"])
+        .shipit(&[
+            "-C",
+            dir,
+            "deploy",
+            "as-pwuser",
+            "-F",
+            ssh_config,
+            "--version-override",
+            "1.0.1",
+        ])
         .run()
         .failure(5)
         .stderr_has("passwordless sudo");
@@ -250,10 +275,18 @@ fn bad_destinations_fail_before_connecting() {
         ("root@host;rm -rf /", "invalid host"),
         ("h:99999", "invalid port"),
     ] {
-        shipit(&["-C", dir, "deploy", "--package", "/nonexistent.tar.gz", "--", host])
-            .run()
-            .failure(2)
-            .stderr_has(message);
+        shipit(&[
+            "-C",
+            dir,
+            "deploy",
+            "--package",
+            "/nonexistent.tar.gz",
+            "--",
+            host,
+        ])
+        .run()
+        .failure(2)
+        .stderr_has(message);
     }
     // Nothing listens on port 1 of loopback.
     shipit(&["-C", dir, "status", "-F", "/dev/null", "127.0.0.1:1"])

@@ -7,5 +7,6 @@ mod build;
 mod cli;
 mod config_errors;
 mod deploy;
+mod faults;
 mod sandbox;
 mod unit;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod app;
+pub mod proxy;
 pub mod sandbox;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,674 @@
+//! Never half-deployed: cut connections, concurrent deploys, Ctrl-C, dry runs, bad input and a
+//! deploying machine that dies — each against a real sandbox host.
+
+use std::path::Path;
+
+use crate::support::app::*;
+use crate::support::proxy::CuttingProxy;
+use crate::support::sandbox::Sandbox;
+use crate::support::*;
+
+/// A copy of hello-go with a quick health pace and `mb` MiB of filler, plus a `[hosts.NAME]`.
+fn app(mb: usize) -> tempfile::TempDir {
+    let project = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
+    if mb > 0 {
+        add_filler(project.path(), mb);
+    }
+    project
+}
+
+fn deploy(sandbox: &Sandbox, project: &Path, host: &str, version: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "-C",
+        project.to_str().unwrap(),
+        "deploy",
+        host,
+        "--version-override",
+        version,
+    ];
+    args.extend_from_slice(extra);
+    sandbox.shipit(&args).run()
+}
+
+#[test]
+fn a_cut_upload_keeps_the_old_release_and_the_rerun_resumes() {
+    let host = "t-cut";
+    let sandbox = Sandbox::up(&[host]);
+    let project = app(24);
+    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+    let before = host_state(&sandbox, host);
+
+    // The same host through a proxy that dies halfway through the package.
+    let package = sandbox
+        .shipit(&[
+            "-C",
+            project.path().to_str().unwrap(),
+            "build",
+            "--version-override",
+            "2.0.0",
+            "-q",
+        ])
+        .run()
+        .success()
+        .stdout;
+    let package = package.trim();
+    let size = std::fs::metadata(package).unwrap().len();
+    let proxy = CuttingProxy::start(format!("{}:22", sandbox.address(host)), size / 2);
+    let dir = tempfile::tempdir().unwrap();
+    let config = private_ssh_config(dir.path(), &sandbox.state_dir().join("id_ed25519"));
+    let key = std::fs::read_to_string(sandbox.state_dir().join("known_hosts")).unwrap();
+    let key = key
+        .split_whitespace()
+        .skip(1)
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    std::fs::write(
+        dir.path().join("known_hosts"),
+        format!("[127.0.0.1]:{} {key}\n", proxy.port),
+    )
+    .unwrap();
+    let target = format!("root@127.0.0.1:{}", proxy.port);
+    let args = |json: bool| {
+        let mut a = vec![
+            "-C",
+            project.path().to_str().unwrap(),
+            "deploy",
+            &target,
+            "--package",
+            package,
+            "-F",
+            config.to_str().unwrap(),
+        ];
+        if json {
+            a.push("--json");
+        }
+        a
+    };
+    let cut = sandbox.shipit(&args(false)).run();
+    assert_ne!(
+        cut.code, 0,
+        "a deploy over a dead connection cannot succeed:\n{}",
+        cut.stderr
+    );
+    assert!(
+        proxy.cut.load(std::sync::atomic::Ordering::SeqCst),
+        "the proxy never cut:\n{}",
+        cut.stderr
+    );
+
+    // Nothing changed for the running release; the partial upload waits on the host.
+    assert_eq!(health(&sandbox, host)["version"], "1.0.0");
+    let partial = sandbox
+        .ssh(host, "stat -c %s /opt/hello-go/.shipit/uploads/*.partial")
+        .success()
+        .stdout;
+    let partial: u64 = partial.trim().parse().unwrap();
+    assert!(partial > 0 && partial < size, "partial {partial} of {size}");
+    let after = host_state(&sandbox, host);
+    let without_uploads = |s: &str| {
+        s.lines()
+            .filter(|l| !l.contains(".shipit"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(without_uploads(&before), without_uploads(&after));
+    // The cut deploy let go of its lock.
+    sandbox
+        .ssh(host, "test ! -e /opt/hello-go/.shipit/lock")
+        .success();
+
+    let rerun = sandbox.shipit(&args(true)).run().success();
+    let report: serde_json::Value = serde_json::from_str(&rerun.stdout).unwrap();
+    assert_eq!(report["uploaded"], true);
+    assert_eq!(
+        report["resumed_from"].as_u64().unwrap(),
+        partial,
+        "{}",
+        rerun.stderr
+    );
+    assert_eq!(health(&sandbox, host)["version"], "2.0.0");
+}
+
+#[test]
+fn concurrent_deploys_wait_for_the_lock_or_are_refused() {
+    let host = "t-lock";
+    let sandbox = Sandbox::up(&[host]);
+    let project = app(0);
+    let dir = project.path().to_str().unwrap();
+    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+
+    let mut first = Running::start(
+        &sandbox,
+        &["-C", dir, "deploy", host, "--version-override", "2.0.0"],
+    );
+    first.wait_for_line("Starting");
+    // While the first holds the lock: refused at once, naming the holder…
+    deploy(&sandbox, project.path(), host, "3.0.0", &[])
+        .failure(8)
+        .stderr_has("holds the lock")
+        .stderr_has("deploying 2.0.0-");
+    // …or queued behind it.
+    let second = deploy(
+        &sandbox,
+        project.path(),
+        host,
+        "3.0.0",
+        &["--lock-wait", "2m"],
+    )
+    .success();
+    assert!(second.stderr.contains("Waiting"), "{}", second.stderr);
+    assert_eq!(first.finish().0, 0);
+    assert_eq!(health(&sandbox, host)["version"], "3.0.0");
+
+    // The service's journal shows the starts one after another, never interleaved.
+    let journal = sandbox
+        .ssh(
+            host,
+            "journalctl -u hello-go.service -o cat --no-pager | grep -E 'listening on|Stopping'",
+        )
+        .success()
+        .stdout;
+    let listening: Vec<&str> = journal
+        .lines()
+        .filter(|l| l.contains("listening on"))
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(listening, ["1.0.0", "2.0.0", "3.0.0"], "{journal}");
+}
+
+#[test]
+fn ctrl_c_releases_the_lock_and_keeps_the_old_release() {
+    let host = "t-sigint";
+    let sandbox = Sandbox::up(&[host]);
+    let project = app(0);
+    let dir = project.path().to_str().unwrap();
+    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+    let before = host_state(&sandbox, host);
+
+    // Interrupted during the health gate, after the switch: back to 1.0.0.
+    let mut running = Running::start(
+        &sandbox,
+        &["-C", dir, "deploy", host, "--version-override", "2.0.0"],
+    );
+    running.wait_for_line("Starting");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    running.signal(libc::SIGINT);
+    let (code, stderr) = running.finish();
+    assert_eq!(code, 130, "{stderr}");
+    assert!(
+        stderr.contains("interrupted") && stderr.contains("rolled back"),
+        "{stderr}"
+    );
+    assert_eq!(health(&sandbox, host)["version"], "1.0.0");
+    sandbox
+        .ssh(host, "test ! -e /opt/hello-go/.shipit/lock")
+        .success();
+    let releases = sandbox
+        .shipit(&["-C", dir, "releases", host, "--json"])
+        .run()
+        .success()
+        .stdout;
+    let releases: serde_json::Value = serde_json::from_str(&releases).unwrap();
+    let failed: Vec<&str> = releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["failed"] == true)
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["2.0.0"]);
+
+    // Interrupted before the switch: nothing the service uses was touched.
+    let mut running = Running::start(
+        &sandbox,
+        &["-C", dir, "deploy", host, "--version-override", "3.0.0"],
+    );
+    running.wait_for_line("Connected");
+    running.signal(libc::SIGTERM);
+    let (code, stderr) = running.finish();
+    assert_eq!(code, 130, "{stderr}");
+    assert!(stderr.contains("still runs the release it had"), "{stderr}");
+    sandbox
+        .ssh(host, "test ! -e /opt/hello-go/.shipit/lock")
+        .success();
+    let unchanged = |s: &str| {
+        s.lines()
+            .filter(|l| {
+                !l.contains(".shipit")
+                    && !l.contains("releases/2.0.0")
+                    && !l.contains("releases/3.0.0")
+            })
+            .filter(|l| !l.starts_with("opt/hello-go/releases "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(unchanged(&before), unchanged(&host_state(&sandbox, host)));
+    assert_eq!(health(&sandbox, host)["version"], "1.0.0");
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_changes_nothing() {
+    let host = "t-dry";
+    let sandbox = Sandbox::up(&[host]);
+    let project = app(0);
+    std::fs::write(project.path().join(".env.prod"), "API_TOKEN=s3cr3t-value\n").unwrap();
+    let config = std::fs::read_to_string(project.path().join("shipit.toml")).unwrap();
+    let with_env = config.replace("[service]\n", "[service]\nenv_file = \".env.prod\"\n");
+    std::fs::write(project.path().join("shipit.toml"), &with_env).unwrap();
+    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+    let env = sandbox
+        .ssh(
+            host,
+            "stat -c '%U %a' /etc/hello-go/hello-go.env && cat /etc/hello-go/hello-go.env",
+        )
+        .success()
+        .stdout;
+    assert_eq!(env, "root 600\nAPI_TOKEN=s3cr3t-value\n");
+
+    std::fs::write(
+        project.path().join("shipit.toml"),
+        with_env.replace("[service]\n", "[service]\nlimit_nofile = 4096\n"),
+    )
+    .unwrap();
+    std::fs::write(project.path().join(".env.prod"), "API_TOKEN=n3w-s3cr3t\n").unwrap();
+    let before = host_state(&sandbox, host);
+    let run = deploy(&sandbox, project.path(), host, "2.0.0", &["--dry-run"]).success();
+    assert_eq!(
+        before,
+        host_state(&sandbox, host),
+        "a dry run changed the host"
+    );
+    let plan = run.stdout;
+    for expected in [
+        "nothing below has run",
+        "-LimitNOFILE=65536",
+        "+LimitNOFILE=4096",
+        "# uploading the package",
+        "# switching and restarting the service",
+        "values hidden",
+        "binary sha256: ",
+    ] {
+        assert!(plan.contains(expected), "plan lacks {expected:?}:\n{plan}");
+    }
+    for secret in ["s3cr3t", "n3w-s3cr3t"] {
+        assert!(
+            !plan.contains(secret) && !run.stderr.contains(secret),
+            "a secret leaked:\n{plan}"
+        );
+    }
+}
+
+#[test]
+fn releases_marks_failures_and_rollback_never_picks_one() {
+    let host = "t-rollback";
+    let sandbox = Sandbox::up(&[host]);
+    let good = app(0);
+    let unhealthy = variant("HELLO_HEALTH_DOWN = \"1\"", "[\"--port\", \"8080\"]");
+    for version in ["1.0.0", "1.1.0"] {
+        deploy(&sandbox, good.path(), host, version, &[]).success();
+    }
+    deploy(&sandbox, unhealthy.path(), host, "1.2.0", &[]).failure(6);
+    let dir = good.path().to_str().unwrap();
+    let list = sandbox
+        .shipit(&["-C", dir, "releases", host])
+        .run()
+        .success()
+        .stdout;
+    let marks: Vec<(String, String)> = list
+        .lines()
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (
+                words.first().copied().unwrap_or("").to_string(),
+                words.last().copied().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            ("failed".into(), "1.2.0".into()),
+            ("current".into(), "1.1.0".into()),
+            ("previous".into(), "1.0.0".into())
+        ],
+        "{list}"
+    );
+    sandbox
+        .shipit(&["-C", dir, "rollback", host])
+        .run()
+        .success();
+    assert_eq!(health(&sandbox, host)["version"], "1.0.0");
+    sandbox
+        .shipit(&["-C", dir, "rollback", host, "--to", "1.2.0"])
+        .run()
+        .failure(2)
+        .stderr_has("no good release");
+    sandbox
+        .shipit(&["-C", dir, "rollback", host, "--to", "1.1.0"])
+        .run()
+        .success();
+    assert_eq!(health(&sandbox, host)["version"], "1.1.0");
+    // --no-rollback leaves a failing release where it is.
+    deploy(
+        &sandbox,
+        unhealthy.path(),
+        host,
+        "1.3.0",
+        &["--no-rollback"],
+    )
+    .failure(5)
+    .stderr_has("--no-rollback");
+    assert_eq!(health(&sandbox, host)["status"], "DOWN");
+}
+
+#[test]
+fn the_host_heals_itself_when_shipit_dies_mid_deploy() {
+    let host = "t-deadman";
+    let sandbox = Sandbox::up(&[host]);
+    let project = app(0);
+    let dir = project.path().to_str().unwrap();
+    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+
+    // Confirmed: the timer is gone afterwards.
+    deploy(
+        &sandbox,
+        project.path(),
+        host,
+        "1.1.0",
+        &["--confirm-timeout", "40s"],
+    )
+    .success()
+    .stderr_has("Confirmed");
+    let timer = sandbox
+        .ssh(host, "systemctl is-active shipit-deadman-hello-go.timer")
+        .stdout;
+    assert_eq!(timer.trim(), "inactive");
+
+    // shipit is killed right after the restart: the host goes back to 1.1.0 by itself.
+    let mut running = Running::start(
+        &sandbox,
+        &[
+            "-C",
+            dir,
+            "deploy",
+            host,
+            "--version-override",
+            "2.0.0",
+            "--confirm-timeout",
+            "30s",
+        ],
+    );
+    running.wait_for_line("Starting");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    running.signal(libc::SIGKILL);
+    running.finish();
+    assert!(
+        wait_for(5, || health_version(&sandbox, host) == "2.0.0"),
+        "2.0.0 never started"
+    );
+    assert!(
+        wait_for(60, || health_version(&sandbox, host) == "1.1.0"),
+        "the host did not roll back by itself"
+    );
+    let failed = sandbox
+        .ssh(host, "ls /opt/hello-go/releases/2.0.0-*/.shipit-failed")
+        .success();
+    assert!(!failed.stdout.is_empty());
+}
+
+fn health_version(sandbox: &Sandbox, host: &str) -> String {
+    let run = sandbox.ssh(host, "curl -s --max-time 2 http://127.0.0.1:8080/health");
+    serde_json::from_str::<serde_json::Value>(&run.stdout)
+        .ok()
+        .and_then(|v| v["version"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// A bad-input case: (shipit.toml edit, extra args, exit code, message).
+type Case<'a> = ((&'a str, &'a str), Vec<&'a str>, i32, &'a str);
+
+/// Every kind of bad input is refused with its reason, and the host is exactly as it was.
+#[test]
+fn bad_input_is_refused_and_the_host_is_untouched() {
+    let host = "t-bad";
+    let sandbox = Sandbox::up(&[host]);
+    let project = app(0);
+    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+    let before = host_state(&sandbox, host);
+    let good_config = std::fs::read_to_string(project.path().join("shipit.toml")).unwrap();
+    let dir = project.path().to_str().unwrap().to_string();
+    let address = sandbox.address(host);
+    let wrong_key_dir = tempfile::tempdir().unwrap();
+    let wrong_key = wrong_key_dir.path().join("id_ed25519");
+    assert!(
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&wrong_key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let wrong_key_config = private_ssh_config(wrong_key_dir.path(), &wrong_key);
+    std::fs::copy(
+        sandbox.state_dir().join("known_hosts"),
+        wrong_key_dir.path().join("known_hosts"),
+    )
+    .unwrap();
+    let not_a_package = project.path().join("config.yaml");
+    let other_app = sandbox
+        .shipit(&[
+            "-C",
+            example("hello-rust").to_str().unwrap(),
+            "build",
+            "--version-override",
+            "1",
+            "--out-dir",
+            wrong_key_dir.path().to_str().unwrap(),
+        ])
+        .run()
+        .success()
+        .stdout;
+
+    // (shipit.toml edit: replace `from` with `to`, or append `to` when `from` is empty;
+    //  extra args; exit code; message)
+    let root_at = format!("root@{address}:2222");
+    let wrong_key_target = format!("root@{address}");
+    let name = "name = \"hello-go\"";
+    let service = "[service]\n";
+    let cases: Vec<Case> = vec![
+        (
+            (name, "name = \"a;rm -rf /\""),
+            vec![],
+            2,
+            "invalid app name",
+        ),
+        ((name, "name = \"../x\""), vec![], 2, "invalid app name"),
+        (
+            ("files = [\"config.yaml\"]", "files = [\"../secret\"]"),
+            vec![],
+            2,
+            "must not contain '..'",
+        ),
+        (
+            ("files = [\"config.yaml\"]", "files = [\"/etc/passwd\"]"),
+            vec![],
+            2,
+            "relative path",
+        ),
+        (
+            ("[service.env]\n", "[service.env]\n\"A B\" = \"x\"\n"),
+            vec![],
+            2,
+            "invalid environment variable name",
+        ),
+        (
+            (
+                "exec_args = [\"--port\", \"8080\"]",
+                "exec_args = [\"a\\nb\"]",
+            ),
+            vec![],
+            2,
+            "newline",
+        ),
+        (
+            (service, "[service]\nuser = \"Root User\"\n"),
+            vec![],
+            2,
+            "invalid user name",
+        ),
+        (
+            (service, "[service]\nrestart = \"sometimes\"\n"),
+            vec![],
+            2,
+            "restart must be one of",
+        ),
+        (
+            (
+                "url = \"http://127.0.0.1:8080/health\"",
+                "url = \"http://$(id)/\"",
+            ),
+            vec![],
+            2,
+            "is not a URL",
+        ),
+        (
+            (service, "[service]\nenv_file = \"missing.env\"\n"),
+            vec![],
+            2,
+            "cannot read the env file",
+        ),
+        (
+            (service, "[service]\nenv_file = \"config.yaml\"\n"),
+            vec![],
+            2,
+            "expected KEY=VALUE",
+        ),
+        (
+            ("", "[deploy]\nkeep_releases = 1\n"),
+            vec![],
+            2,
+            "keep_releases must be between",
+        ),
+        (
+            ("", "[hosts.web]\naddress = \"x;reboot\"\n"),
+            vec![],
+            2,
+            "invalid host",
+        ),
+        (
+            ("", ""),
+            vec!["--package", "/nonexistent.tar.gz"],
+            2,
+            "cannot read /nonexistent.tar.gz",
+        ),
+        (
+            ("", ""),
+            vec!["--package", not_a_package.to_str().unwrap()],
+            2,
+            "is not a shipit package",
+        ),
+        (
+            ("", ""),
+            vec!["--package", other_app.trim()],
+            2,
+            "is a package of \"hello-rust\"",
+        ),
+        (
+            ("", ""),
+            vec!["--", "-oProxyCommand=touch /tmp/pwned"],
+            2,
+            "invalid host",
+        ),
+        (
+            ("", ""),
+            vec!["--", "root@host;rm -rf /"],
+            2,
+            "invalid host",
+        ),
+        (("", ""), vec!["--", "h:99999"], 2, "invalid port"),
+        (
+            ("", ""),
+            vec!["--lock-wait", "soon"],
+            2,
+            "is not a duration",
+        ),
+        (("", ""), vec!["--confirm-timeout", "1s"], 2, "too short"),
+        (
+            ("", ""),
+            vec!["--target", "windows-amd64"],
+            2,
+            "valid targets are",
+        ),
+        (
+            ("", ""),
+            vec!["--version-override", "1.0;rm"],
+            2,
+            "invalid version",
+        ),
+        (
+            ("", ""),
+            vec!["-i", "/nonexistent/key"],
+            2,
+            "identity file /nonexistent/key does not exist",
+        ),
+        (
+            ("", ""),
+            vec!["-F", "/dev/null", "--", "127.0.0.1:1"],
+            4,
+            "cannot reach 127.0.0.1:1",
+        ),
+        (
+            ("", ""),
+            vec!["-F", "/dev/null", "--", root_at.as_str()],
+            4,
+            "cannot reach",
+        ),
+        (
+            ("", ""),
+            vec![
+                "-F",
+                wrong_key_config.to_str().unwrap(),
+                "--",
+                wrong_key_target.as_str(),
+            ],
+            4,
+            "refused authentication as root",
+        ),
+    ];
+    assert!(cases.len() >= 20);
+    for ((from, to), extra, code, message) in &cases {
+        let text = if from.is_empty() {
+            format!("{good_config}\n{to}")
+        } else {
+            assert!(good_config.contains(from), "{from:?} not in\n{good_config}");
+            good_config.replacen(from, to, 1)
+        };
+        std::fs::write(project.path().join("shipit.toml"), &text).unwrap();
+        // A later --version-override wins, so the bad-version case still gets its own.
+        let mut args = vec!["-C", dir.as_str(), "deploy", "--version-override", "9.9.9"];
+        args.extend(extra.iter().copied());
+        if !extra.contains(&"--") {
+            args.push(host);
+        }
+        let run = sandbox.shipit(&args).run();
+        assert_eq!(run.code, *code, "{to:?} {extra:?}:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(message),
+            "{to:?} {extra:?}: expected {message:?} in\n{}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("greeting"),
+            "the env file's content leaked:\n{}",
+            run.stderr
+        );
+    }
+    std::fs::write(project.path().join("shipit.toml"), good_config).unwrap();
+    assert_eq!(
+        before,
+        host_state(&sandbox, host),
+        "bad input changed the host"
+    );
+    assert!(!Path::new("/tmp/pwned").exists());
+}

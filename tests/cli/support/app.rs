@@ -1,0 +1,184 @@
+//! Helpers for tests that deploy hello-go to sandbox hosts.
+
+use std::path::{Path, PathBuf};
+
+use super::sandbox::Sandbox;
+use super::*;
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+pub fn deploy_json(
+    sandbox: &Sandbox,
+    project: &Path,
+    host: &str,
+    version: &str,
+) -> serde_json::Value {
+    let run = sandbox
+        .shipit(&[
+            "-C",
+            project.to_str().unwrap(),
+            "deploy",
+            host,
+            "--json",
+            "--version-override",
+            version,
+        ])
+        .run()
+        .success();
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+}
+
+pub fn health(sandbox: &Sandbox, host: &str) -> serde_json::Value {
+    let run = sandbox
+        .ssh(host, "curl -s --max-time 5 http://127.0.0.1:8080/health")
+        .success();
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+}
+
+pub fn show(sandbox: &Sandbox, host: &str, unit: &str, property: &str) -> String {
+    sandbox
+        .ssh(
+            host,
+            &format!("systemctl show {unit} -p {property} --value"),
+        )
+        .success()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+pub fn wait_for(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    false
+}
+
+/// A copy of hello-go whose shipit.toml gets `extra` lines appended to [service.env] and a quick
+/// health pace, so failing releases fail fast.
+pub fn variant(env_lines: &str, exec_args: &str) -> tempfile::TempDir {
+    let project = project_copy("hello-go");
+    let config = format!(
+        "[app]\nname = \"hello-go\"\n\n[service]\nexec_args = {exec_args}\nfiles = [\"config.yaml\"]\n\n\
+         [service.env]\n{env_lines}\n\n[health]\nurl = \"http://127.0.0.1:8080/health\"\nretries = 4\ninterval = \"500ms\"\nsettle = \"3s\"\n"
+    );
+    std::fs::write(project.path().join("shipit.toml"), config).unwrap();
+    project
+}
+
+/// An ssh config (for `-F`) that keeps known_hosts in `dir` instead of ~/.ssh.
+pub fn private_ssh_config(dir: &Path, identity: &Path) -> PathBuf {
+    let config = dir.join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host *\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n  HashKnownHosts no\n  IdentityFile {}\n",
+            dir.join("known_hosts").display(),
+            identity.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Adds `mb` MiB of incompressible filler to a project's package, so uploads take a while.
+pub fn add_filler(project: &Path, mb: usize) {
+    let mut filler = vec![0u8; mb << 20];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut filler)
+        .unwrap();
+    std::fs::write(project.join("filler.bin"), filler).unwrap();
+    let config = std::fs::read_to_string(project.join("shipit.toml")).unwrap();
+    let config = config.replace(
+        "files = [\"config.yaml\"]",
+        "files = [\"config.yaml\", \"filler.bin\"]",
+    );
+    assert!(config.contains("filler.bin"), "{config}");
+    std::fs::write(project.join("shipit.toml"), config).unwrap();
+}
+
+/// What a deploy may change on a host, in a form two snapshots can be compared by: every path
+/// with type, size, mode and mtime, every file's checksum, and the running process.
+pub fn host_state(sandbox: &Sandbox, host: &str) -> String {
+    let script = "cd / && find opt/hello-go etc/systemd/system etc/hello-go -printf '%p %y %s %m %T@ %l\\n' 2>/dev/null | sort; \
+                  find opt/hello-go etc/hello-go etc/systemd/system/hello-go.service -type f -exec sha256sum {} + 2>/dev/null | sort; \
+                  systemctl show hello-go.service -p MainPID -p NRestarts -p ActiveState";
+    sandbox.ssh(host, script).success().stdout
+}
+
+/// A running shipit whose stderr is read line by line, for tests that act mid-deploy.
+pub struct Running {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Running {
+    pub fn start(sandbox: &Sandbox, args: &[&str]) -> Running {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shipit"))
+            .args(args)
+            .env("SHIPIT_SANDBOX_DIR", sandbox.state_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in
+                std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok)
+            {
+                let _ = send.send(line);
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (up to 120 s) for a stderr line containing `needle`.
+    pub fn wait_for_line(&mut self, needle: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = self
+                .lines
+                .recv_timeout(std::time::Duration::from_millis(100))
+            {
+                let hit = line.contains(needle);
+                self.seen.push(line);
+                if hit {
+                    return;
+                }
+            }
+        }
+        panic!(
+            "no stderr line with {needle:?}; saw:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    /// Exit code (or -signal) and all stderr.
+    pub fn finish(mut self) -> (i32, String) {
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(2)) {
+            self.seen.push(line);
+        }
+        let code = status.code().unwrap_or_else(|| {
+            -std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+        });
+        (code, self.seen.join("\n"))
+    }
+}
