@@ -297,3 +297,69 @@ fn bad_destinations_fail_before_connecting() {
         .failure(4)
         .stderr_has("cannot reach 127.0.0.1:1");
 }
+
+/// libssh2 offers only the agent's first key unless asked for each: shipit tries them all.
+#[test]
+fn every_agent_identity_is_tried() {
+    let host = "t-agent";
+    let sandbox = Sandbox::up(&[host]);
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(10, || socket.exists()), "ssh-agent did not start");
+    let stranger = dir.path().join("stranger");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // The key the host does not know goes in first.
+    for key in [stranger.clone(), sandbox.state_dir().join("id_ed25519")] {
+        let added = std::process::Command::new("ssh-add")
+            .arg("-q")
+            .arg(&key)
+            .env("SSH_AUTH_SOCK", &socket)
+            .status()
+            .unwrap();
+        assert!(added.success());
+    }
+    // No IdentityFile reaches shipit: only the agent can get it in.
+    let config = dir.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host *\n  UserKnownHostsFile {}\n",
+            sandbox.state_dir().join("known_hosts").display()
+        ),
+    )
+    .unwrap();
+    let target = format!("root@{}", sandbox.address(host));
+    let project = example("hello-go");
+    let status = |sock: Option<&Path>| {
+        let mut run = sandbox.shipit(&[
+            "-C",
+            project.to_str().unwrap(),
+            "status",
+            &target,
+            "-F",
+            config.to_str().unwrap(),
+        ]);
+        run = match sock {
+            Some(s) => run.env("SSH_AUTH_SOCK", s.to_str().unwrap()),
+            None => run.env_remove("SSH_AUTH_SOCK"),
+        };
+        run.run()
+    };
+    status(Some(&socket)).success();
+    status(None)
+        .failure(4)
+        .stderr_has("refused authentication as root; tried:");
+    let _ = agent.kill();
+    let _ = agent.wait();
+}
