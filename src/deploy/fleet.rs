@@ -101,6 +101,9 @@ pub struct HostReport {
     pub error: Option<String>,
     #[serde(skip)]
     pub category: Option<Category>,
+    /// The lock could not be released (the connection died); the caller tries a new one.
+    #[serde(skip)]
+    pub still_locked: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -452,6 +455,7 @@ fn report(plan: &Plan, run: HostRun) -> (HostReport, Option<anyhow::Error>) {
             .error
             .as_ref()
             .map(|e| crate::error::category_of(e).unwrap_or(Category::Remote)),
+        still_locked: run.locked,
     };
     (report, run.error)
 }

@@ -93,7 +93,7 @@ pub fn run(config: &Config, args: &DeployArgs, ui: &Ui) -> Result<()> {
     };
     let results = fleet::deploy(&plan, &targets);
     for ((report, _), target) in results.iter().zip(&targets) {
-        if report.category == Some(Category::Connect) {
+        if report.still_locked {
             release_lost_lock(&target.destination, &layout, ui);
         }
     }
