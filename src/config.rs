@@ -1,6 +1,8 @@
 //! shipit.toml + flags → a validated [`Config`]. Every user-supplied name, path and value is checked
 //! here, before anything is built or touches a server, and errors point at file:line:col.
 
+mod generate;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
@@ -13,6 +15,8 @@ use toml::Spanned;
 
 use crate::error::{Category, Tag};
 use crate::project::Language;
+
+pub use generate::{Container, K8s, Probe, Resources, Runtime};
 
 pub const FILE_NAME: &str = "shipit.toml";
 
@@ -28,6 +32,10 @@ pub struct Config {
     /// Named hosts from `[hosts.NAME]`.
     pub hosts: BTreeMap<String, HostEntry>,
     pub deploy: Deploy,
+    /// `[container]`, for `shipit generate dockerfile`.
+    pub container: Container,
+    /// `[k8s]`, for `shipit generate k8s`.
+    pub k8s: K8s,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +128,9 @@ pub struct Service {
     pub hardening: Vec<(String, String)>,
     /// Capabilities the service keeps (e.g. CAP_NET_BIND_SERVICE for ports below 1024).
     pub capabilities: Vec<String>,
+    /// The port the service listens on: `port`, else the `[health] url`'s. Only `shipit
+    /// generate` uses it (EXPOSE, containerPort).
+    pub port: Option<u16>,
 }
 
 /// Where the health URL points: (host, port, path).
@@ -168,6 +179,10 @@ struct RawConfig {
     hosts: BTreeMap<Spanned<String>, RawHost>,
     #[serde(default)]
     deploy: RawDeploy,
+    #[serde(default)]
+    container: generate::RawContainer,
+    #[serde(default)]
+    k8s: generate::RawK8s,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,6 +243,7 @@ struct RawService {
     hardening: BTreeMap<Spanned<String>, Spanned<HardeningValue>>,
     #[serde(default)]
     capabilities: Vec<Spanned<String>>,
+    port: Option<Spanned<u16>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -364,10 +380,13 @@ pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
             VersionSource::Literal(v.get_ref().clone())
         }
     };
-    let service = parse_service(&src, root, raw.service, &name)?;
+    let mut service = parse_service(&src, root, raw.service, &name)?;
     let health = raw.health.map(|h| parse_health(&src, h)).transpose()?;
+    service.port = service.port.or(health.as_ref().map(|h| h.endpoint().1));
     let hosts = parse_hosts(&src, root, raw.hosts)?;
     let deploy = parse_deploy(&src, raw.deploy)?;
+    let container = generate::parse_container(&src, raw.container)?;
+    let k8s = generate::parse_k8s(&src, raw.k8s, &name)?;
 
     Ok(Config {
         root: root.to_path_buf(),
@@ -377,6 +396,8 @@ pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
         health,
         hosts,
         deploy,
+        container,
+        k8s,
     })
 }
 
@@ -609,6 +630,9 @@ fn parse_service(src: &Source, root: &Path, raw: RawService, app: &str) -> Resul
         })?;
         capabilities.push(cap.into_inner());
     }
+    if let Some(port) = &raw.port {
+        src.check(port, validate_port)?;
+    }
     Ok(Service {
         description: string_or(
             src,
@@ -629,6 +653,7 @@ fn parse_service(src: &Source, root: &Path, raw: RawService, app: &str) -> Resul
         env_file,
         hardening: merge_hardening(src, raw.hardening)?,
         capabilities,
+        port: raw.port.map(Spanned::into_inner),
     })
 }
 
@@ -807,6 +832,14 @@ fn validate_word(word: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{word:?}: use letters, digits, '_', '-' and '/'"))
+    }
+}
+
+fn validate_port(port: &u16) -> Result<(), String> {
+    if *port > 0 {
+        Ok(())
+    } else {
+        Err("a port must be 1-65535".into())
     }
 }
 
