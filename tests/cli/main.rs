@@ -8,5 +8,6 @@ mod cli;
 mod config_errors;
 mod deploy;
 mod faults;
+mod generate;
 mod sandbox;
 mod unit;
