@@ -701,6 +701,49 @@ fn dockerfile_stages_for_each_runtime() {
     }
 }
 
+/// No container engine here, so the Go builder stage's RUN lines run on this machine instead, in
+/// a copy of the project (the build context) with the image's /out mapped to a directory: the
+/// result must be the static, stamped binary `shipit build` makes.
+#[test]
+fn dockerfile_go_builder_stage_builds_a_stamped_static_binary() {
+    let project = project_copy("hello-go");
+    let text = generate(project.path(), &["dockerfile"]).success().stdout;
+    let stages = stages(&text);
+    let out = tempfile::tempdir().unwrap();
+    let out_dir = format!("{}/", out.path().display());
+    for run in stages[0].1.iter().filter_map(|l| l.strip_prefix("RUN ")) {
+        let status = std::process::Command::new("sh")
+            .args(["-c", &run.replace("/out/", &out_dir)])
+            .current_dir(project.path())
+            .env("VERSION", "3.1.4")
+            .env("BUILD_TIME", EPOCH_RFC3339)
+            .status()
+            .unwrap();
+        assert!(status.success(), "RUN {run}");
+    }
+    let binary = out.path().join("hello-go");
+    assert_static_elf(
+        &std::fs::read(&binary).unwrap(),
+        goblin::elf::header::EM_X86_64,
+    );
+    let port = free_port();
+    let _service = Service(
+        std::process::Command::new(&binary)
+            .args(["--port", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (status, body) = http_get(port, "/health");
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (health["version"].as_str(), health["buildTime"].as_str()),
+        (Some("3.1.4"), Some(EPOCH_RFC3339))
+    );
+}
+
 #[test]
 fn dockerfile_for_rust_builds_on_musl_with_the_cargo_settings() {
     let project = project_with(
