@@ -117,7 +117,7 @@ struct RawProbe {
     period: Option<Spanned<String>>,
 }
 
-/// One resource: its defaults (the seed's Deployment's) and how its quantities read.
+/// One resource and its defaults, the seed Deployment's.
 struct Resource {
     name: &'static str,
     request: &'static str,
