@@ -115,10 +115,13 @@ pub struct ConnectArgs {
     pub ssh_config: Option<PathBuf>,
 }
 
+const HOSTS_HELP: &str =
+    "Hosts or [groups] from shipit.toml, sandbox hosts, ssh aliases, or [user@]host[:port]";
+
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    #[arg(default_value = "sandbox", help = HOST_HELP)]
-    pub host: String,
+    #[arg(value_name = "HOST", default_value = "sandbox", help = HOSTS_HELP)]
+    pub hosts: Vec<String>,
     /// Deploy this package instead of building one
     #[arg(long, value_name = "FILE", conflicts_with_all = ["target", "version_override", "out_dir"])]
     pub package: Option<PathBuf>,
@@ -138,6 +141,21 @@ pub struct DeployArgs {
     /// within DURATION (e.g. 3m) — survives this machine dying mid-deploy
     #[arg(long, value_name = "DURATION")]
     pub confirm_timeout: Option<String>,
+    /// Hosts connected to, uploaded to and prepared at the same time
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
+    /// Hosts switched at a time (N or P%); each batch must pass its health gate before the next
+    #[arg(long, value_name = "N|P%", default_value = "100%")]
+    pub batch: String,
+    /// Switch this host (or "1": the first host) alone before any batch
+    #[arg(long, value_name = "HOST|1")]
+    pub canary: Option<String>,
+    /// Failed hosts (N or P%) tolerated before the rollout stops
+    #[arg(long, value_name = "N|P%", default_value = "0")]
+    pub max_fail: String,
+    /// When the rollout stops, switch the hosts already on the new release back too
+    #[arg(long)]
+    pub rollback_all_on_failure: bool,
     #[command(flatten)]
     pub build: BuildArgs,
     #[command(flatten)]
@@ -146,8 +164,8 @@ pub struct DeployArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    #[arg(default_value = "sandbox", help = HOST_HELP)]
-    pub host: String,
+    #[arg(value_name = "HOST", default_value = "sandbox", help = HOSTS_HELP)]
+    pub hosts: Vec<String>,
     /// Print the status as JSON
     #[arg(long)]
     pub json: bool,

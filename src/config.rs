@@ -31,6 +31,8 @@ pub struct Config {
     pub health: Option<Health>,
     /// Named hosts from `[hosts.NAME]`.
     pub hosts: BTreeMap<String, HostEntry>,
+    /// `[groups]`: a name for several hosts, in the order written.
+    pub groups: BTreeMap<String, Vec<String>>,
     pub deploy: Deploy,
     /// `[container]`, for `shipit generate dockerfile`.
     pub container: Container,
@@ -45,6 +47,11 @@ pub struct HostEntry {
     pub user: Option<String>,
     pub port: Option<u16>,
     pub identity_file: Option<PathBuf>,
+    /// Extra environment for this host only; it goes into the host's env file, so every host
+    /// runs the same unit.
+    pub env: BTreeMap<String, String>,
+    /// This host's health URL, when it differs from `[health] url`.
+    pub health_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -180,6 +187,8 @@ struct RawConfig {
     #[serde(default)]
     deploy: RawDeploy,
     #[serde(default)]
+    groups: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
+    #[serde(default)]
     container: generate::RawContainer,
     #[serde(default)]
     k8s: generate::RawK8s,
@@ -192,6 +201,9 @@ struct RawHost {
     user: Option<Spanned<String>>,
     port: Option<Spanned<u16>>,
     identity_file: Option<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
+    health_url: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -383,7 +395,8 @@ pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
     let mut service = parse_service(&src, root, raw.service, &name)?;
     let health = raw.health.map(|h| parse_health(&src, h)).transpose()?;
     service.port = service.port.or(health.as_ref().map(|h| h.endpoint().1));
-    let hosts = parse_hosts(&src, root, raw.hosts)?;
+    let hosts = parse_hosts(&src, root, raw.hosts, health.is_some())?;
+    let groups = parse_groups(&src, raw.groups, &hosts)?;
     let deploy = parse_deploy(&src, raw.deploy)?;
     let container = generate::parse_container(&src, raw.container)?;
     let k8s = generate::parse_k8s(&src, raw.k8s, &name)?;
@@ -395,16 +408,53 @@ pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
         service,
         health,
         hosts,
+        groups,
         deploy,
         container,
         k8s,
     })
 }
 
+fn parse_groups(
+    src: &Source,
+    raw: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
+    hosts: &BTreeMap<String, HostEntry>,
+) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut groups = BTreeMap::new();
+    for (name, members) in raw {
+        src.check(&name, |n| {
+            validate_app_name(n).map_err(|_| {
+                format!("invalid group name {n:?}: use lowercase letters, digits and '-'")
+            })?;
+            if hosts.contains_key(n) {
+                return Err(format!("{n:?} is both a host and a group"));
+            }
+            Ok(())
+        })?;
+        if members.is_empty() {
+            return Err(src.error(&name.span(), "a group needs at least one host"));
+        }
+        let mut list: Vec<String> = Vec::new();
+        for member in members {
+            src.check(&member, |m| {
+                crate::remote::destination::validate_host(m).map_err(|e| e.to_string())?;
+                if list.contains(m) {
+                    return Err(format!("{m:?} is listed twice"));
+                }
+                Ok(())
+            })?;
+            list.push(member.into_inner());
+        }
+        groups.insert(name.into_inner(), list);
+    }
+    Ok(groups)
+}
+
 fn parse_hosts(
     src: &Source,
     root: &Path,
     raw: BTreeMap<Spanned<String>, RawHost>,
+    has_health: bool,
 ) -> Result<BTreeMap<String, HostEntry>> {
     let mut hosts = BTreeMap::new();
     for (name, host) in raw {
@@ -443,6 +493,22 @@ fn parse_hosts(
                 })
             })
             .transpose()?;
+        let mut env = BTreeMap::new();
+        for (key, value) in host.env {
+            src.check(&key, |k| validate_env_key(k))?;
+            src.check(&value, |v| validate_line(v, "an env value"))?;
+            env.insert(key.into_inner(), value.into_inner());
+        }
+        if let Some(url) = &host.health_url {
+            src.check(url, |u| {
+                validate_health_url(u)?;
+                if has_health {
+                    Ok(())
+                } else {
+                    Err("health_url needs a [health] table for the other settings".into())
+                }
+            })?;
+        }
         hosts.insert(
             name.into_inner(),
             HostEntry {
@@ -450,6 +516,8 @@ fn parse_hosts(
                 user: host.user.map(Spanned::into_inner),
                 port: host.port.map(Spanned::into_inner),
                 identity_file,
+                env,
+                health_url: host.health_url.map(Spanned::into_inner),
             },
         );
     }

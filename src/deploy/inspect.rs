@@ -39,16 +39,51 @@ struct Status {
     limit_nofile: String,
     restart: String,
     health: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 pub fn status(config: &Config, args: &StatusArgs, ui: &Ui) -> Result<()> {
-    let (mut remote, layout) = open(config, &args.host, &args.connect, ui)?;
+    let mut statuses = Vec::new();
+    for host in super::expand_groups(config, &args.hosts) {
+        statuses.push(
+            status_of(config, host, &args.connect, ui)
+                .unwrap_or_else(|e| Status::unreachable(host, config, e)),
+        );
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
+    } else if let [only] = statuses.as_slice() {
+        print_one(only);
+    } else {
+        print_table(&statuses);
+    }
+    if let Some(failed) = statuses.iter().find(|s| s.error.is_some()) {
+        crate::fail!(
+            Connect,
+            "{}: {}",
+            failed.host,
+            failed.error.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn status_of(config: &Config, host: &str, connect: &ConnectArgs, ui: &Ui) -> Result<Status> {
+    let (mut remote, layout) = open(config, host, connect, ui)?;
     let props = unit_properties(remote.as_mut(), &layout)?;
     let get = |k: &str| props.get(k).cloned().unwrap_or_default();
     let current = steps::releases(&mut Runner::apply(remote.as_mut()), &layout)?
         .into_iter()
         .find(|r| r.current);
-    let health = config.health.as_ref().map(|h| {
+    let mut health_config = config.health.clone();
+    if let (Some(h), Some(url)) = (
+        health_config.as_mut(),
+        config.hosts.get(host).and_then(|e| e.health_url.clone()),
+    ) {
+        h.url = url;
+    }
+    let health = health_config.as_ref().map(|h| {
         let (host, port, path) = h.endpoint();
         match remote.http_get(&host, port, &path, h.timeout.max(Duration::from_secs(1))) {
             Ok(answer) if answer.status == h.expect_status => format!("{} ok", answer.status),
@@ -56,8 +91,8 @@ pub fn status(config: &Config, args: &StatusArgs, ui: &Ui) -> Result<()> {
             Err(e) => format!("unreachable: {e:#}"),
         }
     });
-    let status = Status {
-        host: args.host.clone(),
+    Ok(Status {
+        host: host.to_string(),
         app: layout.app.clone(),
         release: current.as_ref().map(|r| r.name.clone()),
         version: current.map(|r| r.version),
@@ -69,11 +104,31 @@ pub fn status(config: &Config, args: &StatusArgs, ui: &Ui) -> Result<()> {
         limit_nofile: get("LimitNOFILE"),
         restart: get("Restart"),
         health,
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(());
+        error: None,
+    })
+}
+
+impl Status {
+    fn unreachable(host: &str, config: &Config, error: anyhow::Error) -> Status {
+        Status {
+            host: host.to_string(),
+            app: config.app.name.clone(),
+            release: None,
+            version: None,
+            active_state: String::new(),
+            sub_state: String::new(),
+            main_pid: 0,
+            n_restarts: 0,
+            since: String::new(),
+            limit_nofile: String::new(),
+            restart: String::new(),
+            health: None,
+            error: Some(format!("{error:#}")),
+        }
     }
+}
+
+fn print_one(status: &Status) {
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     for (label, value) in [
         ("host", status.host.clone()),
@@ -100,7 +155,48 @@ pub fn status(config: &Config, args: &StatusArgs, ui: &Ui) -> Result<()> {
     ] {
         println!("{:<13}{value}", format!("{label}:"));
     }
-    Ok(())
+}
+
+/// Hosts side by side; a version that differs from the most common one is marked with `!`.
+fn print_table(statuses: &[Status]) {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for s in statuses {
+        *counts
+            .entry(s.version.as_deref().unwrap_or("-"))
+            .or_default() += 1;
+    }
+    let common = counts
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(v, _)| *v)
+        .unwrap_or("-");
+    println!(
+        "{:<20} {:<2}{:<16} {:<18} {:>8} {:>9}  HEALTH",
+        "HOST", "", "VERSION", "STATE", "PID", "RESTARTS"
+    );
+    for s in statuses {
+        let version = s.version.as_deref().unwrap_or("-");
+        let mark = if version != common { "!" } else { "" };
+        match &s.error {
+            Some(e) => println!(
+                "{:<20} {:<2}{:<16} unreachable: {}",
+                s.host,
+                "!",
+                "-",
+                e.lines().next().unwrap_or_default()
+            ),
+            None => println!(
+                "{:<20} {:<2}{:<16} {:<18} {:>8} {:>9}  {}",
+                s.host,
+                mark,
+                version,
+                format!("{}/{}", s.active_state, s.sub_state),
+                s.main_pid,
+                s.n_restarts,
+                s.health.as_deref().unwrap_or("-")
+            ),
+        }
+    }
 }
 
 pub fn logs(config: &Config, args: &LogsArgs, ui: &Ui) -> Result<()> {

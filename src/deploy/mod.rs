@@ -1,14 +1,18 @@
-//! `shipit deploy`: lock → upload → stage release → prepare host → verify unit → switch →
-//! health gate → (roll back) → prune → unlock. Nothing the running release depends on changes
-//! before the switch, and the switch is one `mv -T` of a symlink.
+//! `shipit deploy`: for each host, lock → upload → stage release → prepare host → verify unit →
+//! switch → health gate → (roll back) → prune → unlock; for several hosts, in parallel and in
+//! batches ([`fleet`]). Nothing the running release depends on changes before the switch, and
+//! the switch is one `mv -T` of a symlink.
 
 mod deadman;
+mod fleet;
 mod health;
 pub mod inspect;
 mod layout;
+mod phases;
 mod runner;
 mod steps;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -24,26 +28,9 @@ use crate::remote::destination::{self, Destination};
 use crate::remote::ssh::{ConnectOptions, SshRemote, check_identity_files};
 use crate::ui::Ui;
 
+use fleet::{Amount, Canary, HostReport, Outcome, Rollout};
 pub use layout::Layout;
 use runner::Runner;
-use steps::Upload;
-
-/// What a deploy did, printed as its result on stdout.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Report {
-    pub host: String,
-    pub app: String,
-    pub version: String,
-    pub release: String,
-    pub uploaded: bool,
-    /// Where an interrupted upload was continued from (0 for a fresh one).
-    pub resumed_from: u64,
-    /// Wall time of the upload (0 when skipped); `bench/upload` compares it with scp.
-    pub upload_seconds: f64,
-    pub reused_release: bool,
-    pub previous: Option<String>,
-    pub pruned: Vec<String>,
-}
 
 /// How a deploy behaves, from the command line.
 #[derive(Debug, Clone, Default)]
@@ -54,12 +41,30 @@ pub struct Options {
     pub confirm_timeout: Option<Duration>,
 }
 
+/// The JSON result of `deploy --json`: the same for one host or many.
+#[derive(Debug, serde::Serialize)]
+struct Summary<'a> {
+    app: &'a str,
+    version: &'a str,
+    release: &'a str,
+    ok: bool,
+    hosts: Vec<&'a HostReport>,
+}
+
 pub fn run(config: &Config, args: &DeployArgs, ui: &Ui) -> Result<()> {
     // Everything local is checked before the first packet goes out.
     let options = options(config, args)?;
+    let rollout = rollout(args)?;
     check_identity_files(&args.connect.identity)?;
-    let destination = resolve(config, &args.host, &args.connect)?;
-    let secrets = read_env_file(config)?;
+    let targets = targets(config, &args.hosts, &args.connect)?;
+    if let Some(Canary::Host(name)) = &rollout.canary
+        && !targets.iter().any(|t| t.destination.label == *name)
+    {
+        crate::fail!(
+            Usage,
+            "--canary {name}: not one of the hosts being deployed to"
+        );
+    }
     let package = match &args.package {
         Some(path) => Package::open(path, &config.app.name)?,
         None => {
@@ -68,48 +73,219 @@ pub fn run(config: &Config, args: &DeployArgs, ui: &Ui) -> Result<()> {
         }
     };
     interrupt::install()?;
-    let mut remote = connect(&destination, &args.connect, ui)?;
+    let layout = layout_for(config, &package);
     if options.dry_run {
-        let plan = plan(
-            &mut remote,
-            config,
-            &package,
-            secrets.as_deref(),
-            &options,
-            ui,
-        )?;
-        println!("{}", plan.join("\n\n"));
+        for target in &targets {
+            let mut remote = connect(&target.destination, &args.connect, ui)?;
+            let plan = plan(&mut remote, config, &package, target, &options, ui)?;
+            println!("{}\n", plan.join("\n\n"));
+        }
         return Ok(());
     }
-    let outcome = deploy(
-        &mut remote,
+    let plan = fleet::Plan {
         config,
-        &package,
-        secrets.as_deref(),
-        &options,
+        package: &package,
+        layout: &layout,
+        options: &options,
+        rollout: &rollout,
+        connect: &args.connect,
         ui,
-    );
-    let report = match outcome {
-        Ok(report) => report,
-        Err(e) => {
-            if crate::error::category_of(&e) == Some(Category::Connect) {
-                release_lost_lock(&destination, &layout_for(config, &package), ui);
-            }
-            return Err(e);
-        }
     };
-    if options.confirm_timeout.is_some() {
-        // A fresh connection proves the deploying machine can still reach the host.
-        let mut fresh = connect(&destination, &args.connect, ui)?;
-        deadman::confirm(&mut fresh, &layout_for(config, &package)).context(
-            "the release is healthy but could not be confirmed; the host will roll back by itself",
-        )?;
-        ui.status(
-            "Confirmed",
-            format_args!("{} on {}", report.version, report.host),
+    let results = fleet::deploy(&plan, &targets);
+    for ((report, _), target) in results.iter().zip(&targets) {
+        if report.category == Some(Category::Connect) {
+            release_lost_lock(&target.destination, &layout, ui);
+        }
+    }
+    let reports: Vec<&HostReport> = results.iter().map(|(r, _)| r).collect();
+    print_summary(&reports, &package, &layout, args.json)?;
+    outcome(results)
+}
+
+/// The exit: success when every host deployed; one host's own error when there is one host;
+/// otherwise a summary with the most severe host's category.
+fn outcome(results: Vec<(HostReport, Option<anyhow::Error>)>) -> Result<()> {
+    let total = results.len();
+    let mut failed: Vec<(HostReport, anyhow::Error)> = results
+        .into_iter()
+        .filter_map(|(report, error)| match (report.outcome, error) {
+            (_, Some(e)) => Some((report, e)),
+            (Outcome::Skipped | Outcome::SwitchedBack, None) => {
+                let e = anyhow::anyhow!("{}", report.outcome.label());
+                Some((report, tagged(Category::Remote, e)))
+            }
+            _ => None,
+        })
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    if total == 1 {
+        return Err(failed.remove(0).1);
+    }
+    failed.sort_by_key(|(r, _)| fleet::severity(r.category.unwrap_or(Category::Remote)));
+    let category = failed[0].0.category.unwrap_or(Category::Remote);
+    let lines: Vec<String> = failed
+        .iter()
+        .map(|(r, e)| format!("  {}: {}", r.host, format!("{e:#}").replace('\n', "\n    ")))
+        .collect();
+    Err(tagged(
+        category,
+        anyhow::anyhow!(
+            "{} of {total} hosts did not deploy:\n{}",
+            failed.len(),
+            lines.join("\n")
+        ),
+    ))
+}
+
+fn print_summary(
+    reports: &[&HostReport],
+    package: &Package,
+    layout: &Layout,
+    json: bool,
+) -> Result<()> {
+    if json {
+        let summary = Summary {
+            app: &layout.app,
+            version: &package.manifest.version,
+            release: &layout.release,
+            ok: reports.iter().all(|r| r.outcome == Outcome::Deployed),
+            hosts: reports.to_vec(),
+        };
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    if let [only] = reports {
+        if only.outcome == Outcome::Deployed {
+            println!(
+                "deployed {} {} to {} (release {}{})",
+                layout.app,
+                only.new_version,
+                only.host,
+                only.release,
+                if only.uploaded {
+                    ""
+                } else {
+                    ", upload skipped"
+                }
+            );
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<14} {:<22} {:<9} {:>7}  HEALTH",
+        "HOST", "OUTCOME", "VERSION", "UPLOAD", "TIME"
+    );
+    for r in reports {
+        let versions = format!(
+            "{} -> {}",
+            r.old_version.as_deref().unwrap_or("none"),
+            r.new_version
+        );
+        let health = match r.outcome {
+            Outcome::Deployed => "ok",
+            Outcome::RolledBack | Outcome::Failed
+                if r.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("health check")) =>
+            {
+                "failed"
+            }
+            _ => "-",
+        };
+        println!(
+            "{:<20} {:<14} {:<22} {:<9} {:>6.1}s  {}",
+            r.host,
+            r.outcome.label(),
+            versions,
+            r.upload,
+            r.seconds,
+            health
         );
     }
-    print_report(&report, args.json)
+    Ok(())
+}
+
+fn rollout(args: &DeployArgs) -> Result<Rollout> {
+    let batch = Amount::parse("--batch", &args.batch)?;
+    if batch.of(100) == 0 {
+        crate::fail!(Usage, "--batch {}: at least one host per batch", args.batch);
+    }
+    Ok(Rollout {
+        parallel: usize::from(args.parallel),
+        batch,
+        canary: args.canary.as_deref().map(|c| {
+            if c == "1" {
+                Canary::First
+            } else {
+                Canary::Host(c.to_string())
+            }
+        }),
+        max_fail: Amount::parse("--max-fail", &args.max_fail)?,
+        rollback_all_on_failure: args.rollback_all_on_failure,
+    })
+}
+
+/// HOST arguments → the hosts, groups expanded in order, each resolved and given its env file
+/// and health settings.
+fn targets(config: &Config, names: &[String], connect: &ConnectArgs) -> Result<Vec<fleet::Target>> {
+    let hosts = expand_groups(config, names);
+    let shared_env = read_env_file(config)?;
+    hosts
+        .into_iter()
+        .map(|name| {
+            let destination = resolve(config, name, connect)?;
+            let entry = config.hosts.get(name);
+            let env_file = host_env_file(shared_env.as_deref(), entry.map(|e| &e.env));
+            let mut health = config.health.clone();
+            if let (Some(health), Some(url)) =
+                (health.as_mut(), entry.and_then(|e| e.health_url.clone()))
+            {
+                health.url = url;
+            }
+            Ok(fleet::Target {
+                destination,
+                env_file,
+                health,
+            })
+        })
+        .collect()
+}
+
+/// Host names with `[groups]` expanded, in order, each once.
+pub fn expand_groups<'a>(config: &'a Config, names: &'a [String]) -> Vec<&'a str> {
+    let mut hosts: Vec<&str> = Vec::new();
+    for name in names {
+        let members = config.groups.get(name).map_or_else(
+            || vec![name.as_str()],
+            |g| g.iter().map(String::as_str).collect(),
+        );
+        for member in members {
+            if !hosts.contains(&member) {
+                hosts.push(member);
+            }
+        }
+    }
+    hosts
+}
+
+/// shipit.toml's env file plus a host's own `env`, which wins where both set a key.
+fn host_env_file(shared: Option<&[u8]>, own: Option<&BTreeMap<String, String>>) -> Option<Vec<u8>> {
+    let own = own.filter(|e| !e.is_empty());
+    if shared.is_none() && own.is_none() {
+        return None;
+    }
+    let mut text = shared
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    for (key, value) in own.into_iter().flatten() {
+        text.push_str(&format!("{key}={value}\n"));
+    }
+    Some(text.into_bytes())
 }
 
 /// When the connection died mid-deploy, the lock is still ours on the host: a fresh connection
@@ -201,30 +377,6 @@ pub fn layout_for(config: &Config, package: &Package) -> Layout {
     }
 }
 
-/// The remote part of a deploy, on any [`Remote`].
-pub fn deploy(
-    remote: &mut dyn Remote,
-    config: &Config,
-    package: &Package,
-    secrets: Option<&[u8]>,
-    options: &Options,
-    ui: &Ui,
-) -> Result<Report> {
-    let layout = layout_for(config, package);
-    let mut runner = Runner::apply(remote);
-    preflight(&mut runner, &layout, package)?;
-    steps::lock(&mut runner, &layout, options.lock_wait, ui)
-        .map_err(|e| interrupted_or(e, &runner.label(), "locking"))?;
-    let result = deploy_locked(&mut runner, config, package, secrets, &layout, options, ui);
-    // The lock goes even when the deploy failed or was interrupted; a failure to unlock must not
-    // hide the real error.
-    runner.clean_up();
-    let unlocked = steps::unlock(&mut runner, &layout);
-    let report = result?;
-    unlocked?;
-    Ok(report)
-}
-
 fn preflight(runner: &mut Runner, layout: &Layout, package: &Package) -> Result<()> {
     steps::preflight(runner, layout, Target::parse(&package.manifest.target)?)
 }
@@ -234,7 +386,7 @@ pub fn plan(
     remote: &mut dyn Remote,
     config: &Config,
     package: &Package,
-    secrets: Option<&[u8]>,
+    target: &fleet::Target,
     options: &Options,
     ui: &Ui,
 ) -> Result<Vec<String>> {
@@ -260,7 +412,23 @@ pub fn plan(
     ));
     runner.note(unit_diff(&installed_unit, &new_unit, &layout.unit_path()));
     steps::lock(&mut runner, &layout, options.lock_wait, ui)?;
-    deploy_locked(&mut runner, config, package, secrets, &layout, options, ui)?;
+    let transfer = phases::transfer(
+        &mut runner,
+        &layout,
+        package,
+        target.env_file.as_deref(),
+        ui,
+    )?;
+    phases::activate(
+        &mut runner,
+        &layout,
+        package,
+        target.health.as_ref(),
+        &transfer,
+        options,
+        ui,
+    )?;
+    phases::finalize(&mut runner, &layout, config.deploy.keep_releases)?;
     steps::unlock(&mut runner, &layout)?;
     Ok(runner.into_plan())
 }
@@ -283,206 +451,6 @@ fn unit_diff(old: &str, new: &str, path: &str) -> String {
             .to_string()
             .trim_end()
     )
-}
-
-fn deploy_locked(
-    runner: &mut Runner,
-    config: &Config,
-    package: &Package,
-    secrets: Option<&[u8]>,
-    layout: &Layout,
-    options: &Options,
-    ui: &Ui,
-) -> Result<Report> {
-    let host = runner.label();
-    let started = std::time::Instant::now();
-    let upload = steps::upload(runner, layout, package, ui)
-        .map_err(|e| interrupted_or(e, &host, "upload"))?;
-    let upload_seconds = started.elapsed().as_secs_f64();
-    match upload {
-        Upload::Skipped => ui.status(
-            "Skipped",
-            format_args!("upload: {host} already has {}", &package.sha256[..12]),
-        ),
-        Upload::Sent { sent, resumed_from } if !runner.is_dry_run() => ui.status(
-            "Uploaded",
-            format_args!(
-                "{sent} bytes to {host} in {upload_seconds:.1}s{}",
-                if resumed_from > 0 {
-                    format!(", resuming at byte {resumed_from}")
-                } else {
-                    String::new()
-                }
-            ),
-        ),
-        Upload::Sent { .. } => {}
-    }
-    let before_switch = |e| interrupted_or(e, &host, "switching");
-    let reused_release = steps::stage_release(runner, layout, package).map_err(before_switch)?;
-    steps::prepare_host(runner, layout, secrets).map_err(before_switch)?;
-    steps::verify_unit(runner, layout).map_err(before_switch)?;
-    let previous = steps::releases(runner, layout)
-        .map_err(before_switch)?
-        .into_iter()
-        .find(|r| r.current && r.name != layout.release && !r.failed)
-        .map(|r| r.name);
-    let since = steps::remote_now(runner, layout)?;
-    if let Some(timeout) = options.confirm_timeout {
-        deadman::arm(runner, layout, previous.as_deref(), timeout)?;
-    }
-    interrupt::check().map_err(before_switch)?;
-    ui.status(
-        "Starting",
-        format_args!("{} {} on {host}", layout.app, package.manifest.version),
-    );
-    let healthy = steps::switch_to(runner, layout, &layout.release).and_then(|()| {
-        if runner.is_dry_run() {
-            runner.note(
-                "# then: the health gate; on failure, roll back to the previous release".into(),
-            );
-            return Ok(());
-        }
-        health::gate(
-            runner.remote,
-            layout,
-            config.health.as_ref(),
-            Some(&package.manifest.version),
-            true,
-        )
-    });
-    if let Err(failure) = healthy {
-        return Err(recover(
-            runner,
-            config,
-            layout,
-            previous.as_deref(),
-            since,
-            failure,
-            options,
-            ui,
-        ));
-    }
-    steps::mark(runner, layout, &layout.release, true)?;
-    if !runner.is_dry_run() {
-        ui.status(
-            "Healthy",
-            format_args!("{} {} on {host}", layout.app, package.manifest.version),
-        );
-    }
-    let pruned = steps::prune(runner, layout, config.deploy.keep_releases)?;
-    let (uploaded, resumed_from) = match upload {
-        Upload::Skipped => (false, 0),
-        Upload::Sent { resumed_from, .. } => (true, resumed_from),
-    };
-    Ok(Report {
-        host,
-        app: layout.app.clone(),
-        version: package.manifest.version.clone(),
-        release: layout.release.clone(),
-        uploaded,
-        resumed_from,
-        upload_seconds: if uploaded { upload_seconds } else { 0.0 },
-        reused_release,
-        previous,
-        pruned,
-    })
-}
-
-/// An interruption before the switch leaves the host as it was; say so.
-fn interrupted_or(error: anyhow::Error, host: &str, before: &str) -> anyhow::Error {
-    if crate::error::category_of(&error) == Some(Category::Interrupted) {
-        tagged(
-            Category::Interrupted,
-            anyhow::anyhow!("interrupted before {before}: {host} still runs the release it had"),
-        )
-    } else {
-        error
-    }
-}
-
-/// After a failed start: show the journal, then return to the previous release (or stop the
-/// service when there is none) and check it; say which of those happened.
-#[allow(clippy::too_many_arguments)]
-fn recover(
-    runner: &mut Runner,
-    config: &Config,
-    layout: &Layout,
-    previous: Option<&str>,
-    since: u64,
-    failure: anyhow::Error,
-    options: &Options,
-    ui: &Ui,
-) -> anyhow::Error {
-    runner.clean_up();
-    let host = runner.label();
-    let interrupted = crate::error::category_of(&failure) == Some(Category::Interrupted);
-    if let Ok(journal) = steps::journal_since(runner, layout, since) {
-        eprintln!(
-            "--- journal of {} on {host} since the restart ---\n{}\n---",
-            layout.unit_name(),
-            journal.trim_end()
-        );
-    }
-    let _ = steps::mark(runner, layout, &layout.release, false);
-    let _ = deadman::disarm(runner, layout);
-    let failure = if interrupted {
-        anyhow::anyhow!(
-            "interrupted while {} {} was starting on {host}",
-            layout.app,
-            layout.release
-        )
-    } else {
-        failure.context(format!(
-            "{} {} failed its health check on {host}",
-            layout.app, layout.release
-        ))
-    };
-    if options.no_rollback && !interrupted {
-        return tagged(
-            Category::Remote,
-            failure.context(format!(
-                "--no-rollback: {} stays on {host} as it is",
-                layout.release
-            )),
-        );
-    }
-    let Some(previous) = previous else {
-        return match steps::stop(runner, layout) {
-            Ok(()) => tagged(
-                if interrupted {
-                    Category::Interrupted
-                } else {
-                    Category::Remote
-                },
-                failure.context(
-                    "there is no earlier release to return to, so the service was stopped",
-                ),
-            ),
-            Err(e) => tagged(Category::RollbackFailed, e.context(format!("{failure:#}"))),
-        };
-    };
-    ui.status("Rolling back", format_args!("to {previous} on {host}"));
-    let restored = steps::switch_to(runner, layout, previous)
-        .and_then(|()| health::gate(runner.remote, layout, config.health.as_ref(), None, false));
-    match restored {
-        Ok(()) => tagged(
-            if interrupted {
-                Category::Interrupted
-            } else {
-                Category::RolledBack
-            },
-            failure.context(format!(
-                "rolled back: {previous} is running again on {host} and passed its health check"
-            )),
-        ),
-        Err(e) => tagged(
-            Category::RollbackFailed,
-            anyhow::anyhow!(
-                "{failure:#}\nand rolling back to {previous} failed too: {e:#}\n  \
-                 help: inspect with `shipit status {host}` and `shipit logs {host}`"
-            ),
-        ),
-    }
 }
 
 /// `shipit rollback`: back to the previous good release, or the newest good one of a version.
@@ -569,19 +537,24 @@ fn rollback_locked(
             Ok(target.name.clone())
         }
         Err(failure) => {
-            let options = Options::default();
             let target_layout = Layout {
                 release: target.name.clone(),
                 ..layout.clone()
             };
-            Err(recover(
+            Err(phases::recover(
                 runner,
-                config,
                 &target_layout,
-                current.as_deref(),
-                since,
+                config.health.as_ref(),
+                &phases::Transfer {
+                    upload: steps::Upload::Skipped,
+                    upload_seconds: 0.0,
+                    reused_release: true,
+                    previous: current,
+                    previous_version: None,
+                    since,
+                },
                 failure,
-                &options,
+                false,
                 ui,
             ))
         }
@@ -612,26 +585,6 @@ fn read_env_file(config: &Config) -> Result<Option<Vec<u8>>> {
         }
     }
     Ok(Some(text.into_bytes()))
-}
-
-fn print_report(report: &Report, json: bool) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
-    } else {
-        println!(
-            "deployed {} {} to {} (release {}{})",
-            report.app,
-            report.version,
-            report.host,
-            report.release,
-            if report.uploaded {
-                ""
-            } else {
-                ", upload skipped"
-            }
-        );
-    }
-    Ok(())
 }
 
 /// The layout of whatever is deployed, for commands that have no package.

@@ -4,14 +4,16 @@
 //!
 //! Under [`state_dir`]: the client key `id_ed25519`, `ssh_config` and `known_hosts` (so
 //! `ssh -F <state>/ssh_config NAME` works), and `hosts/<name>/` with the host's `rootfs/`,
-//! `console.log` and `host.json`. The bookworm rootfs is built once by debootstrap and copied
-//! for every host.
+//! `overlay/`, `console.log` and `host.json`. The bookworm rootfs is built once by debootstrap;
+//! each host's `rootfs/` is an overlayfs mount with it as the lower layer and `overlay/upper` as
+//! the upper one, or a copy of it where overlayfs cannot be used.
 
 mod client;
 mod machine;
 mod net;
 mod rootfs;
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::net::Ipv4Addr;
@@ -84,6 +86,10 @@ pub struct Host {
     index: u8,
     /// The cgroups the container was started in, one per cgroup hierarchy.
     cgroups: Vec<PathBuf>,
+    /// Whether `rootfs/` is an overlayfs mount over the cache rather than a copy of it. Absent
+    /// in records from before overlays, whose rootfs is always a copy.
+    #[serde(default)]
+    overlay: bool,
 }
 
 impl Host {
@@ -101,6 +107,7 @@ impl Host {
             veth: format!("shsb-{index}"),
             pid: None,
             index,
+            overlay: false,
         }
     }
 
@@ -136,6 +143,8 @@ struct Template {
     public_key: String,
     /// Where each host's own cgroups go, one per cgroup hierarchy.
     cgroup_parents: Vec<PathBuf>,
+    /// Whether to try an overlay for the next host; cleared once one fails.
+    try_overlay: Cell<bool>,
 }
 
 /// `shipit sandbox up|down|list`.
@@ -261,6 +270,7 @@ fn template(ui: &Ui) -> Result<Template> {
         public_key: client::ensure_key()?,
         cgroup_parents: machine::cgroup_parents()?,
         rootfs: rootfs::ensure_cache(ui)?,
+        try_overlay: Cell::new(true),
     })
 }
 
@@ -289,19 +299,19 @@ fn launch(name: &str, template: &Template, ui: &Ui) -> Result<machine::Booting> 
     }
     let mut host = Host::new(name, net::claim(name)?, template);
     ui.status("Booting", format_args!("{name} at {}", host.address));
-    let started = set_up(&mut host, template);
+    let started = set_up(&mut host, template, ui);
     if started.is_err() {
         clean_up_after_failure(&[host], ui);
     }
     started
 }
 
-fn set_up(host: &mut Host, template: &Template) -> Result<machine::Booting> {
+fn set_up(host: &mut Host, template: &Template, ui: &Ui) -> Result<machine::Booting> {
     fs::create_dir_all(host.dir())
         .with_context(|| format!("cannot create {}", host.dir().display()))?;
     // Recorded before anything else exists, so `down` can undo whatever follows.
     host.save()?;
-    rootfs::install(host, &template.rootfs, &template.public_key)?;
+    rootfs::install(host, template, ui)?;
     net::set_up(host)?;
     machine::start(host)
 }
@@ -346,13 +356,14 @@ fn remove(names: &[String], ui: &Ui) -> Result<()> {
     for name in names {
         match host(name)? {
             Some(host) => hosts.push(host),
-            None => remove_dir(&host_dir(name))?,
+            None => remove_host_dir(&host_dir(name), ui)?,
         }
     }
     destroy(&hosts, ui)
 }
 
-/// Stops hosts, then deletes everything they hold: network, cgroups, files and their claim.
+/// Stops hosts, then deletes everything they hold: network, cgroups, rootfs mount, files and
+/// their claim. The container must be gone before its rootfs can be unmounted.
 fn destroy(hosts: &[Host], ui: &Ui) -> Result<()> {
     let running: Vec<&Host> = hosts.iter().filter(|host| host.is_running()).collect();
     if !running.is_empty() {
@@ -368,7 +379,7 @@ fn destroy(hosts: &[Host], ui: &Ui) -> Result<()> {
             net::tear_down(host)?;
             machine::remove_cgroups(host)?;
         }
-        remove_dir(&host.dir())?;
+        remove_host_dir(&host.dir(), ui)?;
         if owned {
             net::release(host)?;
         }
@@ -470,6 +481,13 @@ fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     fs::write(&temp, contents)
         .and_then(|()| fs::rename(&temp, path))
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Deletes a host's directory, unmounting its rootfs first whatever the record says: a host may
+/// be half set up, or its record be from before overlays.
+fn remove_host_dir(dir: &Path, ui: &Ui) -> Result<()> {
+    rootfs::unmount(&dir.join("rootfs"), ui)?;
+    remove_dir(dir)
 }
 
 fn remove_dir(dir: &Path) -> Result<()> {

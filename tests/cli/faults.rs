@@ -119,7 +119,8 @@ fn a_cut_upload_keeps_the_old_release_and_the_rerun_resumes() {
         .success();
 
     let rerun = sandbox.shipit(&args(true)).run().success();
-    let report: serde_json::Value = serde_json::from_str(&rerun.stdout).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&rerun.stdout).unwrap()["hosts"][0].clone();
     assert_eq!(report["uploaded"], true);
     assert_eq!(
         report["resumed_from"].as_u64().unwrap(),

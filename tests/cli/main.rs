@@ -8,6 +8,7 @@ mod cli;
 mod config_errors;
 mod deploy;
 mod faults;
+mod fleet;
 mod generate;
 mod sandbox;
 mod unit;

@@ -25,7 +25,10 @@ pub fn deploy_json(
         ])
         .run()
         .success();
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+    let summary: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout));
+    assert_eq!(summary["ok"], true, "{summary}");
+    summary["hosts"][0].clone()
 }
 
 pub fn health(sandbox: &Sandbox, host: &str) -> serde_json::Value {

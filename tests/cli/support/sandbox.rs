@@ -16,6 +16,8 @@ use super::{Run, Shipit, shipit};
 
 pub struct Sandbox {
     state: tempfile::TempDir,
+    /// Layers of an overlayfs mounted over `state`, unmounted on drop.
+    layers: Option<tempfile::TempDir>,
 }
 
 impl Sandbox {
@@ -29,12 +31,37 @@ impl Sandbox {
 
     /// A state directory without hosts, for tests that run `shipit sandbox up` themselves.
     pub fn empty() -> Sandbox {
-        // Under target/, not /tmp: every host copies a ~300 MB rootfs, too much for a tmpfs.
-        let state = tempfile::Builder::new()
-            .prefix("sandbox-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("create a sandbox state directory");
-        Sandbox { state }
+        Sandbox {
+            state: temp_dir("sandbox-"),
+            layers: None,
+        }
+    }
+
+    /// An empty state directory that is itself on overlayfs, which cannot hold the upper layer
+    /// of a host's overlay: hosts get copied rootfs instead.
+    pub fn on_overlayfs() -> Sandbox {
+        let sandbox = Sandbox {
+            state: temp_dir("sandbox-"),
+            layers: Some(temp_dir("layers-")),
+        };
+        let layers = sandbox.layers.as_ref().unwrap().path();
+        for dir in ["lower", "upper", "work"] {
+            std::fs::create_dir(layers.join(dir)).unwrap();
+        }
+        let options = format!(
+            "lowerdir={0}/lower,upperdir={0}/upper,workdir={0}/work",
+            layers.display()
+        );
+        let status = Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &options])
+            .arg(sandbox.state_dir())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mount an overlayfs as the state directory"
+        );
+        sandbox
     }
 
     /// `$SHIPIT_SANDBOX_DIR` for this sandbox's shipit runs.
@@ -54,11 +81,16 @@ impl Sandbox {
             .to_string()
     }
 
-    /// The host's record (`hosts/<name>/host.json`): name, address, netns, veth, pid, index.
+    /// The host's record (`hosts/<name>/host.json`): name, address, netns, veth, pid, index,
+    /// overlay, …
     pub fn record(&self, name: &str) -> serde_json::Value {
         let path = self.state_dir().join("hosts").join(name).join("host.json");
         let json = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         serde_json::from_slice(&json).expect("host.json is JSON")
+    }
+
+    pub fn rootfs(&self, name: &str) -> PathBuf {
+        self.state_dir().join("hosts").join(name).join("rootfs")
     }
 
     /// Runs `command` as root on the host through OpenSSH and the sandbox's ssh_config.
@@ -98,5 +130,28 @@ impl Drop for Sandbox {
                 run.stderr
             );
         }
+        if self.layers.is_some() {
+            let _ = Command::new("umount").arg(self.state_dir()).status();
+        }
     }
+}
+
+fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    // Under target/, not /tmp: a copied rootfs is ~300 MB, too much for a tmpfs.
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("create a sandbox state directory")
+}
+
+/// The type of the filesystem mounted at `path` (the topmost one), if anything is.
+pub fn mount_type(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    info.lines()
+        .filter_map(|line| {
+            let (mount, fs) = line.split_once(" - ")?;
+            let point = mount.split(' ').nth(4)?;
+            (Path::new(point) == path).then(|| fs.split(' ').next().unwrap_or("").to_string())
+        })
+        .next_back()
 }
