@@ -64,6 +64,13 @@ pub enum Command {
     Unit(UnitCommand),
     /// Write a commented shipit.toml for the project in DIR
     Init(InitArgs),
+    /// Write a Dockerfile, Kubernetes manifests or a supervisord config from shipit.toml
+    ///
+    /// For platforms beyond one systemd host. Each file is a handlebars template; a project's own
+    /// templates/dockerfile.hbs, templates/dockerignore.hbs, templates/k8s/{deployment,service,
+    /// configmap,secret}.hbs or templates/supervisor.hbs replaces the built-in one.
+    #[command(subcommand)]
+    Generate(GenerateCommand),
     /// Local rehearsal hosts: Debian containers with systemd and SSH (Linux, root)
     ///
     /// Each host is a Debian bookworm container booted by systemd-nspawn in a network namespace
@@ -242,6 +249,47 @@ pub struct InitArgs {
     /// App name [default: from go.mod or Cargo.toml]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// A multi-stage Dockerfile: build stage, then a small non-root runtime image
+    ///
+    /// The builder compiles the static binary as `shipit build` does; the runtime stage is
+    /// [container] runtime (distroless-static, scratch or alpine). With -o DIR a matching
+    /// .dockerignore is written beside it.
+    Dockerfile(DockerfileArgs),
+    /// Kubernetes Deployment, Service and ConfigMap (one YAML stream, or files with -o)
+    K8s(K8sArgs),
+    /// A supervisord [program:<app>] section, with the [supervisord] file-descriptor limit
+    Supervisor(SupervisorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DockerfileArgs {
+    /// Write Dockerfile and .dockerignore into DIR instead of printing the Dockerfile
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Print the .dockerignore instead of the Dockerfile
+    #[arg(long, conflicts_with = "output")]
+    pub dockerignore: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct K8sArgs {
+    /// Write deployment.yaml, service.yaml and configmap.yaml into DIR instead of stdout
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Add a Secret with the keys of [service] env_file and REPLACE_ME values (never the real ones)
+    #[arg(long)]
+    pub with_secret_template: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SupervisorArgs {
+    /// Write <app>.conf into DIR instead of stdout
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,8 @@
 //! shipit.toml + flags → a validated [`Config`]. Every user-supplied name, path and value is checked
 //! here, before anything is built or touches a server, and errors point at file:line:col.
 
+mod generate;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
@@ -13,6 +15,8 @@ use toml::Spanned;
 
 use crate::error::{Category, Tag};
 use crate::project::Language;
+
+pub use generate::{Container, K8s, Probe, Resources, Runtime};
 
 pub const FILE_NAME: &str = "shipit.toml";
 
@@ -30,6 +34,10 @@ pub struct Config {
     /// `[groups]`: a name for several hosts, in the order written.
     pub groups: BTreeMap<String, Vec<String>>,
     pub deploy: Deploy,
+    /// `[container]`, for `shipit generate dockerfile`.
+    pub container: Container,
+    /// `[k8s]`, for `shipit generate k8s`.
+    pub k8s: K8s,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +135,9 @@ pub struct Service {
     pub hardening: Vec<(String, String)>,
     /// Capabilities the service keeps (e.g. CAP_NET_BIND_SERVICE for ports below 1024).
     pub capabilities: Vec<String>,
+    /// The port the service listens on: `port`, else the `[health] url`'s. Only `shipit
+    /// generate` uses it (EXPOSE, containerPort).
+    pub port: Option<u16>,
 }
 
 /// Where the health URL points: (host, port, path).
@@ -177,6 +188,10 @@ struct RawConfig {
     deploy: RawDeploy,
     #[serde(default)]
     groups: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
+    #[serde(default)]
+    container: generate::RawContainer,
+    #[serde(default)]
+    k8s: generate::RawK8s,
 }
 
 #[derive(Debug, Deserialize)]
@@ -240,6 +255,7 @@ struct RawService {
     hardening: BTreeMap<Spanned<String>, Spanned<HardeningValue>>,
     #[serde(default)]
     capabilities: Vec<Spanned<String>>,
+    port: Option<Spanned<u16>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -376,11 +392,14 @@ pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
             VersionSource::Literal(v.get_ref().clone())
         }
     };
-    let service = parse_service(&src, root, raw.service, &name)?;
+    let mut service = parse_service(&src, root, raw.service, &name)?;
     let health = raw.health.map(|h| parse_health(&src, h)).transpose()?;
+    service.port = service.port.or(health.as_ref().map(|h| h.endpoint().1));
     let hosts = parse_hosts(&src, root, raw.hosts, health.is_some())?;
     let groups = parse_groups(&src, raw.groups, &hosts)?;
     let deploy = parse_deploy(&src, raw.deploy)?;
+    let container = generate::parse_container(&src, raw.container)?;
+    let k8s = generate::parse_k8s(&src, raw.k8s, &name)?;
 
     Ok(Config {
         root: root.to_path_buf(),
@@ -391,6 +410,8 @@ pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
         hosts,
         groups,
         deploy,
+        container,
+        k8s,
     })
 }
 
@@ -677,6 +698,9 @@ fn parse_service(src: &Source, root: &Path, raw: RawService, app: &str) -> Resul
         })?;
         capabilities.push(cap.into_inner());
     }
+    if let Some(port) = &raw.port {
+        src.check(port, validate_port)?;
+    }
     Ok(Service {
         description: string_or(
             src,
@@ -697,6 +721,7 @@ fn parse_service(src: &Source, root: &Path, raw: RawService, app: &str) -> Resul
         env_file,
         hardening: merge_hardening(src, raw.hardening)?,
         capabilities,
+        port: raw.port.map(Spanned::into_inner),
     })
 }
 
@@ -875,6 +900,14 @@ fn validate_word(word: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{word:?}: use letters, digits, '_', '-' and '/'"))
+    }
+}
+
+fn validate_port(port: &u16) -> Result<(), String> {
+    if *port > 0 {
+        Ok(())
+    } else {
+        Err("a port must be 1-65535".into())
     }
 }
 

@@ -1,13 +1,15 @@
 //! shipit: build a static Linux binary, package it, render its systemd unit and ship it.
 //!
 //! The modules follow the pipeline: [`config`] → [`build`] → [`package`] → [`unit`] →
-//! [`remote`] → [`deploy`]; [`sandbox`] boots local hosts to rehearse deploys on.
+//! [`remote`] → [`deploy`]; [`sandbox`] boots local hosts to rehearse deploys on; [`generate`]
+//! describes the same service for Docker, Kubernetes and supervisord.
 
 pub mod build;
 pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod error;
+pub mod generate;
 pub mod init;
 pub mod interrupt;
 pub mod package;
@@ -75,6 +77,10 @@ pub fn run(cli: Cli) -> Result<()> {
             unit::generate(&config, &args, &ui)
         }
         Command::Init(args) => init::run(&cli.global.path, &args, &ui),
+        Command::Generate(command) => {
+            let config = config::load(&cli.global.path, config_file)?;
+            generate::run(&config, &command, &ui)
+        }
         Command::Sandbox(command) => sandbox::run(&command, &ui),
         Command::Completions(args) => {
             let mut cmd = Cli::command();

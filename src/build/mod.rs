@@ -5,7 +5,7 @@
 
 mod cargo;
 mod elf;
-mod go;
+pub(crate) mod go;
 mod stamp;
 
 use std::fmt;

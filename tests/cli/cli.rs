@@ -10,6 +10,7 @@ fn help_snapshots() {
         ("unit_generate_help", &["unit", "generate", "--help"]),
         ("init_help", &["init", "--help"]),
         ("deploy_help", &["deploy", "--help"]),
+        ("generate_help", &["generate", "--help"]),
     ] {
         let run = shipit(args).env("COLUMNS", "100").run().success();
         insta::assert_snapshot!(name, run.stdout);

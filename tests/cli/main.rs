@@ -9,5 +9,6 @@ mod config_errors;
 mod deploy;
 mod faults;
 mod fleet;
+mod generate;
 mod sandbox;
 mod unit;

@@ -1,0 +1,135 @@
+//! `shipit generate`: the service shipit.toml describes, for platforms beyond one systemd box —
+//! a Dockerfile, Kubernetes manifests, a supervisord program.
+//!
+//! Every file comes from a handlebars template, rendered as the unit is (see `unit.rs`): strict
+//! mode, no HTML escaping, from a typed struct, the built-in template embedded from `templates/`
+//! and replaced by the project's own file at the same path under its root. Values arrive already
+//! quoted for their format, so a project template cannot forget to.
+
+mod dockerfile;
+mod k8s;
+mod supervisor;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use handlebars::Handlebars;
+use serde::Serialize;
+
+use crate::cli::GenerateCommand;
+use crate::config::Config;
+use crate::error::{Category, Tag};
+use crate::ui::Ui;
+
+/// The uid and gid the container runs as: distroless's "nonroot". Numeric, because Kubernetes'
+/// runAsNonRoot can only check a numeric USER, and scratch has no /etc/passwd to name one in.
+const CONTAINER_UID: u32 = 65532;
+
+/// Where the binary and its config files live inside the image, like /opt/<app>/current on a host.
+const CONTAINER_DIR: &str = "/app";
+
+pub fn run(config: &Config, command: &GenerateCommand, ui: &Ui) -> Result<()> {
+    match command {
+        GenerateCommand::Dockerfile(args) => {
+            let [dockerfile, dockerignore] = dockerfile::render(config)?;
+            let shown = if args.dockerignore {
+                &dockerignore
+            } else {
+                &dockerfile
+            };
+            deliver(
+                args.output.as_deref(),
+                &[&dockerfile, &dockerignore],
+                &shown.text,
+                ui,
+            )
+        }
+        GenerateCommand::K8s(args) => {
+            let files = k8s::render(config, args.with_secret_template)?;
+            let stream = files
+                .iter()
+                .map(|f| f.text.as_str())
+                .collect::<Vec<_>>()
+                .join("---\n");
+            deliver(
+                args.output.as_deref(),
+                &files.iter().collect::<Vec<_>>(),
+                &stream,
+                ui,
+            )
+        }
+        GenerateCommand::Supervisor(args) => {
+            let program = supervisor::render(config)?;
+            deliver(args.output.as_deref(), &[&program], &program.text, ui)
+        }
+    }
+}
+
+/// One generated file: its name under `-o DIR`, and its text.
+struct Output {
+    name: String,
+    text: String,
+}
+
+/// Writes `files` into `dir` (created when missing), or prints `stdout`: results go to stdout,
+/// the names of written files to stderr, as with `unit generate -o`.
+fn deliver(dir: Option<&Path>, files: &[&Output], stdout: &str, ui: &Ui) -> Result<()> {
+    let Some(dir) = dir else {
+        print!("{stdout}");
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+        .tag(Category::Usage)?;
+    for file in files {
+        let path = dir.join(&file.name);
+        std::fs::write(&path, &file.text)
+            .with_context(|| format!("cannot write {}", path.display()))
+            .tag(Category::Usage)?;
+        ui.status("Wrote", path.display());
+    }
+    Ok(())
+}
+
+/// A built-in template and the path of a project's own replacement, relative to its root.
+struct Template {
+    path: &'static str,
+    builtin: &'static str,
+}
+
+/// Renders `template` (or the project's copy of it) with `data`; a template error is a usage
+/// error naming the template.
+fn render_template<T: Serialize>(config: &Config, template: &Template, data: &T) -> Result<String> {
+    let project_copy = config.root.join(template.path);
+    let (source, origin) = if project_copy.is_file() {
+        let text = std::fs::read_to_string(&project_copy)
+            .with_context(|| format!("cannot read {}", project_copy.display()))
+            .tag(Category::Usage)?;
+        (text, project_copy.display().to_string())
+    } else {
+        (
+            template.builtin.to_string(),
+            format!("built-in {}", template.path),
+        )
+    };
+    let mut handlebars = Handlebars::new();
+    handlebars.set_strict_mode(true);
+    // HTML escaping would turn the quotes of a YAML or JSON string into &quot;.
+    handlebars.register_escape_fn(handlebars::no_escape);
+    handlebars
+        .register_template_string(template.path, source)
+        .map_err(|e| anyhow::anyhow!("{origin}: {e}"))
+        .tag(Category::Usage)?;
+    handlebars
+        .render(template.path, data)
+        .map_err(|e| anyhow::anyhow!("{origin}: {e}"))
+        .tag(Category::Usage)
+}
+
+/// A project path relative to its root (config paths are stored joined to the root).
+fn relative(config: &Config, path: &Path) -> String {
+    path.strip_prefix(&config.root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
