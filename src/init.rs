@@ -112,7 +112,26 @@ fn template(name: &str, language: Language) -> String {
          # retries = 30\n\
          # interval = \"1s\"\n\
          # settle = \"3s\"            # the unit must stay up this long without restarting\n\
-         # check_version = true     # a JSON \"version\" in the response must match the release\n"
+         # check_version = true     # a JSON \"version\" in the response must match the release\n\
+         \n\
+         # Hosts to deploy to by name (`shipit deploy web1`), and groups of them (`shipit deploy web`):\n\
+         # [hosts.web1]\n\
+         # address = \"10.0.0.5\"      # or an alias from ~/.ssh/config\n\
+         # user = \"deploy\"           # non-root users need passwordless sudo\n\
+         # env = {{ REGION = \"a\" }}    # this host only, in its env file\n\
+         #\n\
+         # [groups]\n\
+         # web = [\"web1\", \"web2\"]\n\
+         #\n\
+         # [deploy]\n\
+         # keep_releases = 5\n\
+         #\n\
+         # For `shipit generate dockerfile|k8s` (see README, \"Beyond one box\"):\n\
+         # [container]\n\
+         # runtime = \"distroless-static\"   # or \"scratch\", \"alpine\"\n\
+         # [k8s]\n\
+         # image = \"registry.example.com/{name}:latest\"\n\
+         # replicas = 3\n"
     )
 }
 
