@@ -451,8 +451,11 @@ pub fn switch_to(runner: &mut Runner, layout: &Layout, release: &str) -> Result<
 
 /// The switch as a standalone script (the dead-man timer runs it on the host by itself).
 pub fn switch_script(layout: &Layout, release: &str) -> String {
+    // Once started, the switch finishes even if the connection drops (sshd hangs up the
+    // session): a half-done switch would leave the unit and `current` disagreeing.
     let body = format!(
-        "target={}\n\
+        "trap '' HUP PIPE\n\
+         target={}\n\
          install -m 0644 \"$releases/$target/$unit\" \"$unit_path.shipit-new\"\n\
          mv -f \"$unit_path.shipit-new\" \"$unit_path\"\n\
          if [ -f \"$releases/$target/.env\" ]; then\n\

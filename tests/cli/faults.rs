@@ -431,7 +431,7 @@ fn the_host_heals_itself_when_shipit_dies_mid_deploy() {
         ],
     );
     running.wait_for_line("Starting");
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    std::thread::sleep(std::time::Duration::from_secs(2));
     running.signal(libc::SIGKILL);
     running.finish();
     assert!(
