@@ -103,7 +103,7 @@ pub struct HeldLock {
 /// Reads the lock without touching it.
 pub fn lock_status(runner: &mut Runner, layout: &Layout) -> Result<Option<HeldLock>> {
     let body = "[ -d \"$lock\" ] || exit 0\n\
-                echo \"age=$(( $(date +%s) - $(stat -c %Y \"$lock\") ))\"\n\
+                echo \"age=$(( $(date +%s) - $(stat -c %Y \"$lock\" 2>/dev/null || date +%s) ))\"\n\
                 cat \"$lock/owner.json\" 2>/dev/null || true\n";
     let out = runner.query("reading the deploy lock", &script(layout, body))?;
     Ok(parse_held(&out))
@@ -119,7 +119,9 @@ fn parse_held(out: &str) -> Option<HeldLock> {
     })
 }
 
-/// A mkdir lock: atomic on every filesystem, naming its owner for whoever finds it. Waits up to
+/// A mkdir lock: atomic on every filesystem, naming its owner for whoever finds it. The holder
+/// may let go between our `mkdir` and `stat`, so a vanished lock reads as "held, age 0" and the
+/// next try takes it. Waits up to
 /// `wait` for another deploy; a lock whose owner died on this machine, or older than an hour, is
 /// taken over.
 pub fn lock(runner: &mut Runner, layout: &Layout, wait: Duration, ui: &Ui) -> Result<()> {
@@ -127,7 +129,7 @@ pub fn lock(runner: &mut Runner, layout: &Layout, wait: Duration, ui: &Ui) -> Re
     let body = format!(
         "mkdir -p \"$base/.shipit\"\n\
          if ! mkdir \"$lock\" 2>/dev/null; then\n\
-           echo \"age=$(( $(date +%s) - $(stat -c %Y \"$lock\") ))\"; cat \"$lock/owner.json\" 2>/dev/null || true; exit {LOCKED}\n\
+           echo \"age=$(( $(date +%s) - $(stat -c %Y \"$lock\" 2>/dev/null || date +%s) ))\"; cat \"$lock/owner.json\" 2>/dev/null || true; exit {LOCKED}\n\
          fi\n\
          printf '%s\\n' {} > \"$lock/owner.json\"\n",
         quote(&owner)
@@ -135,11 +137,18 @@ pub fn lock(runner: &mut Runner, layout: &Layout, wait: Duration, ui: &Ui) -> Re
     let script = script(layout, &body);
     let deadline = Instant::now() + wait;
     let mut reported = false;
+    let mut retried_vanished = false;
     loop {
         let held = match runner.change("taking the deploy lock", &script) {
             Ok(_) => return Ok(()),
             Err(e) => lock_holder(&e).ok_or(e)?,
         };
+        // No owner file: the holder was letting go (or just taking it); look once more at once.
+        if held.owner.is_none() && !retried_vanished {
+            retried_vanished = true;
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
         if held.age > STALE_LOCK_AGE || held.owner.as_ref().is_some_and(LockOwner::is_dead_here) {
             ui.status(
                 "Unlocking",
