@@ -28,7 +28,7 @@ pub fn script(layout: &Layout, body: &str) -> String {
 /// The host must run systemd and match the package's architecture.
 pub fn preflight(runner: &mut Runner, layout: &Layout, target: Target) -> Result<()> {
     let body = "test -d /run/systemd/system || { echo 'systemd is not running (PID 1 is not systemd)' >&2; exit 1; }\n\
-                for tool in tar sha256sum systemctl journalctl; do command -v \"$tool\" >/dev/null || { echo \"$tool is missing\" >&2; exit 1; }; done\n\
+                for tool in tar sha256sum cmp systemctl journalctl; do command -v \"$tool\" >/dev/null || { echo \"$tool is missing\" >&2; exit 1; }; done\n\
                 uname -m\n";
     let machine = runner.query("checking the host", &script(layout, body))?;
     let expected = match target {
@@ -221,7 +221,9 @@ pub enum Upload {
 /// partial upload left by a cut connection is continued from its size and the whole file
 /// verified; a partial that turns out corrupt is discarded and the upload starts over once.
 pub fn upload(runner: &mut Runner, layout: &Layout, package: &Package, ui: &Ui) -> Result<Upload> {
-    let body = "if [ -f \"$upload\" ] && printf '%s  %s\\n' \"$sha\" \"$upload\" | sha256sum -c --status; then echo present; exit 0; fi\n\
+    // A release already unpacked and checked against the manifest needs no package at all.
+    let body = "if [ -f \"$rel/.shipit-complete\" ]; then echo present; exit 0; fi\n\
+                if [ -f \"$upload\" ] && printf '%s  %s\\n' \"$sha\" \"$upload\" | sha256sum -c --status; then echo present; exit 0; fi\n\
                 stat -c %s \"$upload.partial\" 2>/dev/null || echo 0\n";
     let found = runner.query("looking for an earlier upload", &script(layout, body))?;
     if found.trim() == "present" {
@@ -248,9 +250,13 @@ fn send(
     offset: u64,
     ui: &Ui,
 ) -> Result<Upload> {
-    // A fresh upload is hashed while it arrives; a resumed one has to be hashed whole afterwards.
+    // A fresh upload is not hashed on the host: sha256sum there costs more than the transfer
+    // itself (about 0.3 s of a core per 100 MB), while SSH's MAC already guarantees the bytes
+    // arrive as they were sent and `stage_release` checks every file against the manifest's
+    // sha256 before the release can be used. A resumed upload joins bytes from an earlier
+    // connection, so the whole file is hashed before it may take the package's name.
     let receive = if offset == 0 {
-        "got=$(umask 077; tee \"$partial\" | sha256sum)\n"
+        "(umask 077; cat > \"$partial\")\ngot=$sha\n"
     } else {
         "cat >> \"$partial\"\ngot=$(sha256sum < \"$partial\")\n"
     };
@@ -297,7 +303,9 @@ fn send(
 }
 
 /// Unpacks the upload into its release directory, root-owned, checked file by file against the
-/// manifest, and only then gives it its final name. Returns whether it already existed.
+/// manifest (the end-to-end check of a fresh upload), and only then gives it its final name. An
+/// upload that fails that check is deleted, so the next deploy sends it again. Returns whether
+/// the release already existed.
 pub fn stage_release(runner: &mut Runner, layout: &Layout, package: &Package) -> Result<bool> {
     let sums: String = package
         .manifest
@@ -310,9 +318,11 @@ pub fn stage_release(runner: &mut Runner, layout: &Layout, package: &Package) ->
          mkdir -p \"$releases\"\n\
          tmp=\"$releases/.$release.tmp\"\n\
          rm -rf \"$tmp\"; mkdir \"$tmp\"\n\
-         tar -xzf \"$upload\" -C \"$tmp\" --no-same-owner\n\
+         if ! tar -xzf \"$upload\" -C \"$tmp\" --no-same-owner || ! (cd \"$tmp\" && printf '%s' {sums} | sha256sum -c --quiet --strict); then\n\
+           rm -rf \"$tmp\" \"$upload\"\n\
+           echo \"the uploaded package did not unpack, or its files differ from manifest.json: it was deleted, so the next deploy sends it again\" >&2; exit 1\n\
+         fi\n\
          chown -R root:root \"$tmp\"; chmod 0755 \"$tmp\"\n\
-         (cd \"$tmp\" && printf '%s' {sums} | sha256sum -c --quiet --strict)\n\
          touch \"$tmp/.shipit-complete\"\n\
          rm -rf \"$rel\"; mv -T \"$tmp\" \"$rel\"\n",
         sums = quote(&sums)
@@ -326,31 +336,32 @@ pub fn stage_release(runner: &mut Runner, layout: &Layout, package: &Package) ->
 /// printed), else whatever the host has now. Switching to a release installs its copy, so a
 /// rollback restores the env file the old release ran with.
 pub fn prepare_host(runner: &mut Runner, layout: &Layout, env_file: Option<&[u8]>) -> Result<()> {
-    let body = "if ! id -u \"$user\" >/dev/null 2>&1; then\n\
+    // One script for both, so the step costs one round trip.
+    let user = "if ! id -u \"$user\" >/dev/null 2>&1; then\n\
                   useradd --system --user-group --home-dir \"$state_dir\" --no-create-home --shell /usr/sbin/nologin \"$user\"\n\
                 fi\n\
                 install -d -m 0750 -o \"$user\" -g \"$(id -gn \"$user\")\" \"$state_dir\"\n\
                 install -d -m 0755 \"$(dirname \"$env_file\")\"\n";
-    runner.change("creating the service user", &script(layout, body))?;
+    let step = "creating the service user and keeping the env file with the release";
     match env_file {
         Some(mut secrets) => {
-            let body =
-                "(umask 077; cat > \"$rel/.env.tmp\")\nmv -f \"$rel/.env.tmp\" \"$rel/.env\"\n";
+            let body = format!(
+                "{user}(umask 077; cat > \"$rel/.env.tmp\")\nmv -f \"$rel/.env.tmp\" \"$rel/.env\"\n"
+            );
             let lines = String::from_utf8_lossy(secrets).lines().count();
             runner.change_with_input(
-                "keeping the env file with the release",
-                &script(layout, body),
+                step,
+                &script(layout, &body),
                 &format!("env file, {lines} lines, values hidden"),
                 &mut secrets,
                 &|_| {},
             )?;
         }
         None => {
-            let body = "if [ -f \"$env_file\" ]; then (umask 077; cp \"$env_file\" \"$rel/.env\"); else rm -f \"$rel/.env\"; fi\n";
-            runner.change(
-                "keeping the env file with the release",
-                &script(layout, body),
-            )?;
+            let body = format!(
+                "{user}if [ -f \"$env_file\" ]; then (umask 077; cp \"$env_file\" \"$rel/.env\"); else rm -f \"$rel/.env\"; fi\n"
+            );
+            runner.change(step, &script(layout, &body))?;
         }
     }
     Ok(())
@@ -449,19 +460,33 @@ pub fn switch_to(runner: &mut Runner, layout: &Layout, release: &str) -> Result<
     Ok(())
 }
 
-/// The switch as a standalone script (the dead-man timer runs it on the host by itself).
+/// The switch as a standalone script (the dead-man timer runs it on the host by itself). The unit
+/// file is replaced, systemd reloaded and the unit enabled only when the release's unit differs
+/// from the installed one, systemd asks for a reload or the unit is not enabled: `daemon-reload`
+/// and `enable` cost about 0.1 s each, more than restarting a small service. `reset-failed`
+/// clears the start rate limit a crash-looping release may have used up, so neither the next
+/// deploy nor a rollback is refused by it.
 pub fn switch_script(layout: &Layout, release: &str) -> String {
     let body = format!(
         "target={}\n\
-         install -m 0644 \"$releases/$target/$unit\" \"$unit_path.shipit-new\"\n\
-         mv -f \"$unit_path.shipit-new\" \"$unit_path\"\n\
+         reload=no\n\
+         if ! cmp -s \"$releases/$target/$unit\" \"$unit_path\"; then\n\
+           install -m 0644 \"$releases/$target/$unit\" \"$unit_path.shipit-new\"\n\
+           mv -f \"$unit_path.shipit-new\" \"$unit_path\"\n\
+           reload=yes\n\
+         fi\n\
          if [ -f \"$releases/$target/.env\" ]; then\n\
            (umask 077; cp \"$releases/$target/.env\" \"$env_file.shipit-new\"); mv -f \"$env_file.shipit-new\" \"$env_file\"\n\
          else rm -f \"$env_file\"; fi\n\
          ln -sfn \"releases/$target\" \"$base/.current.shipit-new\"\n\
          mv -T \"$base/.current.shipit-new\" \"$current\"\n\
-         systemctl daemon-reload\n\
-         systemctl enable --quiet \"$unit\"\n\
+         if [ \"$reload\" = yes ] || [ \"$(systemctl show -p NeedDaemonReload --value \"$unit\")\" != no ]; then\n\
+           systemctl daemon-reload\n\
+         fi\n\
+         if [ \"$reload\" = yes ] || ! systemctl is-enabled --quiet \"$unit\"; then\n\
+           systemctl enable --quiet \"$unit\"\n\
+         fi\n\
+         systemctl reset-failed \"$unit\" 2>/dev/null || true\n\
          systemctl restart \"$unit\"\n",
         quote(release)
     );
