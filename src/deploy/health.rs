@@ -67,11 +67,17 @@ pub fn gate(
     let start_wait = health.map_or(DEFAULT_START_WAIT, |h| {
         (h.interval * h.retries).max(Duration::from_secs(5))
     });
-    wait_active(remote, layout, start_wait, interruptible)?;
+    crate::timings::time("health: active", || {
+        wait_active(remote, layout, start_wait, interruptible)
+    })?;
     let settle = health.map_or(Duration::from_secs(3), |h| h.settle);
-    hold_still(remote, layout, settle, interruptible)?;
+    crate::timings::time("health: settle", || {
+        hold_still(remote, layout, settle, interruptible)
+    })?;
     if let Some(health) = health {
-        probe(remote, health, expected_version, interruptible)?;
+        crate::timings::time("health: probe", || {
+            probe(remote, health, expected_version, interruptible)
+        })?;
     }
     Ok(())
 }
@@ -111,6 +117,9 @@ fn hold_still(
     settle: Duration,
     interruptible: bool,
 ) -> Result<()> {
+    if settle.is_zero() {
+        return Ok(());
+    }
     let first = unit_properties(remote, layout)?;
     let deadline = Instant::now() + settle;
     while Instant::now() < deadline {
