@@ -62,15 +62,19 @@ pub fn build_and_package(config: &Config, args: &BuildArgs, ui: &Ui) -> Result<P
         .clone()
         .unwrap_or_else(|| config.root.join("dist"));
     let unit = crate::unit::render(config)?;
-    let artifact = build::build(
-        config,
-        target,
-        args.version_override.as_deref(),
-        &out_dir.join(".build"),
-        ui,
-    )?;
+    let artifact = crate::timings::time("build", || {
+        build::build(
+            config,
+            target,
+            args.version_override.as_deref(),
+            &out_dir.join(".build"),
+            ui,
+        )
+    })?;
     let spinner = ui.spinner("packaging");
-    let archive = write_package(config, &artifact, &unit, &out_dir).tag(Category::Build);
+    let archive = crate::timings::time("package", || {
+        write_package(config, &artifact, &unit, &out_dir).tag(Category::Build)
+    });
     spinner.finish_and_clear();
     let archive = archive?;
     ui.status("Packaged", archive.display());

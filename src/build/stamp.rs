@@ -33,7 +33,12 @@ impl Stamp {
             (None, VersionSource::Literal(v)) => v.clone(),
             (None, VersionSource::Git) => git_version(root)?,
         };
-        let commit = capture(root, "git", &["rev-parse", "HEAD"]);
+        // One git call for both: the commit and its time.
+        let head = capture(root, "git", &["log", "-1", "--format=%H %ct"]);
+        let (commit, commit_time) = match head.as_deref().and_then(|h| h.split_once(' ')) {
+            Some((hash, time)) => (Some(hash.to_string()), time.trim().parse().ok()),
+            None => (None, None),
+        };
         let build_time_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
             Ok(text) => text
                 .trim()
@@ -42,9 +47,7 @@ impl Stamp {
                     anyhow::anyhow!("SOURCE_DATE_EPOCH={text:?} is not a number of seconds")
                 })
                 .tag(Category::Usage)?,
-            Err(_) => capture(root, "git", &["log", "-1", "--format=%ct"])
-                .and_then(|t| t.parse().ok())
-                .unwrap_or_else(now),
+            Err(_) => commit_time.unwrap_or_else(now),
         };
         Ok(Stamp {
             version,

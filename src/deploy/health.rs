@@ -12,6 +12,8 @@ use crate::config::Health;
 use crate::remote::{self, Remote};
 
 const POLL: Duration = Duration::from_millis(500);
+/// How often a health URL that refuses connections is tried during the first interval.
+const EARLY_POLL: Duration = Duration::from_millis(20);
 /// How long a unit may take to become active when no health table sets a pace.
 const DEFAULT_START_WAIT: Duration = Duration::from_secs(30);
 
@@ -65,11 +67,17 @@ pub fn gate(
     let start_wait = health.map_or(DEFAULT_START_WAIT, |h| {
         (h.interval * h.retries).max(Duration::from_secs(5))
     });
-    wait_active(remote, layout, start_wait, interruptible)?;
+    crate::timings::time("health: active", || {
+        wait_active(remote, layout, start_wait, interruptible)
+    })?;
     let settle = health.map_or(Duration::from_secs(3), |h| h.settle);
-    hold_still(remote, layout, settle, interruptible)?;
+    crate::timings::time("health: settle", || {
+        hold_still(remote, layout, settle, interruptible)
+    })?;
     if let Some(health) = health {
-        probe(remote, health, expected_version, interruptible)?;
+        crate::timings::time("health: probe", || {
+            probe(remote, health, expected_version, interruptible)
+        })?;
     }
     Ok(())
 }
@@ -109,6 +117,9 @@ fn hold_still(
     settle: Duration,
     interruptible: bool,
 ) -> Result<()> {
+    if settle.is_zero() {
+        return Ok(());
+    }
     let first = unit_properties(remote, layout)?;
     let deadline = Instant::now() + settle;
     while Instant::now() < deadline {
@@ -138,9 +149,13 @@ fn probe(
     interruptible: bool,
 ) -> Result<()> {
     let (host, port, path) = health.endpoint();
-    let mut last = String::from("no answer");
-    for attempt in 1..=health.retries.max(1) {
-        match remote.http_get(&host, port, &path, health.timeout) {
+    let mut last;
+    let started = Instant::now();
+    let mut tries = 0;
+    loop {
+        let answer = remote.http_get(&host, port, &path, health.timeout);
+        let unreachable = answer.is_err();
+        match answer {
             Ok(answer) if answer.status == health.expect_status => {
                 if let Some(expected) = expected_version.filter(|_| health.check_version) {
                     check_version(&answer.body, expected)
@@ -158,9 +173,23 @@ fn probe(
             }
             Err(e) => last = format!("{e:#}"),
         }
-        if attempt < health.retries {
-            nap(health.interval, interruptible)?;
+        // The first try lasts the first interval: while nothing answers yet, the URL is polled
+        // every EARLY_POLL, so a service that starts in milliseconds is not held back by a
+        // whole interval. The number of tries and the longest the probes can take stay the same.
+        if tries == 0 && unreachable && started.elapsed() + EARLY_POLL < health.interval {
+            nap(EARLY_POLL, interruptible)?;
+            continue;
         }
+        tries += 1;
+        if tries >= health.retries.max(1) {
+            break;
+        }
+        let pause = if tries == 1 {
+            health.interval.saturating_sub(started.elapsed())
+        } else {
+            health.interval
+        };
+        nap(pause, interruptible)?;
     }
     anyhow::bail!(
         "{} failed {} probes; last: {last}",

@@ -66,7 +66,9 @@ pub fn run(config: &Config, args: &DeployArgs, ui: &Ui) -> Result<()> {
         );
     }
     let package = match &args.package {
-        Some(path) => Package::open(path, &config.app.name)?,
+        Some(path) => crate::timings::time("opening the package", || {
+            Package::open(path, &config.app.name)
+        })?,
         None => {
             let archive = crate::package::build_and_package(config, &args.build, ui)?;
             Package::open(&archive, &config.app.name)?
@@ -357,7 +359,7 @@ pub fn connect(destination: &Destination, args: &ConnectArgs, ui: &Ui) -> Result
     let options = ConnectOptions {
         accept_new_host_key: args.accept_new_host_key,
     };
-    let remote = SshRemote::connect(destination, &options)?;
+    let remote = crate::timings::time("connecting", || SshRemote::connect(destination, &options))?;
     ui.status(
         "Connected",
         format_args!(
@@ -487,7 +489,7 @@ fn rollback_locked(
     to: Option<&str>,
     ui: &Ui,
 ) -> Result<String> {
-    let releases = steps::releases(runner, layout)?;
+    let (releases, since) = steps::releases_and_clock(runner, layout)?;
     let current = releases.iter().find(|r| r.current).map(|r| r.name.clone());
     let target = match to {
         Some(version) => releases
@@ -517,7 +519,6 @@ fn rollback_locked(
             .context("there is no previous good release to return to")
             .tag(Category::Usage)?,
     };
-    let since = steps::remote_now(runner, layout)?;
     ui.status(
         "Rolling back",
         format_args!("to {} on {}", target.name, runner.label()),

@@ -39,18 +39,19 @@ pub fn transfer(
 ) -> Result<Transfer> {
     let host = runner.label();
     let before = |e| interrupted_or(e, &host, "switching");
+    let survey = steps::survey(runner, layout).map_err(before)?;
     let started = Instant::now();
-    let upload = steps::upload(runner, layout, package, ui).map_err(before)?;
+    let upload =
+        steps::upload(runner, layout, package, survey.earlier_upload, ui).map_err(before)?;
     let upload_seconds = started.elapsed().as_secs_f64();
     report_upload(runner, upload, upload_seconds, package, ui);
-    let reused_release = steps::stage_release(runner, layout, package).map_err(before)?;
-    steps::prepare_host(runner, layout, secrets).map_err(before)?;
-    steps::verify_unit(runner, layout).map_err(before)?;
-    let running = steps::releases(runner, layout)
-        .map_err(before)?
+    let reused_release =
+        steps::prepare_release(runner, layout, package, secrets).map_err(before)?;
+    let since = survey.now;
+    let running = survey
+        .releases
         .into_iter()
         .find(|r| r.current && r.name != layout.release && !r.failed);
-    let since = steps::remote_now(runner, layout).map_err(before)?;
     Ok(Transfer {
         upload,
         upload_seconds: if upload == Upload::Skipped {
@@ -144,8 +145,7 @@ pub fn activate(
 
 /// Record the release as good and prune; returns the pruned releases.
 pub fn finalize(runner: &mut Runner, layout: &Layout, keep: usize) -> Result<Vec<String>> {
-    steps::mark(runner, layout, &layout.release, true)?;
-    steps::prune(runner, layout, keep)
+    steps::mark_good_and_prune(runner, layout, &layout.release, keep)
 }
 
 /// Switches a healthy host back to `previous` because the rollout elsewhere failed.

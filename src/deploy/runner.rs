@@ -58,7 +58,7 @@ impl<'a> Runner<'a> {
 
     /// A read-only script: run in both modes.
     pub fn query(&mut self, step: &str, script: &str) -> Result<String> {
-        remote::run_root(self.remote, step, script)
+        crate::timings::time(step, || remote::run_root(self.remote, step, script))
     }
 
     /// A script that changes the host.
@@ -68,7 +68,7 @@ impl<'a> Runner<'a> {
             return Ok(String::new());
         }
         self.check_interrupt()?;
-        remote::run_root(self.remote, step, script)
+        crate::timings::time(step, || remote::run_root(self.remote, step, script))
     }
 
     /// A changing script fed with data; `what` describes the data in a plan.
@@ -85,7 +85,9 @@ impl<'a> Runner<'a> {
             return Ok(String::new());
         }
         self.check_interrupt()?;
-        remote::run_root_with_input(self.remote, step, script, input, progress)
+        crate::timings::time(step, || {
+            remote::run_root_with_input(self.remote, step, script, input, progress)
+        })
     }
 
     /// A note in the plan (a diff, a summary); nothing in a real run.
