@@ -131,11 +131,20 @@ impl Booting {
                 return Ok(self.host.clone());
             }
             if let Some(status) = self.child.try_wait()? {
+                let console = console_tail(host);
+                // Every container's systemd takes inotify instances from root's shared quota
+                // (128 by default), so a dozen running containers exhaust it.
+                let hint = if console.contains("Too many open files") {
+                    "\n  help: the inotify instance limit is used up by running containers: \
+                     raise it with `sysctl fs.inotify.max_user_instances=1024`, or stop some \
+                     (`shipit sandbox down --all`)"
+                } else {
+                    ""
+                };
                 return Err(anyhow::anyhow!(
                     "systemd-nspawn for {} exited during boot ({status}); its console ended \
-                     with:\n{}",
+                     with:\n{console}{hint}",
                     host.name,
-                    console_tail(host)
                 ))
                 .tag(Category::Connect);
             }
