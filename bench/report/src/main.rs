@@ -378,21 +378,7 @@ fn plot(s: &Samples, path: &str, quick: bool) -> Result<(), Box<dyn std::error::
     let one = points.first().map(|p| p.1).ok_or("no fleet samples")?;
     let ratios: Vec<(f64, f64)> = points.iter().map(|&(n, t)| (n as f64, t / one)).collect();
     let max_hosts = points.last().map_or(8, |p| p.0).max(2) as f64;
-    let cpu_top = points
-        .iter()
-        .filter_map(|&(n, _)| {
-            Some(
-                s.median(&format!("fleet.{n}_cpu"))?
-                    / s.median(&format!("fleet.{}_cpu", points[0].0))?,
-            )
-        })
-        .fold(0.0_f64, f64::max);
-    let top = ratios
-        .iter()
-        .map(|r| r.1)
-        .fold(1.6_f64, f64::max)
-        .max(cpu_top)
-        * 1.15;
+    let top = ratios.iter().map(|r| r.1).fold(1.6_f64, f64::max) * 1.15;
 
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -439,22 +425,10 @@ fn plot(s: &Samples, path: &str, quick: bool) -> Result<(), Box<dyn std::error::
         ))?
         .label("ideal: no slower than 1 host")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.3)));
-    let cpu_one = s.median(&format!("fleet.{}_cpu", points[0].0));
-    let cpu_ratios: Vec<(f64, f64)> = points
-        .iter()
-        .filter_map(|&(n, _)| Some((n as f64, s.median(&format!("fleet.{n}_cpu"))? / cpu_one?)))
-        .collect();
-    let grey = RGBColor(120, 120, 120);
-    if cpu_ratios.len() == points.len() {
-        chart
-            .draw_series(LineSeries::new(cpu_ratios, grey.stroke_width(2)))?
-            .label("shipit's own CPU time (user + system)")
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], grey.stroke_width(2)));
-    }
     let blue = RGBColor(40, 90, 180);
     chart
         .draw_series(LineSeries::new(ratios.clone(), blue.stroke_width(3)))?
-        .label("wall time of the deploy (settle 0s)")
+        .label("wall time of the deploy (settle 0s, 2 MB service)")
         .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], blue.stroke_width(3)));
     chart.draw_series(ratios.iter().zip(&points).map(|(&(x, r), &(_, t))| {
         EmptyElement::at((x, r))
