@@ -16,6 +16,7 @@ pub mod package;
 pub mod project;
 pub mod remote;
 pub mod sandbox;
+pub mod template;
 pub mod timings;
 pub mod ui;
 pub mod unit;

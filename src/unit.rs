@@ -5,15 +5,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use handlebars::Handlebars;
 use serde::Serialize;
 
 use crate::cli::UnitGenerateArgs;
 use crate::config::Config;
 use crate::error::{Category, Tag};
+use crate::template::Template;
 use crate::ui::Ui;
 
-const BUILTIN_TEMPLATE: &str = include_str!("../templates/service.hbs");
+const SERVICE: Template = Template {
+    path: PROJECT_TEMPLATE,
+    builtin: include_str!("../templates/service.hbs"),
+};
 /// A project's own template, relative to its root, replaces the built-in one.
 pub const PROJECT_TEMPLATE: &str = "templates/service.hbs";
 
@@ -84,31 +87,7 @@ pub fn generate(config: &Config, args: &UnitGenerateArgs, ui: &Ui) -> Result<()>
 }
 
 pub fn render(config: &Config) -> Result<String> {
-    let (source, origin) = template_source(&config.root)?;
-    let mut handlebars = Handlebars::new();
-    handlebars.set_strict_mode(true);
-    // The default HTML escaper would turn Environment="A=B" into &quot;A&#x3D;B&quot;.
-    handlebars.register_escape_fn(handlebars::no_escape);
-    handlebars
-        .register_template_string("service", source)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", origin))
-        .tag(Category::Usage)?;
-    handlebars
-        .render("service", &unit_data(config))
-        .map_err(|e| anyhow::anyhow!("{}: {e}", origin))
-        .tag(Category::Usage)
-}
-
-fn template_source(root: &Path) -> Result<(String, String)> {
-    let path = root.join(PROJECT_TEMPLATE);
-    if path.is_file() {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))
-            .tag(Category::Usage)?;
-        Ok((text, path.display().to_string()))
-    } else {
-        Ok((BUILTIN_TEMPLATE.to_string(), "built-in service.hbs".into()))
-    }
+    crate::template::render(config, &SERVICE, &unit_data(config))
 }
 
 fn unit_data(config: &Config) -> UnitData {

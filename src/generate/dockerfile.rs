@@ -4,11 +4,12 @@
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::{CONTAINER_DIR, CONTAINER_UID, Output, Template, relative};
+use super::{CONTAINER_DIR, CONTAINER_UID, Output, relative};
 use crate::build::go;
 use crate::config::{Builder, Config, Runtime, VersionSource};
 use crate::error::{Category, Tag};
 use crate::remote::quote;
+use crate::template::Template;
 
 const DOCKERFILE: Template = Template {
     path: "templates/dockerfile.hbs",
@@ -95,8 +96,8 @@ pub(super) fn render(config: &Config) -> Result<[Output; 2]> {
     for file in &config.service.files {
         check_plain_path(file, "[service] files")?;
     }
-    let dockerfile = super::render_template(config, &DOCKERFILE, &dockerfile_data(config)?)?;
-    let dockerignore = super::render_template(config, &DOCKERIGNORE, &dockerignore_data(config)?)?;
+    let dockerfile = crate::template::render(config, &DOCKERFILE, &dockerfile_data(config)?)?;
+    let dockerignore = crate::template::render(config, &DOCKERIGNORE, &dockerignore_data(config)?)?;
     Ok([
         Output {
             name: "Dockerfile".into(),

@@ -7,9 +7,10 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{CONTAINER_DIR, CONTAINER_UID, Output, Template, relative};
+use super::{CONTAINER_DIR, CONTAINER_UID, Output, relative};
 use crate::config::{Config, Probe};
 use crate::error::{Category, Tag};
+use crate::template::Template;
 use crate::unit;
 
 const DEPLOYMENT: Template = Template {
@@ -167,7 +168,7 @@ pub(super) fn render(config: &Config, with_secret_template: bool) -> Result<Vec<
     let names = Names::new(&config.app.name);
     let files = config_files(config)?;
     let configmap =
-        super::render_template(config, &CONFIGMAP, &configmap_data(config, &names, &files))?;
+        crate::template::render(config, &CONFIGMAP, &configmap_data(config, &names, &files))?;
     let mut outputs = vec![Output {
         name: "configmap.yaml".into(),
         text: configmap,
@@ -175,13 +176,13 @@ pub(super) fn render(config: &Config, with_secret_template: bool) -> Result<Vec<
     if with_secret_template {
         outputs.push(Output {
             name: "secret.yaml".into(),
-            text: super::render_template(config, &SECRET, &secret_data(config, &names)?)?,
+            text: crate::template::render(config, &SECRET, &secret_data(config, &names)?)?,
         });
     }
     let deployment = deployment_data(config, &names, port, &files, &outputs[0].text);
     outputs.push(Output {
         name: "deployment.yaml".into(),
-        text: super::render_template(config, &DEPLOYMENT, &deployment)?,
+        text: crate::template::render(config, &DEPLOYMENT, &deployment)?,
     });
     let service = ServiceData {
         app: names.app.clone(),
@@ -190,7 +191,7 @@ pub(super) fn render(config: &Config, with_secret_template: bool) -> Result<Vec<
     };
     outputs.push(Output {
         name: "service.yaml".into(),
-        text: super::render_template(config, &SERVICE, &service)?,
+        text: crate::template::render(config, &SERVICE, &service)?,
     });
     Ok(outputs)
 }

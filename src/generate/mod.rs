@@ -13,8 +13,6 @@ mod supervisor;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use handlebars::Handlebars;
-use serde::Serialize;
 
 use crate::cli::GenerateCommand;
 use crate::config::Config;
@@ -89,41 +87,6 @@ fn deliver(dir: Option<&Path>, files: &[&Output], stdout: &str, ui: &Ui) -> Resu
         ui.status("Wrote", path.display());
     }
     Ok(())
-}
-
-/// A built-in template and the path of a project's own replacement, relative to its root.
-struct Template {
-    path: &'static str,
-    builtin: &'static str,
-}
-
-/// Renders `template` (or the project's copy of it) with `data`; a template error is a usage
-/// error naming the template.
-fn render_template<T: Serialize>(config: &Config, template: &Template, data: &T) -> Result<String> {
-    let project_copy = config.root.join(template.path);
-    let (source, origin) = if project_copy.is_file() {
-        let text = std::fs::read_to_string(&project_copy)
-            .with_context(|| format!("cannot read {}", project_copy.display()))
-            .tag(Category::Usage)?;
-        (text, project_copy.display().to_string())
-    } else {
-        (
-            template.builtin.to_string(),
-            format!("built-in {}", template.path),
-        )
-    };
-    let mut handlebars = Handlebars::new();
-    handlebars.set_strict_mode(true);
-    // HTML escaping would turn the quotes of a YAML or JSON string into &quot;.
-    handlebars.register_escape_fn(handlebars::no_escape);
-    handlebars
-        .register_template_string(template.path, source)
-        .map_err(|e| anyhow::anyhow!("{origin}: {e}"))
-        .tag(Category::Usage)?;
-    handlebars
-        .render(template.path, data)
-        .map_err(|e| anyhow::anyhow!("{origin}: {e}"))
-        .tag(Category::Usage)
 }
 
 /// A project path relative to its root (config paths are stored joined to the root).

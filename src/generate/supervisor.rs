@@ -9,9 +9,10 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{Output, Template};
+use super::Output;
 use crate::config::Config;
 use crate::remote::quote;
+use crate::template::Template;
 use crate::unit;
 
 const SUPERVISOR: Template = Template {
@@ -42,7 +43,7 @@ struct SupervisorData {
 }
 
 pub(super) fn render(config: &Config) -> Result<Output> {
-    let text = super::render_template(config, &SUPERVISOR, &data(config)?)?;
+    let text = crate::template::render(config, &SUPERVISOR, &data(config)?)?;
     Ok(Output {
         name: format!("{}.conf", config.app.name),
         text,
