@@ -1,8 +1,9 @@
 //! Package stage: a reproducible `<app>-<version>-<target>.tar.gz` holding the binary, the
 //! rendered unit, manifest.json and the project's extra files, plus a `.sha256` beside it.
 //!
-//! Reproducible means: sorted entries, every mtime = the build time, uid/gid 0, explicit modes
-//! and a gzip header without a timestamp, so one commit always gives the same bytes.
+//! Reproducible means: manifest.json first (a reader finds it without inflating the payload),
+//! then the files sorted, every mtime = the build time, uid/gid 0, explicit modes and a gzip
+//! header without a timestamp, so one commit always gives the same bytes.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -121,12 +122,14 @@ fn write_package(
     };
     let mut manifest_json = serde_json::to_vec_pretty(&manifest)?;
     manifest_json.push(b'\n');
-    entries.push(Entry {
-        path: MANIFEST.to_string(),
-        mode: 0o644,
-        source: EntrySource::Bytes(manifest_json),
-    });
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    entries.insert(
+        0,
+        Entry {
+            path: MANIFEST.to_string(),
+            mode: 0o644,
+            source: EntrySource::Bytes(manifest_json),
+        },
+    );
 
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;

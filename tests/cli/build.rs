@@ -37,9 +37,13 @@ fn check_example(name: &str) {
     let entries = read_package(&archive);
     let paths: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
     let service = format!("{name}.service");
-    let mut expected = vec!["config.yaml", name, "manifest.json", service.as_str()];
-    expected.sort();
-    assert_eq!(paths, expected, "entries must be sorted and complete");
+    let mut files = vec!["config.yaml", name, service.as_str()];
+    files.sort();
+    let expected: Vec<&str> = std::iter::once("manifest.json").chain(files).collect();
+    assert_eq!(
+        paths, expected,
+        "manifest.json first, then the files sorted, none missing"
+    );
     let entries = package_map(&archive);
     for (path, entry) in &entries {
         let mode = if path == name { 0o755 } else { 0o644 };

@@ -152,6 +152,79 @@ fn failing_releases_roll_back_or_stop() {
     }
 }
 
+/// The host runs `systemd-analyze verify` on a unit it does not have yet, refusing a bad one
+/// before anything switches, and skips it for the unit it already runs (checked back then).
+#[test]
+fn the_host_verifies_each_new_unit_once() {
+    let host = "t-verify";
+    let sandbox = Sandbox::up(&[host]);
+    // A wrapper that logs each call, so the test sees when the host verifies.
+    sandbox
+        .ssh(
+            host,
+            "mv /usr/bin/systemd-analyze /usr/bin/systemd-analyze.real && \
+             printf '#!/bin/sh\\necho \"$*\" >> /run/analyze.log\\nexec /usr/bin/systemd-analyze.real \"$@\"\\n' > /usr/bin/systemd-analyze && \
+             chmod 0755 /usr/bin/systemd-analyze",
+        )
+        .success();
+    let calls = || {
+        sandbox
+            .ssh(
+                host,
+                "cat /run/analyze.log 2>/dev/null | grep -c '^verify' || true",
+            )
+            .success()
+            .stdout
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let project = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
+    deploy_json(&sandbox, project.path(), host, "1.0.0");
+    assert_eq!(calls(), 1, "a new unit is verified");
+    deploy_json(&sandbox, project.path(), host, "1.0.1");
+    assert_eq!(calls(), 1, "the installed unit is not verified again");
+
+    // systemd-analyze exits 0 on this bad value; the host still refuses it, and 1.0.1 serves on.
+    std::fs::create_dir(project.path().join("templates")).unwrap();
+    std::fs::write(
+        project.path().join("templates/service.hbs"),
+        "[Unit]\nDescription={{description}}\n\n[Service]\nExecStart={{exec_start}}\nLimitNOFILE=lots\n",
+    )
+    .unwrap();
+    let before = host_state(&sandbox, host);
+    sandbox
+        .shipit(&[
+            "-C",
+            project.path().to_str().unwrap(),
+            "deploy",
+            host,
+            "--version-override",
+            "1.0.2",
+        ])
+        .run()
+        .failure(5)
+        .stderr_has("Failed to parse resource value, ignoring: lots")
+        .stderr_has("(failed while verifying the unit)");
+    assert_eq!(calls(), 2);
+    assert_eq!(health(&sandbox, host)["version"], "1.0.1");
+    let after = host_state(&sandbox, host);
+    let unchanged = |state: &str| {
+        state
+            .lines()
+            // The refused release and its upload come and go, touching their directories.
+            .filter(|l| {
+                !l.contains("releases/1.0.2")
+                    && !l.contains(".shipit/uploads")
+                    && !l.starts_with("opt/hello-go/releases d ")
+                    && !l.starts_with("opt/hello-go/.shipit d ")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(unchanged(&before), unchanged(&after));
+}
+
 #[test]
 fn host_keys_are_checked_like_openssh() {
     let host = "t-keys";

@@ -215,12 +215,17 @@ fn rows(s: &Samples) -> Vec<Row> {
         });
     }
 
-    // 5. Fleet scaling, with shipit's own CPU time beside the wall time.
+    // 5. Fleet scaling, with shipit's and the hosts' CPU time beside the wall time.
     let fleet = fleet_points(s);
     let size = s.notes.get("fleet.size").cloned().unwrap_or_default();
     let cpu = |n: u32| {
-        s.median(&format!("fleet.{n}_cpu"))
-            .map_or(String::new(), |c| format!(" (shipit CPU {c:.2} s)"))
+        let shipit = s.median(&format!("fleet.{n}_cpu"));
+        let hosts = s.median(&format!("fleet.{n}_hosts_cpu"));
+        match (shipit, hosts) {
+            (Some(c), Some(h)) => format!(" (shipit CPU {c:.2} s, hosts' CPU {h:.2} s)"),
+            (Some(c), None) => format!(" (shipit CPU {c:.2} s)"),
+            _ => String::new(),
+        }
     };
     if let Some(&(first, one)) = fleet.first() {
         for &(hosts, t) in &fleet[1..] {
@@ -241,6 +246,22 @@ fn rows(s: &Samples) -> Vec<Row> {
                 } else {
                     Verdict::Info
                 },
+            });
+        }
+        if let Some(&(hosts, t)) = fleet.last()
+            && hosts > 1
+            && let (Some(cores), Some(floor)) = (cores(s), cpu_floor(s, hosts))
+        {
+            rows.push(Row {
+                what: format!(
+                    "5. Fleet deploy to {hosts} hosts vs the floor their CPU sets: all of \
+                     it on these {cores} cores (or 1 host's time, if longer)"
+                ),
+                measured: secs(t),
+                anchor: format!("{} floor", secs(floor)),
+                ratio: format!("{:.2}× time", t / floor),
+                target: "— (hosts share the cores)".into(),
+                verdict: Verdict::Info,
             });
         }
     }
@@ -311,6 +332,18 @@ fn rows(s: &Samples) -> Vec<Row> {
 }
 
 /// (hosts, median seconds), sorted by hosts.
+fn cores(s: &Samples) -> Option<f64> {
+    s.notes.get("fleet.cores")?.trim().parse().ok()
+}
+
+/// How fast a fleet deploy could be on this machine at best: the sandbox hosts share its cores,
+/// so all their CPU work spread over every core, and never less than one host's deploy.
+fn cpu_floor(s: &Samples, hosts: u32) -> Option<f64> {
+    let one = s.median("fleet.1")?;
+    let work = s.median(&format!("fleet.{hosts}_hosts_cpu"))?;
+    Some(one.max(work / cores(s)?))
+}
+
 fn fleet_points(s: &Samples) -> Vec<(u32, f64)> {
     let mut points: Vec<(u32, f64)> = s
         .values
@@ -425,6 +458,17 @@ fn plot(s: &Samples, path: &str, quick: bool) -> Result<(), Box<dyn std::error::
         ))?
         .label("ideal: no slower than 1 host")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.3)));
+    let floors: Vec<(f64, f64)> = points
+        .iter()
+        .filter_map(|&(n, _)| Some((n as f64, cpu_floor(s, n)? / one)))
+        .collect();
+    if !floors.is_empty() {
+        let grey = RGBColor(120, 120, 120);
+        chart
+            .draw_series(LineSeries::new(floors, grey.stroke_width(2)))?
+            .label("floor: the hosts' CPU time over this machine's cores")
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], grey.stroke_width(2)));
+    }
     let blue = RGBColor(40, 90, 180);
     chart
         .draw_series(LineSeries::new(ratios.clone(), blue.stroke_width(3)))?
@@ -510,5 +554,23 @@ mod tests {
         assert!(upload.verdict == Verdict::Pass, "{}", upload.ratio);
         let fleet = rows.iter().find(|r| r.what.contains("8 hosts")).unwrap();
         assert!(fleet.verdict == Verdict::Fail, "{}", fleet.ratio);
+    }
+
+    #[test]
+    fn the_fleet_floor_is_the_hosts_cpu_over_the_cores() {
+        let s = Samples::parse(
+            "note\tfleet.cores\t2\nsample\tfleet.1\t0.5\nsample\tfleet.8\t1.6\n\
+             sample\tfleet.8_hosts_cpu\t2.8\nsample\tfleet.2_hosts_cpu\t0.6\n",
+        )
+        .unwrap();
+        assert_eq!(cpu_floor(&s, 8), Some(1.4));
+        // Two hosts' 0.6 s over 2 cores is less than one host's deploy: that is the floor.
+        assert_eq!(cpu_floor(&s, 2), Some(0.5));
+        let row = rows(&s)
+            .into_iter()
+            .find(|r| r.what.contains("floor"))
+            .unwrap();
+        assert_eq!(row.ratio, "1.14× time");
+        assert!(row.verdict == Verdict::Info);
     }
 }
