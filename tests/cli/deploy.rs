@@ -530,10 +530,8 @@ fn values_reach_the_service_exactly_as_written() {
         )
         .success()
         .stdout;
-    let got: std::collections::BTreeMap<&str, &str> = environ
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .collect();
+    let got: std::collections::BTreeMap<&str, &str> =
+        environ.lines().filter_map(|l| l.split_once('=')).collect();
     for (key, value) in unit_env.iter().chain(&host_env).chain(&file_env) {
         assert_eq!(got.get(key), Some(value), "{key} in\n{environ}");
     }

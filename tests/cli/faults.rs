@@ -454,7 +454,11 @@ const CONFIRM: &str = "25s";
 /// hello-go with a health gate short enough for [`CONFIRM`].
 fn quick_app() -> tempfile::TempDir {
     let project = app(0);
-    edit_config(project.path(), "settle = \"3s\"", "settle = \"1s\"\ntimeout = \"500ms\"");
+    edit_config(
+        project.path(),
+        "settle = \"3s\"",
+        "settle = \"1s\"\ntimeout = \"500ms\"",
+    );
     project
 }
 
@@ -607,7 +611,10 @@ fn dead_man_timer_without_an_earlier_release_never_stops_a_later_deploy() {
     // Well past the moment A's timer was due: 2.0.0 still runs, enabled.
     let due = armed + std::time::Duration::from_secs(25 + 5);
     std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
-    assert_eq!(show(&sandbox, host, "hello-go.service", "ActiveState"), "active");
+    assert_eq!(
+        show(&sandbox, host, "hello-go.service", "ActiveState"),
+        "active"
+    );
     assert_eq!(
         show(&sandbox, host, "hello-go.service", "UnitFileState"),
         "enabled"
