@@ -63,14 +63,15 @@ pub fn describe(timer: &ArmedTimer, now: u64) -> String {
 }
 
 /// Prints `armed=<marker>` for every marker whose timer is still pending. A marker whose timer
-/// is gone (the host rebooted: transient timers do not survive that) is deleted.
+/// is gone (the host rebooted: transient timers do not survive that) does not count.
 pub const LIST_ARMED: &str = "for marker in \"$base/.shipit\"/deadman.*.json; do\n\
       [ -e \"$marker\" ] || continue\n\
-      if systemctl is-active --quiet \"shipit-deadman-$app.timer\"; then echo \"armed=$(cat \"$marker\")\"; else rm -f \"$marker\"; fi\n\
+      if systemctl is-active --quiet \"shipit-deadman-$app.timer\"; then echo \"armed=$(cat \"$marker\")\"; fi\n\
     done\n";
 
 /// After the lock is taken: lists other deploys' armed timers and, per `$policy`, lets go of the
-/// lock and fails (`refuse`), disarms them (`disarm`) or leaves them (`keep`).
+/// lock and fails (`refuse`), disarms them (`disarm`) or leaves them (`keep`). A marker whose
+/// timer is gone (the host rebooted) is deleted.
 pub const CHECK_ARMED: &str = "echo \"now=$(date +%s)\"\n\
     for marker in \"$base/.shipit\"/deadman.*.json; do\n\
       [ -e \"$marker\" ] || continue\n\

@@ -464,9 +464,9 @@ pub fn lease(remote: &mut dyn Remote, layout: &Layout) -> Result<Lease> {
     let (stop, stopped) = mpsc::channel::<()>();
     std::thread::spawn(move || {
         while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_EVERY) {
-            if input.write_all(b"\n").and_then(|()| input.flush()).is_err() {
-                break;
-            }
+            // A write may time out while another channel holds the session (a short health
+            // probe timeout applies to the whole session); the next one tries again.
+            let _ = input.write_all(b"\n").and_then(|()| input.flush());
         }
     });
     Ok(Lease { _stop: stop })
