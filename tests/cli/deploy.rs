@@ -302,12 +302,7 @@ fn non_root_users_deploy_through_sudo() {
         ));
     }
     std::fs::write(project.path().join("shipit.toml"), config).unwrap();
-    let ssh_config = private_ssh_config(project.path(), &sandbox.state_dir().join("id_ed25519"));
-    std::fs::copy(
-        sandbox.state_dir().join("known_hosts"),
-        project.path().join("known_hosts"),
-    )
-    .unwrap();
+    let ssh_config = sandbox_ssh_config(&sandbox, project.path());
 
     let dir = project.path().to_str().unwrap();
     let ssh_config = ssh_config.to_str().unwrap();
@@ -502,12 +497,7 @@ fn values_reach_the_service_exactly_as_written() {
         lines(&host_env)
     );
     std::fs::write(project.path().join("shipit.toml"), config).unwrap();
-    let ssh_config = private_ssh_config(project.path(), &sandbox.state_dir().join("id_ed25519"));
-    std::fs::copy(
-        sandbox.state_dir().join("known_hosts"),
-        project.path().join("known_hosts"),
-    )
-    .unwrap();
+    let ssh_config = sandbox_ssh_config(&sandbox, project.path());
     sandbox
         .shipit(&[
             "-C",

@@ -175,16 +175,7 @@ fn concurrent_deploys_wait_for_the_lock_or_are_refused() {
         .stderr_has("deploying 2.0.0-");
     // …or queued behind it.
     let second = sandbox
-        .shipit(&[
-            "-C",
-            dir,
-            "deploy",
-            host,
-            "--package",
-            package,
-            "--lock-wait",
-            "2m",
-        ])
+        .shipit(&queued(dir, host, package, "2m"))
         .run()
         .success();
     assert!(second.stderr.contains("Waiting"), "{}", second.stderr);
@@ -206,6 +197,20 @@ fn concurrent_deploys_wait_for_the_lock_or_are_refused() {
         .map(|l| l.split_whitespace().nth(1).unwrap())
         .collect();
     assert_eq!(listening, ["1.0.0", "2.0.0", "3.0.0"], "{journal}");
+}
+
+/// `deploy` arguments for `package`, waiting up to `wait` for the lock.
+fn queued<'a>(dir: &'a str, host: &'a str, package: &'a str, wait: &'a str) -> [&'a str; 8] {
+    [
+        "-C",
+        dir,
+        "deploy",
+        host,
+        "--package",
+        package,
+        "--lock-wait",
+        wait,
+    ]
 }
 
 #[test]
@@ -448,6 +453,13 @@ fn the_host_heals_itself_when_shipit_dies_mid_deploy() {
     assert!(!failed.stdout.is_empty());
 }
 
+/// A fresh sandbox host `host` running `project` 1.0.0.
+fn running_1_0_0(host: &str, project: &Path) -> Sandbox {
+    let sandbox = Sandbox::up(&[host]);
+    deploy(&sandbox, project, host, "1.0.0", &[]).success();
+    sandbox
+}
+
 /// --confirm-timeout for the tests below: their health gate takes at most 10 s.
 const CONFIRM: &str = "25s";
 
@@ -548,10 +560,9 @@ fn lock_owner(sandbox: &Sandbox, host: &str) -> String {
 #[test]
 fn dead_man_timer_never_touches_a_host_another_deploy_holds() {
     let host = "t-dm-lock";
-    let sandbox = Sandbox::up(&[host]);
     let project = quick_app();
     let dir = project.path().to_str().unwrap();
-    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+    let sandbox = running_1_0_0(host, project.path());
     deploy_unconfirmed(&sandbox, project.path(), host, "2.0.0");
 
     deploy(&sandbox, project.path(), host, "3.0.0", &[])
@@ -645,7 +656,6 @@ fn dead_man_timer_without_an_earlier_release_never_stops_a_later_deploy() {
 #[test]
 fn dead_man_timer_never_returns_to_a_pruned_release() {
     let host = "t-dm-prune";
-    let sandbox = Sandbox::up(&[host]);
     let project = quick_app();
     std::fs::write(project.path().join(".env.prod"), "API_TOKEN=s3cr3t\n").unwrap();
     edit_config(
@@ -653,7 +663,7 @@ fn dead_man_timer_never_returns_to_a_pruned_release() {
         "[service]\n",
         "[deploy]\nkeep_releases = 2\n\n[service]\nenv_file = \".env.prod\"\n",
     );
-    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+    let sandbox = running_1_0_0(host, project.path());
     deploy_unconfirmed(&sandbox, project.path(), host, "2.0.0");
 
     deploy(&sandbox, project.path(), host, "3.0.0", &[])
@@ -692,9 +702,8 @@ fn dead_man_timer_never_returns_to_a_pruned_release() {
 #[test]
 fn a_lock_of_another_machine_with_our_host_name_is_not_taken_over() {
     let host = "t-lock-twin";
-    let sandbox = Sandbox::up(&[host]);
     let project = app(0);
-    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+    let sandbox = running_1_0_0(host, project.path());
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     // A PID that no process here has: that of a child already reaped.
     let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -723,10 +732,9 @@ fn a_lock_of_another_machine_with_our_host_name_is_not_taken_over() {
 #[test]
 fn waiters_for_one_stale_lock_take_it_one_after_the_other() {
     let host = "t-lock-race";
-    let sandbox = Sandbox::up(&[host]);
     let project = app(0);
     let dir = project.path().to_str().unwrap();
-    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+    let sandbox = running_1_0_0(host, project.path());
     let package = sandbox
         .shipit(&["-C", dir, "build", "-q", "--version-override", "2.0.0"])
         .run()
@@ -742,23 +750,8 @@ fn waiters_for_one_stale_lock_take_it_one_after_the_other() {
         )
         .success();
 
-    let waiters: Vec<Running> = (0..3)
-        .map(|_| {
-            Running::start(
-                &sandbox,
-                &[
-                    "-C",
-                    dir,
-                    "deploy",
-                    host,
-                    "--package",
-                    package,
-                    "--lock-wait",
-                    "3m",
-                ],
-            )
-        })
-        .collect();
+    let args = queued(dir, host, package, "3m");
+    let waiters: Vec<Running> = (0..3).map(|_| Running::start(&sandbox, &args)).collect();
     let results: Vec<(i32, String)> = waiters.into_iter().map(Running::finish).collect();
     for (code, stderr) in &results {
         assert_eq!(*code, 0, "{stderr}");
@@ -798,9 +791,8 @@ type Case<'a> = ((&'a str, &'a str), Vec<&'a str>, i32, &'a str);
 #[test]
 fn bad_input_is_refused_and_the_host_is_untouched() {
     let host = "t-bad";
-    let sandbox = Sandbox::up(&[host]);
     let project = app(0);
-    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+    let sandbox = running_1_0_0(host, project.path());
     let before = host_state(&sandbox, host);
     let good_config = std::fs::read_to_string(project.path().join("shipit.toml")).unwrap();
     let dir = project.path().to_str().unwrap().to_string();

@@ -88,6 +88,18 @@ pub fn private_ssh_config(dir: &Path, identity: &Path) -> PathBuf {
     config
 }
 
+/// An ssh config (for `-F`) in `dir` that knows the sandbox's hosts by their addresses: the
+/// sandbox's client key and a copy of its known_hosts.
+pub fn sandbox_ssh_config(sandbox: &Sandbox, dir: &Path) -> PathBuf {
+    let config = private_ssh_config(dir, &sandbox.state_dir().join("id_ed25519"));
+    std::fs::copy(
+        sandbox.state_dir().join("known_hosts"),
+        dir.join("known_hosts"),
+    )
+    .unwrap();
+    config
+}
+
 /// `-F CONFIG` and `root@127.0.0.1:PORT` for reaching `host` through a proxy listening on `port`:
 /// the config keeps known_hosts in `dir`, where the host's real key is recorded for that address.
 pub fn through_proxy(sandbox: &Sandbox, host: &str, port: u16, dir: &Path) -> (PathBuf, String) {
