@@ -281,8 +281,8 @@ fn lock_in_order(plan: &Plan, runs: &mut [HostRun]) {
                 match lock::lease(remote, plan.layout) {
                     Ok(lease) => run.lease = Some(lease),
                     Err(e) => plan.ui.diagnostic(format_args!(
-                        "warning: the lock on {label} will not be refreshed ({e:#}); a deploy \
-                         taking over {} may lose it",
+                        "warning: the lock on {label} will not be refreshed ({e:#}); if this \
+                         deploy takes longer than {}, another may take the lock over",
                         humantime::format_duration(lock::STALE_AFTER)
                     )),
                 }

@@ -192,15 +192,6 @@ pub fn recover(
 ) -> anyhow::Error {
     runner.clean_up();
     let host = runner.label();
-    let interrupted = crate::error::category_of(&failure) == Some(Category::Interrupted);
-    if let Ok(journal) = steps::journal_since(runner, layout, transfer.since) {
-        ui.diagnostic(format_args!(
-            "--- journal of {} on {host} since the restart ---\n{}\n---",
-            layout.unit_name(),
-            journal.trim_end()
-        ));
-    }
-    let _ = steps::mark(runner, layout, &layout.release, false);
     // The timer must not fire into the rollback; if it fired already, it does the rollback.
     if let Ok(Disarm::Fired(verdict)) = deadman::disarm(runner, layout) {
         return tagged(
@@ -212,6 +203,15 @@ pub fn recover(
             )),
         );
     }
+    let interrupted = crate::error::category_of(&failure) == Some(Category::Interrupted);
+    if let Ok(journal) = steps::journal_since(runner, layout, transfer.since) {
+        ui.diagnostic(format_args!(
+            "--- journal of {} on {host} since the restart ---\n{}\n---",
+            layout.unit_name(),
+            journal.trim_end()
+        ));
+    }
+    let _ = steps::mark(runner, layout, &layout.release, false);
     let failure = if interrupted {
         anyhow::anyhow!(
             "interrupted while {} {} was starting on {host}",
