@@ -141,6 +141,9 @@ pub struct DeployArgs {
     /// within DURATION (e.g. 3m) — survives this machine dying mid-deploy
     #[arg(long, value_name = "DURATION")]
     pub confirm_timeout: Option<String>,
+    /// Cancel another deploy's armed dead-man timer on the hosts instead of refusing to deploy
+    #[arg(long)]
+    pub force_disarm: bool,
     /// Hosts connected to, uploaded to and prepared at the same time
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: u16,

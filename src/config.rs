@@ -649,7 +649,20 @@ fn parse_service(src: &Source, root: &Path, raw: RawService, app: &str) -> Resul
     let env_file = raw
         .env_file
         .map(|f| {
-            src.check(&f, |p| validate_relative_path(p))?;
+            // An absolute path says "this file, wherever it is"; a relative one stays inside.
+            if Path::new(f.get_ref()).is_absolute() {
+                src.check(&f, |p| validate_line(p, "a path"))?;
+                return Ok(PathBuf::from(f.get_ref()));
+            }
+            src.check(&f, |p| {
+                validate_relative_path(p)?;
+                stays_inside(root, p, true).map_err(|why| {
+                    format!(
+                        "{why}\n  help: to use a file outside the project on purpose, give \
+                         env_file as an absolute path"
+                    )
+                })
+            })?;
             Ok::<_, anyhow::Error>(root.join(f.get_ref()))
         })
         .transpose()?;
@@ -671,7 +684,9 @@ fn parse_service(src: &Source, root: &Path, raw: RawService, app: &str) -> Resul
             if !root.join(p).is_file() {
                 return Err(format!("{p:?} is not a file in {}", root.display()));
             }
-            Ok(())
+            stays_inside(root, p, false).map_err(|why| {
+                format!("{why}\n  help: copy the file into the project instead of linking to it")
+            })
         })?;
         files.push(file.into_inner());
     }
@@ -750,7 +765,14 @@ fn merge_hardening(
             }
             HardeningValue::Off(false) => None,
             HardeningValue::Value(v) => {
-                src.check(&value, |_| validate_line(v, "a directive value"))?;
+                src.check(&value, |_| {
+                    validate_line(v, "a directive value")?;
+                    // A unit line ending in a backslash continues on the next one.
+                    if v.ends_with('\\') {
+                        return Err("a directive value must not end in a backslash".into());
+                    }
+                    Ok(())
+                })?;
                 Some(v.clone())
             }
             HardeningValue::Number(n) => Some(n.to_string()),
@@ -933,6 +955,26 @@ pub fn validate_relative_path(path: &str) -> Result<(), String> {
         return Err(format!("{path:?} must not contain '..' or '.' components"));
     }
     Ok(())
+}
+
+/// Symlinks may not lead a project path out of the project: a repository could otherwise ship a
+/// file of the machine that builds it (`leak.txt -> ~/.ssh/id_ed25519`). `root` is canonical.
+/// A path that does not exist yet passes when `missing_ok`; whoever reads it reports that.
+fn stays_inside(root: &Path, path: &str, missing_ok: bool) -> Result<(), String> {
+    let real = match root.join(path).canonicalize() {
+        Ok(real) => real,
+        Err(_) if missing_ok => return Ok(()),
+        Err(e) => return Err(format!("{path:?} cannot be resolved: {e}")),
+    };
+    if real.starts_with(root) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{path:?} points outside the project, to {}: only files inside {} are shipped",
+            real.display(),
+            root.display()
+        ))
+    }
 }
 
 fn validate_health_url(url: &str) -> Result<(), String> {

@@ -101,7 +101,7 @@ fn unit_data(config: &Config) -> UnitData {
         .join(" ");
     UnitData {
         app: app.clone(),
-        description: escape_specifiers(&service.description),
+        description: line_end(escape_specifiers(&service.description)),
         user: service.user.clone(),
         working_directory: current_dir(app),
         exec_start,
@@ -133,6 +133,38 @@ fn unit_data(config: &Config) -> UnitData {
 /// `%` starts a specifier in almost every unit setting.
 fn escape_specifiers(value: &str) -> String {
     value.replace('%', "%%")
+}
+
+/// A value at the end of a unit line. A trailing backslash would join the next line to it (and
+/// the next directive would vanish); systemd strips the space added after it, so the value reads
+/// back exactly as written.
+fn line_end(value: String) -> String {
+    if value.ends_with('\\') {
+        value + " "
+    } else {
+        value
+    }
+}
+
+/// One `KEY=value` line of an EnvironmentFile that systemd (and a POSIX shell) reads back as
+/// exactly `value`: plain values as they are, others double-quoted with `\`, `"`, `$` and `` ` ``
+/// escaped. Unquoted, a trailing backslash would continue the line into the next variable and
+/// quotes would be stripped. Values never hold a newline (validated or split into lines).
+pub fn env_file_line(key: &str, value: &str) -> String {
+    let plain = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./:@,+=%".contains(c));
+    if plain {
+        return format!("{key}={value}\n");
+    }
+    let mut quoted = String::with_capacity(value.len() + 2);
+    for c in value.chars() {
+        if matches!(c, '\\' | '"' | '$' | '`') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    format!("{key}=\"{quoted}\"\n")
 }
 
 /// A systemd double-quoted string, with specifiers escaped.
@@ -238,6 +270,24 @@ mod tests {
         assert_eq!(exec_word("50%"), "\"50%%\"");
         assert_eq!(exec_word("say \"hi\""), "\"say \\\"hi\\\"\"");
         assert_eq!(exec_word(""), "\"\"");
+    }
+
+    #[test]
+    fn env_file_values_are_quoted_unless_plain() {
+        assert_eq!(env_file_line("A", "b-1.2"), "A=b-1.2\n");
+        assert_eq!(env_file_line("A", ""), "A=\n");
+        assert_eq!(env_file_line("A", "x\\"), "A=\"x\\\\\"\n");
+        assert_eq!(env_file_line("A", "'q'"), "A=\"'q'\"\n");
+        assert_eq!(
+            env_file_line("A", "\"$HOME\" `id`"),
+            "A=\"\\\"\\$HOME\\\" \\`id\\`\"\n"
+        );
+    }
+
+    #[test]
+    fn a_trailing_backslash_never_ends_a_unit_line() {
+        assert_eq!(line_end("a\\".into()), "a\\ ");
+        assert_eq!(line_end("a".into()), "a");
     }
 
     #[test]

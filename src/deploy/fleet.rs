@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 
+use super::lock::{self, ArmedPolicy, Lease};
 use super::phases::{self, Transfer};
 use super::runner::Runner;
 use super::steps::{self, Upload};
@@ -138,6 +139,8 @@ struct HostRun<'a> {
     target: &'a Target,
     remote: Option<SshRemote>,
     locked: bool,
+    /// Refreshes the lock while the deploy runs.
+    lease: Option<Lease>,
     transfer: Option<Transfer>,
     outcome: Option<Outcome>,
     error: Option<anyhow::Error>,
@@ -183,6 +186,7 @@ pub fn deploy(plan: &Plan, targets: &[Target]) -> Vec<(HostReport, Option<anyhow
             target,
             remote: None,
             locked: false,
+            lease: None,
             transfer: None,
             outcome: None,
             error: None,
@@ -249,13 +253,40 @@ fn lock_in_order(plan: &Plan, runs: &mut [HostRun]) {
             continue;
         }
         let label = run.label().to_string();
-        match steps::lock(
+        let armed = if plan.options.force_disarm {
+            ArmedPolicy::Disarm
+        } else {
+            ArmedPolicy::Refuse
+        };
+        match lock::lock(
             &mut run.runner(),
             plan.layout,
             plan.options.lock_wait,
+            armed,
             plan.ui,
         ) {
-            Ok(()) => run.locked = true,
+            Ok(disarmed) => {
+                run.locked = true;
+                for timer in disarmed {
+                    plan.ui.status(
+                        "Disarmed",
+                        format_args!(
+                            "the dead-man timer armed by {} for {} on {label} (--force-disarm)",
+                            timer.owner.who(),
+                            timer.release
+                        ),
+                    );
+                }
+                let remote = run.remote.as_mut().expect("connected");
+                match lock::lease(remote, plan.layout) {
+                    Ok(lease) => run.lease = Some(lease),
+                    Err(e) => plan.ui.diagnostic(format_args!(
+                        "warning: the lock on {label} will not be refreshed ({e:#}); if this \
+                         deploy takes longer than {}, another may take the lock over",
+                        humantime::format_duration(lock::STALE_AFTER)
+                    )),
+                }
+            }
             Err(e) => run.fail(
                 phases::interrupted_or(e, &label, "locking"),
                 Outcome::Failed,
@@ -384,7 +415,14 @@ fn switch_back(plan: &Plan, run: &mut HostRun) {
         "Switching",
         format_args!("{label} back to {previous}: the rollout stopped"),
     );
-    match phases::switch_back(&mut run.runner(), plan.layout, &previous, health.as_ref()) {
+    let armed = plan.options.confirm_timeout.is_some();
+    match phases::switch_back(
+        &mut run.runner(),
+        plan.layout,
+        &previous,
+        health.as_ref(),
+        armed,
+    ) {
         Ok(()) => run.outcome = Some(Outcome::SwitchedBack),
         Err(e) => {
             run.error = Some(crate::error::tagged(
@@ -396,30 +434,44 @@ fn switch_back(plan: &Plan, run: &mut HostRun) {
     }
 }
 
-/// Healthy hosts are recorded, pruned and confirmed; every locked host is unlocked.
+/// Healthy hosts are recorded, pruned and confirmed; then every locked host is unlocked. The
+/// confirmation comes first: a dead-man timer must never be armed on a host no deploy holds.
 fn finish(plan: &Plan, run: &mut HostRun) {
     let Some(remote) = run.remote.as_mut() else {
         return;
     };
     let mut runner = Runner::apply(remote);
     runner.clean_up();
-    if run.outcome == Some(Outcome::Deployed) {
+    let deployed = run.outcome == Some(Outcome::Deployed);
+    if deployed {
         match phases::finalize(&mut runner, plan.layout, plan.config.deploy.keep_releases) {
             Ok(pruned) => run.pruned = pruned,
             Err(e) => run.error = Some(e),
         }
     }
-    if run.locked && steps::unlock(&mut runner, plan.layout).is_ok() {
-        run.locked = false;
-    }
-    if run.outcome == Some(Outcome::Deployed) && plan.options.confirm_timeout.is_some() {
+    if deployed && plan.options.confirm_timeout.is_some() {
         // A fresh connection proves this machine can still reach the host.
-        let confirmed = connect(&run.target.destination, plan.connect, plan.ui)
-            .and_then(|mut fresh| deadman::confirm(&mut fresh, plan.layout));
+        let confirmed = match connect(&run.target.destination, plan.connect, plan.ui) {
+            Ok(mut fresh) => deadman::confirm(&mut fresh, plan.layout),
+            Err(e) => Err(e.context(
+                "the release is healthy but could not be confirmed over a new connection; the \
+                 host's dead-man timer will switch it back by itself",
+            )),
+        };
         match confirmed {
-            Ok(()) => plan.ui.status("Confirmed", format_args!("{} on {}", plan.package.manifest.version, run.label())),
-            Err(e) => run.error = Some(e.context("the release is healthy but could not be confirmed; the host will roll back by itself")),
+            Ok(()) => plan.ui.status(
+                "Confirmed",
+                format_args!(
+                    "{} on {}",
+                    plan.package.manifest.version, run.target.destination.label
+                ),
+            ),
+            Err(e) => run.error = Some(e),
         }
+    }
+    run.lease = None;
+    if run.locked && lock::unlock(&mut runner, plan.layout).is_ok() {
+        run.locked = false;
     }
 }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::health::unit_properties;
 use super::runner::Runner;
-use super::{Layout, app_layout, connect, resolve, steps};
+use super::{Layout, app_layout, connect, deadman, lock, resolve, steps};
 use crate::cli::{ConnectArgs, LockCommand, LogsArgs, ReleasesArgs, StatusArgs};
 use crate::config::Config;
 use crate::remote::{self, Remote};
@@ -249,25 +249,41 @@ pub fn lock(config: &Config, command: &LockCommand, ui: &Ui) -> Result<()> {
     let (LockCommand::Status(args) | LockCommand::Release(args)) = command;
     let (mut remote, layout) = open(config, &args.host, &args.connect, ui)?;
     let mut runner = Runner::apply(remote.as_mut());
-    let held = steps::lock_status(&mut runner, &layout)?;
-    match (command, held) {
+    let status = lock::status(&mut runner, &layout)?;
+    match (command, &status.lock) {
         (_, None) => println!("{}: {} is not locked", args.host, layout.app),
         (LockCommand::Status(_), Some(held)) => {
             println!(
                 "{}: {} is locked by {}",
                 args.host,
                 layout.app,
-                steps::describe(&held)
+                lock::describe(held)
             )
         }
         (LockCommand::Release(_), Some(held)) => {
-            steps::unlock(&mut runner, &layout)?;
+            if !lock::release_held(&mut runner, &layout, held)? {
+                crate::fail!(
+                    Locked,
+                    "{}: the lock of {} changed hands since it was read; nothing was removed\n  \
+                     help: look again with `shipit lock status {}`",
+                    args.host,
+                    lock::describe(held),
+                    args.host
+                );
+            }
             println!(
                 "{}: released the lock of {}",
                 args.host,
-                steps::describe(&held)
+                lock::describe(held)
             );
         }
+    }
+    for timer in &status.timers {
+        println!(
+            "{}: a dead-man timer is {}",
+            args.host,
+            deadman::describe(timer, status.now)
+        );
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ mod fleet;
 mod health;
 pub mod inspect;
 mod layout;
+mod lock;
 mod phases;
 mod runner;
 mod steps;
@@ -39,6 +40,8 @@ pub struct Options {
     pub no_rollback: bool,
     pub lock_wait: Duration,
     pub confirm_timeout: Option<Duration>,
+    /// Disarm another deploy's dead-man timer instead of refusing to deploy.
+    pub force_disarm: bool,
 }
 
 /// The JSON result of `deploy --json`: the same for one host or many.
@@ -272,27 +275,36 @@ pub fn expand_groups<'a>(config: &'a Config, names: &'a [String]) -> Vec<&'a str
     hosts
 }
 
-/// shipit.toml's env file plus a host's own `env`, which wins where both set a key.
-fn host_env_file(shared: Option<&[u8]>, own: Option<&BTreeMap<String, String>>) -> Option<Vec<u8>> {
+/// shipit.toml's env file plus a host's own `env`, which wins where both set a key (systemd
+/// keeps the last assignment). Every value is written so systemd reads it back as written.
+fn host_env_file(
+    shared: Option<&[(String, String)]>,
+    own: Option<&BTreeMap<String, String>>,
+) -> Option<Vec<u8>> {
     let own = own.filter(|e| !e.is_empty());
     if shared.is_none() && own.is_none() {
         return None;
     }
-    let mut text = shared
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .unwrap_or_default();
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    for (key, value) in own.into_iter().flatten() {
-        text.push_str(&format!("{key}={value}\n"));
-    }
-    Some(text.into_bytes())
+    let lines = shared
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(
+            own.into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+    Some(
+        lines
+            .map(|(key, value)| crate::unit::env_file_line(key, value))
+            .collect::<String>()
+            .into_bytes(),
+    )
 }
 
 /// When the connection died mid-deploy, the lock is still ours on the host: a fresh connection
 /// releases it, if it still names this process. Best effort; the next deploy would also see the
-/// owner is dead and take it over.
+/// owner is dead (or its lock no longer refreshed) and take it over.
 fn release_lost_lock(destination: &Destination, layout: &Layout, ui: &Ui) {
     // Never accept a new host key here: the first connection already proved this host.
     let Ok(mut remote) = SshRemote::connect(destination, &ConnectOptions::default()) else {
@@ -300,12 +312,7 @@ fn release_lost_lock(destination: &Destination, layout: &Layout, ui: &Ui) {
     };
     let mut runner = Runner::apply(&mut remote);
     runner.clean_up();
-    let mine = steps::lock_status(&mut runner, layout)
-        .ok()
-        .flatten()
-        .and_then(|held| held.owner)
-        .is_some_and(|owner| owner.pid == std::process::id());
-    if mine && steps::unlock(&mut runner, layout).is_ok() {
+    if lock::unlock(&mut runner, layout).unwrap_or(false) {
         ui.status(
             "Unlocked",
             format_args!("{} over a new connection", destination.label),
@@ -343,6 +350,7 @@ fn options(config: &Config, args: &DeployArgs) -> Result<Options> {
         no_rollback: args.no_rollback,
         lock_wait: parse("--lock-wait", &args.lock_wait)?.unwrap_or_default(),
         confirm_timeout,
+        force_disarm: args.force_disarm,
     })
 }
 
@@ -413,7 +421,12 @@ pub fn plan(
         layout.shell_vars().trim_end()
     ));
     runner.note(unit_diff(&installed_unit, &new_unit, &layout.unit_path()));
-    steps::lock(&mut runner, &layout, options.lock_wait, ui)?;
+    let armed = if options.force_disarm {
+        lock::ArmedPolicy::Disarm
+    } else {
+        lock::ArmedPolicy::Refuse
+    };
+    lock::lock(&mut runner, &layout, options.lock_wait, armed, ui)?;
     let transfer = phases::transfer(
         &mut runner,
         &layout,
@@ -431,7 +444,7 @@ pub fn plan(
         ui,
     )?;
     phases::finalize(&mut runner, &layout, config.deploy.keep_releases)?;
-    steps::unlock(&mut runner, &layout)?;
+    lock::unlock(&mut runner, &layout)?;
     Ok(runner.into_plan())
 }
 
@@ -468,10 +481,28 @@ pub fn rollback(
     let mut remote = connect(&destination, args, ui)?;
     let layout = app_layout(config);
     let mut runner = Runner::apply(&mut remote);
-    steps::lock(&mut runner, &layout, Duration::ZERO, ui)?;
+    let armed = lock::lock(
+        &mut runner,
+        &layout,
+        Duration::ZERO,
+        lock::ArmedPolicy::Keep,
+        ui,
+    )?;
+    for timer in armed {
+        ui.status(
+            "Note",
+            format_args!(
+                "the dead-man timer armed by {} stays armed on {}: it acts only while {} is \
+                 current",
+                timer.owner.who(),
+                runner.label(),
+                timer.release
+            ),
+        );
+    }
     let result = rollback_locked(&mut runner, config, &layout, to, ui);
     runner.clean_up();
-    let unlocked = steps::unlock(&mut runner, &layout);
+    let unlocked = lock::unlock(&mut runner, &layout);
     let release = result?;
     unlocked?;
     println!(
@@ -562,30 +593,38 @@ fn rollback_locked(
     }
 }
 
-/// The env file's KEY=VALUE lines are checked locally; values are never shown, even in errors.
-fn read_env_file(config: &Config) -> Result<Option<Vec<u8>>> {
+/// The env file's `KEY=VALUE` lines, checked locally; values are never shown, even in errors.
+/// A value is everything after the first `=`, quotes and spaces included, as Docker's and
+/// kubectl's `--env-file` read it; blank lines and `#` comments are skipped.
+fn read_env_file(config: &Config) -> Result<Option<Vec<(String, String)>>> {
     let Some(path) = &config.service.env_file else {
         return Ok(None);
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the env file {}", path.display()))
         .tag(Category::Usage)?;
+    let mut pairs = Vec::new();
     for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
+        let line = line.strip_suffix('\r').unwrap_or(line).trim_start();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let key = line.split_once('=').map(|(k, _)| k.trim());
-        if key.is_none_or(|k| crate::config::validate_env_key(k).is_err()) {
-            crate::fail!(
+        match line.split_once('=') {
+            Some((key, value))
+                if crate::config::validate_env_key(key.trim_end()).is_ok()
+                    && !value.contains('\0') =>
+            {
+                pairs.push((key.trim_end().to_string(), value.to_string()));
+            }
+            _ => crate::fail!(
                 Usage,
                 "{}:{}: expected KEY=VALUE (the value is not shown because it may be a secret)",
                 path.display(),
                 index + 1
-            );
+            ),
         }
     }
-    Ok(Some(text.into_bytes()))
+    Ok(Some(pairs))
 }
 
 /// The layout of whatever is deployed, for commands that have no package.

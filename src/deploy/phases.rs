@@ -6,9 +6,10 @@ use std::time::Instant;
 
 use anyhow::Result;
 
+use super::deadman::{self, Disarm};
 use super::runner::Runner;
 use super::steps::{self, Upload};
-use super::{Layout, Options, deadman, health};
+use super::{Layout, Options, health};
 use crate::config::Health;
 use crate::error::{Category, tagged};
 use crate::interrupt;
@@ -100,10 +101,11 @@ pub fn activate(
     ui: &Ui,
 ) -> Result<()> {
     let host = runner.label();
-    if let Some(timeout) = options.confirm_timeout {
-        deadman::arm(runner, layout, transfer.previous.as_deref(), timeout)?;
-    }
     interrupt::check().map_err(|e| interrupted_or(e, &host, "switching"))?;
+    if let Some(timeout) = options.confirm_timeout {
+        deadman::arm(runner, layout, transfer.previous.as_deref(), timeout)
+            .map_err(|e| interrupted_or(e, &host, "switching"))?;
+    }
     ui.status(
         "Starting",
         format_args!("{} {} on {host}", layout.app, package.manifest.version),
@@ -148,14 +150,19 @@ pub fn finalize(runner: &mut Runner, layout: &Layout, keep: usize) -> Result<Vec
     steps::mark_good_and_prune(runner, layout, &layout.release, keep)
 }
 
-/// Switches a healthy host back to `previous` because the rollout elsewhere failed.
+/// Switches a healthy host back to `previous` because the rollout elsewhere failed; its
+/// dead-man timer (`armed`) is disarmed first.
 pub fn switch_back(
     runner: &mut Runner,
     layout: &Layout,
     previous: &str,
     health: Option<&Health>,
+    armed: bool,
 ) -> Result<()> {
     runner.clean_up();
+    if armed && let Disarm::Fired(verdict) = deadman::disarm(runner, layout)? {
+        anyhow::bail!("its dead-man timer fired first: {verdict}");
+    }
     steps::switch_to(runner, layout, previous)?;
     health::gate(runner.remote, layout, health, None, false)
 }
@@ -185,6 +192,17 @@ pub fn recover(
 ) -> anyhow::Error {
     runner.clean_up();
     let host = runner.label();
+    // The timer must not fire into the rollback; if it fired already, it does the rollback.
+    if let Ok(Disarm::Fired(verdict)) = deadman::disarm(runner, layout) {
+        return tagged(
+            Category::RollbackFailed,
+            failure.context(format!(
+                "{} {} failed on {host}, and its dead-man timer fired before shipit could roll \
+                 back: {verdict}\n  help: inspect with `shipit status {host}`",
+                layout.app, layout.release
+            )),
+        );
+    }
     let interrupted = crate::error::category_of(&failure) == Some(Category::Interrupted);
     if let Ok(journal) = steps::journal_since(runner, layout, transfer.since) {
         ui.diagnostic(format_args!(
@@ -194,7 +212,6 @@ pub fn recover(
         ));
     }
     let _ = steps::mark(runner, layout, &layout.release, false);
-    let _ = deadman::disarm(runner, layout);
     let failure = if interrupted {
         anyhow::anyhow!(
             "interrupted while {} {} was starting on {host}",

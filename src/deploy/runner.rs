@@ -117,3 +117,11 @@ fn is_preamble(line: &str) -> bool {
             .split_once('=')
             .is_some_and(|(k, _)| super::layout::VARIABLES.contains(&k))
 }
+
+/// The stdout of a step script that exited with `status`, which scripts use to report an
+/// outcome callers branch on (a held lock, a timer that fired).
+pub fn failed_with(error: &anyhow::Error, status: i32) -> Option<&str> {
+    let failure = crate::error::find::<remote::StepFailure>(error)?;
+    (failure.output.signal.is_none() && failure.output.status == status)
+        .then_some(failure.output.stdout.as_str())
+}

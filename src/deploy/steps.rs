@@ -2,24 +2,18 @@
 //! Scripts start from [`Layout::shell_vars`], so every path is quoted exactly once.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::layout::Layout;
 use super::runner::Runner;
 use crate::build::Target;
 use crate::error::{Category, tagged};
-use crate::interrupt::{self, Interruptible};
+use crate::interrupt::Interruptible;
 use crate::package::Package;
 use crate::remote::quote;
 use crate::ui::Ui;
-
-/// A lock older than this is taken to be left over from a deploy that died.
-const STALE_LOCK_AGE: Duration = Duration::from_secs(3600);
-/// The exit status a lock script uses for "held by someone else".
-const LOCKED: &str = "75";
 
 pub fn script(layout: &Layout, body: &str) -> String {
     format!("set -eu\n{}{body}", layout.shell_vars())
@@ -51,170 +45,6 @@ pub fn preflight(runner: &mut Runner, layout: &Layout, target: Target) -> Result
         ));
     }
     Ok(())
-}
-
-/// Who holds a deploy lock; written into the lock as owner.json.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LockOwner {
-    pub user: String,
-    pub from: String,
-    pub pid: u32,
-    pub version: String,
-    pub since: String,
-}
-
-impl LockOwner {
-    fn me(layout: &Layout) -> LockOwner {
-        LockOwner {
-            user: std::env::var("USER")
-                .or_else(|_| std::env::var("LOGNAME"))
-                // SAFETY: getuid has no preconditions and cannot fail.
-                .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() })),
-            from: local_host_name(),
-            pid: std::process::id(),
-            version: layout.release.clone(),
-            since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        }
-    }
-
-    /// Dead when it ran on this machine and its process is gone.
-    fn is_dead_here(&self) -> bool {
-        self.from == local_host_name()
-            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
-    }
-}
-
-impl std::fmt::Display for LockOwner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}@{} (pid {}) deploying {} since {}",
-            self.user, self.from, self.pid, self.version, self.since
-        )
-    }
-}
-
-/// The lock as found on the host.
-pub struct HeldLock {
-    pub owner: Option<LockOwner>,
-    pub age: Duration,
-}
-
-/// Reads the lock without touching it.
-pub fn lock_status(runner: &mut Runner, layout: &Layout) -> Result<Option<HeldLock>> {
-    let body = "[ -d \"$lock\" ] || exit 0\n\
-                echo \"age=$(( $(date +%s) - $(stat -c %Y \"$lock\" 2>/dev/null || date +%s) ))\"\n\
-                cat \"$lock/owner.json\" 2>/dev/null || true\n";
-    let out = runner.query("reading the deploy lock", &script(layout, body))?;
-    Ok(parse_held(&out))
-}
-
-fn parse_held(out: &str) -> Option<HeldLock> {
-    let mut lines = out.lines();
-    let age = lines.next()?.strip_prefix("age=")?.parse().unwrap_or(0);
-    let owner = serde_json::from_str(&lines.collect::<Vec<_>>().join("\n")).ok();
-    Some(HeldLock {
-        owner,
-        age: Duration::from_secs(age),
-    })
-}
-
-/// A mkdir lock: atomic on every filesystem, naming its owner for whoever finds it. The holder
-/// may let go between our `mkdir` and `stat`, so a vanished lock reads as "held, age 0" and the
-/// next try takes it. Waits up to
-/// `wait` for another deploy; a lock whose owner died on this machine, or older than an hour, is
-/// taken over.
-pub fn lock(runner: &mut Runner, layout: &Layout, wait: Duration, ui: &Ui) -> Result<()> {
-    let owner = serde_json::to_string(&LockOwner::me(layout))?;
-    let body = format!(
-        "mkdir -p \"$base/.shipit\"\n\
-         if ! mkdir \"$lock\" 2>/dev/null; then\n\
-           echo \"age=$(( $(date +%s) - $(stat -c %Y \"$lock\" 2>/dev/null || date +%s) ))\"; cat \"$lock/owner.json\" 2>/dev/null || true; exit {LOCKED}\n\
-         fi\n\
-         printf '%s\\n' {} > \"$lock/owner.json\"\n",
-        quote(&owner)
-    );
-    let script = script(layout, &body);
-    let deadline = Instant::now() + wait;
-    let mut reported = false;
-    let mut retried_vanished = false;
-    loop {
-        let held = match runner.change("taking the deploy lock", &script) {
-            Ok(_) => return Ok(()),
-            Err(e) => lock_holder(&e).ok_or(e)?,
-        };
-        // No owner file: the holder was letting go (or just taking it); look once more at once.
-        if held.owner.is_none() && !retried_vanished {
-            retried_vanished = true;
-            std::thread::sleep(Duration::from_millis(100));
-            continue;
-        }
-        if held.age > STALE_LOCK_AGE || held.owner.as_ref().is_some_and(LockOwner::is_dead_here) {
-            ui.status(
-                "Unlocking",
-                format_args!("stale lock on {} ({})", runner.label(), describe(&held)),
-            );
-            runner.change(
-                "removing a stale lock",
-                &self::script(layout, "rm -rf \"$lock\"\n"),
-            )?;
-            continue;
-        }
-        if Instant::now() >= deadline {
-            return Err(tagged(
-                Category::Locked,
-                anyhow::anyhow!(
-                    "another deploy of {} holds the lock on {}: {}\n  \
-                     help: wait for it (--lock-wait 5m); if no deploy is running, remove the lock \
-                     with `shipit lock release {}`",
-                    layout.app,
-                    runner.label(),
-                    describe(&held),
-                    runner.label()
-                ),
-            ));
-        }
-        if !reported {
-            ui.status(
-                "Waiting",
-                format_args!("for the lock on {}: {}", runner.label(), describe(&held)),
-            );
-            reported = true;
-        }
-        interrupt::check()?;
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
-/// The lock details when `error` is the lock script's "held" exit.
-fn lock_holder(error: &anyhow::Error) -> Option<HeldLock> {
-    let failure = crate::error::find::<crate::remote::StepFailure>(error)?;
-    if failure.output.status.to_string() != LOCKED {
-        return None;
-    }
-    parse_held(&failure.output.stdout)
-}
-
-pub fn describe(held: &HeldLock) -> String {
-    let age = humantime::format_duration(held.age);
-    match &held.owner {
-        Some(owner) => format!("{owner} (taken {age} ago)"),
-        None => format!("owner unknown (taken {age} ago)"),
-    }
-}
-
-pub fn unlock(runner: &mut Runner, layout: &Layout) -> Result<()> {
-    runner.change(
-        "releasing the deploy lock",
-        &script(layout, "rm -rf \"$lock\"\n"),
-    )?;
-    Ok(())
-}
-
-fn local_host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// What the upload step did.
@@ -527,50 +357,44 @@ fn parse_releases(out: &str) -> Vec<Release> {
     list
 }
 
-/// Installs the release's unit and env file, moves `current` atomically, and restarts.
-pub fn switch_to(runner: &mut Runner, layout: &Layout, release: &str) -> Result<()> {
-    runner.change(
-        "switching and restarting the service",
-        &switch_script(layout, release),
-    )?;
-    Ok(())
-}
-
-/// The switch as a standalone script (the dead-man timer runs it on the host by itself). The unit
+/// Installs the release's unit and env file, moves `current` atomically, and restarts. The unit
 /// file is replaced, systemd reloaded and the unit enabled only when the release's unit differs
 /// from the installed one, systemd asks for a reload or the unit is not enabled: `daemon-reload`
 /// and `enable` cost about 0.1 s each, more than restarting a small service. `reset-failed`
 /// clears the start rate limit a crash-looping release may have used up, so neither the next
 /// deploy nor a rollback is refused by it.
-pub fn switch_script(layout: &Layout, release: &str) -> String {
-    // Once started, the switch finishes even if the connection drops (sshd hangs up the
-    // session): a half-done switch would leave the unit and `current` disagreeing.
-    let body = format!(
-        "trap '' HUP PIPE\n\
-         target={}\n\
-         reload=no\n\
-         if ! cmp -s \"$releases/$target/$unit\" \"$unit_path\"; then\n\
-           install -m 0644 \"$releases/$target/$unit\" \"$unit_path.shipit-new\"\n\
-           mv -f \"$unit_path.shipit-new\" \"$unit_path\"\n\
-           reload=yes\n\
-         fi\n\
-         if [ -f \"$releases/$target/.env\" ]; then\n\
-           (umask 077; cp \"$releases/$target/.env\" \"$env_file.shipit-new\"); mv -f \"$env_file.shipit-new\" \"$env_file\"\n\
-         else rm -f \"$env_file\"; fi\n\
-         ln -sfn \"releases/$target\" \"$base/.current.shipit-new\"\n\
-         mv -T \"$base/.current.shipit-new\" \"$current\"\n\
-         if [ \"$reload\" = yes ] || [ \"$(systemctl show -p NeedDaemonReload --value \"$unit\")\" != no ]; then\n\
-           systemctl daemon-reload\n\
-         fi\n\
-         if [ \"$reload\" = yes ] || ! systemctl is-enabled --quiet \"$unit\"; then\n\
-           systemctl enable --quiet \"$unit\"\n\
-         fi\n\
-         systemctl reset-failed \"$unit\" 2>/dev/null || true\n\
-         systemctl restart \"$unit\"\n",
-        quote(release)
-    );
-    script(layout, &body)
+pub fn switch_to(runner: &mut Runner, layout: &Layout, release: &str) -> Result<()> {
+    let body = format!("target={}\n{SWITCH}", quote(release));
+    runner.change(
+        "switching and restarting the service",
+        &script(layout, &body),
+    )?;
+    Ok(())
 }
+
+/// The switch to the release in `$target` (the dead-man timer runs it on the host by itself).
+/// Once started, it finishes even if the connection drops (sshd hangs up the session): a
+/// half-done switch would leave the unit and `current` disagreeing.
+pub const SWITCH: &str = "trap '' HUP PIPE\n\
+    reload=no\n\
+    if ! cmp -s \"$releases/$target/$unit\" \"$unit_path\"; then\n\
+      install -m 0644 \"$releases/$target/$unit\" \"$unit_path.shipit-new\"\n\
+      mv -f \"$unit_path.shipit-new\" \"$unit_path\"\n\
+      reload=yes\n\
+    fi\n\
+    if [ -f \"$releases/$target/.env\" ]; then\n\
+      (umask 077; cp \"$releases/$target/.env\" \"$env_file.shipit-new\"); mv -f \"$env_file.shipit-new\" \"$env_file\"\n\
+    else rm -f \"$env_file\"; fi\n\
+    ln -sfn \"releases/$target\" \"$base/.current.shipit-new\"\n\
+    mv -T \"$base/.current.shipit-new\" \"$current\"\n\
+    if [ \"$reload\" = yes ] || [ \"$(systemctl show -p NeedDaemonReload --value \"$unit\")\" != no ]; then\n\
+      systemctl daemon-reload\n\
+    fi\n\
+    if [ \"$reload\" = yes ] || ! systemctl is-enabled --quiet \"$unit\"; then\n\
+      systemctl enable --quiet \"$unit\"\n\
+    fi\n\
+    systemctl reset-failed \"$unit\" 2>/dev/null || true\n\
+    systemctl restart \"$unit\"\n";
 
 /// Records a release as good (it passed its gate) or failed (it never counts as previous).
 pub fn mark(runner: &mut Runner, layout: &Layout, release: &str, healthy: bool) -> Result<()> {
@@ -686,17 +510,5 @@ mod tests {
             ]
         );
         assert_eq!(list[1].version, "3");
-    }
-
-    #[test]
-    fn held_locks_parse_with_or_without_owner() {
-        let held = parse_held(
-            "age=30\n{\"user\":\"u\",\"from\":\"h\",\"pid\":1,\"version\":\"v\",\"since\":\"t\"}\n",
-        )
-        .unwrap();
-        assert_eq!(held.age, Duration::from_secs(30));
-        assert!(describe(&held).starts_with("u@h (pid 1) deploying v since t"));
-        assert!(parse_held("age=5\n").unwrap().owner.is_none());
-        assert!(parse_held("").is_none());
     }
 }

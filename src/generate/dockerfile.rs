@@ -271,7 +271,13 @@ fn dockerignore_data(config: &Config) -> Result<DockerignoreData> {
     }
     // Secrets must never reach the build context, let alone a layer.
     ignore.extend([".env".to_string(), ".env.*".to_string()]);
-    if let Some(env_file) = &config.service.env_file {
+    // An env_file outside the project (an absolute path) is not in the build context at all.
+    if let Some(env_file) = config
+        .service
+        .env_file
+        .as_ref()
+        .filter(|f| f.starts_with(&config.root))
+    {
         let env_file = relative(config, env_file);
         check_plain_path(&env_file, "[service] env_file")?;
         let covered =

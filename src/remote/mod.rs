@@ -54,6 +54,9 @@ pub trait Remote {
         command: &str,
         sink: &mut dyn std::io::Write,
     ) -> Result<ExecOutput>;
+    /// Starts `command` and returns its stdin: the command reads what is written, until the
+    /// writer is dropped or the connection dies. Other commands may run meanwhile.
+    fn open_stdin(&mut self, command: &str) -> Result<Box<dyn std::io::Write + Send>>;
     /// GET `path` from `host:port` as seen from the remote host.
     fn http_get(
         &mut self,

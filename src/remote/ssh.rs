@@ -269,6 +269,14 @@ impl Remote for SshRemote {
         finish(channel, String::new(), stderr)
     }
 
+    fn open_stdin(&mut self, command: &str) -> Result<Box<dyn Write + Send>> {
+        let mut channel = self.session.channel_session()?;
+        channel
+            .exec(command)
+            .with_context(|| format!("running `{command}` on {}", self.label))?;
+        Ok(Box::new(Stdin(channel)))
+    }
+
     fn http_get(
         &mut self,
         host: &str,
@@ -280,6 +288,26 @@ impl Remote for SshRemote {
         let answer = http_get(&self.session, host, port, path);
         self.session.set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
         answer
+    }
+}
+
+/// A running command's stdin; dropping it sends EOF and closes the channel without waiting.
+struct Stdin(ssh2::Channel);
+
+impl Write for Stdin {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.write(data)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Drop for Stdin {
+    fn drop(&mut self) {
+        let _ = self.0.send_eof();
+        let _ = self.0.close();
     }
 }
 

@@ -97,6 +97,11 @@ fn each_kind_of_bad_value_points_at_its_place() {
             "shipit.toml:2:16",
             "invalid type",
         ),
+        (
+            "[service.hardening]\nProtectSystem = \"strict\\\\\"\n",
+            "shipit.toml:2:17",
+            "must not end in a backslash",
+        ),
         ("[app\n", "shipit.toml:1:5", ""),
     ];
     for (config, location, reason) in cases {
@@ -131,4 +136,71 @@ fn a_directory_without_a_project_is_refused() {
         .run()
         .failure(2)
         .stderr_has("no go.mod or Cargo.toml");
+}
+
+/// Symlinks never take a shipped file out of the project: a repository could otherwise ship a
+/// file of the machine that builds it (`leak.txt -> ~/.ssh/id_ed25519`) to every host.
+#[test]
+fn files_and_env_files_may_not_point_outside_the_project() {
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("id_ed25519");
+    std::fs::write(&secret, "PRIVATE KEY\n").unwrap();
+    std::fs::create_dir(outside.path().join("conf")).unwrap();
+    std::fs::write(outside.path().join("conf/app.yaml"), "a: b\n").unwrap();
+    let real = |p: &std::path::Path| p.canonicalize().unwrap().display().to_string();
+
+    let project = project_copy("hello-go");
+    let dir = project.path();
+    std::os::unix::fs::symlink(&secret, dir.join("leak.txt")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("conf"), dir.join("conf")).unwrap();
+    std::os::unix::fs::symlink(&secret, dir.join(".env.prod")).unwrap();
+    std::os::unix::fs::symlink("config.yaml", dir.join("also.yaml")).unwrap();
+    let run = |config: &str, command: &[&str]| {
+        std::fs::write(dir.join("shipit.toml"), config).unwrap();
+        let mut args = vec!["-C", dir.to_str().unwrap()];
+        args.extend_from_slice(command);
+        shipit(&args).run()
+    };
+    let build = ["build", "--out-dir", "dist"];
+
+    for (config, location, path) in [
+        (
+            "[service]\nfiles = [\"leak.txt\"]\n",
+            "shipit.toml:2:10",
+            "leak.txt",
+        ),
+        (
+            "[service]\nfiles = [\"conf/app.yaml\"]\n",
+            "shipit.toml:2:10",
+            "conf/app.yaml",
+        ),
+        (
+            "[service]\nenv_file = \".env.prod\"\n",
+            "shipit.toml:2:12",
+            ".env.prod",
+        ),
+    ] {
+        let target = if path == "conf/app.yaml" {
+            real(&outside.path().join("conf/app.yaml"))
+        } else {
+            real(&secret)
+        };
+        run(config, &build)
+            .failure(2)
+            .stderr_has(&format!(
+                "{location}: \"{path}\" points outside the project, to {target}"
+            ))
+            .stderr_has("help: ");
+        assert!(
+            !dir.join("dist").exists(),
+            "something was built for {config:?}"
+        );
+    }
+
+    // A link that stays inside is fine; an env_file outside is fine when its path says so.
+    let absolute = format!(
+        "[service]\nfiles = [\"also.yaml\"]\nenv_file = {:?}\n",
+        secret.display().to_string()
+    );
+    run(&absolute, &["unit", "generate"]).success();
 }

@@ -302,12 +302,7 @@ fn non_root_users_deploy_through_sudo() {
         ));
     }
     std::fs::write(project.path().join("shipit.toml"), config).unwrap();
-    let ssh_config = private_ssh_config(project.path(), &sandbox.state_dir().join("id_ed25519"));
-    std::fs::copy(
-        sandbox.state_dir().join("known_hosts"),
-        project.path().join("known_hosts"),
-    )
-    .unwrap();
+    let ssh_config = sandbox_ssh_config(&sandbox, project.path());
 
     let dir = project.path().to_str().unwrap();
     let ssh_config = ssh_config.to_str().unwrap();
@@ -435,4 +430,117 @@ fn every_agent_identity_is_tried() {
         .stderr_has("refused authentication as root; tried:");
     let _ = agent.kill();
     let _ = agent.wait();
+}
+
+/// Descriptions and environment values reach the service exactly as written, whatever they hold:
+/// systemd itself reads the installed unit and env file back on the host.
+#[test]
+fn values_reach_the_service_exactly_as_written() {
+    let host = "t-escape";
+    let sandbox = Sandbox::up(&[host]);
+    let project = variant("", "[\"--port\", \"8080\"]");
+    let description = "Svc \"quoted\" 100% ends in a backslash \\";
+    let unit_env = [
+        ("TRAILING", "ends in a backslash \\"),
+        ("SINGLE", "'single quoted'"),
+        ("DOUBLE", "\"double\""),
+        ("SHELLISH", "$HOME ${USER} `id` $(id)"),
+        ("PERCENT", "100% %n %%"),
+        ("HASH", "a #b ;c"),
+        ("SPACES", "  padded  "),
+    ];
+    let host_env = [
+        ("H_TRAILING", "host value\\"),
+        ("H_NEXT", "must survive"),
+        ("H_SINGLE", "'kept'"),
+        ("H_MIX", "a\\b $x `y` 'z' \"w\""),
+        ("H_SPACES", " x "),
+    ];
+    let file_env = [
+        ("F_TRAILING", "file value\\"),
+        ("F_NEXT", "after it"),
+        ("F_SINGLE", "'kept too'"),
+        ("F_DOUBLE", "\"and these\""),
+        ("F_SPACES", "  lead and trail  "),
+        ("F_EQUALS", "a=b"),
+    ];
+    let env_file: String = file_env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n# a comment\n\n"))
+        .collect();
+    std::fs::write(project.path().join(".env.prod"), env_file).unwrap();
+    let toml_string = |s: &str| serde_json::to_string(s).unwrap();
+    let lines = |pairs: &[(&str, &str)]| -> String {
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k} = {}\n", toml_string(v)))
+            .collect()
+    };
+    let config = std::fs::read_to_string(project.path().join("shipit.toml"))
+        .unwrap()
+        .replacen(
+            "[service]\n",
+            &format!(
+                "[service]\ndescription = {}\nenv_file = \".env.prod\"\n",
+                toml_string(description)
+            ),
+            1,
+        )
+        .replacen(
+            "[service.env]\n",
+            &format!("[service.env]\n{}", lines(&unit_env)),
+            1,
+        );
+    let config = format!(
+        "{config}\n[hosts.box]\naddress = \"{}\"\nuser = \"root\"\n\n[hosts.box.env]\n{}",
+        sandbox.address(host),
+        lines(&host_env)
+    );
+    std::fs::write(project.path().join("shipit.toml"), config).unwrap();
+    let ssh_config = sandbox_ssh_config(&sandbox, project.path());
+    sandbox
+        .shipit(&[
+            "-C",
+            project.path().to_str().unwrap(),
+            "deploy",
+            "box",
+            "-F",
+            ssh_config.to_str().unwrap(),
+            "--version-override",
+            "1.0.0",
+        ])
+        .run()
+        .success();
+
+    // What the service got, from systemd's reading of Environment= and the EnvironmentFile.
+    let environ = sandbox
+        .ssh(
+            host,
+            "tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value hello-go.service)/environ",
+        )
+        .success()
+        .stdout;
+    let got: std::collections::BTreeMap<&str, &str> =
+        environ.lines().filter_map(|l| l.split_once('=')).collect();
+    for (key, value) in unit_env.iter().chain(&host_env).chain(&file_env) {
+        assert_eq!(got.get(key), Some(value), "{key} in\n{environ}");
+    }
+    let unit_level = show(&sandbox, host, "hello-go.service", "Environment");
+    for (key, _) in &unit_env {
+        assert!(unit_level.contains(&format!("{key}=")), "{unit_level}");
+    }
+    assert_eq!(
+        show(&sandbox, host, "hello-go.service", "Description"),
+        description
+    );
+    let after = show(&sandbox, host, "hello-go.service", "After");
+    assert!(after.contains("network-online.target"), "{after}");
+    let verify = sandbox
+        .ssh(
+            host,
+            "systemd-analyze verify --man=no /etc/systemd/system/hello-go.service 2>&1",
+        )
+        .success()
+        .stdout;
+    assert_eq!(verify, "", "systemd-analyze verify complained");
 }

@@ -175,16 +175,7 @@ fn concurrent_deploys_wait_for_the_lock_or_are_refused() {
         .stderr_has("deploying 2.0.0-");
     // …or queued behind it.
     let second = sandbox
-        .shipit(&[
-            "-C",
-            dir,
-            "deploy",
-            host,
-            "--package",
-            package,
-            "--lock-wait",
-            "2m",
-        ])
+        .shipit(&queued(dir, host, package, "2m"))
         .run()
         .success();
     assert!(second.stderr.contains("Waiting"), "{}", second.stderr);
@@ -206,6 +197,20 @@ fn concurrent_deploys_wait_for_the_lock_or_are_refused() {
         .map(|l| l.split_whitespace().nth(1).unwrap())
         .collect();
     assert_eq!(listening, ["1.0.0", "2.0.0", "3.0.0"], "{journal}");
+}
+
+/// `deploy` arguments for `package`, waiting up to `wait` for the lock.
+fn queued<'a>(dir: &'a str, host: &'a str, package: &'a str, wait: &'a str) -> [&'a str; 8] {
+    [
+        "-C",
+        dir,
+        "deploy",
+        host,
+        "--package",
+        package,
+        "--lock-wait",
+        wait,
+    ]
 }
 
 #[test]
@@ -448,6 +453,329 @@ fn the_host_heals_itself_when_shipit_dies_mid_deploy() {
     assert!(!failed.stdout.is_empty());
 }
 
+/// A fresh sandbox host `host` running `project` 1.0.0.
+fn running_1_0_0(host: &str, project: &Path) -> Sandbox {
+    let sandbox = Sandbox::up(&[host]);
+    deploy(&sandbox, project, host, "1.0.0", &[]).success();
+    sandbox
+}
+
+/// --confirm-timeout for the tests below: their health gate takes at most 10 s.
+const CONFIRM: &str = "25s";
+
+/// hello-go with a health gate short enough for [`CONFIRM`].
+fn quick_app() -> tempfile::TempDir {
+    let project = app(0);
+    edit_config(
+        project.path(),
+        "settle = \"3s\"",
+        "settle = \"1s\"\ntimeout = \"500ms\"",
+    );
+    project
+}
+
+fn edit_config(project: &Path, from: &str, to: &str) {
+    let path = project.join("shipit.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    assert!(config.contains(from), "{from:?} not in\n{config}");
+    std::fs::write(path, config.replacen(from, to, 1)).unwrap();
+}
+
+/// Deploys `version` through a proxy that refuses every connection after the first: the release
+/// passes its health gate, but the confirmation cannot connect, so its dead-man timer stays armed.
+fn deploy_unconfirmed(sandbox: &Sandbox, project: &Path, host: &str, version: &str) {
+    let proxy = CuttingProxy::first_only(format!("{}:22", sandbox.address(host)));
+    let dir = tempfile::tempdir().unwrap();
+    let (config, target) = through_proxy(sandbox, host, proxy.port, dir.path());
+    sandbox
+        .shipit(&[
+            "-C",
+            project.to_str().unwrap(),
+            "deploy",
+            &target,
+            "-F",
+            config.to_str().unwrap(),
+            "--version-override",
+            version,
+            "--confirm-timeout",
+            CONFIRM,
+        ])
+        .run()
+        .failure(4)
+        .stderr_has("could not be confirmed");
+    assert_eq!(health(sandbox, host)["version"], version);
+}
+
+/// Fires the dead-man timer now rather than waiting for it: the same unit runs the same script.
+fn fire_dead_man(sandbox: &Sandbox, host: &str) {
+    sandbox
+        .ssh(host, "systemctl start shipit-deadman-hello-go.service")
+        .success();
+}
+
+/// What the dead-man timer's script said it did, once it has said it (up to `seconds`).
+fn dead_man_verdict(sandbox: &Sandbox, host: &str, seconds: u64) -> String {
+    let mut verdict = String::new();
+    wait_for(seconds, || {
+        verdict = sandbox
+            .ssh(
+                host,
+                "journalctl -u shipit-deadman-hello-go.service -o cat --no-pager | grep '^shipit dead-man timer' | tail -n 1",
+            )
+            .stdout;
+        !verdict.is_empty()
+    });
+    assert!(!verdict.is_empty(), "the dead-man timer said nothing");
+    verdict
+}
+
+/// Takes the app's lock on `host` as a deploy from another machine does: `from` and `pid` as
+/// given, the lock just refreshed.
+fn hold_lock(sandbox: &Sandbox, host: &str, token: &str, from: &str, pid: u32) {
+    let owner = serde_json::json!({
+        "user": "ops", "from": from, "pid": pid, "version": "9.9.9-0123456789ab",
+        "since": "2026-01-01T00:00:00Z", "token": token,
+        "machine": "0".repeat(32), "process": "boot/pid:[4026531836]/1",
+    });
+    sandbox
+        .ssh(
+            host,
+            &format!(
+                "mkdir -p /opt/hello-go/.shipit/lock && printf '%s\\n' '{owner}' > /opt/hello-go/.shipit/lock/owner.json"
+            ),
+        )
+        .success();
+}
+
+fn lock_owner(sandbox: &Sandbox, host: &str) -> String {
+    sandbox
+        .ssh(host, "cat /opt/hello-go/.shipit/lock/owner.json")
+        .stdout
+}
+
+/// Issue 13, 1a: deploy A's confirmation failed; B was deploying when A's timer fired, and the
+/// timer deleted B's lock and restarted the service under B's health gate. Now B is refused
+/// while A's timer is armed, and a timer that fires while another deploy holds the lock does
+/// nothing but say so.
+#[test]
+fn dead_man_timer_never_touches_a_host_another_deploy_holds() {
+    let host = "t-dm-lock";
+    let project = quick_app();
+    let dir = project.path().to_str().unwrap();
+    let sandbox = running_1_0_0(host, project.path());
+    deploy_unconfirmed(&sandbox, project.path(), host, "2.0.0");
+
+    deploy(&sandbox, project.path(), host, "3.0.0", &[])
+        .failure(8)
+        .stderr_has("dead-man timer is armed")
+        .stderr_has("switches back to 1.0.0-")
+        .stderr_has("--force-disarm");
+    assert_eq!(health(&sandbox, host)["version"], "2.0.0");
+    sandbox
+        .shipit(&["-C", dir, "lock", "status", host])
+        .run()
+        .success();
+
+    hold_lock(&sandbox, host, "b0b0b0b0", "deployer-b", 4242);
+    let pid = show(&sandbox, host, "hello-go.service", "MainPID");
+    let verdict = dead_man_verdict(&sandbox, host, 60);
+    assert!(
+        verdict.contains("another deploy holds the lock") && verdict.contains("deployer-b"),
+        "{verdict}"
+    );
+    assert_eq!(health(&sandbox, host)["version"], "2.0.0");
+    assert_eq!(show(&sandbox, host, "hello-go.service", "MainPID"), pid);
+    assert!(lock_owner(&sandbox, host).contains("b0b0b0b0"));
+    sandbox
+        .ssh(host, "! ls /opt/hello-go/releases/2.0.0-*/.shipit-failed")
+        .success();
+
+    // Once that deploy lets go, B deploys.
+    let released = sandbox
+        .shipit(&["-C", dir, "lock", "release", host])
+        .run()
+        .success()
+        .stdout;
+    assert!(released.contains("deployer-b"), "{released}");
+    deploy(&sandbox, project.path(), host, "3.0.0", &[]).success();
+    assert_eq!(health(&sandbox, host)["version"], "3.0.0");
+}
+
+/// Issue 13, 1b: A's first release was never confirmed; B deployed and exited 0, then A's timer
+/// stopped and disabled the service. Now B is refused, or disarms A's timer on purpose, and a
+/// timer whose release is no longer current leaves the host alone.
+#[test]
+fn dead_man_timer_without_an_earlier_release_never_stops_a_later_deploy() {
+    let host = "t-dm-first";
+    let sandbox = Sandbox::up(&[host]);
+    let project = quick_app();
+    let dir = project.path().to_str().unwrap();
+    let armed = std::time::Instant::now();
+    deploy_unconfirmed(&sandbox, project.path(), host, "1.0.0");
+
+    deploy(&sandbox, project.path(), host, "2.0.0", &[])
+        .failure(8)
+        .stderr_has("stops the service");
+    deploy(&sandbox, project.path(), host, "2.0.0", &["--force-disarm"])
+        .success()
+        .stderr_has("Disarmed");
+    // Well past the moment A's timer was due: 2.0.0 still runs, enabled.
+    let due = armed + std::time::Duration::from_secs(25 + 5);
+    std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+    assert_eq!(
+        show(&sandbox, host, "hello-go.service", "ActiveState"),
+        "active"
+    );
+    assert_eq!(
+        show(&sandbox, host, "hello-go.service", "UnitFileState"),
+        "enabled"
+    );
+    assert_eq!(health(&sandbox, host)["version"], "2.0.0");
+
+    // A timer armed for 3.0.0, then a rollback: when it fires, 3.0.0 is no longer current.
+    deploy_unconfirmed(&sandbox, project.path(), host, "3.0.0");
+    sandbox
+        .shipit(&["-C", dir, "rollback", host])
+        .run()
+        .success()
+        .stderr_has("stays armed");
+    let pid = show(&sandbox, host, "hello-go.service", "MainPID");
+    fire_dead_man(&sandbox, host);
+    let verdict = dead_man_verdict(&sandbox, host, 30);
+    assert!(verdict.contains("current is 2.0.0-"), "{verdict}");
+    assert_eq!(show(&sandbox, host, "hello-go.service", "MainPID"), pid);
+    assert_eq!(health(&sandbox, host)["version"], "2.0.0");
+    sandbox
+        .ssh(host, "test ! -e /opt/hello-go/.shipit/lock")
+        .success();
+}
+
+/// Issue 13, 1c: with keep_releases = 2, B pruned the release A's timer returned to; the timer
+/// pointed `current` at the deleted directory and deleted the env file. Now B is refused, and a
+/// timer whose release to return to is gone leaves the host as it is.
+#[test]
+fn dead_man_timer_never_returns_to_a_pruned_release() {
+    let host = "t-dm-prune";
+    let project = quick_app();
+    std::fs::write(project.path().join(".env.prod"), "API_TOKEN=s3cr3t\n").unwrap();
+    edit_config(
+        project.path(),
+        "[service]\n",
+        "[deploy]\nkeep_releases = 2\n\n[service]\nenv_file = \".env.prod\"\n",
+    );
+    let sandbox = running_1_0_0(host, project.path());
+    deploy_unconfirmed(&sandbox, project.path(), host, "2.0.0");
+
+    deploy(&sandbox, project.path(), host, "3.0.0", &[])
+        .failure(8)
+        .stderr_has("dead-man timer is armed");
+    // What B's prune did: keep_releases = 2 kept only B's release and 2.0.0.
+    sandbox
+        .ssh(host, "rm -rf /opt/hello-go/releases/1.0.0-*")
+        .success();
+    let pid = show(&sandbox, host, "hello-go.service", "MainPID");
+    fire_dead_man(&sandbox, host);
+    let verdict = dead_man_verdict(&sandbox, host, 30);
+    assert!(
+        verdict.contains("1.0.0-") && verdict.contains("is gone"),
+        "{verdict}"
+    );
+    let current = sandbox
+        .ssh(host, "readlink /opt/hello-go/current")
+        .success()
+        .stdout;
+    assert!(current.starts_with("releases/2.0.0-"), "{current}");
+    let env = sandbox
+        .ssh(host, "cat /etc/hello-go/hello-go.env")
+        .success()
+        .stdout;
+    assert_eq!(env, "API_TOKEN=s3cr3t\n");
+    assert_eq!(show(&sandbox, host, "hello-go.service", "MainPID"), pid);
+    assert_eq!(health(&sandbox, host)["version"], "2.0.0");
+
+    deploy(&sandbox, project.path(), host, "3.0.0", &[]).success();
+    assert_eq!(health(&sandbox, host)["version"], "3.0.0");
+}
+
+/// A lock whose owner has this machine's host name but another machine id is another machine's,
+/// however its PID looks here; it is taken over only once it has not been refreshed for 10 min.
+#[test]
+fn a_lock_of_another_machine_with_our_host_name_is_not_taken_over() {
+    let host = "t-lock-twin";
+    let project = app(0);
+    let sandbox = running_1_0_0(host, project.path());
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    // A PID that no process here has: that of a child already reaped.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let gone = child.id();
+    child.wait().unwrap();
+    hold_lock(&sandbox, host, "7e1a", hostname.trim(), gone);
+
+    deploy(&sandbox, project.path(), host, "2.0.0", &[])
+        .failure(8)
+        .stderr_has("holds the lock")
+        .stderr_has("machine 00000000");
+    assert_eq!(health(&sandbox, host)["version"], "1.0.0");
+    assert!(lock_owner(&sandbox, host).contains("7e1a"));
+
+    sandbox
+        .ssh(host, "touch -d '11 minutes ago' /opt/hello-go/.shipit/lock")
+        .success();
+    deploy(&sandbox, project.path(), host, "2.0.0", &[])
+        .success()
+        .stderr_has("Unlocking");
+    assert_eq!(health(&sandbox, host)["version"], "2.0.0");
+}
+
+/// Three deploys find the same stale lock at once: one takes it over, the others wait for it
+/// in turn, and every deploy runs alone.
+#[test]
+fn waiters_for_one_stale_lock_take_it_one_after_the_other() {
+    let host = "t-lock-race";
+    let project = app(0);
+    let dir = project.path().to_str().unwrap();
+    let sandbox = running_1_0_0(host, project.path());
+    let package = sandbox
+        .shipit(&["-C", dir, "build", "-q", "--version-override", "2.0.0"])
+        .run()
+        .success()
+        .stdout;
+    let package = package.trim();
+    hold_lock(&sandbox, host, "5a1e", "gone-machine", 4242);
+    // Many files make deleting the old lock slow, which widens any race between the waiters.
+    sandbox
+        .ssh(
+            host,
+            "cd /opt/hello-go/.shipit/lock && mkdir junk && cd junk && seq 1 5000 | xargs touch && touch -d '2 hours ago' /opt/hello-go/.shipit/lock",
+        )
+        .success();
+
+    let args = queued(dir, host, package, "3m");
+    let waiters: Vec<Running> = (0..3).map(|_| Running::start(&sandbox, &args)).collect();
+    let results: Vec<(i32, String)> = waiters.into_iter().map(Running::finish).collect();
+    for (code, stderr) in &results {
+        assert_eq!(*code, 0, "{stderr}");
+    }
+    let took_over = results
+        .iter()
+        .filter(|(_, stderr)| stderr.contains("Unlocking"))
+        .count();
+    let waited = results
+        .iter()
+        .filter(|(_, stderr)| stderr.contains("Waiting"))
+        .count();
+    let all = results
+        .iter()
+        .map(|(_, e)| e.as_str())
+        .collect::<Vec<_>>()
+        .join("\n----\n");
+    assert_eq!((took_over, waited), (1, 2), "{all}");
+    sandbox
+        .ssh(host, "test ! -e /opt/hello-go/.shipit/lock")
+        .success();
+    assert_eq!(health(&sandbox, host)["version"], "2.0.0");
+}
+
 fn health_version(sandbox: &Sandbox, host: &str) -> String {
     let run = sandbox.ssh(host, "curl -s --max-time 2 http://127.0.0.1:8080/health");
     serde_json::from_str::<serde_json::Value>(&run.stdout)
@@ -463,9 +791,8 @@ type Case<'a> = ((&'a str, &'a str), Vec<&'a str>, i32, &'a str);
 #[test]
 fn bad_input_is_refused_and_the_host_is_untouched() {
     let host = "t-bad";
-    let sandbox = Sandbox::up(&[host]);
     let project = app(0);
-    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+    let sandbox = running_1_0_0(host, project.path());
     let before = host_state(&sandbox, host);
     let good_config = std::fs::read_to_string(project.path().join("shipit.toml")).unwrap();
     let dir = project.path().to_str().unwrap().to_string();

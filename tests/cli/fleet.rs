@@ -23,12 +23,7 @@ fn fleet_project(sandbox: &Sandbox, hosts: &[&str], extra: &str) -> (tempfile::T
         members.join(", ")
     ));
     std::fs::write(project.path().join("shipit.toml"), config).unwrap();
-    let ssh_config = private_ssh_config(project.path(), &sandbox.state_dir().join("id_ed25519"));
-    std::fs::copy(
-        sandbox.state_dir().join("known_hosts"),
-        project.path().join("known_hosts"),
-    )
-    .unwrap();
+    let ssh_config = sandbox_ssh_config(sandbox, project.path());
     let ssh_config = ssh_config.to_str().unwrap().to_string();
     (project, ssh_config)
 }

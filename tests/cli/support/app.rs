@@ -88,6 +88,36 @@ pub fn private_ssh_config(dir: &Path, identity: &Path) -> PathBuf {
     config
 }
 
+/// An ssh config (for `-F`) in `dir` that knows the sandbox's hosts by their addresses: the
+/// sandbox's client key and a copy of its known_hosts.
+pub fn sandbox_ssh_config(sandbox: &Sandbox, dir: &Path) -> PathBuf {
+    let config = private_ssh_config(dir, &sandbox.state_dir().join("id_ed25519"));
+    std::fs::copy(
+        sandbox.state_dir().join("known_hosts"),
+        dir.join("known_hosts"),
+    )
+    .unwrap();
+    config
+}
+
+/// `-F CONFIG` and `root@127.0.0.1:PORT` for reaching `host` through a proxy listening on `port`:
+/// the config keeps known_hosts in `dir`, where the host's real key is recorded for that address.
+pub fn through_proxy(sandbox: &Sandbox, host: &str, port: u16, dir: &Path) -> (PathBuf, String) {
+    let config = private_ssh_config(dir, &sandbox.state_dir().join("id_ed25519"));
+    let address = sandbox.address(host);
+    let known = std::fs::read_to_string(sandbox.state_dir().join("known_hosts")).unwrap();
+    let key = known
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{address} ")))
+        .unwrap_or_else(|| panic!("no key for {address} in\n{known}"));
+    std::fs::write(
+        dir.join("known_hosts"),
+        format!("[127.0.0.1]:{port} {key}\n"),
+    )
+    .unwrap();
+    (config, format!("root@127.0.0.1:{port}"))
+}
+
 /// Adds `mb` MiB of incompressible filler to a project's package, so uploads take a while.
 pub fn add_filler(project: &Path, mb: usize) {
     let mut filler = vec![0u8; mb << 20];

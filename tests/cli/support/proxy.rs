@@ -1,5 +1,7 @@
 //! A TCP proxy that cuts its first connection after a number of client bytes, to test what a
-//! deploy does when the network dies mid-upload. Later connections pass through untouched.
+//! deploy does when the network dies mid-upload. Later connections pass through untouched, or,
+//! with [`CuttingProxy::first_only`], are refused: the host becomes unreachable for a new
+//! connection while the first one lives on.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -15,6 +17,15 @@ pub struct CuttingProxy {
 
 impl CuttingProxy {
     pub fn start(upstream: String, cut_after: u64) -> CuttingProxy {
+        CuttingProxy::spawn(upstream, Some(cut_after), false)
+    }
+
+    /// Passes the first connection untouched and closes every later one at once.
+    pub fn first_only(upstream: String) -> CuttingProxy {
+        CuttingProxy::spawn(upstream, None, true)
+    }
+
+    fn spawn(upstream: String, cut_after: Option<u64>, refuse_later: bool) -> CuttingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let forwarded = Arc::new(AtomicU64::new(0));
@@ -23,10 +34,14 @@ impl CuttingProxy {
         std::thread::spawn(move || {
             for (index, client) in listener.incoming().enumerate() {
                 let Ok(client) = client else { continue };
+                if index > 0 && refuse_later {
+                    drop(client);
+                    continue;
+                }
                 let Ok(server) = TcpStream::connect(&upstream) else {
                     continue;
                 };
-                let limit = if index == 0 { Some(cut_after) } else { None };
+                let limit = if index == 0 { cut_after } else { None };
                 let (f, c) = (Arc::clone(&f), Arc::clone(&c));
                 std::thread::spawn(move || relay(client, server, limit, f, c));
             }
