@@ -379,9 +379,6 @@ pub fn layout_for(config: &Config, package: &Package) -> Layout {
     }
 }
 
-fn preflight(runner: &mut Runner, layout: &Layout, package: &Package) -> Result<()> {
-    steps::preflight(runner, layout, Target::parse(&package.manifest.target)?)
-}
 
 /// `--dry-run`: the steps' scripts, the unit diff and the binary change, with the host untouched.
 pub fn plan(
@@ -394,9 +391,9 @@ pub fn plan(
 ) -> Result<Vec<String>> {
     let layout = layout_for(config, package);
     let mut runner = Runner::dry_run(remote);
-    preflight(&mut runner, &layout, package)?;
+    let platform = Target::parse(&package.manifest.target)?;
+    let facts = steps::preflight(&mut runner, &layout, platform)?;
     let (installed_unit, installed_sha) = steps::installed(&mut runner, &layout)?;
-    let new_unit = crate::package::read_entry(&package.path, &layout.unit_name())?;
     let new_sha = package
         .manifest
         .files
@@ -405,20 +402,24 @@ pub fn plan(
         .map(|f| f.sha256.clone())
         .unwrap_or_default();
     runner.note(format!(
-        "# plan for {} {} on {}: nothing below has run\n# binary sha256: {} -> {new_sha}\n# paths:\n{}",
+        "# plan for {} {} on {} (systemd {}): nothing below has run\n# binary sha256: {} -> {new_sha}\n# paths:\n{}",
         layout.app,
         package.manifest.version,
         runner.label(),
+        facts.systemd,
         installed_sha.as_deref().unwrap_or("(none installed)"),
         layout.shell_vars().trim_end()
     ));
-    runner.note(unit_diff(&installed_unit, &new_unit, &layout.unit_path()));
+    let host_unit = phases::host_unit(&mut runner, package, facts, ui);
+    let new_unit = host_unit.adapted.as_deref().unwrap_or(&package.unit);
+    runner.note(unit_diff(&installed_unit, new_unit, &layout.unit_path()));
     steps::lock(&mut runner, &layout, options.lock_wait, ui)?;
     let transfer = phases::transfer(
         &mut runner,
         &layout,
         package,
         target.env_file.as_deref(),
+        &host_unit,
         ui,
     )?;
     phases::activate(
@@ -530,6 +531,7 @@ fn rollback_locked(
             config.health.as_ref(),
             Some(&target.version),
             true,
+            ui,
         )
     });
     match switched {
