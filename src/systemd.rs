@@ -209,7 +209,10 @@ pub fn unit_for(unit: &str, version: u32) -> (String, Vec<LeftOut>) {
                 version,
             });
         }
-        kept.push_str(&format!("# left out (needs systemd {}): {line}", newer.since));
+        kept.push_str(&format!(
+            "# left out (needs systemd {}): {line}",
+            newer.since
+        ));
         continuing = content.ends_with('\\');
     }
     (kept, left_out)

@@ -222,10 +222,10 @@ pub fn check_names(app: &str, unit: &str, ui: &Ui) -> Result<()> {
     Ok(())
 }
 
-/// How systemd's unit parser says a name is wrong (its wording since 239, and the older
-/// "lvalue" one).
+/// How systemd's unit parser says a name is wrong, in the wordings of the releases since 239
+/// ("Unknown key name 'X' in section 'Service'", "Unknown key 'X' in section [Service]", …).
 const NAME_PROBLEMS: &[&str] = &[
-    "Unknown key name",
+    "Unknown key",
     "Unknown lvalue",
     "Unknown section",
     "Invalid section header",

@@ -379,7 +379,6 @@ pub fn layout_for(config: &Config, package: &Package) -> Layout {
     }
 }
 
-
 /// `--dry-run`: the steps' scripts, the unit diff and the binary change, with the host untouched.
 pub fn plan(
     remote: &mut dyn Remote,

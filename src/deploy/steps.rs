@@ -517,7 +517,13 @@ pub fn out_of_space(error: anyhow::Error, host: &str, layout: &Layout) -> anyhow
         return error;
     }
     let said = crate::error::find::<crate::remote::StepFailure>(&error)
-        .and_then(|f| f.output.stderr.lines().rev().find(|l| l.starts_with("no space left")))
+        .and_then(|f| {
+            f.output
+                .stderr
+                .lines()
+                .rev()
+                .find(|l| l.starts_with("no space left"))
+        })
         .unwrap_or("no space left")
         .to_string();
     tagged(

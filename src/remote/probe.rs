@@ -71,7 +71,12 @@ pub fn get(
     } else if !output.success() {
         Err(anyhow::anyhow!(
             "{}",
-            output.stderr.trim().lines().last().unwrap_or("the probe failed")
+            output
+                .stderr
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("the probe failed")
         ))
     } else {
         super::ssh::parse_http(response.as_bytes())
@@ -147,7 +152,10 @@ mod tests {
     /// The script with PATH limited to a directory holding only `tools` (and what they need).
     fn run_with(tools: &[&str], port: u16) -> std::process::Output {
         let bin = tempfile::tempdir().unwrap();
-        for tool in tools.iter().chain(&["sed", "tail", "mktemp", "cat", "rm", "timeout"]) {
+        for tool in tools
+            .iter()
+            .chain(&["sed", "tail", "mktemp", "cat", "rm", "timeout"])
+        {
             if let Ok(path) = which(tool) {
                 std::os::unix::fs::symlink(path, bin.path().join(tool)).unwrap();
             }
