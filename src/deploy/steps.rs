@@ -27,11 +27,13 @@ const NO_SPACE: i32 = 74;
 const UNIT_REJECTED: i32 = 78;
 /// Shell: whether the filesystem holding $1 (or its nearest existing parent) is full, with
 /// under 1 MB or no inodes left. Asked after a write failed, to tell ENOSPC from other errors.
-const FULL: &str = "full() {\n\
-      d=$1; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done\n\
-      df -Pk \"$d\" | awk 'NR == 2 { exit !($4 < 1024) }' && return 0\n\
-      df -Pi \"$d\" | awk 'NR == 2 { exit !($2 > 0 && $4 == 0) }'\n\
-    }\n";
+const FULL: &str = concat!(
+    "full() {\n",
+    "  d=$1; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done\n",
+    "  df -Pk \"$d\" | awk 'NR == 2 { exit !($4 < 1024) }' && return 0\n",
+    "  df -Pi \"$d\" | awk 'NR == 2 { exit !($2 > 0 && $4 == 0) }'\n",
+    "}\n",
+);
 
 pub fn script(layout: &Layout, body: &str) -> String {
     format!("set -eu\n{}{body}", layout.shell_vars())
@@ -903,6 +905,80 @@ mod tests {
             ]
         );
         assert_eq!(list[1].version, "3");
+    }
+
+    fn package(size: u64, unpacked: u64) -> Package {
+        Package {
+            path: "p.tar.gz".into(),
+            sha256: "0".repeat(64),
+            size,
+            manifest: crate::package::Manifest {
+                app: "app".into(),
+                version: "1".into(),
+                commit: None,
+                build_time: String::new(),
+                target: "linux-amd64".into(),
+                builder: "go".into(),
+                files: vec![crate::package::FileEntry {
+                    path: "app".into(),
+                    mode: "0755".into(),
+                    size: unpacked,
+                    sha256: "0".repeat(64),
+                }],
+            },
+            unit: String::new(),
+        }
+    }
+
+    fn survey(upload: EarlierUpload, unpacked: bool, free: u64, devices: (u64, u64)) -> Survey {
+        Survey {
+            earlier_upload: upload,
+            unpacked,
+            uploads_room: Room {
+                device: devices.0,
+                free,
+            },
+            releases_room: Room {
+                device: devices.1,
+                free,
+            },
+            releases: Vec::new(),
+            now: 0,
+        }
+    }
+
+    #[test]
+    fn the_upload_and_its_unpacked_release_must_fit_with_a_margin() {
+        let layout = Layout {
+            app: "app".into(),
+            user: "app".into(),
+            release: "1-000000000000".into(),
+            sha256: "0".repeat(64),
+        };
+        let (mb, package) = (1_000_000, package(23_000_000, 22_000_000));
+        let check = |survey: &Survey| check_room(survey, &package, &layout, "web1");
+        let err = check(&survey(EarlierUpload::Partial(0), false, 18 * mb, (1, 1))).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("web1: /opt/app has 18 MB free, this release needs 49 MB"),
+            "{err}"
+        );
+        assert!(check(&survey(EarlierUpload::Partial(0), false, 49 * mb, (1, 1))).is_ok());
+        // Uploaded already: only the release is still to come; unpacked: nothing is.
+        assert!(check(&survey(EarlierUpload::Present, false, 25 * mb, (1, 1))).is_ok());
+        assert!(check(&survey(EarlierUpload::Present, true, 0, (1, 1))).is_ok());
+        // Half of it is on the host from an interrupted upload.
+        assert!(
+            check(&survey(
+                EarlierUpload::Partial(12 * mb),
+                false,
+                37 * mb,
+                (1, 1)
+            ))
+            .is_ok()
+        );
+        // On two filesystems each needs only its own part.
+        assert!(check(&survey(EarlierUpload::Partial(0), false, 26 * mb, (1, 2))).is_ok());
     }
 
     #[test]

@@ -134,7 +134,6 @@ pub fn run_user(remote: &mut dyn Remote, step: &str, command: &str) -> Result<St
 pub struct StepFailure {
     pub host: String,
     pub step: String,
-    pub command: String,
     pub output: ExecOutput,
     /// How to fix it, when the step knows.
     pub help: Option<String>,
@@ -229,7 +228,9 @@ fn check(remote: &dyn Remote, step: &str, script: &str, output: &ExecOutput) -> 
             ),
         ));
     }
-    if crate::ui::verbose() {
+    // 75 (EX_TEMPFAIL) is how a step says "not now" (a lock held elsewhere, asked again every
+    // second while waiting): an answer, not a failure whose script needs showing.
+    if crate::ui::verbose() && output.status != 75 {
         eprintln!(
             "--- {step} on {host}: the script ---\n{}\n--- its stderr ---\n{}\n---",
             script.trim_end(),
@@ -241,7 +242,6 @@ fn check(remote: &dyn Remote, step: &str, script: &str, output: &ExecOutput) -> 
         anyhow::Error::new(StepFailure {
             host: host.to_string(),
             step: step.to_string(),
-            command: script.to_string(),
             output: output.clone(),
             help: None,
         }),
@@ -260,6 +260,41 @@ mod tests {
         assert_eq!(quote(""), "''");
         assert_eq!(quote("$(rm -rf /)"), "'$(rm -rf /)'");
         assert_eq!(command(&["echo", "a;b", "c"]), "echo 'a;b' c");
+    }
+
+    fn failure(stderr: &str, help: Option<&str>) -> StepFailure {
+        StepFailure {
+            host: "web1".into(),
+            step: "unpacking the release and verifying the unit".into(),
+            output: ExecOutput {
+                status: 78,
+                signal: None,
+                stdout: String::new(),
+                stderr: stderr.into(),
+            },
+            help: help.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_failed_step_says_where_and_why_in_a_few_lines() {
+        let said = failure(
+            "app.service:6: Failed to parse resource value, ignoring: lots\n\n(failed while verifying the unit)\n",
+            Some("fix the unit"),
+        );
+        assert_eq!(
+            said.to_string(),
+            "verifying the unit failed on web1 (exit status 78)\n  \
+             app.service:6: Failed to parse resource value, ignoring: lots\n  help: fix the unit"
+        );
+        let noisy: String = (1..=20).map(|i| format!("line {i}\n")).collect();
+        let said = failure(&noisy, None).to_string();
+        assert!(said.starts_with(
+            "unpacking the release and verifying the unit failed on web1 (exit status 78)\n  \
+             … 12 earlier lines (-v shows them)\n  line 13\n"
+        ));
+        assert!(said.ends_with("line 20"), "{said}");
+        assert_eq!(said.lines().count(), 10);
     }
 
     #[test]

@@ -115,18 +115,7 @@ fn failing_releases_roll_back_or_stop() {
     let good = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
     let unhealthy = variant("HELLO_HEALTH_DOWN = \"1\"", "[\"--port\", \"8080\"]");
     let crashing = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"not-a-port\"]");
-    let deploy = |project: &Path, version: &str| {
-        sandbox
-            .shipit(&[
-                "-C",
-                project.to_str().unwrap(),
-                "deploy",
-                host,
-                "--version-override",
-                version,
-            ])
-            .run()
-    };
+    let deploy = |project: &Path, version: &str| deploy(&sandbox, project, host, version, &[]);
 
     // A first release that is unhealthy has nothing to return to: it is stopped, exit 5.
     deploy(unhealthy.path(), "0.9.0")

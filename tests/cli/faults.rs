@@ -17,19 +17,6 @@ fn app(mb: usize) -> tempfile::TempDir {
     project
 }
 
-fn deploy(sandbox: &Sandbox, project: &Path, host: &str, version: &str, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "-C",
-        project.to_str().unwrap(),
-        "deploy",
-        host,
-        "--version-override",
-        version,
-    ];
-    args.extend_from_slice(extra);
-    sandbox.shipit(&args).run()
-}
-
 #[test]
 fn a_cut_upload_keeps_the_old_release_and_the_rerun_resumes() {
     let host = "t-cut";
@@ -446,14 +433,6 @@ fn the_host_heals_itself_when_shipit_dies_mid_deploy() {
         .ssh(host, "ls /opt/hello-go/releases/2.0.0-*/.shipit-failed")
         .success();
     assert!(!failed.stdout.is_empty());
-}
-
-fn health_version(sandbox: &Sandbox, host: &str) -> String {
-    let run = sandbox.ssh(host, "curl -s --max-time 2 http://127.0.0.1:8080/health");
-    serde_json::from_str::<serde_json::Value>(&run.stdout)
-        .ok()
-        .and_then(|v| v["version"].as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// A bad-input case: (shipit.toml edit, extra args, exit code, message).

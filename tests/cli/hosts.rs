@@ -46,34 +46,6 @@ fn build(project: &Path, version: &str) -> PathBuf {
     PathBuf::from(run.stdout.trim())
 }
 
-fn deploy_package(
-    sandbox: &Sandbox,
-    project: &Path,
-    host: &str,
-    package: &Path,
-    extra: &[&str],
-) -> Run {
-    let mut args = vec![
-        "-C",
-        project.to_str().unwrap(),
-        "deploy",
-        host,
-        "--package",
-        package.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    sandbox.shipit(&args).run()
-}
-
-/// The version /health reports, or "" while nothing answers.
-fn health_version(sandbox: &Sandbox, host: &str) -> String {
-    let run = sandbox.ssh(host, "curl -s --max-time 2 http://127.0.0.1:8080/health");
-    serde_json::from_str::<serde_json::Value>(&run.stdout)
-        .ok()
-        .and_then(|v| v["version"].as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// hello-go with a quick health pace and a hardening directive systemd 247 does not know.
 fn hardened(exec_args: &str) -> tempfile::TempDir {
     let project = variant("LOG_LEVEL = \"info\"", exec_args);
@@ -392,24 +364,12 @@ fn health_probes_run_on_the_host_when_sshd_refuses_tunnels() {
                   the host itself with curl";
     let good = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
     let unhealthy = variant("HELLO_HEALTH_DOWN = \"1\"", "[\"--port\", \"8080\"]");
-    let deploy = |project: &Path, version: &str| {
-        sandbox
-            .shipit(&[
-                "-C",
-                project.to_str().unwrap(),
-                "deploy",
-                host,
-                "--version-override",
-                version,
-            ])
-            .run()
-    };
-    let run = deploy(good.path(), "1.0.0").success();
+    let run = deploy(&sandbox, good.path(), host, "1.0.0", &[]).success();
     assert_eq!(run.stderr.matches(notice).count(), 1, "{}", run.stderr);
     assert_eq!(health_version(&sandbox, host), "1.0.0");
 
     // The bad release fails its probes and the good one passes them again: exit 6, not 7.
-    let run = deploy(unhealthy.path(), "2.0.0")
+    let run = deploy(&sandbox, unhealthy.path(), host, "2.0.0", &[])
         .failure(6)
         .stderr_has("status 503")
         .stderr_has("rolled back: 1.0.0-");
@@ -444,17 +404,7 @@ fn a_full_disk_is_refused_up_front_and_enospc_leaves_the_host_as_it_was() {
         )
         .success();
     let project = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
-    sandbox
-        .shipit(&[
-            "-C",
-            project.path().to_str().unwrap(),
-            "deploy",
-            host,
-            "--version-override",
-            "1.0.0",
-        ])
-        .run()
-        .success();
+    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
     let kept = || {
         sandbox
             .ssh(
@@ -468,7 +418,7 @@ fn a_full_disk_is_refused_up_front_and_enospc_leaves_the_host_as_it_was() {
     let before = kept();
     add_filler(project.path(), 16);
     let package = build(project.path(), "2.0.0");
-    let deploy = || deploy_package(&sandbox, project.path(), host, &package, &[]);
+    let deploy_it = || deploy_package(&sandbox, project.path(), host, &package, &[]);
 
     // 20 MB left for a package that needs about twice that, unpacked beside its upload.
     sandbox
@@ -478,7 +428,7 @@ fn a_full_disk_is_refused_up_front_and_enospc_leaves_the_host_as_it_was() {
              dd if=/dev/zero of=/opt/hello-go/filler bs=1M count=$((free - 20)) 2>/dev/null",
         )
         .success();
-    let run = deploy().failure(5);
+    let run = deploy_it().failure(5);
     let refusal = run
         .stderr
         .lines()
@@ -509,7 +459,7 @@ fn a_full_disk_is_refused_up_front_and_enospc_leaves_the_host_as_it_was() {
              2>/dev/null; true'",
         )
         .success();
-    let run = deploy().failure(5);
+    let run = deploy_it().failure(5);
     let said = "error: t-disk: no space left in /opt/hello-go while uploading: the partial upload \
                 was removed, the host is as it was";
     assert!(run.stderr.lines().any(|l| l == said), "{}", run.stderr);
@@ -525,7 +475,7 @@ fn a_full_disk_is_refused_up_front_and_enospc_leaves_the_host_as_it_was() {
              mount -o remount,nr_inodes=$((used + 4)) /opt/hello-go",
         )
         .success();
-    let run = deploy().failure(5);
+    let run = deploy_it().failure(5);
     let said = "error: t-disk: no space left in /opt/hello-go while unpacking: the half-unpacked \
                 release and its upload were removed, the host is as it was";
     assert!(run.stderr.lines().any(|l| l == said), "{}", run.stderr);
