@@ -127,8 +127,9 @@ pub(super) fn install(host: &mut Host, template: &Template, ui: &Ui) -> Result<(
                 ui.status(
                     "Warning",
                     format_args!(
-                        "{err:#}; copying the rootfs for each host instead (slower; overlayfs \
-                         needs the state directory on a filesystem such as ext4 or xfs)"
+                        "{err:#}; copying the {} rootfs for each host instead (slower; \
+                         overlayfs needs the state directory on a filesystem such as ext4 or xfs)",
+                        template.release.suite()
                     ),
                 );
             }
