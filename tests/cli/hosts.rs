@@ -160,6 +160,28 @@ fn lifecycle(
         .success();
     assert_eq!(verified.stdout, "", "{host}");
 
+    // A dry run says the same, in the plan too, and shows the unit this host would get.
+    let plan = deploy_package(sandbox, good, host, &packages.second, &["--dry-run"]).success();
+    assert!(
+        plan.stdout.contains(&format!(
+            "on {host} (systemd {systemd}): nothing below has run"
+        )),
+        "{}",
+        plan.stdout
+    );
+    assert_eq!(
+        plan.stderr.contains(&notice),
+        systemd < 248,
+        "{}",
+        plan.stderr
+    );
+    assert_eq!(
+        plan.stdout.contains(&format!("# {notice}")),
+        systemd < 248,
+        "{}",
+        plan.stdout
+    );
+
     // systemd brings a killed service back.
     let pid = show(sandbox, host, unit, "MainPID");
     sandbox.ssh(host, &format!("kill -9 {pid}")).success();
@@ -285,6 +307,20 @@ fn the_directive_table_matches_each_systemd_release() {
     };
     let names: Vec<&str> = shipit::systemd::DIRECTIVES.iter().map(|d| d.name).collect();
     for (sandbox, host, systemd) in a_host_per_release("d") {
+        // Each host runs the release it was asked for, and keeps it.
+        let list = sandbox.shipit(&["sandbox", "list"]).run().success().stdout;
+        let release = host.trim_start_matches("d-");
+        assert!(list.contains(&format!("running  {release}\n")), "{list}");
+        let other = if release == "trixie" {
+            "bullseye"
+        } else {
+            "trixie"
+        };
+        sandbox
+            .shipit(&["sandbox", "up", &host, "--release", other])
+            .run()
+            .failure(2)
+            .stderr_has(&format!("{host} is running {release}, not {other}"));
         let out = sandbox.ssh(&host, &script(&names)).success().stdout;
         let mut unknown: Vec<&str> = names
             .iter()
