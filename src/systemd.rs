@@ -227,8 +227,9 @@ fn directive_of(line: &str) -> Option<&str> {
     line.split_once('=').map(|(key, _)| key.trim_end())
 }
 
-/// `systemd-analyze verify` flags for this release: no man page lookups, no generators, and
-/// (where it exists, since 250) errors only for the unit itself, not for units it names.
+/// `systemd-analyze verify` flags for this release: no man page lookups (`--man`, older than
+/// 235), no generators (`--generators`, 235: verify began running them then) and, where it
+/// exists (250 on), errors only for the unit itself, not for the units it names.
 pub fn verify_flags(version: u32) -> Vec<&'static str> {
     let mut flags = vec!["--man=no", "--generators=no"];
     if version >= 250 {
