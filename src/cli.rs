@@ -40,6 +40,9 @@ pub struct GlobalArgs {
     /// No progress output on stderr; errors are still printed
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Show the whole script of a remote step that fails, and all of its stderr
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,11 +76,11 @@ pub enum Command {
     Generate(GenerateCommand),
     /// Local rehearsal hosts: Debian containers with systemd and SSH (Linux, root)
     ///
-    /// Each host is a Debian bookworm container booted by systemd-nspawn in a network namespace
-    /// of its own, at 10.213.N.2; `ssh -F /var/lib/shipit/sandbox/ssh_config NAME` logs in as
-    /// root. Hosts and keys live in $SHIPIT_SANDBOX_DIR (default /var/lib/shipit/sandbox), the
-    /// rootfs that the first `up` builds with debootstrap in $SHIPIT_SANDBOX_CACHE (default
-    /// /var/cache/shipit/sandbox).
+    /// Each host is a Debian container (bullseye, bookworm or trixie) booted by systemd-nspawn in
+    /// a network namespace of its own, at 10.213.N.2; `ssh -F /var/lib/shipit/sandbox/ssh_config
+    /// NAME` logs in as root. Hosts and keys live in $SHIPIT_SANDBOX_DIR (default
+    /// /var/lib/shipit/sandbox), the rootfs of each release, built with debootstrap by the first
+    /// `up` that needs it, in $SHIPIT_SANDBOX_CACHE (default /var/cache/shipit/sandbox).
     #[command(subcommand)]
     Sandbox(SandboxCommand),
     /// Print a shell completion script
@@ -242,6 +245,9 @@ pub struct UnitGenerateArgs {
     /// Check the unit with `systemd-analyze verify`; any warning is an error
     #[arg(long)]
     pub verify: bool,
+    /// Render the unit for hosts with this systemd release: newer directives are left out
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(239..=9999))]
+    pub systemd_version: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -314,6 +320,34 @@ pub struct SandboxUpArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u8).range(1..=254))]
     pub count: u8,
+    /// Debian release of new hosts [default: bookworm; a running host keeps its own]
+    #[arg(long, value_enum, value_name = "RELEASE")]
+    pub release: Option<Release>,
+    /// PID 1 of new hosts: systemd, or sshd alone (a host without systemd, as in a container)
+    #[arg(long, value_enum, value_name = "INIT")]
+    pub init: Option<Init>,
+}
+
+/// The Debian releases `shipit sandbox` boots, with the systemd each ships.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Release {
+    /// Debian 11, systemd 247
+    Bullseye,
+    /// Debian 12, systemd 252
+    Bookworm,
+    /// Debian 13, systemd 257
+    Trixie,
+}
+
+/// What runs as PID 1 in a sandbox host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// systemd boots the host, as on a server
+    Systemd,
+    /// sshd is PID 1: reachable, but nothing shipit can deploy to
+    Sshd,
 }
 
 #[derive(Debug, Args)]

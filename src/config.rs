@@ -749,13 +749,7 @@ fn merge_hardening(
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     for (key, value) in overrides {
-        src.check(&key, |k| {
-            if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric()) {
-                Ok(())
-            } else {
-                Err(format!("{k:?} is not a systemd directive name"))
-            }
-        })?;
+        src.check(&key, |k| validate_hardening_key(k))?;
         let new = match value.get_ref() {
             HardeningValue::Off(true) => {
                 return Err(src.error(
@@ -789,6 +783,22 @@ fn merge_hardening(
         }
     }
     Ok(merged)
+}
+
+/// A key shipit knows the systemd release of (so it can leave it out for older hosts); anything
+/// else is a typo or a directive shipit cannot vouch for, refused before anything is built.
+fn validate_hardening_key(key: &str) -> Result<(), String> {
+    if crate::systemd::directive(key).is_some() {
+        return Ok(());
+    }
+    let guess = crate::systemd::suggest(key)
+        .map(|name| format!(" (did you mean {name}?)"))
+        .unwrap_or_default();
+    Err(format!(
+        "{key:?} is not a directive shipit knows{guess}\n  \
+         help: README.md \"Supported hosts\" lists the [service.hardening] keys and the systemd \
+         release each needs"
+    ))
 }
 
 fn parse_health(src: &Source, raw: RawHealth) -> Result<Health> {

@@ -89,6 +89,18 @@ where
     })
 }
 
+/// [`find`], for changing the error found (adding a `help:` line, say).
+pub fn find_mut<T>(err: &mut anyhow::Error) -> Option<&mut T>
+where
+    T: std::fmt::Display + std::fmt::Debug + Send + Sync + 'static,
+{
+    if err.downcast_ref::<T>().is_some() {
+        return err.downcast_mut::<T>();
+    }
+    let tagged = err.downcast_mut::<Tagged>()?;
+    find_mut::<T>(&mut tagged.inner)
+}
+
 /// `bail!` with a category.
 #[macro_export]
 macro_rules! fail {

@@ -16,6 +16,7 @@ pub mod package;
 pub mod project;
 pub mod remote;
 pub mod sandbox;
+pub mod systemd;
 pub mod template;
 pub mod timings;
 pub mod ui;
@@ -42,6 +43,7 @@ pub fn main() -> ExitCode {
 
 pub fn run(cli: Cli) -> Result<()> {
     let ui = ui::Ui::new(cli.global.quiet);
+    ui::set_verbose(cli.global.verbose);
     let config_file = cli.global.config.as_deref();
     match cli.command {
         Command::Build(args) => {

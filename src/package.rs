@@ -63,6 +63,7 @@ pub fn build_and_package(config: &Config, args: &BuildArgs, ui: &Ui) -> Result<P
         .clone()
         .unwrap_or_else(|| config.root.join("dist"));
     let unit = crate::unit::render(config)?;
+    crate::unit::check_names(&config.app.name, &unit, ui)?;
     let artifact = crate::timings::time("build", || {
         build::build(
             config,
@@ -236,10 +237,12 @@ pub struct Package {
     pub sha256: String,
     pub size: u64,
     pub manifest: Manifest,
+    /// The rendered unit inside, which each host gets as its systemd release allows.
+    pub unit: String,
 }
 
 impl Package {
-    /// Opens a package and reads its manifest, checking it belongs to `app`.
+    /// Opens a package and reads its manifest and unit, checking it belongs to `app`.
     pub fn open(path: &Path, app: &str) -> Result<Package> {
         let context = || format!("{} is not a shipit package", path.display());
         let file = File::open(path)
@@ -248,28 +251,32 @@ impl Package {
         let size = file.metadata()?.len();
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
         let mut manifest = None;
+        let mut unit = None;
+        let unit_name = format!("{app}.service");
         for entry in archive
             .entries()
             .with_context(context)
             .tag(Category::Usage)?
         {
             let mut entry = entry.with_context(context).tag(Category::Usage)?;
-            if entry.path().is_ok_and(|p| p == Path::new(MANIFEST)) {
-                let mut text = String::new();
-                entry
-                    .read_to_string(&mut text)
-                    .with_context(context)
-                    .tag(Category::Usage)?;
-                manifest = Some(
-                    serde_json::from_str::<Manifest>(&text)
-                        .with_context(context)
-                        .tag(Category::Usage)?,
-                );
+            let slot = match entry.path() {
+                Ok(p) if p == Path::new(MANIFEST) => &mut manifest,
+                Ok(p) if p == Path::new(&unit_name) => &mut unit,
+                _ => continue,
+            };
+            let mut text = String::new();
+            entry
+                .read_to_string(&mut text)
+                .with_context(context)
+                .tag(Category::Usage)?;
+            *slot = Some(text);
+            if manifest.is_some() && unit.is_some() {
                 break;
             }
         }
         let manifest = manifest
             .ok_or_else(|| anyhow::anyhow!("it has no {MANIFEST}"))
+            .and_then(|text| Ok(serde_json::from_str::<Manifest>(&text)?))
             .with_context(context)
             .tag(Category::Usage)?;
         if manifest.app != app {
@@ -296,26 +303,16 @@ impl Package {
             );
         }
         Target::parse(&manifest.target).with_context(context)?;
+        let unit = unit
+            .ok_or_else(|| anyhow::anyhow!("it has no {unit_name}"))
+            .with_context(context)
+            .tag(Category::Usage)?;
         Ok(Package {
             path: path.to_path_buf(),
             sha256: sha256_file(path)?,
             size,
             manifest,
+            unit,
         })
     }
-}
-
-/// One file's contents from a package (e.g. its unit, for a dry run's diff).
-pub fn read_entry(archive: &Path, name: &str) -> Result<String> {
-    let file = File::open(archive).with_context(|| format!("cannot read {}", archive.display()))?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
-    for entry in tar.entries()? {
-        let mut entry = entry?;
-        if entry.path().is_ok_and(|p| p == Path::new(name)) {
-            let mut text = String::new();
-            entry.read_to_string(&mut text)?;
-            return Ok(text);
-        }
-    }
-    anyhow::bail!("{} has no {name}", archive.display())
 }

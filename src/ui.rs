@@ -3,9 +3,21 @@
 //! MultiProgress, so a fleet deploy shows a line per host and status lines never tear them.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// `-v`: set once at start; read where a failure is reported, far from any `Ui`.
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+pub fn set_verbose(verbose: bool) {
+    VERBOSE.store(verbose, Ordering::Relaxed);
+}
+
+pub fn verbose() -> bool {
+    VERBOSE.load(Ordering::Relaxed)
+}
 
 #[derive(Debug, Clone)]
 pub struct Ui {

@@ -66,9 +66,22 @@ struct Directive {
 }
 
 pub fn generate(config: &Config, args: &UnitGenerateArgs, ui: &Ui) -> Result<()> {
-    let unit = render(config)?;
+    let mut unit = render(config)?;
+    if let Some(version) = args.systemd_version {
+        let (adapted, left_out) = crate::systemd::unit_for(&unit, version);
+        for l in left_out {
+            ui.status(
+                "Note",
+                format_args!(
+                    "{}= needs systemd {}, the unit is for {version}: left out",
+                    l.directive, l.since
+                ),
+            );
+        }
+        unit = adapted;
+    }
     if args.verify {
-        verify(&config.app.name, &unit)?;
+        verify(&config.app.name, &unit, ui)?;
         ui.status(
             "Verified",
             format_args!("{}.service with systemd-analyze", config.app.name),
@@ -189,44 +202,120 @@ fn exec_word(word: &str) -> String {
     }
 }
 
-/// Runs `systemd-analyze verify` against a throwaway root holding the unit, a stand-in for its
-/// binary and the host's unit library. It exits 0 on some bad values, so any stderr is a failure.
-pub fn verify(app: &str, unit: &str) -> Result<()> {
-    let root = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let unit_name = format!("{app}.service");
-    stage_verify_root(root.path(), app, &unit_name, unit)?;
-    let mut command = Command::new("systemd-analyze");
-    command.args([
-        "verify",
-        "--recursive-errors=no",
-        "--man=no",
-        "--generators=no",
-    ]);
-    command
-        .arg(format!("--root={}", root.path().display()))
-        .arg(&unit_name);
-    let output = command
-        .output()
-        .map_err(|e| {
-            anyhow::anyhow!("cannot run systemd-analyze ({e}): install systemd to use --verify")
-        })
-        .tag(Category::Usage)?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let root_text = root.path().display().to_string();
-    let problems: Vec<String> = stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.replace(&root_text, ""))
-        .collect();
-    if !output.status.success() || !problems.is_empty() {
+/// `unit generate --verify`: `systemd-analyze verify` must have nothing to say about the unit.
+pub fn verify(app: &str, unit: &str, ui: &Ui) -> Result<()> {
+    let analysis = analyze(app, unit, ui)?.ok_or_else(|| {
+        crate::error::tagged(
+            Category::Usage,
+            anyhow::anyhow!("cannot run systemd-analyze: install systemd to use --verify"),
+        )
+    })?;
+    if !analysis.success || !analysis.problems.is_empty() {
         crate::fail!(
             Usage,
-            "systemd-analyze verify rejected {unit_name} ({}):\n{}",
-            output.status,
-            problems.join("\n")
+            "systemd-analyze verify rejected {app}.service (systemd {}):\n{}",
+            analysis.version,
+            analysis.problems.join("\n")
         );
     }
     Ok(())
+}
+
+/// What `shipit build` checks before building, when this machine has `systemd-analyze`: every
+/// directive name and section must be one systemd knows, exactly as a host would say it.
+/// Values are left to the host's own systemd, which decides what its release accepts.
+pub fn check_names(app: &str, unit: &str, ui: &Ui) -> Result<()> {
+    let Some(analysis) = analyze(app, unit, ui)? else {
+        ui.status(
+            "Skipped",
+            "checking the unit: systemd-analyze is not installed here (the hosts check it)",
+        );
+        return Ok(());
+    };
+    let unknown: Vec<&String> = analysis
+        .problems
+        .iter()
+        .filter(|line| NAME_PROBLEMS.iter().any(|p| line.contains(p)))
+        .collect();
+    if !unknown.is_empty() {
+        crate::fail!(
+            Usage,
+            "{app}.service names what systemd {} does not know:\n{}\n  \
+             help: fix the name in {PROJECT_TEMPLATE} or [service.hardening] in shipit.toml \
+             (`shipit unit generate` shows the rendered unit with these line numbers)",
+            analysis.version,
+            unknown
+                .iter()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// How systemd's unit parser says a name is wrong, in the wordings of the releases since 239
+/// ("Unknown key name 'X' in section 'Service'", "Unknown key 'X' in section [Service]", …).
+const NAME_PROBLEMS: &[&str] = &[
+    "Unknown key",
+    "Unknown lvalue",
+    "Unknown section",
+    "Invalid section header",
+    "Missing '='",
+    "Assignment outside of section",
+];
+
+/// What `systemd-analyze verify` said about a unit.
+struct Analysis {
+    success: bool,
+    /// Its stderr lines, paths shown relative to the throwaway root.
+    problems: Vec<String>,
+    /// The systemd release that checked.
+    version: u32,
+}
+
+/// Runs this machine's `systemd-analyze verify` (with the flags its release has) against a
+/// throwaway root holding the unit, a stand-in for its binary and this machine's unit library.
+/// Directives newer than this systemd are left out first, as a host of its release would get
+/// them. It exits 0 on some bad values, so its stderr is what counts. None without
+/// `systemd-analyze`.
+fn analyze(app: &str, unit: &str, ui: &Ui) -> Result<Option<Analysis>> {
+    let Some(version) = crate::systemd::local_version() else {
+        return Ok(None);
+    };
+    let (unit, left_out) = crate::systemd::unit_for(unit, version);
+    for l in left_out {
+        ui.status(
+            "Note",
+            format_args!(
+                "{}= needs systemd {}, this machine has {version}: not checked here",
+                l.directive, l.since
+            ),
+        );
+    }
+    let root = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let unit_name = format!("{app}.service");
+    stage_verify_root(root.path(), app, &unit_name, &unit)?;
+    let output = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(crate::systemd::verify_flags(version))
+        .arg(format!("--root={}", root.path().display()))
+        .arg(&unit_name)
+        .output()
+        .context("cannot run systemd-analyze")
+        .tag(Category::Usage)?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let unit_dir = format!("{}/etc/systemd/system/", root.path().display());
+    let root_text = root.path().display().to_string();
+    Ok(Some(Analysis {
+        success: output.status.success(),
+        problems: stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.replace(&unit_dir, "").replace(&root_text, ""))
+            .collect(),
+        version,
+    }))
 }
 
 fn stage_verify_root(root: &Path, app: &str, unit_name: &str, unit: &str) -> Result<()> {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::lock::{self, ArmedPolicy, Lease};
 use super::phases::{self, Transfer};
 use super::runner::Runner;
-use super::steps::{self, Upload};
+use super::steps::{self, HostUnit, Upload};
 use super::{Layout, Options, connect, deadman};
 use crate::cli::ConnectArgs;
 use crate::config::{Config, Health};
@@ -138,6 +138,8 @@ impl Outcome {
 struct HostRun<'a> {
     target: &'a Target,
     remote: Option<SshRemote>,
+    /// The unit this host gets, once its systemd is known.
+    host_unit: Option<HostUnit>,
     locked: bool,
     /// Refreshes the lock while the deploy runs.
     lease: Option<Lease>,
@@ -185,6 +187,7 @@ pub fn deploy(plan: &Plan, targets: &[Target]) -> Vec<(HostReport, Option<anyhow
         .map(|target| HostRun {
             target,
             remote: None,
+            host_unit: None,
             locked: false,
             lease: None,
             transfer: None,
@@ -232,7 +235,14 @@ fn connect_and_check(plan: &Plan, run: &mut HostRun) {
     let result = connect(&run.target.destination, plan.connect, plan.ui).and_then(|remote| {
         run.remote = Some(remote);
         let target = crate::build::Target::parse(&plan.package.manifest.target)?;
-        steps::preflight(&mut run.runner(), plan.layout, target)
+        let facts = steps::preflight(&mut run.runner(), plan.layout, target)?;
+        run.host_unit = Some(phases::host_unit(
+            &mut run.runner(),
+            plan.package,
+            facts,
+            plan.ui,
+        ));
+        Ok(())
     });
     if let Err(e) = result {
         run.fail(e, Outcome::Failed);
@@ -300,11 +310,13 @@ fn prepare(plan: &Plan, run: &mut HostRun) {
         return;
     }
     let env_file = run.target.env_file.clone();
+    let host_unit = run.host_unit.clone().expect("checked before preparing");
     match phases::transfer(
         &mut run.runner(),
         plan.layout,
         plan.package,
         env_file.as_deref(),
+        &host_unit,
         plan.ui,
     ) {
         Ok(transfer) => run.transfer = Some(transfer),
@@ -422,6 +434,7 @@ fn switch_back(plan: &Plan, run: &mut HostRun) {
         &previous,
         health.as_ref(),
         armed,
+        plan.ui,
     ) {
         Ok(()) => run.outcome = Some(Outcome::SwitchedBack),
         Err(e) => {

@@ -9,7 +9,9 @@ use anyhow::{Context, Result};
 
 use super::layout::Layout;
 use crate::config::Health;
+use crate::remote::probe::NoProbeTool;
 use crate::remote::{self, Remote};
+use crate::ui::Ui;
 
 const POLL: Duration = Duration::from_millis(500);
 /// How often a health URL that refuses connections is tried during the first interval.
@@ -63,6 +65,7 @@ pub fn gate(
     health: Option<&Health>,
     expected_version: Option<&str>,
     interruptible: bool,
+    ui: &Ui,
 ) -> Result<()> {
     let start_wait = health.map_or(DEFAULT_START_WAIT, |h| {
         (h.interval * h.retries).max(Duration::from_secs(5))
@@ -76,7 +79,7 @@ pub fn gate(
     })?;
     if let Some(health) = health {
         crate::timings::time("health: probe", || {
-            probe(remote, health, expected_version, interruptible)
+            probe(remote, health, expected_version, interruptible, ui)
         })?;
     }
     Ok(())
@@ -147,13 +150,14 @@ fn probe(
     health: &Health,
     expected_version: Option<&str>,
     interruptible: bool,
+    ui: &Ui,
 ) -> Result<()> {
     let (host, port, path) = health.endpoint();
     let mut last;
     let started = Instant::now();
     let mut tries = 0;
     loop {
-        let answer = remote.http_get(&host, port, &path, health.timeout);
+        let answer = get(remote, &host, port, &path, health.timeout, ui);
         let unreachable = answer.is_err();
         match answer {
             Ok(answer) if answer.status == health.expect_status => {
@@ -171,6 +175,8 @@ fn probe(
                     snippet(&answer.body)
                 )
             }
+            // No try can succeed: say so now rather than after every retry.
+            Err(e) if crate::error::find::<NoProbeTool>(&e).is_some() => return Err(e),
             Err(e) => last = format!("{e:#}"),
         }
         // The first try lasts the first interval: while nothing answers yet, the URL is polled
@@ -196,6 +202,22 @@ fn probe(
         health.url,
         health.retries.max(1)
     )
+}
+
+/// GET through the remote, passing on (once) how it had to do it.
+pub fn get(
+    remote: &mut dyn Remote,
+    host: &str,
+    port: u16,
+    path: &str,
+    timeout: Duration,
+    ui: &Ui,
+) -> Result<remote::HttpAnswer> {
+    let answer = remote.http_get(host, port, path, timeout);
+    if let Some(notice) = remote.take_notice() {
+        ui.status("Note", notice);
+    }
+    answer
 }
 
 /// A JSON `version` that differs means the old binary is still answering, or the wrong one runs.

@@ -85,7 +85,8 @@ fn status_of(config: &Config, host: &str, connect: &ConnectArgs, ui: &Ui) -> Res
     }
     let health = health_config.as_ref().map(|h| {
         let (host, port, path) = h.endpoint();
-        match remote.http_get(&host, port, &path, h.timeout.max(Duration::from_secs(1))) {
+        let timeout = h.timeout.max(Duration::from_secs(1));
+        match super::health::get(remote.as_mut(), &host, port, &path, timeout, ui) {
             Ok(answer) if answer.status == h.expect_status => format!("{} ok", answer.status),
             Ok(answer) => format!("{} unexpected (want {})", answer.status, h.expect_status),
             Err(e) => format!("unreachable: {e:#}"),

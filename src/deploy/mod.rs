@@ -387,10 +387,6 @@ pub fn layout_for(config: &Config, package: &Package) -> Layout {
     }
 }
 
-fn preflight(runner: &mut Runner, layout: &Layout, package: &Package) -> Result<()> {
-    steps::preflight(runner, layout, Target::parse(&package.manifest.target)?)
-}
-
 /// `--dry-run`: the steps' scripts, the unit diff and the binary change, with the host untouched.
 pub fn plan(
     remote: &mut dyn Remote,
@@ -402,9 +398,9 @@ pub fn plan(
 ) -> Result<Vec<String>> {
     let layout = layout_for(config, package);
     let mut runner = Runner::dry_run(remote);
-    preflight(&mut runner, &layout, package)?;
+    let platform = Target::parse(&package.manifest.target)?;
+    let facts = steps::preflight(&mut runner, &layout, platform)?;
     let (installed_unit, installed_sha) = steps::installed(&mut runner, &layout)?;
-    let new_unit = crate::package::read_entry(&package.path, &layout.unit_name())?;
     let new_sha = package
         .manifest
         .files
@@ -413,14 +409,17 @@ pub fn plan(
         .map(|f| f.sha256.clone())
         .unwrap_or_default();
     runner.note(format!(
-        "# plan for {} {} on {}: nothing below has run\n# binary sha256: {} -> {new_sha}\n# paths:\n{}",
+        "# plan for {} {} on {} (systemd {}): nothing below has run\n# binary sha256: {} -> {new_sha}\n# paths:\n{}",
         layout.app,
         package.manifest.version,
         runner.label(),
+        facts.systemd,
         installed_sha.as_deref().unwrap_or("(none installed)"),
         layout.shell_vars().trim_end()
     ));
-    runner.note(unit_diff(&installed_unit, &new_unit, &layout.unit_path()));
+    let host_unit = phases::host_unit(&mut runner, package, facts, ui);
+    let new_unit = host_unit.adapted.as_deref().unwrap_or(&package.unit);
+    runner.note(unit_diff(&installed_unit, new_unit, &layout.unit_path()));
     let armed = if options.force_disarm {
         lock::ArmedPolicy::Disarm
     } else {
@@ -432,6 +431,7 @@ pub fn plan(
         &layout,
         package,
         target.env_file.as_deref(),
+        &host_unit,
         ui,
     )?;
     phases::activate(
@@ -561,6 +561,7 @@ fn rollback_locked(
             config.health.as_ref(),
             Some(&target.version),
             true,
+            ui,
         )
     });
     match switched {

@@ -8,7 +8,7 @@ use anyhow::Result;
 
 use super::deadman::{self, Disarm};
 use super::runner::Runner;
-use super::steps::{self, Upload};
+use super::steps::{self, HostFacts, HostUnit, Upload};
 use super::{Layout, Options, health};
 use crate::config::Health;
 use crate::error::{Category, tagged};
@@ -36,18 +36,20 @@ pub fn transfer(
     layout: &Layout,
     package: &Package,
     secrets: Option<&[u8]>,
+    host_unit: &HostUnit,
     ui: &Ui,
 ) -> Result<Transfer> {
     let host = runner.label();
-    let before = |e| interrupted_or(e, &host, "switching");
+    let before = |e| interrupted_or(steps::out_of_space(e, &host, layout), &host, "switching");
     let survey = steps::survey(runner, layout).map_err(before)?;
+    steps::check_room(&survey, package, layout, &host)?;
     let started = Instant::now();
     let upload =
         steps::upload(runner, layout, package, survey.earlier_upload, ui).map_err(before)?;
     let upload_seconds = started.elapsed().as_secs_f64();
     report_upload(runner, upload, upload_seconds, package, ui);
     let reused_release =
-        steps::prepare_release(runner, layout, package, secrets).map_err(before)?;
+        steps::prepare_release(runner, layout, package, secrets, host_unit).map_err(before)?;
     let since = survey.now;
     let running = survey
         .releases
@@ -65,6 +67,20 @@ pub fn transfer(
         previous_version: running.map(|r| r.version),
         since,
     })
+}
+
+/// The package's unit as this host's systemd takes it, saying what had to be left out.
+pub fn host_unit(runner: &mut Runner, package: &Package, facts: HostFacts, ui: &Ui) -> HostUnit {
+    let host = runner.label();
+    let (adapted, left_out) = crate::systemd::unit_for(&package.unit, facts.systemd);
+    for directive in &left_out {
+        ui.status("Note", format_args!("{host}: {directive}"));
+        runner.note(format!("# {host}: {directive}"));
+    }
+    HostUnit {
+        systemd: facts.systemd,
+        adapted: (!left_out.is_empty()).then_some(adapted),
+    }
 }
 
 fn report_upload(runner: &Runner, upload: Upload, seconds: f64, package: &Package, ui: &Ui) {
@@ -123,6 +139,7 @@ pub fn activate(
             health,
             Some(&package.manifest.version),
             true,
+            ui,
         )
     });
     if let Err(failure) = healthy {
@@ -158,13 +175,14 @@ pub fn switch_back(
     previous: &str,
     health: Option<&Health>,
     armed: bool,
+    ui: &Ui,
 ) -> Result<()> {
     runner.clean_up();
     if armed && let Disarm::Fired(verdict) = deadman::disarm(runner, layout)? {
         anyhow::bail!("its dead-man timer fired first: {verdict}");
     }
     steps::switch_to(runner, layout, previous)?;
-    health::gate(runner.remote, layout, health, None, false)
+    health::gate(runner.remote, layout, health, None, false, ui)
 }
 
 /// An interruption before the switch leaves the host as it was; say so.
@@ -250,7 +268,7 @@ pub fn recover(
     };
     ui.status("Rolling back", format_args!("to {previous} on {host}"));
     let restored = steps::switch_to(runner, layout, previous)
-        .and_then(|()| health::gate(runner.remote, layout, health, None, false));
+        .and_then(|()| health::gate(runner.remote, layout, health, None, false, ui));
     match restored {
         Ok(()) => tagged(
             if interrupted {

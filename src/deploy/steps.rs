@@ -15,28 +15,90 @@ use crate::package::Package;
 use crate::remote::quote;
 use crate::ui::Ui;
 
+/// The exit status of a step that ran out of disk space and removed what it had written
+/// (EX_IOERR).
+const NO_SPACE: i32 = 74;
+/// The exit status of a step whose `systemd-analyze verify` refused the unit (EX_CONFIG).
+const UNIT_REJECTED: i32 = 78;
+/// Shell: whether the filesystem holding $1 (or its nearest existing parent) is full, with
+/// under 1 MB or no inodes left. Asked after a write failed, to tell ENOSPC from other errors.
+const FULL: &str = concat!(
+    "full() {\n",
+    "  d=$1; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done\n",
+    "  df -Pk \"$d\" | awk 'NR == 2 { exit !($4 < 1024) }' && return 0\n",
+    "  df -Pi \"$d\" | awk 'NR == 2 { exit !($2 > 0 && $4 == 0) }'\n",
+    "}\n",
+);
+
 pub fn script(layout: &Layout, body: &str) -> String {
     format!("set -eu\n{}{body}", layout.shell_vars())
 }
 
-/// The host must run systemd and match the package's architecture.
-pub fn preflight(runner: &mut Runner, layout: &Layout, target: Target) -> Result<()> {
-    let body = "test -d /run/systemd/system || { echo 'systemd is not running (PID 1 is not systemd)' >&2; exit 1; }\n\
-                for tool in tar sha256sum cmp systemctl journalctl; do command -v \"$tool\" >/dev/null || { echo \"$tool is missing\" >&2; exit 1; }; done\n\
-                uname -m\n";
-    let machine = runner.query("checking the host", &script(layout, body))?;
+/// What the first look at a host finds, before anything is written there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostFacts {
+    /// The systemd release: which directives its units may use and which verify flags exist.
+    pub systemd: u32,
+}
+
+/// The host must run systemd (239 or later) and match the package's architecture. One round
+/// trip that only reads: a host that fails it is left exactly as it was.
+pub fn preflight(runner: &mut Runner, layout: &Layout, target: Target) -> Result<HostFacts> {
+    let body = "if [ -d /run/systemd/system ]; then echo booted=yes; else echo booted=no; fi\n\
+                echo \"pid1=$(cat /proc/1/comm 2>/dev/null || echo unknown)\"\n\
+                echo \"systemd=$(systemctl --version 2>/dev/null | head -n 1)\"\n\
+                echo \"machine=$(uname -m)\"\n\
+                [ -d /run/systemd/system ] || exit 0\n\
+                for tool in tar sha256sum cmp systemctl journalctl; do command -v \"$tool\" >/dev/null || { echo \"$tool is missing\" >&2; exit 1; }; done\n";
+    let out = runner.query("checking the host", &script(layout, body))?;
+    let fact = |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let host = runner.label();
+    if fact("booted") != "yes" {
+        return Err(tagged(
+            Category::Usage,
+            anyhow::anyhow!(
+                "{host} does not run systemd (PID 1 is {}); nothing was changed there\n  \
+                 help: shipit deploys services under systemd; for a host without it, `shipit \
+                 generate supervisor` writes a supervisord config for the same service",
+                fact("pid1")
+            ),
+        ));
+    }
+    let systemd = crate::systemd::parse_version(&fact("systemd")).ok_or_else(|| {
+        tagged(
+            Category::Remote,
+            anyhow::anyhow!(
+                "cannot tell which systemd {host} runs: `systemctl --version` printed {:?}",
+                fact("systemd")
+            ),
+        )
+    })?;
+    if systemd < crate::systemd::OLDEST {
+        return Err(tagged(
+            Category::Usage,
+            anyhow::anyhow!(
+                "{host} runs systemd {systemd}; shipit needs {} or later",
+                crate::systemd::OLDEST
+            ),
+        ));
+    }
+    let machine = fact("machine");
     let expected = match target {
         Target::LinuxAmd64 => "x86_64",
         Target::LinuxArm64 => "aarch64",
     };
-    if machine.trim() != expected {
+    if machine != expected {
         return Err(tagged(
             Category::Usage,
             anyhow::anyhow!(
-                "{} is {} but the package is for {target}\n  help: build with --target {}",
-                runner.label(),
-                machine.trim(),
-                if machine.trim() == "aarch64" {
+                "{host} is {machine} but the package is for {target}\n  help: build with --target {}",
+                if machine == "aarch64" {
                     "linux-arm64"
                 } else {
                     "linux-amd64"
@@ -44,7 +106,7 @@ pub fn preflight(runner: &mut Runner, layout: &Layout, target: Target) -> Result
             ),
         ));
     }
-    Ok(())
+    Ok(HostFacts { systemd })
 }
 
 /// What the upload step did.
@@ -97,17 +159,26 @@ fn send(
     // sha256 before the release can be used. A resumed upload joins bytes from an earlier
     // connection, so the whole file is hashed before it may take the package's name.
     let receive = if offset == 0 {
-        "(umask 077; cat > \"$partial\")\ngot=$sha\n"
+        "(umask 077; cat > \"$partial\") || no_room\ngot=$sha\n"
     } else {
-        "cat >> \"$partial\"\ngot=$(sha256sum < \"$partial\")\n"
+        "cat >> \"$partial\" || no_room\ngot=$(sha256sum < \"$partial\")\n"
     };
     // A connection that dies looks like the end of the data to the receiving shell, so a short
     // file is kept for the next deploy to continue; only a full-size file with the wrong sum is
-    // damaged and discarded.
+    // damaged and discarded. A full disk removes the partial: it could not be continued, and it
+    // takes the space the running service needs. Whatever fails, the rest of the data is read
+    // and dropped, so shipit's writes finish and it hears the exit status instead of waiting.
     let body = format!(
-        "mkdir -p \"$uploads\"\n\
+        "{FULL}\
          partial=\"$upload.partial\"\n\
          size={size}\n\
+         trap 'status=$?; if [ \"$status\" -ne 0 ]; then cat > /dev/null 2>&1; fi; exit \"$status\"' EXIT\n\
+         no_room() {{\n\
+           full \"$uploads\" || exit 1\n\
+           rm -f \"$partial\"\n\
+           echo \"no space left in $base while uploading: the partial upload was removed, the host is as it was\" >&2; exit {NO_SPACE}\n\
+         }}\n\
+         mkdir -p \"$uploads\" || no_room\n\
          {receive}\
          have=$(stat -c %s \"$partial\")\n\
          if [ \"$have\" -lt \"$size\" ]; then\n\
@@ -143,6 +214,15 @@ fn send(
     })
 }
 
+/// The unit one host gets, for its systemd release.
+#[derive(Debug, Clone)]
+pub struct HostUnit {
+    pub systemd: u32,
+    /// The package's unit without the directives this systemd does not know; None when the
+    /// package's unit is right as it is.
+    pub adapted: Option<String>,
+}
+
 /// Everything between the upload and the switch, in one script (one round trip): unpack the
 /// release, create the service user, keep the env file with the release, verify the unit.
 /// Returns whether the release was already unpacked.
@@ -150,20 +230,25 @@ fn send(
 /// - The upload is unpacked into its release directory, root-owned, checked file by file
 ///   against the manifest (the end-to-end check of a fresh upload), and only then given its
 ///   final name. An upload that fails that check is deleted, so the next deploy sends it again.
+///   A disk that fills up while unpacking loses the half-unpacked release and the upload.
 /// - The service user and its state directory are created if missing. The release keeps its
 ///   copy of the env file: the new secrets when shipit.toml has an env_file (sent on stdin,
 ///   never on a command line, never printed), else whatever the host has now. Switching to a
 ///   release installs its copy, so a rollback restores the env file the old release ran with.
-/// - `systemd-analyze verify` checks the unit before anything switches. The unit names
-///   /opt/<app>/current, which may not exist yet, so a copy pointing into the release is checked.
-///   A unit byte for byte the same as the installed one was checked when it was installed and
-///   still names the same binary, which the manifest check has just seen: verifying it again
-///   would only cost the host about 50 ms of CPU per deploy.
+/// - Likewise the unit for this host's systemd, when it differs from the package's: the release
+///   keeps it as `.unit`, and switching to the release installs that (see [`SWITCH`]).
+/// - `systemd-analyze verify` (with the flags this systemd has) checks the unit the host will
+///   install before anything switches. The unit names /opt/<app>/current, which may not exist
+///   yet, so a copy pointing into the release is checked. A unit byte for byte the same as the
+///   installed one was checked when it was installed and still names the same binary, which
+///   the manifest check has just seen: verifying it again would only cost the host about 50 ms
+///   of CPU per deploy.
 pub fn prepare_release(
     runner: &mut Runner,
     layout: &Layout,
     package: &Package,
     env_file: Option<&[u8]>,
+    host_unit: &HostUnit,
 ) -> Result<bool> {
     let sums: String = package
         .manifest
@@ -176,10 +261,14 @@ pub fn prepare_release(
          if [ -f \"$rel/.shipit-complete\" ]; then\n\
            touch \"$rel\"; echo reused\n\
          else\n\
-           mkdir -p \"$releases\"\n\
            tmp=\"$releases/.$release.tmp\"\n\
-           rm -rf \"$tmp\"; mkdir \"$tmp\"\n\
-           if ! tar -xzf \"$upload\" -C \"$tmp\" --no-same-owner || ! (cd \"$tmp\" && printf '%s' {sums} | sha256sum -c --quiet --strict); then\n\
+           unpacked=yes\n\
+           {{ mkdir -p \"$releases\" && rm -rf \"$tmp\" && mkdir \"$tmp\" && tar -xzf \"$upload\" -C \"$tmp\" --no-same-owner; }} || unpacked=no\n\
+           if [ \"$unpacked\" = no ] && full \"$releases\"; then\n\
+             rm -rf \"$tmp\" \"$upload\"\n\
+             echo \"no space left in $base while unpacking: the half-unpacked release and its upload were removed, the host is as it was\" >&2; exit {NO_SPACE}\n\
+           fi\n\
+           if [ \"$unpacked\" = no ] || ! (cd \"$tmp\" && printf '%s' {sums} | sha256sum -c --quiet --strict); then\n\
              rm -rf \"$tmp\" \"$upload\"\n\
              echo \"the uploaded package did not unpack, or its files differ from manifest.json: it was deleted, so the next deploy sends it again\" >&2; exit 1\n\
            fi\n\
@@ -201,18 +290,30 @@ pub fn prepare_release(
     } else {
         "if [ -f \"$env_file\" ]; then (umask 077; cp \"$env_file\" \"$rel/.env\"); else rm -f \"$rel/.env\"; fi\n"
     };
-    let verify = "part='verifying the unit'\n\
-                  if ! cmp -s \"$rel/$unit\" \"$unit_path\" && command -v systemd-analyze >/dev/null; then\n\
-                    dir=$(mktemp -d)\n\
-                    sed -e \"s#$current/#$rel/#g\" -e \"s#$current\\$#$rel#\" \"$rel/$unit\" > \"$dir/$unit\"\n\
-                    out=$(systemd-analyze verify --man=no --recursive-errors=no --generators=no \"$dir/$unit\" 2>&1) || { rm -rf \"$dir\"; echo \"$out\" >&2; exit 1; }\n\
-                    rm -rf \"$dir\"\n\
-                    if [ -n \"$out\" ]; then echo \"$out\" >&2; exit 1; fi\n\
-                  fi\n";
+    let unit = match &host_unit.adapted {
+        Some(unit) => format!(
+            "part='keeping the unit for this host with the release'\n\
+             printf '%s' {} > \"$rel/.unit.tmp\"\nmv -f \"$rel/.unit.tmp\" \"$rel/.unit\"\n",
+            quote(unit)
+        ),
+        None => "rm -f \"$rel/.unit\"\n".to_string(),
+    };
+    let verify = format!(
+        "part='verifying the unit'\n\
+         new=\"$rel/$unit\"; [ ! -f \"$rel/.unit\" ] || new=\"$rel/.unit\"\n\
+         if ! cmp -s \"$new\" \"$unit_path\" && command -v systemd-analyze >/dev/null; then\n\
+           dir=$(mktemp -d)\n\
+           sed -e \"s#$current/#$rel/#g\" -e \"s#$current\\$#$rel#\" \"$new\" > \"$dir/$unit\"\n\
+           status=0; out=$(systemd-analyze verify {flags} \"$dir/$unit\" 2>&1) || status=$?\n\
+           rm -rf \"$dir\"\n\
+           if [ \"$status\" -ne 0 ] || [ -n \"$out\" ]; then printf '%s\\n' \"$out\" | sed \"s#$dir/##g\" >&2; exit {UNIT_REJECTED}; fi\n\
+         fi\n",
+        flags = crate::systemd::verify_flags(host_unit.systemd).join(" ")
+    );
     // Says which part failed; the parts' own messages come before it on stderr.
     let body = format!(
-        "trap 'status=$?; [ \"$status\" -eq 0 ] || echo \"(failed while $part)\" >&2' EXIT\n\
-         {unpack}{user}{env}{verify}"
+        "{FULL}trap 'status=$?; [ \"$status\" -eq 0 ] || echo \"(failed while $part)\" >&2' EXIT\n\
+         {unpack}{user}{env}{unit}{verify}"
     );
     let step = "unpacking the release, creating the service user and verifying the unit";
     let script = script(layout, &body);
@@ -225,11 +326,47 @@ pub fn prepare_release(
                 &format!("env file, {lines} lines, values hidden"),
                 &mut secrets,
                 &|_| {},
-            )?
+            )
         }
-        None => runner.change(step, &script)?,
-    };
+        None => runner.change(step, &script),
+    }
+    .map_err(|e| match crate::remote::exit_status(&e) {
+        Some(UNIT_REJECTED) => crate::remote::with_help(
+            e,
+            format!(
+                "the unit comes from shipit.toml and templates/service.hbs; `shipit unit generate \
+                 --systemd-version {} --verify` checks it on this machine",
+                host_unit.systemd
+            ),
+        ),
+        _ => e,
+    })?;
     Ok(out.trim() == "reused")
+}
+
+/// A step that ran out of disk space, said in one line: what filled, what was removed.
+pub fn out_of_space(error: anyhow::Error, host: &str, layout: &Layout) -> anyhow::Error {
+    if crate::remote::exit_status(&error) != Some(NO_SPACE) {
+        return error;
+    }
+    let said = crate::error::find::<crate::remote::StepFailure>(&error)
+        .and_then(|f| {
+            f.output
+                .stderr
+                .lines()
+                .rev()
+                .find(|l| l.starts_with("no space left"))
+        })
+        .unwrap_or("no space left")
+        .to_string();
+    tagged(
+        Category::Remote,
+        anyhow::anyhow!(
+            "{host}: {said}\n  help: free space for {} on {host} (`shipit releases {host}` lists \
+             the releases kept there; [deploy] keep_releases keeps fewer), then deploy again",
+            layout.base()
+        ),
+    )
 }
 
 /// One release on the host, as `releases` and `rollback` see it.
@@ -276,9 +413,14 @@ fn parse_now(out: &str) -> Result<u64> {
 }
 
 /// What the host has before a deploy changes anything: an earlier upload of the package, its
-/// releases, and its clock (to read the journal from around the restart on).
+/// releases, the free space where the upload and the release go, and its clock (to read the
+/// journal from around the restart on).
 pub struct Survey {
     pub earlier_upload: EarlierUpload,
+    /// The release is unpacked and checked already.
+    pub unpacked: bool,
+    pub uploads_room: Room,
+    pub releases_room: Room,
     pub releases: Vec<Release>,
     pub now: u64,
 }
@@ -291,33 +433,110 @@ pub enum EarlierUpload {
     Partial(u64),
 }
 
+/// The filesystem a directory is on (or will be, for the nearest existing parent) and the
+/// space it has for files that are not root's (what `df` calls available).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Room {
+    pub device: u64,
+    pub free: u64,
+}
+
 /// One round trip for [`Survey`]. A release already unpacked and checked against the manifest
 /// needs no package at all; an upload only counts when its sha256 is right.
 pub fn survey(runner: &mut Runner, layout: &Layout) -> Result<Survey> {
     let body = format!(
-        "if [ -f \"$rel/.shipit-complete\" ]; then echo upload=present\n\
+        "if [ -f \"$rel/.shipit-complete\" ]; then echo upload=present; echo unpacked=yes\n\
          elif [ -f \"$upload\" ] && printf '%s  %s\\n' \"$sha\" \"$upload\" | sha256sum -c --status; then echo upload=present\n\
          else echo \"upload=$(stat -c %s \"$upload.partial\" 2>/dev/null || echo 0)\"; fi\n\
          echo \"now=$(date +%s)\"\n\
+         room() {{\n\
+           d=$2; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done\n\
+           echo \"room=$1 $(stat -c %d \"$d\") $(df -Pk \"$d\" | awk 'NR == 2 {{ print $4 }}')\"\n\
+         }}\n\
+         room uploads \"$uploads\"; room releases \"$releases\"\n\
          {LIST_RELEASES}"
     );
     let out = runner.query(
-        "looking at the host's releases and uploads",
+        "looking at the host's releases, uploads and free space",
         &script(layout, &body),
     )?;
-    let found = out
-        .lines()
-        .find_map(|l| l.strip_prefix("upload="))
-        .unwrap_or("0")
-        .trim();
+    let value = |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(str::trim)
+    };
+    let room = |name: &str| {
+        out.lines()
+            .filter_map(|l| l.strip_prefix("room="))
+            .find_map(|r| {
+                let mut words = r.split_whitespace();
+                (words.next()? == name).then_some(())?;
+                Some(Room {
+                    device: words.next()?.parse().ok()?,
+                    free: words.next()?.parse::<u64>().ok()? * 1024,
+                })
+            })
+            .with_context(|| format!("the host's `df` said nothing readable about {name}"))
+    };
     Ok(Survey {
-        earlier_upload: match found {
+        earlier_upload: match value("upload").unwrap_or("0") {
             "present" => EarlierUpload::Present,
             size => EarlierUpload::Partial(size.parse().unwrap_or(0)),
         },
+        unpacked: value("unpacked") == Some("yes"),
+        uploads_room: room("uploads")?,
+        releases_room: room("releases")?,
         releases: parse_releases(&out),
         now: parse_now(&out)?,
     })
+}
+
+/// Refuses a package that will not fit, before a byte of it is sent: the upload and the
+/// unpacked release (beside each other while it unpacks) with 5% and 1 MB to spare.
+pub fn check_room(survey: &Survey, package: &Package, layout: &Layout, host: &str) -> Result<()> {
+    let upload = match survey.earlier_upload {
+        EarlierUpload::Present => 0,
+        EarlierUpload::Partial(have) => package.size.saturating_sub(have),
+    };
+    let release = if survey.unpacked {
+        0
+    } else {
+        // manifest.json is not listed in itself; a few KB covers it.
+        package.manifest.files.iter().map(|f| f.size).sum::<u64>() + 16 * 1024
+    };
+    let with_margin = |bytes: u64| {
+        if bytes == 0 {
+            0
+        } else {
+            bytes + bytes / 20 + 1_000_000
+        }
+    };
+    let (uploads, releases) = (survey.uploads_room, survey.releases_room);
+    let needs = if uploads.device == releases.device {
+        vec![(uploads, with_margin(upload + release))]
+    } else {
+        vec![
+            (uploads, with_margin(upload)),
+            (releases, with_margin(release)),
+        ]
+    };
+    for (room, need) in needs {
+        if room.free < need {
+            return Err(tagged(
+                Category::Remote,
+                anyhow::anyhow!(
+                    "{host}: {} has {} MB free, this release needs {} MB; nothing was sent\n  \
+                     help: free space for {} on {host} (`shipit releases {host}` lists the \
+                     releases kept there; [deploy] keep_releases keeps fewer)",
+                    layout.base(),
+                    room.free / 1_000_000,
+                    need.div_ceil(1_000_000),
+                    layout.base()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn parse_releases(out: &str) -> Vec<Release> {
@@ -377,8 +596,9 @@ pub fn switch_to(runner: &mut Runner, layout: &Layout, release: &str) -> Result<
 /// half-done switch would leave the unit and `current` disagreeing.
 pub const SWITCH: &str = "trap '' HUP PIPE\n\
     reload=no\n\
-    if ! cmp -s \"$releases/$target/$unit\" \"$unit_path\"; then\n\
-      install -m 0644 \"$releases/$target/$unit\" \"$unit_path.shipit-new\"\n\
+    new=\"$releases/$target/$unit\"; [ ! -f \"$releases/$target/.unit\" ] || new=\"$releases/$target/.unit\"\n\
+    if ! cmp -s \"$new\" \"$unit_path\"; then\n\
+      install -m 0644 \"$new\" \"$unit_path.shipit-new\"\n\
       mv -f \"$unit_path.shipit-new\" \"$unit_path\"\n\
       reload=yes\n\
     fi\n\
@@ -510,5 +730,79 @@ mod tests {
             ]
         );
         assert_eq!(list[1].version, "3");
+    }
+
+    fn package(size: u64, unpacked: u64) -> Package {
+        Package {
+            path: "p.tar.gz".into(),
+            sha256: "0".repeat(64),
+            size,
+            manifest: crate::package::Manifest {
+                app: "app".into(),
+                version: "1".into(),
+                commit: None,
+                build_time: String::new(),
+                target: "linux-amd64".into(),
+                builder: "go".into(),
+                files: vec![crate::package::FileEntry {
+                    path: "app".into(),
+                    mode: "0755".into(),
+                    size: unpacked,
+                    sha256: "0".repeat(64),
+                }],
+            },
+            unit: String::new(),
+        }
+    }
+
+    fn survey(upload: EarlierUpload, unpacked: bool, free: u64, devices: (u64, u64)) -> Survey {
+        Survey {
+            earlier_upload: upload,
+            unpacked,
+            uploads_room: Room {
+                device: devices.0,
+                free,
+            },
+            releases_room: Room {
+                device: devices.1,
+                free,
+            },
+            releases: Vec::new(),
+            now: 0,
+        }
+    }
+
+    #[test]
+    fn the_upload_and_its_unpacked_release_must_fit_with_a_margin() {
+        let layout = Layout {
+            app: "app".into(),
+            user: "app".into(),
+            release: "1-000000000000".into(),
+            sha256: "0".repeat(64),
+        };
+        let (mb, package) = (1_000_000, package(23_000_000, 22_000_000));
+        let check = |survey: &Survey| check_room(survey, &package, &layout, "web1");
+        let err = check(&survey(EarlierUpload::Partial(0), false, 18 * mb, (1, 1))).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("web1: /opt/app has 18 MB free, this release needs 49 MB"),
+            "{err}"
+        );
+        assert!(check(&survey(EarlierUpload::Partial(0), false, 49 * mb, (1, 1))).is_ok());
+        // Uploaded already: only the release is still to come; unpacked: nothing is.
+        assert!(check(&survey(EarlierUpload::Present, false, 25 * mb, (1, 1))).is_ok());
+        assert!(check(&survey(EarlierUpload::Present, true, 0, (1, 1))).is_ok());
+        // Half of it is on the host from an interrupted upload.
+        assert!(
+            check(&survey(
+                EarlierUpload::Partial(12 * mb),
+                false,
+                37 * mb,
+                (1, 1)
+            ))
+            .is_ok()
+        );
+        // On two filesystems each needs only its own part.
+        assert!(check(&survey(EarlierUpload::Partial(0), false, 26 * mb, (1, 2))).is_ok());
     }
 }

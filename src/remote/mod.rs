@@ -4,6 +4,7 @@
 
 pub mod destination;
 pub mod known_hosts;
+pub mod probe;
 pub mod ssh;
 
 use std::io::Read;
@@ -65,6 +66,11 @@ pub trait Remote {
         path: &str,
         timeout: Duration,
     ) -> Result<HttpAnswer>;
+    /// Something the transport had to do differently and the user should hear once (probing
+    /// from the host because sshd refuses tunnels); taken by whoever reports progress.
+    fn take_notice(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// Quotes one word for a POSIX shell: safe words stay readable, the rest go in single quotes.
@@ -126,14 +132,18 @@ pub fn run_user(remote: &mut dyn Remote, step: &str, command: &str) -> Result<St
 }
 
 /// A remote command that ran and failed; callers that expect a particular failure (the lock's
-/// "held" status) downcast to it.
+/// "held" status, a full disk) match on its exit status.
 #[derive(Debug)]
 pub struct StepFailure {
     pub host: String,
     pub step: String,
-    pub command: String,
     pub output: ExecOutput,
+    /// How to fix it, when the step knows.
+    pub help: Option<String>,
 }
+
+/// How many lines of a failing command's stderr an error shows; `-v` shows them all.
+const REASON_LINES: usize = 8;
 
 impl std::fmt::Display for StepFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -141,20 +151,68 @@ impl std::fmt::Display for StepFailure {
             Some(signal) => format!("killed by signal {signal}"),
             None => format!("exit status {}", self.output.status),
         };
+        let (part, reason) = reason(&self.output.stderr);
         write!(
             f,
-            "{} failed on {} ({how})\n  command: {}",
-            self.step, self.host, self.command
+            "{} failed on {} ({how})",
+            part.unwrap_or(&self.step),
+            self.host
         )?;
-        let stderr = self.output.stderr.trim();
-        if !stderr.is_empty() {
-            write!(f, "\n  stderr:\n{}", crate::error::indent(stderr, "    "))?;
+        let hidden = reason.len().saturating_sub(REASON_LINES);
+        if hidden > 0 {
+            write!(f, "\n  … {hidden} earlier lines (-v shows them)")?;
+        }
+        for line in &reason[hidden..] {
+            write!(f, "\n  {}", shorten(line))?;
+        }
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
         }
         Ok(())
     }
 }
 
 impl std::error::Error for StepFailure {}
+
+/// The part of a step a script says failed (its last line `(failed while PART)`), and the
+/// stderr lines that say why.
+fn reason(stderr: &str) -> (Option<&str>, Vec<&str>) {
+    let mut lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let part = lines
+        .last()
+        .and_then(|l| l.strip_prefix("(failed while ")?.strip_suffix(')'));
+    if part.is_some() {
+        lines.pop();
+    }
+    (part, lines)
+}
+
+fn shorten(line: &str) -> String {
+    const MAX: usize = 300;
+    match line.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_string(),
+    }
+}
+
+/// Adds a `help:` line to a step's failure, when `error` is one.
+pub fn with_help(mut error: anyhow::Error, help: impl Into<String>) -> anyhow::Error {
+    if let Some(failure) = crate::error::find_mut::<StepFailure>(&mut error) {
+        failure.help = Some(help.into());
+    }
+    error
+}
+
+/// The exit status of a step that ran and failed; None for any other error.
+pub fn exit_status(error: &anyhow::Error) -> Option<i32> {
+    crate::error::find::<StepFailure>(error)
+        .filter(|f| f.output.signal.is_none())
+        .map(|f| f.output.status)
+}
 
 fn check(remote: &dyn Remote, step: &str, script: &str, output: &ExecOutput) -> Result<()> {
     if output.success() {
@@ -173,13 +231,22 @@ fn check(remote: &dyn Remote, step: &str, script: &str, output: &ExecOutput) -> 
             ),
         ));
     }
+    // 75 (EX_TEMPFAIL) is how a step says "not now" (a lock held elsewhere, asked again every
+    // second while waiting): an answer, not a failure whose script needs showing.
+    if crate::ui::verbose() && output.status != 75 {
+        eprintln!(
+            "--- {step} on {host}: the script ---\n{}\n--- its stderr ---\n{}\n---",
+            script.trim_end(),
+            output.stderr.trim_end()
+        );
+    }
     Err(tagged(
         Category::Remote,
         anyhow::Error::new(StepFailure {
             host: host.to_string(),
             step: step.to_string(),
-            command: script.to_string(),
             output: output.clone(),
+            help: None,
         }),
     ))
 }
@@ -196,6 +263,41 @@ mod tests {
         assert_eq!(quote(""), "''");
         assert_eq!(quote("$(rm -rf /)"), "'$(rm -rf /)'");
         assert_eq!(command(&["echo", "a;b", "c"]), "echo 'a;b' c");
+    }
+
+    fn failure(stderr: &str, help: Option<&str>) -> StepFailure {
+        StepFailure {
+            host: "web1".into(),
+            step: "unpacking the release and verifying the unit".into(),
+            output: ExecOutput {
+                status: 78,
+                signal: None,
+                stdout: String::new(),
+                stderr: stderr.into(),
+            },
+            help: help.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_failed_step_says_where_and_why_in_a_few_lines() {
+        let said = failure(
+            "app.service:6: Failed to parse resource value, ignoring: lots\n\n(failed while verifying the unit)\n",
+            Some("fix the unit"),
+        );
+        assert_eq!(
+            said.to_string(),
+            "verifying the unit failed on web1 (exit status 78)\n  \
+             app.service:6: Failed to parse resource value, ignoring: lots\n  help: fix the unit"
+        );
+        let noisy: String = (1..=20).map(|i| format!("line {i}\n")).collect();
+        let said = failure(&noisy, None).to_string();
+        assert!(said.starts_with(
+            "unpacking the release and verifying the unit failed on web1 (exit status 78)\n  \
+             … 12 earlier lines (-v shows them)\n  line 13\n"
+        ));
+        assert!(said.ends_with("line 20"), "{said}");
+        assert_eq!(said.lines().count(), 10);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use ssh2::{MethodType, Session};
 
 use super::destination::Destination;
 use super::known_hosts::{self, Verdict};
-use super::{ExecOutput, HttpAnswer, Remote};
+use super::{ExecOutput, HttpAnswer, Remote, probe};
 use crate::error::{Category, Tag, tagged};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,6 +31,9 @@ pub struct SshRemote {
     label: String,
     user: String,
     session: Session,
+    /// sshd refused a direct-tcpip channel: GETs run on the host itself from then on.
+    tunnel_refused: bool,
+    notice: Option<String>,
 }
 
 impl SshRemote {
@@ -71,6 +74,8 @@ fn connect(d: &Destination, options: &ConnectOptions) -> Result<SshRemote> {
         label: d.label.clone(),
         user: d.user.clone(),
         session,
+        tunnel_refused: false,
+        notice: None,
     })
 }
 
@@ -284,10 +289,33 @@ impl Remote for SshRemote {
         path: &str,
         timeout: Duration,
     ) -> Result<HttpAnswer> {
-        self.session.set_timeout(timeout.as_millis().max(1) as u32);
-        let answer = http_get(&self.session, host, port, path);
-        self.session.set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
+        if !self.tunnel_refused {
+            self.session.set_timeout(timeout.as_millis().max(1) as u32);
+            let answer = http_get(&self.session, host, port, path);
+            self.session.set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
+            match answer {
+                Err(e) if probe::is_refused(&e) => self.tunnel_refused = true,
+                answer => return answer,
+            }
+        }
+        let first = self.notice.is_none();
+        let (tool, answer) = probe::get(self, host, port, path, timeout);
+        if let Some(tool) = tool.filter(|_| first) {
+            self.notice = Some(format!(
+                "sshd on {} refuses TCP forwarding (AllowTcpForwarding no): probing from the host \
+                 itself with {tool}",
+                self.label
+            ));
+        }
         answer
+    }
+
+    fn take_notice(&mut self) -> Option<String> {
+        // Handed out once; an empty notice marks it as given.
+        self.notice
+            .as_mut()
+            .filter(|n| !n.is_empty())
+            .map(std::mem::take)
     }
 }
 

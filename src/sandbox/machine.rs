@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::Host;
+use crate::cli::Init;
 use crate::error::{Category, Tag};
 use crate::ui::Ui;
 
@@ -65,15 +66,30 @@ pub(super) fn start(host: &mut Host) -> Result<Booting> {
     let console = File::create(host.console_log())
         .with_context(|| format!("cannot create {}", host.console_log().display()))?;
     let mut command = Command::new("systemd-nspawn");
+    // --register=no --keep-unit: no system bus is needed, and none may exist.
+    command.args(["--register=no", "--keep-unit", "-D"]);
     command
-        // --register=no --keep-unit: no system bus is needed, and none may exist.
-        .args(["--boot", "--register=no", "--keep-unit", "-D"])
         .arg(host.rootfs())
         .arg(format!("--machine={}", host.name))
         .arg(format!(
             "--network-namespace-path=/run/netns/{}",
             host.netns
-        ))
+        ));
+    match host.init {
+        Init::Systemd => {
+            command.arg("--boot");
+        }
+        // sshd as PID 1, as in a container: reachable, but no service manager. Its privilege
+        // separation directory lives in /run, which nspawn gives a fresh tmpfs.
+        Init::Sshd => {
+            command.args([
+                "/bin/sh",
+                "-c",
+                "mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e",
+            ]);
+        }
+    }
+    command
         .stdin(Stdio::null())
         .stdout(console.try_clone()?)
         .stderr(console);

@@ -1,12 +1,13 @@
-//! `shipit sandbox`: local hosts to rehearse deploys on. Each is a Debian bookworm container
-//! booted by systemd-nspawn — systemd as PID 1, OpenSSH listening — in a network namespace of its
-//! own, reachable from this machine at 10.213.N.2.
+//! `shipit sandbox`: local hosts to rehearse deploys on. Each is a Debian container (bullseye,
+//! bookworm or trixie: systemd 247, 252 or 257) booted by systemd-nspawn — systemd as PID 1,
+//! OpenSSH listening — in a network namespace of its own, reachable from this machine at
+//! 10.213.N.2. With `--init sshd`, sshd is PID 1 instead: a host shipit must refuse.
 //!
 //! Under [`state_dir`]: the client key `id_ed25519`, `ssh_config` and `known_hosts` (so
 //! `ssh -F <state>/ssh_config NAME` works), and `hosts/<name>/` with the host's `rootfs/`,
-//! `overlay/`, `console.log` and `host.json`. The bookworm rootfs is built once by debootstrap;
-//! each host's `rootfs/` is an overlayfs mount with it as the lower layer and `overlay/upper` as
-//! the upper one, or a copy of it where overlayfs cannot be used.
+//! `overlay/`, `console.log` and `host.json`. Each release's rootfs is built once by
+//! debootstrap; each host's `rootfs/` is an overlayfs mount with it as the lower layer and
+//! `overlay/upper` as the upper one, or a copy of it where overlayfs cannot be used.
 
 mod client;
 mod machine;
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::SandboxCommand;
+use crate::cli::{Init, Release, SandboxCommand, SandboxUpArgs};
 use crate::config::validate_app_name;
 use crate::error::{Category, Tag};
 use crate::ui::Ui;
@@ -90,6 +91,30 @@ pub struct Host {
     /// in records from before overlays, whose rootfs is always a copy.
     #[serde(default)]
     overlay: bool,
+    /// Absent in records from before releases, which were all bookworm.
+    #[serde(default = "default_release")]
+    pub release: Release,
+    #[serde(default = "default_init")]
+    pub init: Init,
+}
+
+fn default_release() -> Release {
+    Release::Bookworm
+}
+
+fn default_init() -> Init {
+    Init::Systemd
+}
+
+impl Release {
+    /// The Debian suite name, as debootstrap takes it.
+    pub fn suite(self) -> &'static str {
+        match self {
+            Release::Bullseye => "bullseye",
+            Release::Bookworm => "bookworm",
+            Release::Trixie => "trixie",
+        }
+    }
 }
 
 impl Host {
@@ -108,6 +133,8 @@ impl Host {
             pid: None,
             index,
             overlay: false,
+            release: template.release,
+            init: template.init,
         }
     }
 
@@ -137,7 +164,9 @@ impl Host {
 
 /// What every new host is made from.
 struct Template {
-    /// The cached bookworm rootfs.
+    release: Release,
+    init: Init,
+    /// The release's cached rootfs.
     rootfs: PathBuf,
     /// The client key root accepts.
     public_key: String,
@@ -151,7 +180,7 @@ struct Template {
 pub fn run(command: &SandboxCommand, ui: &Ui) -> Result<()> {
     match command {
         SandboxCommand::Up(args) => {
-            for host in up(&expand_names(&args.names, args.count), ui)? {
+            for host in up(&expand_names(&args.names, args.count), args, ui)? {
                 println!("{} {}", host.name, host.address);
             }
             Ok(())
@@ -237,8 +266,10 @@ fn on_path(command: &str) -> bool {
 }
 
 /// Boots the named hosts that are not running (replacing stopped ones) and returns them all, in
-/// the order asked. When booting fails, the hosts this call created are removed again.
-pub fn up(names: &[String], ui: &Ui) -> Result<Vec<Host>> {
+/// the order asked. A running host is kept unless it runs another release or init than one
+/// asked for explicitly: that is refused, not silently kept. When booting fails, the hosts this
+/// call created are removed again.
+pub fn up(names: &[String], args: &SandboxUpArgs, ui: &Ui) -> Result<Vec<Host>> {
     validate_names(names)?;
     check_usable(UP_NEEDS)?;
     let _lock = lock_state()?;
@@ -247,16 +278,22 @@ pub fn up(names: &[String], ui: &Ui) -> Result<Vec<Host>> {
     for name in names {
         match host(name)? {
             Some(host) if host.is_running() => {
-                ui.status("Running", format_args!("{name} at {}", host.address));
+                check_kept(&host, args)?;
+                ui.status(
+                    "Running",
+                    format_args!("{name} at {} ({})", host.address, describe(&host)),
+                );
                 ready.push(host);
             }
             _ => to_boot.push(name.clone()),
         }
     }
+    let release = args.release.unwrap_or(Release::Bookworm);
+    let init = args.init.unwrap_or(Init::Systemd);
     let booted = if to_boot.is_empty() {
         Ok(Vec::new())
     } else {
-        template(ui).and_then(|template| boot_all(&to_boot, &template, ui))
+        template(release, init, ui).and_then(|template| boot_all(&to_boot, &template, ui))
     };
     let written = hosts().and_then(|all| client::write_files(&all));
     ready.extend(booted?);
@@ -265,11 +302,44 @@ pub fn up(names: &[String], ui: &Ui) -> Result<Vec<Host>> {
     Ok(ready)
 }
 
-fn template(ui: &Ui) -> Result<Template> {
+/// A running host asked for with `--release` or `--init` must be that already.
+fn check_kept(host: &Host, args: &SandboxUpArgs) -> Result<()> {
+    let other_release = args.release.filter(|r| *r != host.release);
+    let other_init = args.init.filter(|i| *i != host.init);
+    if other_release.is_some() || other_init.is_some() {
+        let asked = Host {
+            release: other_release.unwrap_or(host.release),
+            init: other_init.unwrap_or(host.init),
+            ..host.clone()
+        };
+        crate::fail!(
+            Usage,
+            "{} is running {}, not {}\n  help: take it down first (`shipit sandbox down {}`), \
+             then `up` boots it as asked",
+            host.name,
+            describe(host),
+            describe(&asked),
+            host.name
+        );
+    }
+    Ok(())
+}
+
+/// "bookworm", or "bookworm without systemd".
+fn describe(host: &Host) -> String {
+    match host.init {
+        Init::Systemd => host.release.suite().to_string(),
+        Init::Sshd => format!("{} without systemd", host.release.suite()),
+    }
+}
+
+fn template(release: Release, init: Init, ui: &Ui) -> Result<Template> {
     Ok(Template {
+        release,
+        init,
         public_key: client::ensure_key()?,
         cgroup_parents: machine::cgroup_parents()?,
-        rootfs: rootfs::ensure_cache(ui)?,
+        rootfs: rootfs::ensure_cache(release, ui)?,
         try_overlay: Cell::new(true),
     })
 }
@@ -298,7 +368,10 @@ fn launch(name: &str, template: &Template, ui: &Ui) -> Result<machine::Booting> 
         remove(&[name.to_string()], ui)?;
     }
     let mut host = Host::new(name, net::claim(name)?, template);
-    ui.status("Booting", format_args!("{name} at {}", host.address));
+    ui.status(
+        "Booting",
+        format_args!("{name} at {} ({})", host.address, describe(&host)),
+    );
     let started = set_up(&mut host, template, ui);
     if started.is_err() {
         clean_up_after_failure(&[host], ui);
@@ -435,7 +508,7 @@ fn table(hosts: &[Host]) -> String {
         .chain([4])
         .max()
         .unwrap_or(4);
-    let mut table = format!("{:width$}  {:15}  STATE\n", "NAME", "ADDRESS");
+    let mut table = format!("{:width$}  {:15}  STATE    RELEASE\n", "NAME", "ADDRESS");
     for host in hosts {
         let state = if host.is_running() {
             "running"
@@ -443,7 +516,11 @@ fn table(hosts: &[Host]) -> String {
             "stopped"
         };
         let address = host.address.to_string();
-        table += &format!("{:width$}  {address:15}  {state}\n", host.name);
+        table += &format!(
+            "{:width$}  {address:15}  {state:7}  {}\n",
+            host.name,
+            describe(host)
+        );
     }
     table
 }

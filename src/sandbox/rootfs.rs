@@ -1,5 +1,5 @@
-//! Host filesystems: a Debian bookworm tree built once with debootstrap and cached, then per
-//! host an overlayfs mount on top of it (a full copy where overlayfs is not available), given the
+//! Host filesystems: a Debian tree per release (bullseye, bookworm, trixie) built once with
+//! debootstrap and cached, then per host an overlayfs mount on top of it (a full copy where overlayfs is not available), given the
 //! host's own SSH keys, name and authorized client key.
 //!
 //! The cache is the lower layer of every host's overlay, and overlayfs leaves changing a lower
@@ -19,9 +19,9 @@ use anyhow::{Context, Result};
 
 use super::{Host, Template, dir_from_env, lock_file, remove_dir};
 use crate::build::run_tool;
+use crate::cli::Release;
 use crate::ui::Ui;
 
-const SUITE: &str = "bookworm";
 const MIRROR: &str = "http://deb.debian.org/debian";
 /// systemd as PID 1 with D-Bus for systemctl, sshd to deploy through, sudo and curl as a
 /// deploy's usual helpers, iproute2 to look at the network.
@@ -36,29 +36,31 @@ fn cache_dir() -> PathBuf {
     dir_from_env("SHIPIT_SANDBOX_CACHE", "/var/cache/shipit/sandbox")
 }
 
-/// The cached rootfs, built first if needed (debootstrap takes about a minute).
-pub(super) fn ensure_cache(ui: &Ui) -> Result<PathBuf> {
+/// The release's cached rootfs, built first if needed (debootstrap takes about a minute).
+pub(super) fn ensure_cache(release: Release, ui: &Ui) -> Result<PathBuf> {
+    let suite = release.suite();
     let cache = cache_dir();
-    let rootfs = cache.join(format!("{SUITE}-rootfs"));
+    let rootfs = cache.join(format!("{suite}-rootfs"));
     if rootfs.join(COMPLETE).exists() {
         return Ok(rootfs);
     }
     fs::create_dir_all(&cache).with_context(|| format!("cannot create {}", cache.display()))?;
-    // Parallel shipits wait here for one debootstrap instead of each running their own.
-    let _lock = lock_file(&cache.join("lock"))?;
+    // Parallel shipits wait here for one debootstrap of a release instead of each running their
+    // own; other releases build meanwhile.
+    let _lock = lock_file(&cache.join(format!("{suite}-rootfs.lock")))?;
     if rootfs.join(COMPLETE).exists() {
         return Ok(rootfs);
     }
-    let partial = cache.join(format!("{SUITE}-rootfs.partial"));
+    let partial = cache.join(format!("{suite}-rootfs.partial"));
     remove_dir(&partial)?;
     // Without the marker no host was ever made from it, so no overlay has it as lower layer.
     remove_dir(&rootfs)?;
     ui.status(
         "Building",
-        format_args!("a {SUITE} rootfs with debootstrap (once, about a minute)"),
+        format_args!("a {suite} rootfs with debootstrap (once, about a minute)"),
     );
-    let spinner = ui.spinner(format!("debootstrap {SUITE} into {}", partial.display()));
-    let built = debootstrap(&partial);
+    let spinner = ui.spinner(format!("debootstrap {suite} into {}", partial.display()));
+    let built = debootstrap(suite, &partial);
     spinner.finish_and_clear();
     built?;
     prepare(&partial)?;
@@ -74,10 +76,10 @@ pub(super) fn ensure_cache(ui: &Ui) -> Result<PathBuf> {
     Ok(rootfs)
 }
 
-fn debootstrap(target: &Path) -> Result<()> {
+fn debootstrap(suite: &str, target: &Path) -> Result<()> {
     let mut command = Command::new("debootstrap");
     command
-        .args(["--variant=minbase", &format!("--include={PACKAGES}"), SUITE])
+        .args(["--variant=minbase", &format!("--include={PACKAGES}"), suite])
         .arg(target)
         .arg(MIRROR);
     run_tool(
@@ -125,8 +127,9 @@ pub(super) fn install(host: &mut Host, template: &Template, ui: &Ui) -> Result<(
                 ui.status(
                     "Warning",
                     format_args!(
-                        "{err:#}; copying the {SUITE} rootfs for each host instead (slower; \
-                         overlayfs needs the state directory on a filesystem such as ext4 or xfs)"
+                        "{err:#}; copying the {} rootfs for each host instead (slower; \
+                         overlayfs needs the state directory on a filesystem such as ext4 or xfs)",
+                        template.release.suite()
                     ),
                 );
             }

@@ -102,6 +102,11 @@ fn each_kind_of_bad_value_points_at_its_place() {
             "shipit.toml:2:17",
             "must not end in a backslash",
         ),
+        (
+            "[service.hardening]\nProtectKernelLog = \"yes\"\n",
+            "shipit.toml:2:1",
+            "\"ProtectKernelLog\" is not a directive shipit knows (did you mean ProtectKernelLogs?)",
+        ),
         ("[app\n", "shipit.toml:1:5", ""),
     ];
     for (config, location, reason) in cases {

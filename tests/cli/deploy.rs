@@ -115,18 +115,7 @@ fn failing_releases_roll_back_or_stop() {
     let good = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
     let unhealthy = variant("HELLO_HEALTH_DOWN = \"1\"", "[\"--port\", \"8080\"]");
     let crashing = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"not-a-port\"]");
-    let deploy = |project: &Path, version: &str| {
-        sandbox
-            .shipit(&[
-                "-C",
-                project.to_str().unwrap(),
-                "deploy",
-                host,
-                "--version-override",
-                version,
-            ])
-            .run()
-    };
+    let deploy = |project: &Path, version: &str| deploy(&sandbox, project, host, version, &[]);
 
     // A first release that is unhealthy has nothing to return to: it is stopped, exit 5.
     deploy(unhealthy.path(), "0.9.0")
@@ -193,20 +182,29 @@ fn the_host_verifies_each_new_unit_once() {
     )
     .unwrap();
     let before = host_state(&sandbox, host);
-    sandbox
-        .shipit(&[
-            "-C",
-            project.path().to_str().unwrap(),
-            "deploy",
-            host,
-            "--version-override",
-            "1.0.2",
-        ])
-        .run()
-        .failure(5)
+    let deploy_bad = |verbose: &[&str]| {
+        let dir = project.path().to_str().unwrap();
+        let args = [
+            &["-C", dir][..],
+            verbose,
+            &["deploy", host, "--version-override", "1.0.2"],
+        ]
+        .concat();
+        sandbox.shipit(&args).run().failure(5)
+    };
+    // A short error: the host, the part of the step that failed, systemd's reason, a fix.
+    let run = deploy_bad(&[])
         .stderr_has("Failed to parse resource value, ignoring: lots")
-        .stderr_has("(failed while verifying the unit)");
+        .stderr_has("verifying the unit failed on t-verify")
+        .stderr_has("help: ");
+    assert!(run.stderr.lines().count() <= 15, "{}", run.stderr);
+    assert!(!run.stderr.contains("set -eu"), "{}", run.stderr);
     assert_eq!(calls(), 2);
+    // -v adds the script that failed.
+    deploy_bad(&["-v"])
+        .stderr_has("set -eu")
+        .stderr_has("systemd-analyze verify --man=no --generators=no --recursive-errors=no");
+    assert_eq!(calls(), 3);
     assert_eq!(health(&sandbox, host)["version"], "1.0.1");
     let after = host_state(&sandbox, host);
     let unchanged = |state: &str| {

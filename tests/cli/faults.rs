@@ -17,19 +17,6 @@ fn app(mb: usize) -> tempfile::TempDir {
     project
 }
 
-fn deploy(sandbox: &Sandbox, project: &Path, host: &str, version: &str, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "-C",
-        project.to_str().unwrap(),
-        "deploy",
-        host,
-        "--version-override",
-        version,
-    ];
-    args.extend_from_slice(extra);
-    sandbox.shipit(&args).run()
-}
-
 #[test]
 fn a_cut_upload_keeps_the_old_release_and_the_rerun_resumes() {
     let host = "t-cut";
@@ -774,14 +761,6 @@ fn waiters_for_one_stale_lock_take_it_one_after_the_other() {
         .ssh(host, "test ! -e /opt/hello-go/.shipit/lock")
         .success();
     assert_eq!(health(&sandbox, host)["version"], "2.0.0");
-}
-
-fn health_version(sandbox: &Sandbox, host: &str) -> String {
-    let run = sandbox.ssh(host, "curl -s --max-time 2 http://127.0.0.1:8080/health");
-    serde_json::from_str::<serde_json::Value>(&run.stdout)
-        .ok()
-        .and_then(|v| v["version"].as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// A bad-input case: (shipit.toml edit, extra args, exit code, message).

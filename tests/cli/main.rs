@@ -10,5 +10,6 @@ mod deploy;
 mod faults;
 mod fleet;
 mod generate;
+mod hosts;
 mod sandbox;
 mod unit;

@@ -135,3 +135,61 @@ fn a_template_typo_is_an_error_in_strict_mode() {
         .stderr_has("templates/service.hbs")
         .stderr_has("descripton");
 }
+
+/// For an older systemd, newer directives become comments (line numbers stay), each with a note.
+#[test]
+fn a_unit_for_systemd_239_leaves_out_what_239_does_not_know() {
+    let run = generate(
+        &example("hello-go"),
+        &["--systemd-version", "239", "--verify"],
+    )
+    .success()
+    .stderr_has("Note ProtectClock= needs systemd 245, the unit is for 239: left out")
+    .stderr_has("ProtectKernelLogs= needs systemd 244")
+    .stderr_has("ProtectHostname= needs systemd 242")
+    .stderr_has("RestrictSUIDSGID= needs systemd 242")
+    .stderr_has("Verified");
+    let unit = run.stdout;
+    assert!(
+        unit.lines()
+            .any(|l| l == "# left out (needs systemd 245): ProtectClock=yes"),
+        "{unit}"
+    );
+    assert!(
+        !unit.lines().any(|l| l.starts_with("ProtectClock=")),
+        "{unit}"
+    );
+    let full = generate(&example("hello-go"), &[]).success().stdout;
+    assert_eq!(unit.lines().count(), full.lines().count());
+    assert_eq!(
+        generate(&example("hello-go"), &["--systemd-version", "257"])
+            .success()
+            .stdout,
+        full
+    );
+    generate(&example("hello-go"), &["--systemd-version", "200"])
+        .failure(2)
+        .stderr_has("239");
+}
+
+/// `shipit build` checks the names in the unit with this machine's systemd-analyze before
+/// building, and says what the host would say; values are left to the host's systemd.
+#[test]
+fn build_refuses_a_directive_systemd_does_not_know() {
+    let project = project_copy("hello-go");
+    std::fs::create_dir(project.path().join("templates")).unwrap();
+    std::fs::write(
+        project.path().join("templates/service.hbs"),
+        "[Unit]\nDescription={{description}}\n\n[Service]\nExecStart={{exec_start}}\nProtectKernelLog=yes\n",
+    )
+    .unwrap();
+    let dir = project.path().to_str().unwrap();
+    let run = shipit(&["-C", dir, "build", "--version-override", "1.0.0"])
+        .run()
+        .failure(2)
+        .stderr_has("hello-go.service names what systemd ")
+        .stderr_has("hello-go.service:6: Unknown key")
+        .stderr_has("'ProtectKernelLog'");
+    assert!(!run.stderr.contains("Building"), "{}", run.stderr);
+    assert!(!project.path().join("dist").exists());
+}

@@ -7,6 +7,40 @@ use super::*;
 use std::io::Read;
 use std::process::{Command, Stdio};
 
+/// `shipit deploy HOST --version-override VERSION` in `project`, with `extra` arguments.
+pub fn deploy(sandbox: &Sandbox, project: &Path, host: &str, version: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "-C",
+        project.to_str().unwrap(),
+        "deploy",
+        host,
+        "--version-override",
+        version,
+    ];
+    args.extend_from_slice(extra);
+    sandbox.shipit(&args).run()
+}
+
+/// `shipit deploy HOST --package PACKAGE` in `project`, with `extra` arguments.
+pub fn deploy_package(
+    sandbox: &Sandbox,
+    project: &Path,
+    host: &str,
+    package: &Path,
+    extra: &[&str],
+) -> Run {
+    let mut args = vec![
+        "-C",
+        project.to_str().unwrap(),
+        "deploy",
+        host,
+        "--package",
+        package.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    sandbox.shipit(&args).run()
+}
+
 pub fn deploy_json(
     sandbox: &Sandbox,
     project: &Path,
@@ -36,6 +70,15 @@ pub fn health(sandbox: &Sandbox, host: &str) -> serde_json::Value {
         .ssh(host, "curl -s --max-time 5 http://127.0.0.1:8080/health")
         .success();
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+}
+
+/// The version /health reports, or "" while nothing answers (a restart, a rollback).
+pub fn health_version(sandbox: &Sandbox, host: &str) -> String {
+    let run = sandbox.ssh(host, "curl -s --max-time 2 http://127.0.0.1:8080/health");
+    serde_json::from_str::<serde_json::Value>(&run.stdout)
+        .ok()
+        .and_then(|v| v["version"].as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 pub fn show(sandbox: &Sandbox, host: &str, unit: &str, property: &str) -> String {

@@ -23,8 +23,13 @@ pub struct Sandbox {
 impl Sandbox {
     /// Boots `names` with one `shipit sandbox up`; panics with shipit's output if that fails.
     pub fn up(names: &[&str]) -> Sandbox {
+        Sandbox::up_with(names, &[])
+    }
+
+    /// [`Sandbox::up`] with more options for `up`, e.g. `["--release", "trixie"]`.
+    pub fn up_with(names: &[&str], options: &[&str]) -> Sandbox {
         let sandbox = Sandbox::empty();
-        let args = [&["sandbox", "up"], names].concat();
+        let args = [&["sandbox", "up"], names, options].concat();
         sandbox.shipit(&args).run().success();
         sandbox
     }
