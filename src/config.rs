@@ -1077,6 +1077,29 @@ mod tests {
     }
 
     #[test]
+    fn cgo_settings_belong_to_go_and_a_written_builder_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            "[package]\nname = \"demo\"\n",
+        )
+        .unwrap();
+        let parse = |text: &str| parse(dir.path(), &dir.path().join(FILE_NAME), text);
+        let err = parse("[build]\ncc = \"zig\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("shipit.toml:2:6") && err.contains("builder = \"zigbuild\""),
+            "{err}"
+        );
+        assert!(parse("[build]\ncgo = \"off\"\n").is_err());
+        let auto = parse("").unwrap().build;
+        assert_eq!((auto.builder, auto.zig_fallback), (Builder::Cargo, true));
+        let cargo = parse("[build]\nbuilder = \"cargo\"\n").unwrap().build;
+        assert_eq!((cargo.builder, cargo.zig_fallback), (Builder::Cargo, false));
+        let zig = parse("[build]\nbuilder = \"zigbuild\"\n").unwrap().build;
+        assert_eq!(zig.builder, Builder::Zigbuild);
+    }
+
+    #[test]
     fn health_urls() {
         assert!(validate_health_url("http://127.0.0.1:8080/health").is_ok());
         assert!(validate_health_url("http://localhost/health").is_ok());

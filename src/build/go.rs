@@ -73,16 +73,15 @@ pub fn build(
         .arg(&output)
         .arg(package(config));
     run_tool("build your app with Go", &mut command).map_err(|err| {
-        let excluded = err
-            .to_string()
-            .contains("build constraints exclude all Go files");
-        if excluded && config.build.cgo == Cgo::Off {
-            err.context(
-                "a package in the build may need cgo, which [build] cgo = \"off\" turns off\n  \
-                 help: set cgo = \"auto\" in shipit.toml",
-            )
-        } else {
-            err
+        let left_out = (config.build.cgo == Cgo::Off)
+            .then(|| cgo_package(config, target).ok().flatten())
+            .flatten();
+        match left_out {
+            Some(package) => err.context(format!(
+                "{package} has cgo files, which [build] cgo = \"off\" leaves out\n  \
+                 help: set cgo = \"auto\" in shipit.toml"
+            )),
+            None => err,
         }
     })?;
     Ok(output)

@@ -9,10 +9,10 @@ use super::Target;
 
 /// How to get each tool, one line each, for `help:` lines.
 pub const INSTALL_MUSL_GCC: &str = "`apt-get install musl-tools` (Debian/Ubuntu)";
-pub const INSTALL_ZIG: &str =
-    "zig: `pip install ziglang` (then `python3 -m ziglang` runs it) or `brew install zig` (macOS)";
-pub const INSTALL_ZIGBUILD: &str = "zig and cargo-zigbuild: `pip install cargo-zigbuild` (brings \
-     ziglang) or `brew install zig cargo-zigbuild` (macOS)";
+pub const INSTALL_ZIG: &str = "zig: `pip install ziglang` in a virtualenv (found as `zig` on PATH \
+     or `python3 -m ziglang`) or `brew install zig` (macOS)";
+pub const INSTALL_ZIGBUILD: &str = "zig and cargo-zigbuild: `pip install cargo-zigbuild` in a \
+     virtualenv (it brings ziglang) or `brew install zig cargo-zigbuild` (macOS)";
 
 /// The architecture shipit runs on, when it is one it builds for.
 pub fn native() -> Option<Target> {
