@@ -17,22 +17,30 @@ use super::{Stamp, Target, capture, spawn_tool, tool_failed};
 use crate::config::{Builder, Config};
 use crate::ui::Ui;
 
-pub fn build(config: &Config, target: Target, stamp: &Stamp, ui: &Ui) -> Result<PathBuf> {
-    match config.build.builder {
+/// The executable and what built it.
+pub fn build(config: &Config, target: Target, stamp: &Stamp, ui: &Ui) -> Result<(PathBuf, String)> {
+    let builder = config.build.builder;
+    let built = |path: PathBuf, by: Builder| (path, by.to_string());
+    match builder {
         Builder::Cross => {
             let executable = run(config, cross_command(config, target)?, stamp, "cross")?;
-            host_path_of_cross_output(config, &executable)
+            Ok(built(
+                host_path_of_cross_output(config, &executable)?,
+                builder,
+            ))
         }
         Builder::Zigbuild => run(
             config,
             zigbuild_command(config, target)?,
             stamp,
             "cargo-zigbuild",
-        ),
+        )
+        .map(|path| built(path, builder)),
         _ => {
             let (command, output) = spawn(config, cargo_command(config, target)?, stamp, "cargo")?;
             if output.status.success() {
-                return pick_executable(&String::from_utf8_lossy(&output.stdout), config);
+                let executable = pick_executable(&String::from_utf8_lossy(&output.stdout), config)?;
+                return Ok(built(executable, builder));
             }
             let stderr = String::from_utf8_lossy(&output.stderr);
             let Some(missing) = MissingCCompiler::find(&stderr) else {
@@ -54,7 +62,8 @@ pub fn build(config: &Config, target: Target, stamp: &Stamp, ui: &Ui) -> Result<
                     zigbuild_command(config, target)?,
                     stamp,
                     "cargo-zigbuild",
-                );
+                )
+                .map(|path| built(path, Builder::Zigbuild));
             }
             Err(missing.explain(config, target, zigbuild))
         }

@@ -33,7 +33,7 @@ pub fn build(
     stamp: &Stamp,
     work_dir: &Path,
     ui: &Ui,
-) -> Result<PathBuf> {
+) -> Result<(PathBuf, String)> {
     let cgo = match config.build.cgo {
         Cgo::Off => None,
         Cgo::On => Some("[build] cgo = \"on\"".to_string()),
@@ -84,7 +84,11 @@ pub fn build(
             None => err,
         }
     })?;
-    Ok(output)
+    let builder = match &compiler {
+        Some(compiler) => format!("go (cgo, {})", compiler.name),
+        None => "go".into(),
+    };
+    Ok((output, builder))
 }
 
 /// `go build`'s flags before `-ldflags`.

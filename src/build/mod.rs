@@ -84,6 +84,8 @@ pub struct Artifact {
     pub path: PathBuf,
     pub target: Target,
     pub stamp: Stamp,
+    /// What built it, for the manifest: "go", "go (cgo, zig)", "cargo", "zigbuild", "cross".
+    pub builder: String,
 }
 
 /// Builds `config`'s project for `target` into `work_dir` and proves the result is static.
@@ -106,19 +108,20 @@ pub fn build(
         "building {} with {}",
         config.app.name, config.build.builder
     ));
-    let path = match config.build.builder {
+    let built = match config.build.builder {
         Builder::Go => go::build(config, target, &stamp, work_dir, ui),
         Builder::Cargo | Builder::Zigbuild | Builder::Cross => {
             cargo::build(config, target, &stamp, ui)
         }
     };
     spinner.finish_and_clear();
-    let path = path.tag(Category::Build)?;
+    let (path, builder) = built.tag(Category::Build)?;
     elf::check_static(&path, target, config.build.builder).tag(Category::Build)?;
     Ok(Artifact {
         path,
         target,
         stamp,
+        builder,
     })
 }
 

@@ -158,17 +158,23 @@ fn examples_without_c_code_build_for_arm64_without_a_c_toolchain() {
 
 /// An example with C code, built static for both architectures: each binary is checked as an
 /// ELF, run (arm64 under qemu) and asked for /health, whose "native" check is the C code's answer.
-fn check_c_example(name: &str) {
+/// `builders` is what the manifest says built each (amd64, arm64) on a machine set up by
+/// scripts/setup: musl-gcc where it can, zig for arm64.
+fn check_c_example(name: &str, builders: [&str; 2]) {
     let project = example(name);
-    for (target, machine, arch) in [
+    let targets = [
         ("linux-amd64", EM_X86_64, "x86_64"),
         ("linux-arm64", EM_AARCH64, "aarch64"),
-    ] {
+    ];
+    for ((target, machine, arch), builder) in targets.into_iter().zip(builders) {
         let (_out, archive) = build(
             &project,
             &["--target", target, "--version-override", "2.0.0"],
         );
         let entries = package_map(&archive);
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&entries["manifest.json"].data).unwrap();
+        assert_eq!(manifest["builder"], builder, "{target}");
         assert_static_elf(&entries[name].data, machine);
         let health = run_for_health(&entries[name].data, machine);
         assert_eq!(health["status"], "UP", "{target}: {health}");
@@ -193,12 +199,12 @@ fn check_c_example(name: &str) {
 
 #[test]
 fn cgo_example_builds_static_for_amd64_and_arm64() {
-    check_c_example("hello-cgo");
+    check_c_example("hello-cgo", ["go (cgo, musl-gcc)", "go (cgo, zig)"]);
 }
 
 #[test]
 fn rust_example_with_c_code_builds_static_for_amd64_and_arm64() {
-    check_c_example("hello-rust-c");
+    check_c_example("hello-rust-c", ["cargo", "zigbuild"]);
 }
 
 /// Without a C compiler for the target, a build with C code stops in a few lines that say which
