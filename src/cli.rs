@@ -45,6 +45,12 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build a static Linux binary and package it into dist/
+    ///
+    /// Go builds without cgo unless a package in the build has cgo files; then with cgo, a musl C
+    /// compiler (musl-gcc for this machine's architecture, else zig) and static linking ([build]
+    /// cgo, cc). Rust builds with cargo for the musl target, and again with cargo-zigbuild when a
+    /// crate's C code finds no C compiler ([build] builder). The result must be a static ELF for
+    /// the target; a missing toolchain is named with how to install it.
     Build(BuildArgs),
     /// Build (or take --package), upload, install and restart on HOST, then prove it healthy
     Deploy(DeployArgs),
