@@ -69,6 +69,11 @@ pub enum Command {
     #[command(subcommand)]
     Unit(UnitCommand),
     /// Write a commented shipit.toml for the project in DIR
+    ///
+    /// Detects Go or Rust, and from the source how the service listens: a port or address flag
+    /// (Go's flag package or pflag, clap, a hand-written "--port"), a literal listen address, or
+    /// the PORT variable. exec_args and the [health] url are written only from what it found,
+    /// each with a comment saying where; otherwise a commented line says what to set.
     Init(InitArgs),
     /// Write a Dockerfile, Kubernetes manifests or a supervisord config from shipit.toml
     ///
