@@ -1,14 +1,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The CPU architecture this C code was compiled for. */
-const char *native_arch(void) {
+/* The ELF machine this C code was compiled for (62: x86-64, 183: AArch64). */
+int native_machine(void) {
 #if defined(__x86_64__)
-    return "x86_64";
+    return 62;
 #elif defined(__aarch64__)
-    return "aarch64";
+    return 183;
 #else
-    return "unknown";
+    return 0;
 #endif
 }
 
