@@ -369,3 +369,47 @@ fn pick_executable(json_lines: &str, config: &Config) -> Result<PathBuf> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_c_compiler_is_read_from_both_cc_rs_wordings() {
+        let cargo = |cc_rs: &str| {
+            format!(
+                "   Compiling ring v0.17.8\nerror: failed to run custom build command for `ring \
+                 v0.17.8 (/src/ring)`\n\nCaused by:\n  process didn't exit successfully\n  --- \
+                 stderr\n\n  {cc_rs}\n"
+            )
+        };
+        let expected = Some(MissingCCompiler {
+            krate: "ring v0.17.8".into(),
+            tool: "aarch64-linux-musl-gcc".into(),
+        });
+        let current = "error occurred in cc-rs: failed to find tool \"aarch64-linux-musl-gcc\": \
+                       No such file or directory (os error 2)";
+        assert_eq!(MissingCCompiler::find(&cargo(current)), expected);
+        let older = "error occurred: Failed to find tool. Is `aarch64-linux-musl-gcc` installed?";
+        assert_eq!(MissingCCompiler::find(&cargo(older)), expected);
+        let other = "error: could not find system library 'openssl' required by openssl-sys";
+        assert_eq!(MissingCCompiler::find(&cargo(other)), None);
+    }
+
+    #[test]
+    fn a_linker_set_in_a_cargo_config_above_the_project_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("app");
+        std::fs::create_dir_all(dir.path().join(".cargo")).unwrap();
+        std::fs::create_dir(&project).unwrap();
+        let triple = "aarch64-unknown-linux-musl";
+        assert!(!linker_configured(&project, triple));
+        std::fs::write(
+            dir.path().join(".cargo/config.toml"),
+            "[target.aarch64-unknown-linux-musl]\nlinker = \"aarch64-linux-musl-gcc\"\n",
+        )
+        .unwrap();
+        assert!(linker_configured(&project, triple));
+        assert!(!linker_configured(&project, "x86_64-unknown-linux-musl"));
+    }
+}

@@ -237,6 +237,27 @@ fn c_code_without_a_c_compiler_names_what_to_install() {
         .run()
         .failure(3)
         .stderr_has("has cgo files, which [build] cgo = \"off\" leaves out");
+    // musl-gcc builds for this machine's architecture only.
+    std::fs::write(
+        go.path().join("shipit.toml"),
+        format!("[build]\ncc = \"musl-gcc\"\n\n{config}"),
+    )
+    .unwrap();
+    short(
+        shipit(&[
+            "-C",
+            go_dir,
+            "build",
+            "--target",
+            "linux-arm64",
+            "--version-override",
+            "1",
+        ])
+        .run()
+        .failure(3),
+    )
+    .stderr_has("cc = \"musl-gcc\", but there is no musl-gcc for linux-arm64 here")
+    .stderr_has("set cc = \"zig\"");
 
     let rust = project_copy("hello-rust-c");
     let rust_dir = rust.path().to_str().unwrap();
