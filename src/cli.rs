@@ -48,6 +48,12 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build a static Linux binary and package it into dist/
+    ///
+    /// Go builds without cgo unless a package in the build has cgo files; then with cgo, a musl C
+    /// compiler (musl-gcc for this machine's architecture, else zig) and static linking ([build]
+    /// cgo, cc). Rust builds with cargo for the musl target, and again with cargo-zigbuild when a
+    /// crate's C code finds no C compiler ([build] builder). The result must be a static ELF for
+    /// the target; a missing toolchain is named with how to install it.
     Build(BuildArgs),
     /// Build (or take --package), upload, install and restart on HOST, then prove it healthy
     Deploy(DeployArgs),
@@ -66,6 +72,11 @@ pub enum Command {
     #[command(subcommand)]
     Unit(UnitCommand),
     /// Write a commented shipit.toml for the project in DIR
+    ///
+    /// Detects Go or Rust, and from the source how the service listens: a port or address flag
+    /// (Go's flag package or pflag, clap, a hand-written "--port"), a literal listen address, or
+    /// the PORT variable. exec_args and the [health] url are written only from what it found,
+    /// each with a comment saying where; otherwise a commented line says what to set.
     Init(InitArgs),
     /// Write a Dockerfile, Kubernetes manifests or a supervisord config from shipit.toml
     ///

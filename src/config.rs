@@ -76,6 +76,13 @@ pub enum VersionSource {
 #[derive(Debug, Clone)]
 pub struct Build {
     pub builder: Builder,
+    /// Rust with no `builder` written: when a crate's C code finds no C compiler for the target,
+    /// shipit builds again with cargo-zigbuild, if it is installed.
+    pub zig_fallback: bool,
+    /// Go: whether the build uses cgo.
+    pub cgo: Cgo,
+    /// Go: the C compiler cgo builds and links with.
+    pub cc: CCompiler,
     /// Go: the main package to build, relative to the root.
     pub go_package: String,
     /// Go: `-X` targets for the version and build time.
@@ -93,26 +100,69 @@ pub struct Build {
 pub enum Builder {
     Go,
     Cargo,
+    /// cargo-zigbuild: cargo with zig as the C compiler and linker, for any target.
+    Zigbuild,
     Cross,
 }
 
 impl Builder {
+    pub const NAMES: [(&str, Builder); 4] = [
+        ("go", Builder::Go),
+        ("cargo", Builder::Cargo),
+        ("zigbuild", Builder::Zigbuild),
+        ("cross", Builder::Cross),
+    ];
+
     pub fn language(self) -> Language {
         match self {
             Builder::Go => Language::Go,
-            Builder::Cargo | Builder::Cross => Language::Rust,
+            Builder::Cargo | Builder::Zigbuild | Builder::Cross => Language::Rust,
         }
     }
 }
 
 impl fmt::Display for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Builder::Go => "go",
-            Builder::Cargo => "cargo",
-            Builder::Cross => "cross",
-        })
+        f.write_str(name_of(&Builder::NAMES, *self))
     }
+}
+
+/// `[build] cgo`: "auto" turns cgo on when a package in the build (other than Go's own) has cgo
+/// files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cgo {
+    Auto,
+    On,
+    Off,
+}
+
+impl Cgo {
+    pub const NAMES: [(&str, Cgo); 3] = [("auto", Cgo::Auto), ("on", Cgo::On), ("off", Cgo::Off)];
+}
+
+/// `[build] cc`: the C compiler for cgo. "auto" takes musl-gcc for this machine's own
+/// architecture when it is installed, else zig.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CCompiler {
+    Auto,
+    Zig,
+    MuslGcc,
+}
+
+impl CCompiler {
+    pub const NAMES: [(&str, CCompiler); 3] = [
+        ("auto", CCompiler::Auto),
+        ("zig", CCompiler::Zig),
+        ("musl-gcc", CCompiler::MuslGcc),
+    ];
+}
+
+fn name_of<T: PartialEq + Copy>(names: &[(&'static str, T)], value: T) -> &'static str {
+    names
+        .iter()
+        .find(|(_, v)| *v == value)
+        .map(|(name, _)| *name)
+        .expect("every value has a name")
 }
 
 #[derive(Debug, Clone)]
@@ -223,6 +273,8 @@ struct RawApp {
 #[serde(deny_unknown_fields)]
 struct RawBuild {
     builder: Option<Spanned<String>>,
+    cgo: Option<Spanned<String>>,
+    cc: Option<Spanned<String>>,
     go_package: Option<Spanned<String>>,
     version_var: Option<Spanned<String>>,
     build_time_var: Option<Spanned<String>>,
@@ -543,6 +595,30 @@ fn parse_deploy(src: &Source, raw: RawDeploy) -> Result<Deploy> {
     })
 }
 
+/// One of `names`, or an error at the value listing them.
+fn choice<T: Copy>(
+    src: &Source,
+    value: &Spanned<String>,
+    key: &str,
+    names: &[(&str, T)],
+) -> Result<T> {
+    names
+        .iter()
+        .find(|(name, _)| name == value.get_ref())
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let valid: Vec<String> = names.iter().map(|(n, _)| format!("{n:?}")).collect();
+            src.error(
+                &value.span(),
+                format!(
+                    "unknown {key} {:?}: use {}",
+                    value.get_ref(),
+                    valid.join(", ")
+                ),
+            )
+        })
+}
+
 fn string_or(
     src: &Source,
     value: Option<Spanned<String>>,
@@ -561,17 +637,7 @@ fn string_or(
 fn parse_build(src: &Source, raw: RawBuild, detected: Option<Language>) -> Result<Build> {
     let builder = match &raw.builder {
         Some(b) => {
-            let builder = match b.get_ref().as_str() {
-                "go" => Builder::Go,
-                "cargo" => Builder::Cargo,
-                "cross" => Builder::Cross,
-                other => {
-                    return Err(src.error(
-                        &b.span(),
-                        format!("unknown builder {other:?}: use \"go\", \"cargo\" or \"cross\""),
-                    ));
-                }
-            };
+            let builder = choice(src, b, "builder", &Builder::NAMES)?;
             if let Some(lang) = detected.filter(|l| *l != builder.language()) {
                 return Err(src.error(
                     &b.span(),
@@ -591,8 +657,30 @@ fn parse_build(src: &Source, raw: RawBuild, detected: Option<Language>) -> Resul
             ),
         },
     };
+    let go_only = |value: &Option<Spanned<String>>, key: &str| match value {
+        Some(v) if builder != Builder::Go => Err(src.error(
+            &v.span(),
+            format!(
+                "{key} is for Go's cgo; a Rust project's C code is built by its builder\n  \
+                 help: remove it, or set builder = \"zigbuild\" to compile C with zig"
+            ),
+        )),
+        _ => Ok(()),
+    };
+    go_only(&raw.cgo, "cgo")?;
+    go_only(&raw.cc, "cc")?;
+    let cgo = raw
+        .cgo
+        .as_ref()
+        .map_or(Ok(Cgo::Auto), |v| choice(src, v, "cgo", &Cgo::NAMES))?;
+    let cc = raw.cc.as_ref().map_or(Ok(CCompiler::Auto), |v| {
+        choice(src, v, "cc", &CCompiler::NAMES)
+    })?;
     Ok(Build {
         builder,
+        zig_fallback: raw.builder.is_none() && builder == Builder::Cargo,
+        cgo,
+        cc,
         go_package: string_or(src, raw.go_package, ".", validate_go_package)?,
         version_var: string_or(src, raw.version_var, "main.version", validate_go_symbol)?,
         build_time_var: string_or(
@@ -1038,6 +1126,29 @@ mod tests {
         for bad in ["/etc/passwd", "../secret", "a/../../b", "./x", "", "a\nb"] {
             assert!(validate_relative_path(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn cgo_settings_belong_to_go_and_a_written_builder_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            "[package]\nname = \"demo\"\n",
+        )
+        .unwrap();
+        let parse = |text: &str| parse(dir.path(), &dir.path().join(FILE_NAME), text);
+        let err = parse("[build]\ncc = \"zig\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("shipit.toml:2:6") && err.contains("builder = \"zigbuild\""),
+            "{err}"
+        );
+        assert!(parse("[build]\ncgo = \"off\"\n").is_err());
+        let auto = parse("").unwrap().build;
+        assert_eq!((auto.builder, auto.zig_fallback), (Builder::Cargo, true));
+        let cargo = parse("[build]\nbuilder = \"cargo\"\n").unwrap().build;
+        assert_eq!((cargo.builder, cargo.zig_fallback), (Builder::Cargo, false));
+        let zig = parse("[build]\nbuilder = \"zigbuild\"\n").unwrap().build;
+        assert_eq!(zig.builder, Builder::Zigbuild);
     }
 
     #[test]

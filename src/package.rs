@@ -118,7 +118,7 @@ fn write_package(
         commit: artifact.stamp.commit.clone(),
         build_time: artifact.stamp.build_time(),
         target: artifact.target.name().to_string(),
-        builder: config.build.builder.to_string(),
+        builder: artifact.builder.clone(),
         files: entries.iter().map(file_entry).collect::<Result<_>>()?,
     };
     let mut manifest_json = serde_json::to_vec_pretty(&manifest)?;

@@ -33,10 +33,10 @@ fn check_bytes(bytes: &[u8], target: Target, builder: Builder) -> Result<()> {
     }
     let fix = match builder {
         Builder::Go => {
-            "cgo is on: set CGO_ENABLED=0 or remove the cgo import (import \"C\", or a package \
-             such as net or os/user built with cgo)"
+            "remove linker settings from GOFLAGS (shipit links Go statically itself), or set \
+             [build] cgo = \"off\""
         }
-        Builder::Cargo | Builder::Cross => {
+        Builder::Cargo | Builder::Zigbuild | Builder::Cross => {
             "a dependency links a system library dynamically: use the musl target \
              (`rustup target add x86_64-unknown-linux-musl`) or enable the crate's vendored/static \
              feature (e.g. openssl's \"vendored\")"
@@ -60,7 +60,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("libc.so.6"), "{err}");
-        assert!(err.contains("CGO_ENABLED=0"), "{err}");
+        assert!(err.contains("cgo = \"off\""), "{err}");
         let err = check_bytes(&me, Target::LinuxArm64, Builder::Go)
             .unwrap_err()
             .to_string();

@@ -1,12 +1,14 @@
 //! Build stage: turns a project into one static Linux executable, stamped with its version.
 //!
-//! The builder is chosen by the project (go.mod → Go, Cargo.toml → cargo, or `cross` when
-//! configured); whatever ran, the result is inspected as an ELF before anyone ships it.
+//! The builder is chosen by the project (go.mod → Go, Cargo.toml → cargo, or cargo-zigbuild or
+//! `cross` when configured); C code (cgo, crates' build scripts) is compiled against musl with
+//! musl-gcc or zig. Whatever ran, the result is inspected as an ELF before anyone ships it.
 
 mod cargo;
 mod elf;
 pub(crate) mod go;
 mod stamp;
+mod toolchain;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -82,6 +84,8 @@ pub struct Artifact {
     pub path: PathBuf,
     pub target: Target,
     pub stamp: Stamp,
+    /// What built it, for the manifest: "go", "go (cgo, zig)", "cargo", "zigbuild", "cross".
+    pub builder: String,
 }
 
 /// Builds `config`'s project for `target` into `work_dir` and proves the result is static.
@@ -104,39 +108,51 @@ pub fn build(
         "building {} with {}",
         config.app.name, config.build.builder
     ));
-    let path = match config.build.builder {
-        Builder::Go => go::build(config, target, &stamp, work_dir),
-        Builder::Cargo | Builder::Cross => cargo::build(config, target, &stamp),
+    let built = match config.build.builder {
+        Builder::Go => go::build(config, target, &stamp, work_dir, ui),
+        Builder::Cargo | Builder::Zigbuild | Builder::Cross => {
+            cargo::build(config, target, &stamp, ui)
+        }
     };
     spinner.finish_and_clear();
-    let path = path.tag(Category::Build)?;
+    let (path, builder) = built.tag(Category::Build)?;
     elf::check_static(&path, target, config.build.builder).tag(Category::Build)?;
     Ok(Artifact {
         path,
         target,
         stamp,
+        builder,
     })
 }
 
 /// Runs a build tool, naming it in any error together with the tail of what it printed.
 pub(crate) fn run_tool(label: &str, command: &mut Command) -> Result<Output> {
+    let output = spawn_tool(label, command)?;
+    if !output.status.success() {
+        return Err(tool_failed(label, command, &output));
+    }
+    Ok(output)
+}
+
+/// Runs a build tool to completion, failed or not; an error only when it cannot start.
+fn spawn_tool(label: &str, command: &mut Command) -> Result<Output> {
     let program = command.get_program().to_string_lossy().into_owned();
-    let output = command.output().map_err(|e| {
+    command.output().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             anyhow::anyhow!("{label}: `{program}` is not installed or not on PATH")
         } else {
             anyhow::anyhow!("{label}: cannot run `{program}`: {e}")
         }
-    })?;
-    if !output.status.success() {
-        anyhow::bail!(
-            "{label} failed ({}): {}\n{}",
-            output.status,
-            describe(command),
-            tail(&String::from_utf8_lossy(&output.stderr), 40)
-        );
-    }
-    Ok(output)
+    })
+}
+
+fn tool_failed(label: &str, command: &Command, output: &Output) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{label} failed ({}): {}\n{}",
+        output.status,
+        describe(command),
+        tail(&String::from_utf8_lossy(&output.stderr), 40)
+    )
 }
 
 /// The command line as a user could paste it, with the environment shipit set.

@@ -5,8 +5,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::{CONTAINER_DIR, CONTAINER_UID, Output, relative};
-use crate::build::go;
-use crate::config::{Builder, Config, Runtime, VersionSource};
+use crate::build::{Target, go};
+use crate::config::{Builder, Cgo, Config, Runtime, VersionSource};
 use crate::error::{Category, Tag};
 use crate::remote::quote;
 use crate::template::Template;
@@ -21,6 +21,8 @@ const DOCKERIGNORE: Template = Template {
 };
 
 const GO_IMAGE: &str = "golang:1";
+// With cgo: Alpine's gcc compiles and links against musl, as musl-gcc does for `shipit build`.
+const GO_CGO_IMAGE: &str = "golang:1-alpine";
 // Alpine's own Rust target is *-linux-musl, which links statically: the same kind of binary
 // `shipit build` makes, on amd64 and arm64 alike.
 const RUST_IMAGE: &str = "rust:1-alpine";
@@ -55,6 +57,8 @@ struct DockerfileData {
 #[derive(Debug, Serialize)]
 struct GoStage {
     image: &'static str,
+    /// Why the build uses cgo ("example.com/app (sqlite.go) has cgo files"); None without.
+    cgo: Option<String>,
     flags: String,
     ldflags: String,
     package: String,
@@ -115,8 +119,8 @@ fn dockerfile_data(config: &Config) -> Result<DockerfileData> {
     let runtime = config.container.runtime;
     let binary = format!("{CONTAINER_DIR}/{app}");
     let (go, rust) = match config.build.builder {
-        Builder::Go => (Some(go_stage(config)), None),
-        Builder::Cargo | Builder::Cross => (None, Some(rust_stage(config)?)),
+        Builder::Go => (Some(go_stage(config)?), None),
+        Builder::Cargo | Builder::Zigbuild | Builder::Cross => (None, Some(rust_stage(config)?)),
     };
     let mut expose: Vec<u16> = config.service.port.into_iter().collect();
     let health_port = config.health.as_ref().map(|h| h.endpoint().1);
@@ -159,14 +163,30 @@ fn dockerfile_data(config: &Config) -> Result<DockerfileData> {
     })
 }
 
-fn go_stage(config: &Config) -> GoStage {
-    GoStage {
-        image: GO_IMAGE,
-        flags: go::FLAGS.join(" "),
+fn go_stage(config: &Config) -> Result<GoStage> {
+    let cgo = match config.build.cgo {
+        Cgo::Off => None,
+        Cgo::On => Some("[build] cgo = \"on\"".to_string()),
+        Cgo::Auto => go::cgo_package(config, Target::LinuxAmd64)
+            .context(
+                "cannot tell whether the Dockerfile must build with cgo\n  \
+                 help: set [build] cgo = \"on\" or \"off\" in shipit.toml",
+            )
+            .tag(Category::Usage)?
+            .map(|package| format!("{package} has cgo files")),
+    };
+    Ok(GoStage {
+        image: if cgo.is_some() {
+            GO_CGO_IMAGE
+        } else {
+            GO_IMAGE
+        },
+        flags: go::flags(cgo.is_some()).join(" "),
         // The build arguments, expanded by the RUN shell.
-        ldflags: go::ldflags(config, "${VERSION}", "${BUILD_TIME}"),
+        ldflags: go::ldflags(config, cgo.is_some(), "${VERSION}", "${BUILD_TIME}"),
         package: quote(&go::package(config)),
-    }
+        cgo,
+    })
 }
 
 fn rust_stage(config: &Config) -> Result<RustStage> {

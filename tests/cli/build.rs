@@ -122,19 +122,176 @@ fn rust_example_builds_static_stamped_and_reproducible() {
     check_example("hello-rust");
 }
 
+/// Pure Go and pure Rust need no C toolchain for arm64: Go cross-compiles itself, and Rust links
+/// with rust-lld. Each binary runs under qemu and answers /health.
 #[test]
-fn go_builds_for_arm64() {
-    let (_out, archive) = build(
-        &example("hello-go"),
-        &["--target", "linux-arm64", "--version-override", "1.0.0"],
-    );
-    assert!(
-        archive
-            .to_str()
-            .unwrap()
-            .ends_with("hello-go-1.0.0-linux-arm64.tar.gz")
-    );
-    assert_static_elf(&package_map(&archive)["hello-go"].data, EM_AARCH64);
+fn examples_without_c_code_build_for_arm64_without_a_c_toolchain() {
+    let (_bin, bare_path) = path_without_c_toolchains();
+    for name in ["hello-go", "hello-rust"] {
+        let out = tempfile::tempdir().unwrap();
+        let run = shipit(&[
+            "-C",
+            example(name).to_str().unwrap(),
+            "build",
+            "--target",
+            "linux-arm64",
+            "--version-override",
+            "1.0.0",
+            "--out-dir",
+            out.path().to_str().unwrap(),
+        ])
+        .env("PATH", &bare_path)
+        .run()
+        .success();
+        let archive = std::path::PathBuf::from(run.stdout.trim());
+        assert!(
+            archive
+                .to_str()
+                .unwrap()
+                .ends_with(&format!("{name}-1.0.0-linux-arm64.tar.gz"))
+        );
+        let binary = &package_map(&archive)[name].data;
+        assert_static_elf(binary, EM_AARCH64);
+        assert_eq!(run_for_health(binary, EM_AARCH64)["version"], "1.0.0");
+    }
+}
+
+/// An example with C code, built static for both architectures: each binary is checked as an
+/// ELF, run (arm64 under qemu) and asked for /health, whose "native" check is the C code's answer.
+/// `builders` is what the manifest says built each (amd64, arm64) on a machine set up by
+/// scripts/setup: musl-gcc where it can, zig for arm64.
+fn check_c_example(name: &str, builders: [&str; 2]) {
+    let project = example(name);
+    let targets = [
+        ("linux-amd64", EM_X86_64, "x86_64"),
+        ("linux-arm64", EM_AARCH64, "aarch64"),
+    ];
+    for ((target, machine, arch), builder) in targets.into_iter().zip(builders) {
+        let (_out, archive) = build(
+            &project,
+            &["--target", target, "--version-override", "2.0.0"],
+        );
+        let entries = package_map(&archive);
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&entries["manifest.json"].data).unwrap();
+        assert_eq!(manifest["builder"], builder, "{target}");
+        assert_static_elf(&entries[name].data, machine);
+        let health = run_for_health(&entries[name].data, machine);
+        assert_eq!(health["status"], "UP", "{target}: {health}");
+        assert_eq!(health["version"], "2.0.0", "{target}");
+        assert_eq!(health["buildTime"], EPOCH_RFC3339, "{target}");
+        assert_eq!(
+            health["checks"]["native"],
+            format!("UP (C on {arch})"),
+            "{target}"
+        );
+        let (_again, rebuilt) = build(
+            &project,
+            &["--target", target, "--version-override", "2.0.0"],
+        );
+        assert_eq!(
+            sha256(&archive),
+            sha256(&rebuilt),
+            "{name} for {target} is not reproducible"
+        );
+    }
+}
+
+#[test]
+fn cgo_example_builds_static_for_amd64_and_arm64() {
+    check_c_example("hello-cgo", ["go (cgo, musl-gcc)", "go (cgo, zig)"]);
+}
+
+#[test]
+fn rust_example_with_c_code_builds_static_for_amd64_and_arm64() {
+    check_c_example("hello-rust-c", ["cargo", "zigbuild"]);
+}
+
+/// Without a C compiler for the target, a build with C code stops in a few lines that say which
+/// code needs one and what to install.
+#[test]
+fn c_code_without_a_c_compiler_names_what_to_install() {
+    let (_bin, bare_path) = path_without_c_toolchains();
+    let short = |run: Run| {
+        assert!(
+            run.stderr.lines().count() <= 5,
+            "more than 5 lines:\n{}",
+            run.stderr
+        );
+        run
+    };
+    let go = project_copy("hello-cgo");
+    let go_dir = go.path().to_str().unwrap();
+    let build_go = || shipit(&["-C", go_dir, "build", "--version-override", "1"]);
+    short(build_go().env("PATH", &bare_path).run().failure(3))
+        .stderr_has("example.com/hello-cgo (native.go) has cgo files")
+        .stderr_has("apt-get install musl-tools")
+        .stderr_has("pip install ziglang");
+    let config = std::fs::read_to_string(go.path().join("shipit.toml")).unwrap();
+    std::fs::write(
+        go.path().join("shipit.toml"),
+        format!("[build]\ncgo = \"off\"\n\n{config}"),
+    )
+    .unwrap();
+    build_go()
+        .run()
+        .failure(3)
+        .stderr_has("has cgo files, which [build] cgo = \"off\" leaves out");
+    // musl-gcc builds for this machine's architecture only.
+    std::fs::write(
+        go.path().join("shipit.toml"),
+        format!("[build]\ncc = \"musl-gcc\"\n\n{config}"),
+    )
+    .unwrap();
+    short(
+        shipit(&[
+            "-C",
+            go_dir,
+            "build",
+            "--target",
+            "linux-arm64",
+            "--version-override",
+            "1",
+        ])
+        .run()
+        .failure(3),
+    )
+    .stderr_has("cc = \"musl-gcc\", but there is no musl-gcc for linux-arm64 here")
+    .stderr_has("set cc = \"zig\"");
+
+    let rust = project_copy("hello-rust-c");
+    let rust_dir = rust.path().to_str().unwrap();
+    let build_rust = |target: &str| {
+        shipit(&[
+            "-C",
+            rust_dir,
+            "build",
+            "--target",
+            target,
+            "--version-override",
+            "1",
+        ])
+    };
+    short(
+        build_rust("linux-amd64")
+            .env("PATH", &bare_path)
+            .run()
+            .failure(3),
+    )
+    .stderr_has("hello-rust-c v0.1.0 compiles C code in its build script")
+    .stderr_has("no C compiler for x86_64-unknown-linux-musl")
+    .stderr_has("apt-get install musl-tools")
+    .stderr_has("pip install cargo-zigbuild");
+    // builder = "cargo" written out: no zig, and arm64 has no musl-gcc.
+    let config = std::fs::read_to_string(rust.path().join("shipit.toml")).unwrap();
+    std::fs::write(
+        rust.path().join("shipit.toml"),
+        format!("[build]\nbuilder = \"cargo\"\n\n{config}"),
+    )
+    .unwrap();
+    short(build_rust("linux-arm64").run().failure(3))
+        .stderr_has("no C compiler for aarch64-unknown-linux-musl")
+        .stderr_has("set builder = \"zigbuild\"");
 }
 
 #[test]

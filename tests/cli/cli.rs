@@ -45,6 +45,18 @@ fn init_writes_a_working_config_and_keeps_an_existing_one() {
         text.contains("name = \"hello-go\"") && text.contains("# go_package"),
         "{text}"
     );
+    // hello-go's flag: fs.String("port", "8080", …) in main.go.
+    assert!(
+        text.contains(
+            "# detected: the flag --port (default \"8080\") in main.go:47\n\
+             exec_args = [\"--port\", \"8080\"]"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("url = \"http://127.0.0.1:8080/health\""),
+        "{text}"
+    );
     shipit(&["-C", dir, "unit", "generate", "--verify"])
         .run()
         .success();
@@ -79,6 +91,136 @@ fn init_detects_rust_projects() {
         text.contains("name = \"hello-rust\"") && text.contains("cargo_bin"),
         "{text}"
     );
+    // A hand-written parser: "--port" and `let mut port = 8080;` in src/main.rs.
+    assert!(
+        text.contains("exec_args = [\"--port\", \"8080\"]")
+            && text.contains("in src/main.rs:")
+            && text.contains("url = \"http://127.0.0.1:8080/health\""),
+        "{text}"
+    );
+}
+
+/// A Go service that uses the flag package but has no port flag: init writes no exec_args (a
+/// `--port` would stop it at start with "flag provided but not defined"), and takes the health
+/// URL's port from its listen address. The service then starts as the unit would start it.
+#[test]
+fn init_writes_no_port_flag_a_go_service_does_not_have() {
+    let port = free_port();
+    let project = go_project(&format!(
+        "package main\n\nimport (\n\t\"flag\"\n\t\"fmt\"\n\t\"net/http\"\n)\n\n\
+         func main() {{\n\
+         \tverbose := flag.Bool(\"verbose\", false, \"log requests\")\n\
+         \tflag.Parse()\n\
+         \thttp.HandleFunc(\"/health\", func(w http.ResponseWriter, r *http.Request) {{\n\
+         \t\tif *verbose {{\n\t\t\tfmt.Println(r.URL)\n\t\t}}\n\
+         \t\tfmt.Fprintln(w, `{{\"status\":\"UP\"}}`)\n\
+         \t}})\n\
+         \tpanic(http.ListenAndServe(\":{port}\", nil))\n\
+         }}\n"
+    ));
+    let dir = project.path().to_str().unwrap();
+    shipit(&["-C", dir, "init"])
+        .run()
+        .success()
+        .stderr_has(&format!("listens on port {port} (main.go:18)"));
+    let text = std::fs::read_to_string(project.path().join("shipit.toml")).unwrap();
+    assert!(
+        text.contains("# exec_args = [") && text.contains("no port or address flag found"),
+        "{text}"
+    );
+    assert!(!text.contains("\nexec_args"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "# detected: port {port}, from the listen address in main.go:18\n\
+             url = \"http://127.0.0.1:{port}/health\""
+        )),
+        "{text}"
+    );
+
+    let out = tempfile::tempdir().unwrap();
+    let archive = shipit(&[
+        "-C",
+        dir,
+        "build",
+        "--version-override",
+        "1",
+        "--out-dir",
+        out.path().to_str().unwrap(),
+    ])
+    .run()
+    .success()
+    .stdout;
+    let entries = package_map(std::path::Path::new(archive.trim()));
+    let binary = out.path().join("demo");
+    std::fs::write(&binary, &entries["demo"].data).unwrap();
+    std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let unit = &entries["demo.service"].data;
+    let exec_start = String::from_utf8_lossy(unit)
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart=").map(str::to_string))
+        .unwrap();
+    assert_eq!(exec_start, "/opt/demo/current/demo", "no arguments");
+    let _service = Service(
+        std::process::Command::new(&binary)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(http_get(port, "/health").0, 200);
+}
+
+/// Nothing in the source says where the service listens: init says what to set instead of
+/// writing a guess, and the file still loads.
+#[test]
+fn init_says_what_to_set_when_the_source_shows_no_port() {
+    let project = go_project(
+        "package main\n\nimport (\n\t\"net/http\"\n\t\"os\"\n)\n\n\
+         func main() {\n\tpanic(http.ListenAndServe(os.Args[1], nil))\n}\n",
+    );
+    let dir = project.path().to_str().unwrap();
+    shipit(&["-C", dir, "init"])
+        .run()
+        .success()
+        .stderr_has("no port flag, PORT variable or listen address in the source");
+    let text = std::fs::read_to_string(project.path().join("shipit.toml")).unwrap();
+    assert!(
+        text.contains("# [health]\n# url = \"http://127.0.0.1:PORT/health\"")
+            && text.contains("set the\n# port your service listens on"),
+        "{text}"
+    );
+    shipit(&["-C", dir, "unit", "generate", "--verify"])
+        .run()
+        .success();
+
+    // PORT read from the environment with a default: that default is the health URL's port.
+    std::fs::write(
+        project.path().join("main.go"),
+        "package main\n\nimport (\n\t\"net/http\"\n\t\"os\"\n)\n\n\
+         func main() {\n\tport := os.Getenv(\"PORT\")\n\tif port == \"\" {\n\t\tport = \"9090\"\n\t}\n\
+         \tpanic(http.ListenAndServe(\":\"+port, nil))\n}\n",
+    )
+    .unwrap();
+    shipit(&["-C", dir, "init", "--force"]).run().success();
+    let text = std::fs::read_to_string(project.path().join("shipit.toml")).unwrap();
+    assert!(
+        text.contains(
+            "# detected: port 9090, from PORT's default in main.go:9\n\
+             url = \"http://127.0.0.1:9090/health\""
+        ),
+        "{text}"
+    );
+}
+
+/// A Go module named example.com/demo holding `main_go` as main.go.
+fn go_project(main_go: &str) -> tempfile::TempDir {
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("go.mod"),
+        "module example.com/demo\n\ngo 1.19\n",
+    )
+    .unwrap();
+    std::fs::write(project.path().join("main.go"), main_go).unwrap();
+    project
 }
 
 /// libssh2 up to 1.11.1 has a pre-auth heap overflow a malicious server can trigger; the fix

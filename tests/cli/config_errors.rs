@@ -83,6 +83,21 @@ fn each_kind_of_bad_value_points_at_its_place() {
             "cannot build this Go project",
         ),
         (
+            "[build]\ncgo = \"yes\"\n",
+            "shipit.toml:2:7",
+            "unknown cgo \"yes\": use \"auto\", \"on\", \"off\"",
+        ),
+        (
+            "[build]\ncc = \"clang\"\n",
+            "shipit.toml:2:6",
+            "unknown cc \"clang\": use \"auto\", \"zig\", \"musl-gcc\"",
+        ),
+        (
+            "[build]\nbuilder = \"zig\"\n",
+            "shipit.toml:2:11",
+            "use \"go\", \"cargo\", \"zigbuild\", \"cross\"",
+        ),
+        (
             "[build]\nversion_var = \"version\"\n",
             "shipit.toml:2:15",
             "is not a Go variable",

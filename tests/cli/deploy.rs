@@ -108,6 +108,25 @@ fn rust_service_lifecycle() {
     lifecycle("hello-rust", "t-rust-life");
 }
 
+/// The examples with C code, built static for amd64, run under systemd like the others: the C
+/// code answers in /health on the host.
+#[test]
+fn services_with_c_code_deploy_and_answer_health() {
+    let apps = [("hello-cgo", "t-cgo"), ("hello-rust-c", "t-rust-c")];
+    let sandbox = Sandbox::up(&apps.map(|(_, host)| host));
+    for (name, host) in apps {
+        let report = deploy_json(&sandbox, &example(name), host, "1.0.0");
+        assert_eq!(report["uploaded"], true, "{name}");
+        let health = health(&sandbox, host);
+        assert_eq!(health["version"], "1.0.0", "{name}");
+        assert_eq!(health["checks"]["native"], "UP (C on x86_64)", "{name}");
+        assert_eq!(
+            show(&sandbox, host, &format!("{name}.service"), "ActiveState"),
+            "active"
+        );
+    }
+}
+
 #[test]
 fn failing_releases_roll_back_or_stop() {
     let host = "t-fail";

@@ -702,46 +702,70 @@ fn dockerfile_stages_for_each_runtime() {
 }
 
 /// No container engine here, so the Go builder stage's RUN lines run on this machine instead, in
-/// a copy of the project (the build context) with the image's /out mapped to a directory: the
-/// result must be the static, stamped binary `shipit build` makes.
-#[test]
-fn dockerfile_go_builder_stage_builds_a_stamped_static_binary() {
-    let project = project_copy("hello-go");
-    let text = generate(project.path(), &["dockerfile"]).success().stdout;
-    let stages = stages(&text);
+/// a copy of the project (the build context) with the image's /out mapped to a directory; the
+/// result must be the static, stamped binary `shipit build` makes. Returns its /health.
+fn run_go_builder_stage(project: &Path, stage: &[String], cc: Option<&str>) -> serde_json::Value {
     let out = tempfile::tempdir().unwrap();
     let out_dir = format!("{}/", out.path().display());
-    for run in stages[0].1.iter().filter_map(|l| l.strip_prefix("RUN ")) {
-        let status = std::process::Command::new("sh")
+    // Alpine's package manager is the one step that cannot run here; musl-gcc stands in for the
+    // gcc it installs.
+    let runs = stage
+        .iter()
+        .filter_map(|l| l.strip_prefix("RUN "))
+        .filter(|run| !run.starts_with("apk "));
+    for run in runs {
+        let mut command = std::process::Command::new("sh");
+        command
             .args(["-c", &run.replace("/out/", &out_dir)])
-            .current_dir(project.path())
+            .current_dir(project)
             .env("VERSION", "3.1.4")
-            .env("BUILD_TIME", EPOCH_RFC3339)
-            .status()
-            .unwrap();
-        assert!(status.success(), "RUN {run}");
+            .env("BUILD_TIME", EPOCH_RFC3339);
+        if let Some(cc) = cc {
+            command.env("CC", cc);
+        }
+        assert!(command.status().unwrap().success(), "RUN {run}");
     }
-    let binary = out.path().join("hello-go");
-    assert_static_elf(
-        &std::fs::read(&binary).unwrap(),
-        goblin::elf::header::EM_X86_64,
-    );
-    let port = free_port();
-    let _service = Service(
-        std::process::Command::new(&binary)
-            .args(["--port", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let (status, body) = http_get(port, "/health");
-    assert_eq!(status, 200, "{body}");
-    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let binary = std::fs::read(out.path().join("app")).expect("the builder stage leaves /out/app");
+    assert_static_elf(&binary, goblin::elf::header::EM_X86_64);
+    let health = run_for_health(&binary, goblin::elf::header::EM_X86_64);
     assert_eq!(
         (health["version"].as_str(), health["buildTime"].as_str()),
         (Some("3.1.4"), Some(EPOCH_RFC3339))
     );
+    health
+}
+
+#[test]
+fn dockerfile_go_builder_stage_builds_a_stamped_static_binary() {
+    let project = project_with("hello-go", "[app]\nname = \"app\"\nversion = \"1\"\n");
+    let text = generate(project.path(), &["dockerfile"]).success().stdout;
+    let stages = stages(&text);
+    assert_eq!(stages[0].0, "golang:1");
+    assert!(text.contains("CGO_ENABLED=0 go build"), "{text}");
+    run_go_builder_stage(project.path(), &stages[0].1, None);
+}
+
+/// cgo: the builder is Alpine with its gcc, and links statically as `shipit build` does.
+#[test]
+fn dockerfile_for_cgo_builds_static_against_musl() {
+    let project = project_with("hello-cgo", "[app]\nname = \"app\"\nversion = \"1\"\n");
+    let text = generate(project.path(), &["dockerfile"]).success().stdout;
+    let stages = stages(&text);
+    let (image, builder) = &stages[0];
+    assert_eq!(image, "golang:1-alpine");
+    assert!(has(builder, "RUN apk add --no-cache build-base"), "{text}");
+    assert!(
+        text.contains("# cgo: example.com/hello-cgo (native.go) has cgo files."),
+        "{text}"
+    );
+    let build = builder.iter().find(|l| l.contains("go build")).unwrap();
+    assert!(
+        build.contains("CGO_ENABLED=1 go build -trimpath -buildvcs=false -tags netgo,osusergo")
+            && build.contains("-linkmode external -extldflags '-static -s'"),
+        "{build}"
+    );
+    let health = run_go_builder_stage(project.path(), builder, Some("musl-gcc"));
+    assert_eq!(health["checks"]["native"], "UP (C on x86_64)");
 }
 
 #[test]

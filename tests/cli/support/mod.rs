@@ -195,6 +195,63 @@ pub fn assert_static_elf(bytes: &[u8], machine: u16) {
     assert!(elf.libraries.is_empty(), "needs {:?}", elf.libraries);
 }
 
+/// A PATH holding every program of this one except the C toolchains static C builds use
+/// (musl-gcc, cross gccs for musl, zig, cargo-zigbuild, and python3 for `python3 -m ziglang`):
+/// this machine as one without them.
+pub fn path_without_c_toolchains() -> (tempfile::TempDir, String) {
+    let hidden = |name: &str| {
+        name.ends_with("musl-gcc") || ["zig", "cargo-zigbuild", "python3"].contains(&name)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = std::env::var_os("PATH").expect("PATH is set");
+    for from in std::env::split_paths(&path) {
+        let Ok(entries) = std::fs::read_dir(&from) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let link = dir.path().join(&name);
+            if !hidden(&name.to_string_lossy()) && !link.exists() {
+                std::os::unix::fs::symlink(entry.path(), link).unwrap();
+            }
+        }
+    }
+    let bare = dir.path().to_str().unwrap().to_string();
+    (dir, bare)
+}
+
+/// Runs a built executable, an arm64 one under `qemu-aarch64-static` (Debian's qemu-user-static;
+/// no binfmt registration needed), and returns its /health answer.
+pub fn run_for_health(executable: &[u8], machine: u16) -> serde_json::Value {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("service");
+    std::fs::write(&binary, executable).unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut command = if machine == goblin::elf::header::EM_AARCH64 {
+        let mut qemu = Command::new("qemu-aarch64-static");
+        qemu.arg(&binary);
+        qemu
+    } else {
+        Command::new(&binary)
+    };
+    let port = free_port();
+    let _service = Service(
+        command
+            .args(["--port", &port.to_string()])
+            .env("STATE_DIRECTORY", dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "run the service (arm64: is qemu-user-static installed? scripts/setup --tests)",
+            ),
+    );
+    let (status, body) = http_get(port, "/health");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
