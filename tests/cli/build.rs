@@ -294,23 +294,12 @@ fn c_code_without_a_c_compiler_names_what_to_install() {
         .stderr_has("set builder = \"zigbuild\"");
 }
 
+/// Machines with the arm64 target installed (CI's among them) still check the message: the
+/// build runs on a copy of the current toolchain whose sysroot holds only this machine's
+/// standard library, as rustup leaves it before `rustup target add`.
 #[test]
 fn rust_arm64_names_the_missing_rustup_target() {
-    let installed = Command::new("rustc")
-        .args([
-            "--print",
-            "target-libdir",
-            "--target",
-            "aarch64-unknown-linux-musl",
-        ])
-        .output()
-        .is_ok_and(|o| {
-            o.status.success() && Path::new(String::from_utf8_lossy(&o.stdout).trim()).is_dir()
-        });
-    if installed {
-        eprintln!("aarch64-unknown-linux-musl is installed here; nothing to check");
-        return;
-    }
+    let toolchain = toolchain_without("aarch64-unknown-linux-musl");
     let out = tempfile::tempdir().unwrap();
     shipit(&[
         "-C",
@@ -321,9 +310,55 @@ fn rust_arm64_names_the_missing_rustup_target() {
         "--out-dir",
         out.path().to_str().unwrap(),
     ])
+    .env("RUSTUP_TOOLCHAIN", toolchain.path().to_str().unwrap())
     .run()
     .failure(3)
     .stderr_has("rustup target add aarch64-unknown-linux-musl");
+}
+
+/// A rustup toolchain directory made of the current one's files, minus the standard library for
+/// `missing`. rustc finds its sysroot from where its own files are, so binaries and shared
+/// libraries are hard links (copies across filesystems), not symlinks.
+fn toolchain_without(missing: &str) -> tempfile::TempDir {
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .unwrap();
+    let sysroot = std::path::PathBuf::from(String::from_utf8(sysroot.stdout).unwrap().trim());
+    let copy = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let link = |from: &Path, to: &Path| {
+        std::fs::hard_link(from, to)
+            .or_else(|_| std::fs::copy(from, to).map(drop))
+            .unwrap()
+    };
+    std::fs::create_dir_all(copy.path().join("bin")).unwrap();
+    for entry in std::fs::read_dir(sysroot.join("bin")).unwrap() {
+        let entry = entry.unwrap();
+        link(
+            &entry.path(),
+            &copy.path().join("bin").join(entry.file_name()),
+        );
+    }
+    std::fs::create_dir_all(copy.path().join("lib/rustlib")).unwrap();
+    for entry in std::fs::read_dir(sysroot.join("lib")).unwrap() {
+        let entry = entry.unwrap();
+        let to = copy.path().join("lib").join(entry.file_name());
+        if entry.file_name() == "rustlib" {
+            continue;
+        } else if entry.file_type().unwrap().is_dir() {
+            std::os::unix::fs::symlink(entry.path(), to).unwrap();
+        } else {
+            link(&entry.path(), &to);
+        }
+    }
+    for entry in std::fs::read_dir(sysroot.join("lib/rustlib")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != missing {
+            let to = copy.path().join("lib/rustlib").join(entry.file_name());
+            std::os::unix::fs::symlink(entry.path(), to).unwrap();
+        }
+    }
+    copy
 }
 
 #[test]
