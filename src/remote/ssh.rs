@@ -1,5 +1,6 @@
-//! The ssh2 (libssh2) transport: connect with a timeout, check the host key, authenticate,
-//! run commands and reach the service's port through a direct-tcpip channel.
+//! The ssh2 (libssh2) transport: connect with a timeout (over TCP, or through a ProxyJump or
+//! ProxyCommand helper), check the host key, authenticate, run commands and reach the service's
+//! port through a direct-tcpip channel.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -11,15 +12,21 @@ use ssh2::{MethodType, Session};
 
 use super::destination::Destination;
 use super::known_hosts::{self, Verdict};
+use super::proxy::Helper;
 use super::{ExecOutput, HttpAnswer, Remote};
 use crate::error::{Category, Tag, tagged};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Through a bastion, connecting and the handshake share one deadline: the helper logs in to
+/// the bastion first, then opens the way on. Direct connections get the same in two halves.
+const PROXY_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Long enough for `systemctl restart` of a slow service; `logs -f` lifts it.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 const KEEPALIVE_SECS: u32 = 15;
 /// The channel is fed in large writes: libssh2 pipelines only within one write call.
 const CHUNK: usize = 1 << 20;
+/// libssh2's LIBSSH2_ERROR_TIMEOUT.
+const LIBSSH2_TIMEOUT: ssh2::ErrorCode = ssh2::ErrorCode::Session(-9);
 
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
@@ -31,26 +38,88 @@ pub struct SshRemote {
     label: String,
     user: String,
     session: Session,
+    /// The ProxyJump/ProxyCommand process carrying the session. Declared after `session`, so it
+    /// is dropped (hung up on and reaped) after the session is gone.
+    helper: Option<Helper>,
 }
 
 impl SshRemote {
     pub fn connect(destination: &Destination, options: &ConnectOptions) -> Result<SshRemote> {
         connect(destination, options).tag(Category::Connect)
     }
+
+    /// An error on a session whose helper has died says why the helper died.
+    fn explain<T>(&mut self, result: Result<T>) -> Result<T> {
+        let Err(e) = result else { return result };
+        let gone = match self.helper.as_mut() {
+            Some(helper) => helper.has_exited().then(|| helper.report(Duration::ZERO)),
+            None => None,
+        };
+        match gone {
+            Some(report) => Err(e.context(format!(
+                "the connection to {} is gone: {report}",
+                self.label
+            ))),
+            None => Err(e),
+        }
+    }
 }
 
 fn connect(d: &Destination, options: &ConnectOptions) -> Result<SshRemote> {
-    let where_ = format!("{}@{}:{}", d.user, d.hostname, d.port);
-    let tcp = tcp_connect(&d.hostname, d.port)
-        .with_context(|| format!("cannot reach {} ({where_})", d.label))?;
-    // Without TCP_NODELAY, Nagle holds back the second small packet of every exchange (channel
-    // open, exec request, EOF) until the server's delayed ACK: about 40 ms per remote command.
-    tcp.set_nodelay(true)
-        .context("setting TCP_NODELAY on the SSH connection")?;
+    let where_ = d.address();
     let mut session = Session::new().context("cannot start an SSH session")?;
-    session.set_tcp_stream(tcp);
-    session.set_timeout(CONNECT_TIMEOUT.as_millis() as u32);
-    let algorithms = known_hosts::algorithms_on_record(&d.known_hosts, &d.hostname, d.port)?;
+    let mut helper = match &d.proxy {
+        None => {
+            let tcp = tcp_connect(&d.hostname, d.port)
+                .with_context(|| format!("cannot reach {} ({where_})", d.label))?;
+            // Without TCP_NODELAY, Nagle holds back the second small packet of every exchange
+            // (channel open, exec request, EOF) until the server's delayed ACK: about 40 ms per
+            // remote command.
+            tcp.set_nodelay(true)
+                .context("setting TCP_NODELAY on the SSH connection")?;
+            session.set_tcp_stream(tcp);
+            session.set_timeout(CONNECT_TIMEOUT.as_millis() as u32);
+            None
+        }
+        Some(proxy) => {
+            let (helper, stream) = Helper::spawn(proxy)
+                .with_context(|| format!("cannot reach {} ({where_})", d.label))?;
+            session.set_tcp_stream(stream);
+            session.set_timeout(PROXY_CONNECT_TIMEOUT.as_millis() as u32);
+            Some(helper)
+        }
+    };
+    if let Err(e) = handshake(&mut session, d) {
+        let e = match helper.as_mut() {
+            // A helper that failed has exited or is about to: wait a moment for its last words.
+            Some(helper) => e.context(format!(
+                "cannot connect to {} ({where_}): {}",
+                d.label,
+                helper.report(Duration::from_secs(1))
+            )),
+            None => e,
+        };
+        return Err(e);
+    }
+    let mut remote = SshRemote {
+        label: d.label.clone(),
+        user: d.user.clone(),
+        session,
+        helper,
+    };
+    let checked = verify_host_key(&remote.session, d, options);
+    remote.explain(checked)?;
+    let authenticated = authenticate(&remote.session, d);
+    remote.explain(authenticated)?;
+    remote.session.set_keepalive(true, KEEPALIVE_SECS);
+    remote
+        .session
+        .set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
+    Ok(remote)
+}
+
+fn handshake(session: &mut Session, d: &Destination) -> Result<()> {
+    let algorithms = known_hosts::algorithms_on_record(&d.known_hosts, &d.known_hosts_name())?;
     if !algorithms.is_empty() {
         session
             .method_pref(MethodType::HostKey, &algorithms.join(","))
@@ -60,17 +129,21 @@ fn connect(d: &Destination, options: &ConnectOptions) -> Result<SshRemote> {
     let ciphers = "aes128-ctr,aes256-ctr,chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes256-gcm@openssh.com";
     session.method_pref(MethodType::CryptCs, ciphers)?;
     session.method_pref(MethodType::CryptSc, ciphers)?;
-    session
-        .handshake()
-        .with_context(|| format!("SSH handshake with {} ({where_}) failed", d.label))?;
-    verify_host_key(&session, d, options)?;
-    authenticate(&session, d)?;
-    session.set_keepalive(true, KEEPALIVE_SECS);
-    session.set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
-    Ok(SshRemote {
-        label: d.label.clone(),
-        user: d.user.clone(),
-        session,
+    session.handshake().map_err(|e| {
+        let what = if e.code() == LIBSSH2_TIMEOUT {
+            let limit = match d.proxy {
+                Some(_) => PROXY_CONNECT_TIMEOUT,
+                None => CONNECT_TIMEOUT,
+            };
+            format!(
+                "no SSH handshake from {} within {} s",
+                d.label,
+                limit.as_secs()
+            )
+        } else {
+            format!("SSH handshake with {} ({}) failed", d.label, d.address())
+        };
+        anyhow::Error::new(e).context(what)
     })
 }
 
@@ -93,8 +166,15 @@ fn tcp_connect(host: &str, port: u16) -> Result<TcpStream> {
 fn verify_host_key(session: &Session, d: &Destination, options: &ConnectOptions) -> Result<()> {
     let (blob, _) = session.host_key().context("the server sent no host key")?;
     let fingerprint = known_hosts::fingerprint(blob);
-    let form = known_hosts::host_form(&d.hostname, d.port);
-    match known_hosts::check(&d.known_hosts, &d.hostname, d.port, blob)? {
+    let form = d.known_hosts_name();
+    let first_file = || {
+        d.known_hosts
+            .first()
+            .map_or_else(|| "~/.ssh/known_hosts".into(), |f| f.display().to_string())
+    };
+    match known_hosts::check(&d.known_hosts, &form, blob)
+        .with_context(|| format!("checking the host key of {} ({form})", d.label))?
+    {
         Verdict::Known => Ok(()),
         Verdict::Unknown if options.accept_new_host_key => {
             let file = d
@@ -103,7 +183,7 @@ fn verify_host_key(session: &Session, d: &Destination, options: &ConnectOptions)
                 .context("no known_hosts file is configured")?;
             known_hosts::append(
                 file,
-                &known_hosts::line_for(&d.hostname, d.port, blob, d.hash_known_hosts)?,
+                &known_hosts::line_for(&form, blob, d.hash_known_hosts)?,
             )?;
             eprintln!(
                 "    Accepted new host key for {form} ({fingerprint}), recorded in {}",
@@ -117,9 +197,7 @@ fn verify_host_key(session: &Session, d: &Destination, options: &ConnectOptions)
              /etc/ssh/ssh_host_ed25519_key.pub`), then re-run with --accept-new-host-key to \
              record it in {}",
             d.label,
-            d.known_hosts
-                .first()
-                .map_or_else(|| "~/.ssh/known_hosts".into(), |f| f.display().to_string())
+            first_file()
         ),
         Verdict::Changed { file, line } => anyhow::bail!(
             "REFUSED: the host key of {} ({form}) has CHANGED; it is now {fingerprint}. \
@@ -135,6 +213,17 @@ fn verify_host_key(session: &Session, d: &Destination, options: &ConnectOptions)
             "REFUSED: the host key of {} ({form}) is marked @revoked at {}:{line}",
             d.label,
             file.display()
+        ),
+        Verdict::CertificateOnly { file, line } => anyhow::bail!(
+            "REFUSED: {} ({form}) is vouched for only by the @cert-authority line {}:{line}, and \
+             shipit's SSH library (libssh2) cannot check host certificates; it offered the plain \
+             key {fingerprint}\n  \
+             help: after checking that fingerprint with the host's owner, add the host's own key \
+             to {} (or re-run with --accept-new-host-key once the @cert-authority line no longer \
+             names it)",
+            d.label,
+            file.display(),
+            first_file()
         ),
     }
 }
@@ -210,63 +299,15 @@ impl Remote for SshRemote {
         stdin: Option<&mut dyn Read>,
         progress: &dyn Fn(u64),
     ) -> Result<ExecOutput> {
-        let context = || format!("running `{command}` on {}", self.label);
-        let mut channel = self
-            .session
-            .channel_session()
-            .with_context(context)
-            .tag(Category::Connect)?;
-        channel
-            .exec(command)
-            .with_context(context)
-            .tag(Category::Connect)?;
-        if let Some(input) = stdin {
-            let mut buffer = vec![0; CHUNK];
-            let mut sent = 0;
-            loop {
-                let n = input
-                    .read(&mut buffer)
-                    .context("reading local data to send")?;
-                if n == 0 {
-                    break;
-                }
-                channel
-                    .write_all(&buffer[..n])
-                    .with_context(context)
-                    .tag(Category::Connect)?;
-                sent += n as u64;
-                progress(sent);
-            }
-        }
-        channel
-            .send_eof()
-            .with_context(context)
-            .tag(Category::Connect)?;
-        let mut stdout = String::new();
-        channel
-            .read_to_string(&mut stdout)
-            .with_context(context)
-            .tag(Category::Connect)?;
-        let mut stderr = String::new();
-        channel
-            .stderr()
-            .read_to_string(&mut stderr)
-            .with_context(context)
-            .tag(Category::Connect)?;
-        finish(channel, stdout, stderr).with_context(context)
+        let result = exec(&self.session, &self.label, command, stdin, progress);
+        self.explain(result)
     }
 
     fn exec_streaming(&mut self, command: &str, sink: &mut dyn Write) -> Result<ExecOutput> {
         self.session.set_timeout(0);
-        let mut channel = self.session.channel_session()?;
-        channel.exec(command)?;
-        channel.send_eof()?;
-        let copied = std::io::copy(&mut channel, sink);
+        let result = exec_streaming(&self.session, command, sink);
         self.session.set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
-        copied.context("reading the remote output")?;
-        let mut stderr = String::new();
-        channel.stderr().read_to_string(&mut stderr)?;
-        finish(channel, String::new(), stderr)
+        self.explain(result)
     }
 
     fn http_get(
@@ -281,6 +322,68 @@ impl Remote for SshRemote {
         self.session.set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
         answer
     }
+}
+
+fn exec(
+    session: &Session,
+    label: &str,
+    command: &str,
+    stdin: Option<&mut dyn Read>,
+    progress: &dyn Fn(u64),
+) -> Result<ExecOutput> {
+    let context = || format!("running `{command}` on {label}");
+    let mut channel = session
+        .channel_session()
+        .with_context(context)
+        .tag(Category::Connect)?;
+    channel
+        .exec(command)
+        .with_context(context)
+        .tag(Category::Connect)?;
+    if let Some(input) = stdin {
+        let mut buffer = vec![0; CHUNK];
+        let mut sent = 0;
+        loop {
+            let n = input
+                .read(&mut buffer)
+                .context("reading local data to send")?;
+            if n == 0 {
+                break;
+            }
+            channel
+                .write_all(&buffer[..n])
+                .with_context(context)
+                .tag(Category::Connect)?;
+            sent += n as u64;
+            progress(sent);
+        }
+    }
+    channel
+        .send_eof()
+        .with_context(context)
+        .tag(Category::Connect)?;
+    let mut stdout = String::new();
+    channel
+        .read_to_string(&mut stdout)
+        .with_context(context)
+        .tag(Category::Connect)?;
+    let mut stderr = String::new();
+    channel
+        .stderr()
+        .read_to_string(&mut stderr)
+        .with_context(context)
+        .tag(Category::Connect)?;
+    finish(channel, stdout, stderr).with_context(context)
+}
+
+fn exec_streaming(session: &Session, command: &str, sink: &mut dyn Write) -> Result<ExecOutput> {
+    let mut channel = session.channel_session()?;
+    channel.exec(command)?;
+    channel.send_eof()?;
+    std::io::copy(&mut channel, sink).context("reading the remote output")?;
+    let mut stderr = String::new();
+    channel.stderr().read_to_string(&mut stderr)?;
+    finish(channel, String::new(), stderr)
 }
 
 fn finish(mut channel: ssh2::Channel, stdout: String, stderr: String) -> Result<ExecOutput> {
