@@ -311,6 +311,10 @@ pub struct SandboxUpArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u8).range(1..=254))]
     pub count: u8,
+    /// Put the new hosts on a network only BASTION (a running sandbox host) reaches; ssh_config
+    /// reaches them with `ProxyJump BASTION`
+    #[arg(long, value_name = "BASTION")]
+    pub behind: Option<String>,
 }
 
 #[derive(Debug, Args)]

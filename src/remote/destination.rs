@@ -42,13 +42,9 @@ impl Destination {
         known_hosts::lookup_name(&self.hostname, self.port, self.host_key_alias.as_deref())
     }
 
-    /// `user@host:port`, and the proxy it is reached through, for messages.
+    /// `user@host:port`, for messages.
     pub fn address(&self) -> String {
-        let mut address = format!("{}@{}:{}", self.user, self.hostname, self.port);
-        if let Some(proxy) = &self.proxy {
-            address.push_str(&format!(" via {}", proxy.label));
-        }
-        address
+        format!("{}@{}:{}", self.user, self.hostname, self.port)
     }
 }
 
@@ -451,8 +447,8 @@ mod tests {
         );
         assert_eq!(jump.known_hosts_name(), "inner-key");
         assert_eq!(
-            jump.address(),
-            "root@10.0.0.5:22 via ProxyJump ops@bastion:2022"
+            jump.proxy.as_ref().unwrap().label,
+            "ProxyJump ops@bastion:2022"
         );
         let command = read("hostname 10.0.0.5\nport 2222\nuser root\nproxyjump none\nproxycommand nc %h %p %n %k\nproxyusefdpass no\n").unwrap();
         assert_eq!(

@@ -29,6 +29,8 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 pub struct Proxy {
     /// How the user configured it, for messages: "ProxyJump bastion".
     pub label: String,
+    /// What to check when it fails.
+    pub help: String,
     pub program: String,
     pub args: Vec<String>,
 }
@@ -59,6 +61,9 @@ impl Proxy {
             .unwrap_or_else(|| "/bin/sh".into());
         Ok(Proxy {
             label: format!("ProxyCommand `{expanded}`"),
+            help: "the ProxyCommand must carry the SSH connection on its stdin and stdout; \
+                   `ssh -v` with the same configuration shows it at work"
+                .into(),
             program: shell,
             args: vec!["-c".into(), format!("exec {expanded}")],
         })
@@ -109,6 +114,13 @@ impl Proxy {
         ]);
         Ok(Proxy {
             label: format!("ProxyJump {hops}"),
+            help: format!(
+                "`ssh -o BatchMode=yes {}{} true` must work on its own: nothing can answer a \
+                 prompt, so load the bastion's key into ssh-agent and record its host key by \
+                 connecting once with ssh",
+                ssh_config.map_or_else(String::new, |c| format!("-F {} ", c.display())),
+                earlier.map_or_else(|| last.to_string(), |e| format!("-J {e} {last}"))
+            ),
             program: "ssh".into(),
             args,
         })
@@ -151,6 +163,7 @@ fn expand(command: &str, tokens: &Tokens) -> Result<String> {
 /// socketpair to hang up with.
 pub struct Helper {
     label: String,
+    help: String,
     command_line: String,
     child: Child,
     socket: UnixStream,
@@ -205,6 +218,7 @@ impl Helper {
         }
         let helper = Helper {
             label: proxy.label.clone(),
+            help: proxy.help.clone(),
             command_line: proxy.command_line(),
             child,
             socket: ours.try_clone()?,
@@ -246,7 +260,7 @@ impl Helper {
         // Give the stderr reader a moment to take the helper's last words.
         std::thread::sleep(Duration::from_millis(50));
         let stderr = self.stderr();
-        let mut report = format!("the {} helper `{}` {how}", self.label, self.command_line);
+        let mut report = format!("the helper `{}` {how}", self.command_line);
         if stderr.is_empty() {
             report.push_str(" (it printed nothing on stderr)");
         } else {
@@ -256,6 +270,16 @@ impl Helper {
             ));
         }
         report
+    }
+
+    /// How the user configured it: "ProxyJump bastion".
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// What to check when it failed.
+    pub fn help(&self) -> &str {
+        &self.help
     }
 
     /// Whether the helper has ended, without waiting.

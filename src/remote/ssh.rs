@@ -51,17 +51,18 @@ impl SshRemote {
     /// An error on a session whose helper has died says why the helper died.
     fn explain<T>(&mut self, result: Result<T>) -> Result<T> {
         let Err(e) = result else { return result };
-        let gone = match self.helper.as_mut() {
-            Some(helper) => helper.has_exited().then(|| helper.report(Duration::ZERO)),
-            None => None,
+        let Some(helper) = self.helper.as_mut() else {
+            return Err(e);
         };
-        match gone {
-            Some(report) => Err(e.context(format!(
-                "the connection to {} is gone: {report}",
-                self.label
-            ))),
-            None => Err(e),
+        if !helper.has_exited() {
+            return Err(e);
         }
+        let report = helper.report(Duration::ZERO);
+        Err(e.context(format!(
+            "the connection to {} through {} is gone: {report}",
+            self.label,
+            helper.label()
+        )))
     }
 }
 
@@ -92,11 +93,15 @@ fn connect(d: &Destination, options: &ConnectOptions) -> Result<SshRemote> {
     if let Err(e) = handshake(&mut session, d) {
         let e = match helper.as_mut() {
             // A helper that failed has exited or is about to: wait a moment for its last words.
-            Some(helper) => e.context(format!(
-                "cannot connect to {} ({where_}): {}",
-                d.label,
-                helper.report(Duration::from_secs(1))
-            )),
+            Some(helper) => {
+                let report = helper.report(Duration::from_secs(1));
+                e.context(format!(
+                    "cannot connect to {} ({where_}) through {}: {report}\n  help: {}",
+                    d.label,
+                    helper.label(),
+                    helper.help()
+                ))
+            }
             None => e,
         };
         return Err(e);

@@ -90,10 +90,20 @@ pub struct Host {
     /// in records from before overlays, whose rootfs is always a copy.
     #[serde(default)]
     overlay: bool,
+    /// The host whose network this one hangs off (`up --behind`); only it reaches this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    behind: Option<Bastion>,
+}
+
+/// A host's bastion, as `net` and `machine` need it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Bastion {
+    name: String,
+    netns: String,
 }
 
 impl Host {
-    fn new(name: &str, index: u8, template: &Template) -> Host {
+    fn new(name: &str, index: u8, template: &Template, behind: Option<&Host>) -> Host {
         let netns = format!("shipit-sbx-{index}");
         Host {
             name: name.to_string(),
@@ -108,6 +118,10 @@ impl Host {
             pid: None,
             index,
             overlay: false,
+            behind: behind.map(|bastion| Bastion {
+                name: bastion.name.clone(),
+                netns: bastion.netns.clone(),
+            }),
         }
     }
 
@@ -151,7 +165,8 @@ struct Template {
 pub fn run(command: &SandboxCommand, ui: &Ui) -> Result<()> {
     match command {
         SandboxCommand::Up(args) => {
-            for host in up(&expand_names(&args.names, args.count), ui)? {
+            let names = expand_names(&args.names, args.count);
+            for host in up(&names, args.behind.as_deref(), ui)? {
                 println!("{} {}", host.name, host.address);
             }
             Ok(())
@@ -237,16 +252,30 @@ fn on_path(command: &str) -> bool {
 }
 
 /// Boots the named hosts that are not running (replacing stopped ones) and returns them all, in
-/// the order asked. When booting fails, the hosts this call created are removed again.
-pub fn up(names: &[String], ui: &Ui) -> Result<Vec<Host>> {
+/// the order asked; `behind`: on a network only that running host reaches. When booting fails,
+/// the hosts this call created are removed again.
+pub fn up(names: &[String], behind: Option<&str>, ui: &Ui) -> Result<Vec<Host>> {
     validate_names(names)?;
     check_usable(UP_NEEDS)?;
     let _lock = lock_state()?;
+    let bastion = behind.map(|name| bastion(name, names)).transpose()?;
     let mut ready = Vec::new();
     let mut to_boot = Vec::new();
     for name in names {
         match host(name)? {
             Some(host) if host.is_running() => {
+                let now = host.behind.as_ref().map(|b| b.name.as_str());
+                if now != behind {
+                    crate::fail!(
+                        Usage,
+                        "sandbox host {name} already runs {}\n  \
+                         help: take it down first: shipit sandbox down {name}",
+                        now.map_or_else(
+                            || "on its own network".to_string(),
+                            |b| format!("behind {b}")
+                        )
+                    );
+                }
                 ui.status("Running", format_args!("{name} at {}", host.address));
                 ready.push(host);
             }
@@ -256,13 +285,29 @@ pub fn up(names: &[String], ui: &Ui) -> Result<Vec<Host>> {
     let booted = if to_boot.is_empty() {
         Ok(Vec::new())
     } else {
-        template(ui).and_then(|template| boot_all(&to_boot, &template, ui))
+        template(ui).and_then(|template| boot_all(&to_boot, &template, bastion.as_ref(), ui))
     };
     let written = hosts().and_then(|all| client::write_files(&all));
     ready.extend(booted?);
     written?;
     ready.sort_by_key(|host| names.iter().position(|name| *name == host.name));
     Ok(ready)
+}
+
+/// The running host that `up --behind` hangs new hosts off.
+fn bastion(name: &str, names: &[String]) -> Result<Host> {
+    validate_names(&[name.to_string()])?;
+    if names.iter().any(|n| n == name) {
+        crate::fail!(Usage, "--behind {name}: a host cannot be behind itself");
+    }
+    match host(name)? {
+        Some(bastion) if bastion.is_running() => Ok(bastion),
+        _ => crate::fail!(
+            Usage,
+            "--behind {name}: no running sandbox host of that name\n  \
+             help: boot it first: shipit sandbox up {name}"
+        ),
+    }
 }
 
 fn template(ui: &Ui) -> Result<Template> {
@@ -275,12 +320,17 @@ fn template(ui: &Ui) -> Result<Template> {
 }
 
 /// Starts every host before waiting for any, so they boot in parallel.
-fn boot_all(names: &[String], template: &Template, ui: &Ui) -> Result<Vec<Host>> {
+fn boot_all(
+    names: &[String],
+    template: &Template,
+    behind: Option<&Host>,
+    ui: &Ui,
+) -> Result<Vec<Host>> {
     let mut booting = Vec::new();
     let result = names
         .iter()
         .try_for_each(|name| {
-            booting.push(launch(name, template, ui)?);
+            booting.push(launch(name, template, behind, ui)?);
             Ok(())
         })
         .and_then(|()| booting.iter_mut().map(|b| b.wait_ready(ui)).collect());
@@ -292,13 +342,24 @@ fn boot_all(names: &[String], template: &Template, ui: &Ui) -> Result<Vec<Host>>
 }
 
 /// Creates a host and starts its container; on failure, removes what it created.
-fn launch(name: &str, template: &Template, ui: &Ui) -> Result<machine::Booting> {
+fn launch(
+    name: &str,
+    template: &Template,
+    behind: Option<&Host>,
+    ui: &Ui,
+) -> Result<machine::Booting> {
     if host_dir(name).exists() {
         ui.status("Replacing", format_args!("{name}, which is not running"));
         remove(&[name.to_string()], ui)?;
     }
-    let mut host = Host::new(name, net::claim(name)?, template);
-    ui.status("Booting", format_args!("{name} at {}", host.address));
+    let mut host = Host::new(name, net::claim(name)?, template, behind);
+    match behind {
+        Some(bastion) => ui.status(
+            "Booting",
+            format_args!("{name} at {} behind {}", host.address, bastion.name),
+        ),
+        None => ui.status("Booting", format_args!("{name} at {}", host.address)),
+    }
     let started = set_up(&mut host, template, ui);
     if started.is_err() {
         clean_up_after_failure(&[host], ui);
@@ -443,7 +504,11 @@ fn table(hosts: &[Host]) -> String {
             "stopped"
         };
         let address = host.address.to_string();
-        table += &format!("{:width$}  {address:15}  {state}\n", host.name);
+        let behind = host
+            .behind
+            .as_ref()
+            .map_or_else(String::new, |b| format!(" (behind {})", b.name));
+        table += &format!("{:width$}  {address:15}  {state}{behind}\n", host.name);
     }
     table
 }

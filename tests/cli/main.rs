@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bastion;
 mod build;
 mod cli;
 mod config_errors;
