@@ -11,5 +11,6 @@ mod deploy;
 mod faults;
 mod fleet;
 mod generate;
+mod host_keys;
 mod sandbox;
 mod unit;
