@@ -310,13 +310,19 @@ fn host_keys_are_checked_on_both_sides_of_the_bastion() {
         sandbox.address("bk-inner"),
         host_key(&sandbox, "bk-inner")
     );
-    let openssh = |config: &Path| {
-        Command::new("ssh")
+    // OpenSSH's own answer for the same config.
+    let openssh_refuses = |config: &Path, words: &str| {
+        let output = Command::new("ssh")
             .arg("-F")
             .arg(config)
             .args(["-o", "BatchMode=yes", "inner", "true"])
             .output()
-            .unwrap()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains(words),
+            "{stderr}"
+        );
     };
     let status = |config: &Path, extra: &[&str]| {
         let args = [&["status", "inner", "-F", config.to_str().unwrap()], extra].concat();
@@ -325,11 +331,7 @@ fn host_keys_are_checked_on_both_sides_of_the_bastion() {
 
     // The bastion's key is unknown: OpenSSH refuses the hop, and shipit shows its words.
     let unknown_bastion = write_config("unknown-bastion", "", &inner_line);
-    let refusal = String::from_utf8_lossy(&openssh(&unknown_bastion).stderr).into_owned();
-    assert!(
-        refusal.contains("Host key verification failed."),
-        "{refusal}"
-    );
+    openssh_refuses(&unknown_bastion, "Host key verification failed.");
     status(&unknown_bastion, &["--accept-new-host-key"])
         .failure(4)
         .stderr_has("through ProxyJump bastion")
@@ -343,11 +345,7 @@ fn host_keys_are_checked_on_both_sides_of_the_bastion() {
         &bastion_line,
         &format!("{} {wrong}\n", sandbox.address("bk-inner")),
     );
-    let refusal = String::from_utf8_lossy(&openssh(&wrong_inner).stderr).into_owned();
-    assert!(
-        refusal.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
-        "{refusal}"
-    );
+    openssh_refuses(&wrong_inner, "REMOTE HOST IDENTIFICATION HAS CHANGED");
     status(&wrong_inner, &["--accept-new-host-key"])
         .failure(4)
         .stderr_has("has CHANGED");
