@@ -100,7 +100,7 @@ pub struct BuildArgs {
 }
 
 const HOST_HELP: &str =
-    "A [hosts] name from shipit.toml, a sandbox host, an ssh alias, or [user@]host[:port]";
+    "A [hosts] name from shipit.toml, an ssh alias, a sandbox host, or [user@]host[:port]";
 
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
@@ -116,7 +116,7 @@ pub struct ConnectArgs {
 }
 
 const HOSTS_HELP: &str =
-    "Hosts or [groups] from shipit.toml, sandbox hosts, ssh aliases, or [user@]host[:port]";
+    "Hosts or [groups] from shipit.toml, ssh aliases, sandbox hosts, or [user@]host[:port]";
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {

@@ -4,11 +4,12 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use ssh2::{MethodType, Session};
+use ssh2::{Channel, MethodType, Session};
 
 use super::destination::Destination;
 use super::known_hosts::{self, Verdict};
@@ -41,6 +42,8 @@ pub struct SshRemote {
     /// The ProxyJump/ProxyCommand process carrying the session. Declared after `session`, so it
     /// is dropped (hung up on and reaped) after the session is gone.
     helper: Option<Helper>,
+    /// The connection was found dead after a failed command.
+    lost: bool,
 }
 
 impl SshRemote {
@@ -48,9 +51,20 @@ impl SshRemote {
         connect(destination, options).tag(Category::Connect)
     }
 
-    /// An error on a session whose helper has died says why the helper died.
+    /// Fails at once on a connection already found dead: libssh2 would spend the whole command
+    /// timeout on it.
+    fn still_connected(&mut self) -> Result<()> {
+        if !self.lost {
+            return Ok(());
+        }
+        let lost = anyhow::anyhow!("the connection to {} was lost", self.label);
+        self.explain(Err(tagged(Category::Connect, lost)))
+    }
+
+    /// Notes a dead connection; an error on a session whose helper has died says why it died.
     fn explain<T>(&mut self, result: Result<T>) -> Result<T> {
         let Err(e) = result else { return result };
+        self.lost = self.lost || link_down(&self.session);
         let Some(helper) = self.helper.as_mut() else {
             return Err(e);
         };
@@ -68,6 +82,9 @@ impl SshRemote {
 
 fn connect(d: &Destination, options: &ConnectOptions) -> Result<SshRemote> {
     let where_ = d.address();
+    // Read before connecting: a known_hosts line shipit cannot read stops it here.
+    let algorithms = known_hosts::algorithms_on_record(&d.known_hosts, &d.known_hosts_name())
+        .with_context(|| format!("checking the host key of {} ({where_})", d.label))?;
     let mut session = Session::new().context("cannot start an SSH session")?;
     let mut helper = match &d.proxy {
         None => {
@@ -90,7 +107,7 @@ fn connect(d: &Destination, options: &ConnectOptions) -> Result<SshRemote> {
             Some(helper)
         }
     };
-    if let Err(e) = handshake(&mut session, d) {
+    if let Err(e) = handshake(&mut session, d, &algorithms) {
         let e = match helper.as_mut() {
             // A helper that failed has exited or is about to: wait a moment for its last words.
             Some(helper) => {
@@ -111,6 +128,7 @@ fn connect(d: &Destination, options: &ConnectOptions) -> Result<SshRemote> {
         user: d.user.clone(),
         session,
         helper,
+        lost: false,
     };
     let checked = verify_host_key(&remote.session, d, options);
     remote.explain(checked)?;
@@ -123,8 +141,7 @@ fn connect(d: &Destination, options: &ConnectOptions) -> Result<SshRemote> {
     Ok(remote)
 }
 
-fn handshake(session: &mut Session, d: &Destination) -> Result<()> {
-    let algorithms = known_hosts::algorithms_on_record(&d.known_hosts, &d.known_hosts_name())?;
+fn handshake(session: &mut Session, d: &Destination, algorithms: &[&str]) -> Result<()> {
     if !algorithms.is_empty() {
         session
             .method_pref(MethodType::HostKey, &algorithms.join(","))
@@ -304,11 +321,14 @@ impl Remote for SshRemote {
         stdin: Option<&mut dyn Read>,
         progress: &dyn Fn(u64),
     ) -> Result<ExecOutput> {
+        self.still_connected()?;
         let result = exec(&self.session, &self.label, command, stdin, progress);
+        self.session.set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
         self.explain(result)
     }
 
     fn exec_streaming(&mut self, command: &str, sink: &mut dyn Write) -> Result<ExecOutput> {
+        self.still_connected()?;
         self.session.set_timeout(0);
         let result = exec_streaming(&self.session, command, sink);
         self.session.set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
@@ -341,10 +361,23 @@ fn exec(
         .channel_session()
         .with_context(context)
         .tag(Category::Connect)?;
-    channel
-        .exec(command)
-        .with_context(context)
-        .tag(Category::Connect)?;
+    let done = talk(&mut channel, command, stdin, progress)
+        .and_then(|(stdout, stderr)| finish(&mut channel, stdout, stderr))
+        .with_context(context);
+    if done.is_err() {
+        discard(session, channel);
+    }
+    done
+}
+
+/// Starts `command`, feeds it `stdin` and reads its stdout and stderr.
+fn talk(
+    channel: &mut Channel,
+    command: &str,
+    stdin: Option<&mut dyn Read>,
+    progress: &dyn Fn(u64),
+) -> Result<(String, String)> {
+    channel.exec(command).tag(Category::Connect)?;
     if let Some(input) = stdin {
         let mut buffer = vec![0; CHUNK];
         let mut sent = 0;
@@ -355,43 +388,43 @@ fn exec(
             if n == 0 {
                 break;
             }
-            channel
-                .write_all(&buffer[..n])
-                .with_context(context)
-                .tag(Category::Connect)?;
+            channel.write_all(&buffer[..n]).tag(Category::Connect)?;
             sent += n as u64;
             progress(sent);
         }
     }
-    channel
-        .send_eof()
-        .with_context(context)
-        .tag(Category::Connect)?;
+    channel.send_eof().tag(Category::Connect)?;
     let mut stdout = String::new();
-    channel
-        .read_to_string(&mut stdout)
-        .with_context(context)
-        .tag(Category::Connect)?;
+    channel.read_to_string(&mut stdout).tag(Category::Connect)?;
     let mut stderr = String::new();
     channel
         .stderr()
         .read_to_string(&mut stderr)
-        .with_context(context)
         .tag(Category::Connect)?;
-    finish(channel, stdout, stderr).with_context(context)
+    Ok((stdout, stderr))
 }
 
 fn exec_streaming(session: &Session, command: &str, sink: &mut dyn Write) -> Result<ExecOutput> {
     let mut channel = session.channel_session()?;
-    channel.exec(command)?;
-    channel.send_eof()?;
-    std::io::copy(&mut channel, sink).context("reading the remote output")?;
-    let mut stderr = String::new();
-    channel.stderr().read_to_string(&mut stderr)?;
-    finish(channel, String::new(), stderr)
+    let done = stream(&mut channel, command, sink)
+        .and_then(|stderr| finish(&mut channel, String::new(), stderr));
+    if done.is_err() {
+        discard(session, channel);
+    }
+    done
 }
 
-fn finish(mut channel: ssh2::Channel, stdout: String, stderr: String) -> Result<ExecOutput> {
+/// Starts `command` and copies its stdout to `sink` until it ends; returns its stderr.
+fn stream(channel: &mut Channel, command: &str, sink: &mut dyn Write) -> Result<String> {
+    channel.exec(command)?;
+    channel.send_eof()?;
+    std::io::copy(channel, sink).context("reading the remote output")?;
+    let mut stderr = String::new();
+    channel.stderr().read_to_string(&mut stderr)?;
+    Ok(stderr)
+}
+
+fn finish(channel: &mut Channel, stdout: String, stderr: String) -> Result<ExecOutput> {
     // The exit status is only final after the close; it reads 0 when the server sent none.
     channel.wait_close()?;
     Ok(ExecOutput {
@@ -400,6 +433,29 @@ fn finish(mut channel: ssh2::Channel, stdout: String, stderr: String) -> Result<
         stdout,
         stderr,
     })
+}
+
+/// Frees a channel whose command failed. libssh2 frees a channel by sending its close; when the
+/// connection died with a packet half sent, it retries that in a busy loop until the session's
+/// timeout (for ever with none). On a dead connection it gets no time for that at all; the
+/// caller sets the session's timeout again.
+fn discard(session: &Session, channel: Channel) {
+    if link_down(session) {
+        session.set_timeout(1);
+    }
+    drop(channel);
+}
+
+/// Whether the connection under the session is gone: the peer hung up, or the socket failed.
+fn link_down(session: &Session) -> bool {
+    let mut link = libc::pollfd {
+        fd: session.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call, which does not block.
+    let ready = unsafe { libc::poll(&mut link, 1, 0) };
+    ready > 0 && link.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLRDHUP) != 0
 }
 
 fn http_get(session: &Session, host: &str, port: u16, path: &str) -> Result<HttpAnswer> {
