@@ -342,6 +342,7 @@ impl Remote for SshRemote {
         path: &str,
         timeout: Duration,
     ) -> Result<HttpAnswer> {
+        self.still_connected()?;
         self.session.set_timeout(timeout.as_millis().max(1) as u32);
         let answer = http_get(&self.session, host, port, path);
         self.session.set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
