@@ -114,7 +114,7 @@ pub struct BuildArgs {
 }
 
 const HOST_HELP: &str =
-    "A [hosts] name from shipit.toml, a sandbox host, an ssh alias, or [user@]host[:port]";
+    "A [hosts] name from shipit.toml, an ssh alias, a sandbox host, or [user@]host[:port]";
 
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
@@ -130,7 +130,7 @@ pub struct ConnectArgs {
 }
 
 const HOSTS_HELP: &str =
-    "Hosts or [groups] from shipit.toml, sandbox hosts, ssh aliases, or [user@]host[:port]";
+    "Hosts or [groups] from shipit.toml, ssh aliases, sandbox hosts, or [user@]host[:port]";
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
@@ -337,6 +337,10 @@ pub struct SandboxUpArgs {
     /// PID 1 of new hosts: systemd, or sshd alone (a host without systemd, as in a container)
     #[arg(long, value_enum, value_name = "INIT")]
     pub init: Option<Init>,
+    /// Put the new hosts on a network only BASTION (a running sandbox host) reaches; ssh_config
+    /// reaches them with `ProxyJump BASTION`
+    #[arg(long, value_name = "BASTION")]
+    pub behind: Option<String>,
 }
 
 /// The Debian releases `shipit sandbox` boots, with the systemd each ships.

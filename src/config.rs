@@ -52,6 +52,8 @@ pub struct HostEntry {
     pub env: BTreeMap<String, String>,
     /// This host's health URL, when it differs from `[health] url`.
     pub health_url: Option<String>,
+    /// Jump hosts, as OpenSSH's ProxyJump (`ssh -J`): `[user@]host[:port]`, comma-separated.
+    pub proxy_jump: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +256,7 @@ struct RawHost {
     #[serde(default)]
     env: BTreeMap<Spanned<String>, Spanned<String>>,
     health_url: Option<Spanned<String>>,
+    proxy_jump: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -551,6 +554,11 @@ fn parse_hosts(
             src.check(&value, |v| validate_line(v, "an env value"))?;
             env.insert(key.into_inner(), value.into_inner());
         }
+        if let Some(jump) = &host.proxy_jump {
+            src.check(jump, |j| {
+                crate::remote::destination::validate_jump(j).map_err(|e| format!("{e:#}"))
+            })?;
+        }
         if let Some(url) = &host.health_url {
             src.check(url, |u| {
                 validate_health_url(u)?;
@@ -570,6 +578,7 @@ fn parse_hosts(
                 identity_file,
                 env,
                 health_url: host.health_url.map(Spanned::into_inner),
+                proxy_jump: host.proxy_jump.map(Spanned::into_inner),
             },
         );
     }

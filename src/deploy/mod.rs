@@ -371,8 +371,20 @@ pub fn connect(destination: &Destination, args: &ConnectArgs, ui: &Ui) -> Result
     ui.status(
         "Connected",
         format_args!(
-            "{}@{}:{} ({})",
-            destination.user, destination.hostname, destination.port, destination.label
+            "{}@{}:{} ({}){}{}",
+            destination.user,
+            destination.hostname,
+            destination.port,
+            destination.label,
+            if destination.sandbox {
+                " (sandbox)"
+            } else {
+                ""
+            },
+            destination
+                .proxy
+                .as_ref()
+                .map_or_else(String::new, |p| format!(" via {}", p.label))
         ),
     );
     Ok(remote)

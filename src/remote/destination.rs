@@ -1,14 +1,17 @@
-//! Where HOST points: a `[hosts.NAME]` entry in shipit.toml, a sandbox host, an alias from
-//! ~/.ssh/config, or `user@host:port`.
+//! Where HOST points: a `[hosts.NAME]` entry in shipit.toml, an alias from ~/.ssh/config (or
+//! `-F FILE`), a sandbox host, or `user@host:port`.
 //!
 //! ~/.ssh/config is evaluated by OpenSSH itself (`ssh -G`), so Match, Include, wildcards and
 //! defaults behave exactly as they do for the user's own `ssh`; no parser crate gets them all.
+//! That includes ProxyJump and ProxyCommand, which become a [`Proxy`] helper.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
 
+use super::known_hosts;
+use super::proxy::{Proxy, Tokens};
 use crate::config::HostEntry;
 use crate::error::{Category, Tag};
 
@@ -25,6 +28,24 @@ pub struct Destination {
     pub known_hosts: Vec<PathBuf>,
     /// OpenSSH's HashKnownHosts: accepted keys are recorded with hashed host names.
     pub hash_known_hosts: bool,
+    /// OpenSSH's HostKeyAlias: the name the host's key is filed under instead of its address.
+    pub host_key_alias: Option<String>,
+    /// ProxyJump or ProxyCommand: the helper that carries the connection.
+    pub proxy: Option<Proxy>,
+    /// Resolved as a `shipit sandbox` host.
+    pub sandbox: bool,
+}
+
+impl Destination {
+    /// The name this host's key is looked up and recorded under in known_hosts.
+    pub fn known_hosts_name(&self) -> String {
+        known_hosts::lookup_name(&self.hostname, self.port, self.host_key_alias.as_deref())
+    }
+
+    /// `user@host:port`, for messages.
+    pub fn address(&self) -> String {
+        format!("{}@{}:{}", self.user, self.hostname, self.port)
+    }
 }
 
 /// A `[user@]host[:port]` as typed.
@@ -35,7 +56,8 @@ struct Spec {
     port: Option<u16>,
 }
 
-/// `ssh_config` replaces ~/.ssh/config, like `ssh -F`.
+/// `ssh_config` replaces ~/.ssh/config, like `ssh -F`. A name is a sandbox host only when no
+/// ssh alias has it: what the user configured for OpenSSH is never shadowed silently.
 pub fn resolve(
     host: &str,
     hosts: &std::collections::BTreeMap<String, HostEntry>,
@@ -48,21 +70,22 @@ pub fn resolve(
             host: entry.address.clone(),
             port: entry.port,
         };
-        let mut d = from_ssh_config(host, &spec, ssh_config)?;
+        let mut d = from_ssh_config(host, &spec, ssh_config, entry.proxy_jump.as_deref())?.0;
         if let Some(identity) = &entry.identity_file {
             d.identity_files.insert(0, identity.clone());
         }
         d
-    } else if sandbox_defines(host) {
-        let spec = Spec {
-            user: None,
-            host: host.to_string(),
-            port: None,
-        };
-        from_ssh_config(host, &spec, Some(&crate::sandbox::ssh_config_path()))?
     } else {
         let spec = parse_spec(host).tag(Category::Usage)?;
-        from_ssh_config(host, &spec, ssh_config)?
+        let (d, alias) = from_ssh_config(host, &spec, ssh_config, None)?;
+        if !alias && spec == Spec::named(host) && sandbox_defines(host) {
+            let sandbox_config = crate::sandbox::ssh_config_path();
+            let mut d = from_ssh_config(host, &spec, Some(&sandbox_config), None)?.0;
+            d.sandbox = true;
+            d
+        } else {
+            d
+        }
     };
     for identity in extra_identities.iter().rev() {
         destination.identity_files.insert(0, identity.clone());
@@ -76,6 +99,46 @@ fn sandbox_defines(host: &str) -> bool {
             .filter_map(|l| l.trim().strip_prefix("Host "))
             .any(|names| names.split_whitespace().any(|n| n == host))
     })
+}
+
+impl Spec {
+    fn named(host: &str) -> Spec {
+        Spec {
+            user: None,
+            host: host.to_string(),
+            port: None,
+        }
+    }
+}
+
+/// One ProxyJump hop: `[user@]host[:port]` or `ssh://[user@]host[:port]`, checked so that it
+/// cannot be read as an ssh option.
+pub fn parse_hop(text: &str) -> Result<Hop> {
+    let bare = text
+        .strip_prefix("ssh://")
+        .map_or(text, |rest| rest.strip_suffix('/').unwrap_or(rest));
+    let spec = parse_spec(bare).with_context(|| format!("invalid jump host {text:?}"))?;
+    Ok(Hop {
+        user: spec.user,
+        host: spec.host,
+        port: spec.port,
+    })
+}
+
+/// A ProxyJump hop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+/// Every hop of a ProxyJump value (comma-separated), or `none`.
+pub fn validate_jump(hops: &str) -> Result<()> {
+    if hops == "none" {
+        return Ok(());
+    }
+    hops.split(',').try_for_each(|hop| parse_hop(hop).map(drop))
 }
 
 fn parse_spec(text: &str) -> Result<Spec> {
@@ -141,9 +204,17 @@ pub fn validate_host(host: &str) -> Result<()> {
 }
 
 /// Asks OpenSSH how it would connect (`ssh -G`); without an ssh binary, OpenSSH's defaults.
-fn from_ssh_config(label: &str, spec: &Spec, config_file: Option<&Path>) -> Result<Destination> {
+/// Also says whether the config has an alias for the host: a `Host` line other than `*`
+/// applied to it, or its HostName changed.
+fn from_ssh_config(
+    label: &str,
+    spec: &Spec,
+    config_file: Option<&Path>,
+    jump: Option<&str>,
+) -> Result<(Destination, bool)> {
     let mut command = Command::new("ssh");
-    command.arg("-G");
+    // -v: OpenSSH names each Host pattern it applies (on stderr).
+    command.args(["-G", "-v"]);
     if let Some(file) = config_file {
         command.arg("-F").arg(file);
     }
@@ -153,26 +224,85 @@ fn from_ssh_config(label: &str, spec: &Spec, config_file: Option<&Path>) -> Resu
     if let Some(port) = spec.port {
         command.args(["-p", &port.to_string()]);
     }
-    command.arg(&spec.host);
+    if let Some(jump) = jump {
+        command.args(["-J", jump]);
+    }
+    command.arg("--").arg(&spec.host);
     let output = match command.output() {
         Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(defaults(label, spec)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((defaults(label, spec), false));
+        }
         Err(e) => return Err(e).context("cannot run `ssh -G` to read the ssh configuration"),
     };
+    let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
+        let messages: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.starts_with("debug") && !l.starts_with("OpenSSH_"))
+            .collect();
         crate::fail!(
             Usage,
             "reading the ssh configuration for {label} failed (`ssh -G {}`):\n{}",
             spec.host,
-            String::from_utf8_lossy(&output.stderr).trim()
+            messages.join("\n").trim()
         );
     }
-    let resolved = parse_ssh_g(label, &String::from_utf8_lossy(&output.stdout))?;
-    validate_host(&resolved.hostname).tag(Category::Usage)?;
-    Ok(resolved)
+    let settings = parse_ssh_g(label, &String::from_utf8_lossy(&output.stdout))?;
+    validate_host(&settings.destination.hostname).tag(Category::Usage)?;
+    let alias = stderr
+        .lines()
+        .filter_map(|l| {
+            l.split_once(": Applying options for ")
+                .map(|(_, p)| p.trim())
+        })
+        .any(|pattern| pattern != "*")
+        || !settings
+            .destination
+            .hostname
+            .eq_ignore_ascii_case(&spec.host);
+    let destination = settings
+        .with_proxy(spec, config_file)
+        .tag(Category::Usage)?;
+    Ok((destination, alias))
 }
 
-fn parse_ssh_g(label: &str, text: &str) -> Result<Destination> {
+/// What `ssh -G` says, before the proxy is put together.
+struct Settings {
+    destination: Destination,
+    proxy_jump: Option<String>,
+    proxy_command: Option<String>,
+    proxy_use_fdpass: bool,
+}
+
+impl Settings {
+    fn with_proxy(mut self, spec: &Spec, config_file: Option<&Path>) -> Result<Destination> {
+        let d = &mut self.destination;
+        let label = &d.label;
+        d.proxy = match (self.proxy_jump, self.proxy_command) {
+            (Some(hops), _) => Some(Proxy::jump(&hops, config_file, &d.hostname, d.port)?),
+            (None, Some(_)) if self.proxy_use_fdpass => anyhow::bail!(
+                "{label} uses ProxyUseFdpass, which shipit does not support: its ProxyCommand \
+                 must carry the connection on stdin and stdout\n  \
+                 help: set `ProxyUseFdpass no` for this host, or use ProxyJump"
+            ),
+            (None, Some(command)) => {
+                let tokens = Tokens {
+                    hostname: &d.hostname,
+                    key_alias: d.host_key_alias.as_deref().unwrap_or(&spec.host),
+                    original: &spec.host,
+                    port: d.port,
+                    user: &d.user,
+                };
+                Some(Proxy::command(&command, &tokens)?)
+            }
+            (None, None) => None,
+        };
+        Ok(self.destination)
+    }
+}
+
+fn parse_ssh_g(label: &str, text: &str) -> Result<Settings> {
     let mut destination = Destination {
         label: label.to_string(),
         hostname: String::new(),
@@ -181,7 +311,11 @@ fn parse_ssh_g(label: &str, text: &str) -> Result<Destination> {
         identity_files: Vec::new(),
         known_hosts: Vec::new(),
         hash_known_hosts: false,
+        host_key_alias: None,
+        proxy: None,
+        sandbox: false,
     };
+    let (mut proxy_jump, mut proxy_command, mut proxy_use_fdpass) = (None, None, false);
     let mut global_known_hosts = Vec::new();
     for line in text.lines() {
         let Some((key, value)) = line.split_once(' ') else {
@@ -199,16 +333,20 @@ fn parse_ssh_g(label: &str, text: &str) -> Result<Destination> {
                 global_known_hosts.extend(value.split_whitespace().map(expand_home))
             }
             "hashknownhosts" => destination.hash_known_hosts = value == "yes",
-            "proxyjump" | "proxycommand" if value != "none" => crate::fail!(
-                Usage,
-                "{label} is reached through {key} {value}, which shipit does not support yet\n  \
-                 help: deploy from a machine that reaches the host directly"
-            ),
+            "hostkeyalias" => destination.host_key_alias = Some(value.to_string()),
+            "proxyjump" if value != "none" => proxy_jump = Some(value.to_string()),
+            "proxycommand" if value != "none" => proxy_command = Some(value.to_string()),
+            "proxyusefdpass" => proxy_use_fdpass = value == "yes",
             _ => {}
         }
     }
     destination.known_hosts.extend(global_known_hosts);
-    Ok(destination)
+    Ok(Settings {
+        destination,
+        proxy_jump,
+        proxy_command,
+        proxy_use_fdpass,
+    })
 }
 
 fn defaults(label: &str, spec: &Spec) -> Destination {
@@ -232,6 +370,9 @@ fn defaults(label: &str, spec: &Spec) -> Destination {
             PathBuf::from("/etc/ssh/ssh_known_hosts"),
         ],
         hash_known_hosts: false,
+        host_key_alias: None,
+        proxy: None,
+        sandbox: false,
     }
 }
 
@@ -277,7 +418,11 @@ mod tests {
         let text = "host web\nhostname 10.0.0.5\nport 2222\nuser deploy\nidentityfile ~/.ssh/id_ed25519\n\
                     identityfile /keys/a\nuserknownhostsfile ~/.ssh/known_hosts ~/.ssh/known_hosts2\nproxyjump none\n\
                     globalknownhostsfile /etc/ssh/ssh_known_hosts\nhashknownhosts yes\n";
-        let d = parse_ssh_g("web", text).unwrap();
+        let d = parse_ssh_g("web", text)
+            .unwrap()
+            .with_proxy(&Spec::named("web"), None)
+            .unwrap();
+        assert!(d.proxy.is_none());
         assert_eq!(
             (d.hostname.as_str(), d.port, d.user.as_str()),
             ("10.0.0.5", 2222, "deploy")
@@ -286,6 +431,37 @@ mod tests {
         assert_eq!(d.known_hosts.len(), 3);
         assert_eq!(d.known_hosts[2], PathBuf::from("/etc/ssh/ssh_known_hosts"));
         assert!(d.hash_known_hosts);
-        assert!(parse_ssh_g("web", "proxyjump bastion\n").is_err());
+    }
+
+    #[test]
+    fn proxies_and_host_key_aliases_are_read() {
+        let read = |text: &str| {
+            parse_ssh_g("inner", text)
+                .unwrap()
+                .with_proxy(&Spec::named("Inner"), Some(Path::new("/cfg")))
+        };
+        let jump = read("hostname 10.0.0.5\nport 22\nuser root\nproxyjump ops@bastion:2022\nproxycommand none\nhostkeyalias inner-key\n").unwrap();
+        assert_eq!(
+            jump.proxy.as_ref().unwrap().command_line(),
+            "ssh -o BatchMode=yes -l ops -p 2022 -F /cfg -W '[10.0.0.5]:22' -- bastion"
+        );
+        assert_eq!(jump.known_hosts_name(), "inner-key");
+        assert_eq!(
+            jump.proxy.as_ref().unwrap().label,
+            "ProxyJump ops@bastion:2022"
+        );
+        let command = read("hostname 10.0.0.5\nport 2222\nuser root\nproxyjump none\nproxycommand nc %h %p %n %k\nproxyusefdpass no\n").unwrap();
+        assert_eq!(
+            command.proxy.as_ref().unwrap().args,
+            ["-c", "exec nc 10.0.0.5 2222 Inner Inner"]
+        );
+        assert_eq!(command.known_hosts_name(), "[10.0.0.5]:2222");
+        for refused in [
+            "hostname h\nproxycommand nc %h %p\nproxyusefdpass yes\n",
+            "hostname h\nproxycommand nc %C\n",
+            "hostname h\nproxyjump -oProxyCommand=x\n",
+        ] {
+            assert!(read(refused).is_err(), "{refused}");
+        }
     }
 }

@@ -9,21 +9,25 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use hmac::{KeyInit, Mac};
-use ssh_key::known_hosts::{Entry, HostPatterns, Marker};
+use ssh_key::known_hosts::{HostPatterns, Marker};
 use ssh_key::{HashAlg, PublicKey};
 
-/// How a host is written in known_hosts: `name`, or `[name]:port` off port 22.
-pub fn host_form(hostname: &str, port: u16) -> String {
-    if port == 22 {
-        hostname.to_string()
-    } else {
-        format!("[{hostname}]:{port}")
-    }
+/// The name a host's key is filed under, as OpenSSH looks it up: HostKeyAlias when set (without
+/// a port), else `name`, or `[name]:port` off port 22. OpenSSH lowercases it before matching
+/// and hashing.
+pub fn lookup_name(hostname: &str, port: u16, alias: Option<&str>) -> String {
+    let name = match alias {
+        Some(alias) => alias.to_string(),
+        None if port == 22 => hostname.to_string(),
+        None => format!("[{hostname}]:{port}"),
+    };
+    name.to_ascii_lowercase()
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     Known,
+    /// No line of any known_hosts file names the host.
     Unknown,
     /// A key for this host is on record, and it is not this one.
     Changed {
@@ -34,57 +38,61 @@ pub enum Verdict {
         file: PathBuf,
         line: usize,
     },
+    /// Only a `@cert-authority` line vouches for the host, and libssh2 cannot check host
+    /// certificates.
+    CertificateOnly {
+        file: PathBuf,
+        line: usize,
+    },
 }
 
 /// A known_hosts line that applies to this host.
 struct Record {
     file: PathBuf,
     line: usize,
-    entry: Entry,
+    marker: Option<Marker>,
+    key: PublicKey,
 }
 
-pub fn check(files: &[PathBuf], hostname: &str, port: u16, key_blob: &[u8]) -> Result<Verdict> {
-    let host = host_form(hostname, port);
-    let records = records_for(files, &host)?;
-    let same = |r: &Record| r.entry.public_key().to_bytes().is_ok_and(|b| b == key_blob);
-    if let Some(r) = records
+/// `host` is the name from [`lookup_name`].
+pub fn check(files: &[PathBuf], host: &str, key_blob: &[u8]) -> Result<Verdict> {
+    let records = records_for(files, host)?;
+    let same = |r: &Record| r.key.to_bytes().is_ok_and(|b| b == key_blob);
+    let found = |r: &Record| (r.file.clone(), r.line);
+    if let Some((file, line)) = records
         .iter()
-        .find(|r| r.entry.marker() == Some(&Marker::Revoked) && same(r))
+        .find(|r| r.marker == Some(Marker::Revoked) && same(r))
+        .map(found)
     {
-        return Ok(Verdict::Revoked {
-            file: r.file.clone(),
-            line: r.line,
-        });
+        return Ok(Verdict::Revoked { file, line });
     }
-    let plain: Vec<&Record> = records
-        .iter()
-        .filter(|r| r.entry.marker().is_none())
-        .collect();
+    let plain: Vec<&Record> = records.iter().filter(|r| r.marker.is_none()).collect();
     if plain.iter().any(|r| same(r)) {
         return Ok(Verdict::Known);
     }
-    Ok(match plain.first() {
-        Some(r) => Verdict::Changed {
-            file: r.file.clone(),
-            line: r.line,
+    if let Some((file, line)) = plain.first().map(|r| found(r)) {
+        return Ok(Verdict::Changed { file, line });
+    }
+    Ok(
+        match records
+            .iter()
+            .find(|r| r.marker == Some(Marker::CertAuthority))
+            .map(found)
+        {
+            Some((file, line)) => Verdict::CertificateOnly { file, line },
+            None => Verdict::Unknown,
         },
-        None => Verdict::Unknown,
-    })
+    )
 }
 
 /// The host key algorithms on record for a host, so the server is asked for a key we can check.
-pub fn algorithms_on_record(
-    files: &[PathBuf],
-    hostname: &str,
-    port: u16,
-) -> Result<Vec<&'static str>> {
-    let host = host_form(hostname, port);
+pub fn algorithms_on_record(files: &[PathBuf], host: &str) -> Result<Vec<&'static str>> {
     let mut algorithms = Vec::new();
-    for record in records_for(files, &host)? {
-        if record.entry.marker().is_some() {
+    for record in records_for(files, host)? {
+        if record.marker.is_some() {
             continue;
         }
-        let names: &[&str] = match record.entry.public_key().algorithm() {
+        let names: &[&str] = match record.key.algorithm() {
             ssh_key::Algorithm::Ed25519 => &["ssh-ed25519"],
             ssh_key::Algorithm::Ecdsa { curve } => match curve {
                 ssh_key::EcdsaCurve::NistP256 => &["ecdsa-sha2-nistp256"],
@@ -103,7 +111,12 @@ pub fn algorithms_on_record(
     Ok(algorithms)
 }
 
+/// Every line naming `host`, read as OpenSSH reads them: fields split on runs of spaces and
+/// tabs, names matched without regard to case. `@revoked` lines are kept for the caller to
+/// compare keys. A line that names the host but whose key cannot be read is an error: skipping
+/// it could turn a changed key into an unknown one, which accept-new would record.
 fn records_for(files: &[PathBuf], host: &str) -> Result<Vec<Record>> {
+    let host = host.to_ascii_lowercase();
     let mut records = Vec::new();
     for file in files {
         let text = match std::fs::read_to_string(file) {
@@ -112,26 +125,49 @@ fn records_for(files: &[PathBuf], host: &str) -> Result<Vec<Record>> {
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
         };
         for (index, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            // Lines with key types the parser does not know cannot vouch for this host anyway.
-            let Ok(entry) = line.parse::<Entry>() else {
+            let mut fields = line.split([' ', '\t']).filter(|f| !f.is_empty());
+            let Some(first) = fields.next().filter(|f| !f.starts_with('#')) else {
                 continue;
             };
-            if patterns_match(entry.host_patterns(), host) {
-                records.push(Record {
-                    file: file.clone(),
-                    line: index + 1,
-                    entry,
-                });
+            let (marker, patterns) = match first.strip_prefix('@') {
+                Some(_) => (Some(first.parse::<Marker>()), fields.next()),
+                None => (None, Some(first)),
+            };
+            // Names we cannot decode (a damaged hash) cannot be shown to be this host's.
+            let Some(patterns) = patterns.and_then(|p| p.parse::<HostPatterns>().ok()) else {
+                continue;
+            };
+            if !patterns_match(&patterns, &host) {
+                continue;
             }
+            let key = match (fields.next(), fields.next()) {
+                (Some(algorithm), Some(data)) => {
+                    PublicKey::from_openssh(&format!("{algorithm} {data}")).ok()
+                }
+                _ => None,
+            };
+            let (Some(key), Ok(marker)) = (key, marker.transpose()) else {
+                anyhow::bail!(
+                    "cannot read line {} of {}, which names {host}\n  \
+                     help: fix or delete that line (`ssh-keygen -R '{host}' -f {}` deletes \
+                     every line for the host), then check the host's key again",
+                    index + 1,
+                    file.display(),
+                    file.display()
+                );
+            };
+            records.push(Record {
+                file: file.clone(),
+                line: index + 1,
+                marker,
+                key,
+            });
         }
     }
     Ok(records)
 }
 
+/// OpenSSH's match_hostname: patterns compared in lowercase, a matching `!pattern` vetoes.
 fn patterns_match(patterns: &HostPatterns, host: &str) -> bool {
     match patterns {
         HostPatterns::HashedName { salt, hash } => {
@@ -143,12 +179,12 @@ fn patterns_match(patterns: &HostPatterns, host: &str) -> bool {
         }
         HostPatterns::Patterns(list) => {
             let mut matched = false;
-            for pattern in list {
+            for pattern in list.iter().map(|p| p.to_ascii_lowercase()) {
                 if let Some(negated) = pattern.strip_prefix('!') {
                     if wildcard(negated, host) {
                         return false;
                     }
-                } else if wildcard(pattern, host) {
+                } else if wildcard(&pattern, host) {
                     matched = true;
                 }
             }
@@ -188,11 +224,10 @@ pub fn fingerprint(key_blob: &[u8]) -> String {
 
 /// The known_hosts line for a key, as OpenSSH writes it (with HashKnownHosts, the host name is
 /// stored as `|1|salt|HMAC-SHA1(salt, name)`).
-pub fn line_for(hostname: &str, port: u16, key_blob: &[u8], hashed: bool) -> Result<String> {
+pub fn line_for(host: &str, key_blob: &[u8], hashed: bool) -> Result<String> {
     let mut key =
         PublicKey::from_bytes(key_blob).context("the server sent a key shipit cannot read")?;
     key.set_comment("");
-    let host = host_form(hostname, port);
     let host = if hashed {
         let mut salt = [0u8; 20];
         std::fs::File::open("/dev/urandom")
@@ -207,7 +242,7 @@ pub fn line_for(hostname: &str, port: u16, key_blob: &[u8], hashed: bool) -> Res
         }
         .to_string()
     } else {
-        host
+        host.to_string()
     };
     Ok(format!("{host} {}", key.to_openssh()?.trim_end()))
 }
@@ -251,70 +286,122 @@ mod tests {
         (dir, vec![path])
     }
 
+    fn verdict(files: &[PathBuf], host: &str, key: &str) -> Verdict {
+        check(files, host, &blob(key)).unwrap()
+    }
+
     #[test]
     fn known_unknown_changed_revoked() {
         let (_d, files) = file_with(&format!(
             "# comment\nother.example {OTHER}\n10.0.0.5 {ED}\n[10.0.0.6]:2222 {ED}\n"
         ));
-        assert_eq!(
-            check(&files, "10.0.0.5", 22, &blob(ED)).unwrap(),
-            Verdict::Known
-        );
-        assert_eq!(
-            check(&files, "10.0.0.6", 2222, &blob(ED)).unwrap(),
-            Verdict::Known
-        );
-        assert_eq!(
-            check(&files, "10.0.0.6", 22, &blob(ED)).unwrap(),
-            Verdict::Unknown
-        );
+        assert_eq!(verdict(&files, "10.0.0.5", ED), Verdict::Known);
+        assert_eq!(verdict(&files, "[10.0.0.6]:2222", ED), Verdict::Known);
+        assert_eq!(verdict(&files, "10.0.0.6", ED), Verdict::Unknown);
         assert!(matches!(
-            check(&files, "10.0.0.5", 22, &blob(OTHER)).unwrap(),
+            verdict(&files, "10.0.0.5", OTHER),
             Verdict::Changed { line: 3, .. }
         ));
         let (_d, files) = file_with(&format!("@revoked * {ED}\n10.0.0.5 {ED}\n"));
         assert!(matches!(
-            check(&files, "10.0.0.5", 22, &blob(ED)).unwrap(),
+            verdict(&files, "10.0.0.5", ED),
             Verdict::Revoked { .. }
+        ));
+        // A revoked key does not make other hosts known, or unknown ones changed.
+        assert_eq!(verdict(&files, "10.0.0.9", OTHER), Verdict::Unknown);
+    }
+
+    #[test]
+    fn the_lookup_name_is_the_alias_or_the_host_and_port_in_lowercase() {
+        assert_eq!(lookup_name("web.example.com", 22, None), "web.example.com");
+        assert_eq!(lookup_name("Web", 2222, None), "[web]:2222");
+        assert_eq!(lookup_name("10.0.0.5", 2222, Some("Inner")), "inner");
+    }
+
+    /// The lines OpenSSH's own lookup (`ssh-keygen -F`) finds are exactly the lines shipit
+    /// reads for the host, whatever the spacing, case, hashing, wildcards and negations.
+    #[test]
+    fn lines_for_a_host_are_the_ones_ssh_keygen_finds() {
+        let hashed = line_for("hashed.example.com", &blob(ED), true).unwrap();
+        let text = format!(
+            "web.example.com\t{ED}\n   Web2.Example.COM  \t {OTHER} a comment\n\
+             @revoked * {OTHER}\n@cert-authority *.ca.example.org {ED}\n\
+             *.example.com,!bad.example.com {OTHER}\n[web.example.com]:2222 {ED}\n\
+             #web.example.com {OTHER}\n{hashed}\nALIAS-1,alias-2 {ED}\n\n"
+        );
+        let (_d, files) = file_with(&text);
+        for host in [
+            "web.example.com",
+            "web2.example.com",
+            "bad.example.com",
+            "x.ca.example.org",
+            "[web.example.com]:2222",
+            "hashed.example.com",
+            "alias-1",
+            "alias-2",
+            "nothing.here",
+        ] {
+            let output = std::process::Command::new("ssh-keygen")
+                .args(["-F", host, "-f"])
+                .arg(&files[0])
+                .output()
+                .expect("run ssh-keygen (openssh-client)");
+            let theirs: Vec<usize> = String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter_map(|l| l.split(" found: line ").nth(1))
+                .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+                .collect();
+            let ours: Vec<usize> = records_for(&files, host)
+                .unwrap()
+                .iter()
+                .map(|r| r.line)
+                .collect();
+            assert_eq!(ours, theirs, "lines for {host}");
+        }
+        assert_eq!(verdict(&files, "WEB.example.com", ED), Verdict::Known);
+        assert!(matches!(
+            verdict(&files, "web2.example.com", ED),
+            Verdict::Changed { line: 2, .. }
+        ));
+        assert_eq!(verdict(&files, "bad.example.com", ED), Verdict::Unknown);
+        assert!(matches!(
+            verdict(&files, "x.ca.example.org", ED),
+            Verdict::CertificateOnly { line: 4, .. }
+        ));
+        assert_eq!(verdict(&files, "hashed.example.com", ED), Verdict::Known);
+        assert_eq!(
+            algorithms_on_record(&files, "web.example.com").unwrap(),
+            ["ssh-ed25519"]
+        );
+        assert!(
+            algorithms_on_record(&files, "x.ca.example.org")
+                .unwrap()
+                .is_empty()
+        );
+        // OpenSSH ends a marker at the line's first space, so it loses `@revoked<TAB>* KEY`
+        // when a space follows; shipit honours the revocation.
+        let (_d, files) = file_with(&format!("@revoked\t* {ED}\n10.0.0.5 {ED}\n"));
+        assert!(matches!(
+            verdict(&files, "10.0.0.5", ED),
+            Verdict::Revoked { line: 1, .. }
         ));
     }
 
     #[test]
-    fn hashed_and_wildcard_entries() {
-        // `ssh-keygen -H` of "10.0.0.5" with this salt.
-        let salt = [7u8; 20];
-        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(&salt).unwrap();
-        mac.update(b"10.0.0.5");
-        let hash = mac.finalize().into_bytes();
-        use base64ct::Encoding;
-        let hashed = format!(
-            "|1|{}|{} {ED}\n",
-            base64ct::Base64::encode_string(&salt),
-            base64ct::Base64::encode_string(&hash)
+    fn an_unreadable_line_for_the_host_fails_the_check() {
+        let (_d, files) = file_with(&format!(
+            "other.example ssh-ed25519 AAAAbroken\n10.0.0.5\tssh-ed25519  AAAAbroken\n10.0.0.5 {ED}\n"
+        ));
+        let error = check(&files, "10.0.0.5", &blob(ED)).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("cannot read line 2 of"),
+            "{error:#}"
         );
-        let (_d, files) = file_with(&hashed);
-        assert_eq!(
-            check(&files, "10.0.0.5", 22, &blob(ED)).unwrap(),
-            Verdict::Known
-        );
-        assert_eq!(
-            check(&files, "10.0.0.9", 22, &blob(ED)).unwrap(),
-            Verdict::Unknown
-        );
-
-        let (_d, files) = file_with(&format!("*.example.com,!bad.example.com {ED}\n"));
-        assert_eq!(
-            check(&files, "web.example.com", 22, &blob(ED)).unwrap(),
-            Verdict::Known
-        );
-        assert_eq!(
-            check(&files, "bad.example.com", 22, &blob(ED)).unwrap(),
-            Verdict::Unknown
-        );
-        assert_eq!(
-            algorithms_on_record(&files, "web.example.com", 22).unwrap(),
-            ["ssh-ed25519"]
-        );
+        // Lines naming other hosts are none of this check's business.
+        assert_eq!(verdict(&files, "10.0.0.6", ED), Verdict::Unknown);
+        let (_d, files) = file_with(&format!("@bogus 10.0.0.5 {ED}\n10.0.0.5\n"));
+        let error = check(&files, "10.0.0.5", &blob(ED)).unwrap_err();
+        assert!(format!("{error:#}").contains("line 1"), "{error:#}");
     }
 
     #[test]
@@ -323,24 +410,18 @@ mod tests {
         let file = dir.path().join("sub/known_hosts");
         append(
             &file,
-            &line_for("10.0.0.7", 2200, &blob(ED), false).unwrap(),
+            &line_for("[10.0.0.7]:2200", &blob(ED), false).unwrap(),
         )
         .unwrap();
-        append(&file, &line_for("10.0.0.8", 22, &blob(ED), true).unwrap()).unwrap();
+        append(&file, &line_for("10.0.0.8", &blob(ED), true).unwrap()).unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(
             text.starts_with("[10.0.0.7]:2200 ssh-ed25519 ") && text.contains("\n|1|"),
             "{text}"
         );
         let files = [file];
-        assert_eq!(
-            check(&files, "10.0.0.7", 2200, &blob(ED)).unwrap(),
-            Verdict::Known
-        );
-        assert_eq!(
-            check(&files, "10.0.0.8", 22, &blob(ED)).unwrap(),
-            Verdict::Known
-        );
+        assert_eq!(verdict(&files, "[10.0.0.7]:2200", ED), Verdict::Known);
+        assert_eq!(verdict(&files, "10.0.0.8", ED), Verdict::Known);
         assert!(fingerprint(&blob(ED)).starts_with("SHA256:"));
     }
 }

@@ -1,10 +1,12 @@
 //! The remote half: where a host is ([`destination`]), proving it is the host we know
-//! ([`known_hosts`]) and talking to it ([`ssh`]). Deploy speaks to hosts only through
-//! [`Remote`], so the transport can be swapped and logic tested without a network.
+//! ([`known_hosts`]) and talking to it ([`ssh`]), directly or through a bastion ([`proxy`]).
+//! Deploy speaks to hosts only through [`Remote`], so the transport can be swapped and logic
+//! tested without a network.
 
 pub mod destination;
 pub mod known_hosts;
 pub mod probe;
+pub mod proxy;
 pub mod ssh;
 
 use std::io::Read;

@@ -44,6 +44,9 @@ pub(super) fn write_files(hosts: &[Host]) -> Result<()> {
              IdentitiesOnly yes\n  UserKnownHostsFile {known_hosts}\n  StrictHostKeyChecking yes\n",
             host.name, host.address
         );
+        if let Some(bastion) = &host.behind {
+            config += &format!("  ProxyJump {}\n", bastion.name);
+        }
     }
     let keys: String = hosts
         .iter()

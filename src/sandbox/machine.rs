@@ -141,7 +141,8 @@ impl Booting {
         let host = &self.host;
         let address = SocketAddr::from((host.address, 22));
         loop {
-            if greets_with_ssh(address) {
+            let from = host.behind.as_ref().map(|bastion| bastion.netns.as_str());
+            if greets_with_ssh(address, from) {
                 let seconds = self.started.elapsed().as_secs_f32();
                 ui.status("Ready", format_args!("{} in {seconds:.1}s", host.name));
                 return Ok(self.host.clone());
@@ -178,7 +179,32 @@ impl Booting {
     }
 }
 
-fn greets_with_ssh(address: SocketAddr) -> bool {
+/// Whether sshd greets at `address`, as seen from the network namespace `netns` (a bastion's,
+/// the only one that reaches a host behind it) or from here.
+fn greets_with_ssh(address: SocketAddr, netns: Option<&str>) -> bool {
+    let Some(netns) = netns else {
+        return greets(address);
+    };
+    let path = Path::new("/run/netns").join(netns);
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let Ok(namespace) = File::open(&path) else {
+                    return false;
+                };
+                // SAFETY: setns only reads the descriptor, which stays open; CLONE_NEWNET moves
+                // just this thread, which ends after the probe.
+                if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return false;
+                }
+                greets(address)
+            })
+            .join()
+            .unwrap_or(false)
+    })
+}
+
+fn greets(address: SocketAddr) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_secs(1)) else {
         return false;
     };

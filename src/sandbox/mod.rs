@@ -96,6 +96,16 @@ pub struct Host {
     pub release: Release,
     #[serde(default = "default_init")]
     pub init: Init,
+    /// The host whose network this one hangs off (`up --behind`); only it reaches this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    behind: Option<Bastion>,
+}
+
+/// A host's bastion, as `net` and `machine` need it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Bastion {
+    name: String,
+    netns: String,
 }
 
 fn default_release() -> Release {
@@ -118,7 +128,7 @@ impl Release {
 }
 
 impl Host {
-    fn new(name: &str, index: u8, template: &Template) -> Host {
+    fn new(name: &str, index: u8, template: &Template, behind: Option<&Host>) -> Host {
         let netns = format!("shipit-sbx-{index}");
         Host {
             name: name.to_string(),
@@ -135,6 +145,10 @@ impl Host {
             overlay: false,
             release: template.release,
             init: template.init,
+            behind: behind.map(|bastion| Bastion {
+                name: bastion.name.clone(),
+                netns: bastion.netns.clone(),
+            }),
         }
     }
 
@@ -273,6 +287,11 @@ pub fn up(names: &[String], args: &SandboxUpArgs, ui: &Ui) -> Result<Vec<Host>> 
     validate_names(names)?;
     check_usable(UP_NEEDS)?;
     let _lock = lock_state()?;
+    let bastion = args
+        .behind
+        .as_deref()
+        .map(|name| bastion(name, names))
+        .transpose()?;
     let mut ready = Vec::new();
     let mut to_boot = Vec::new();
     for name in names {
@@ -293,7 +312,8 @@ pub fn up(names: &[String], args: &SandboxUpArgs, ui: &Ui) -> Result<Vec<Host>> 
     let booted = if to_boot.is_empty() {
         Ok(Vec::new())
     } else {
-        template(release, init, ui).and_then(|template| boot_all(&to_boot, &template, ui))
+        template(release, init, ui)
+            .and_then(|template| boot_all(&to_boot, &template, bastion.as_ref(), ui))
     };
     let written = hosts().and_then(|all| client::write_files(&all));
     ready.extend(booted?);
@@ -302,14 +322,19 @@ pub fn up(names: &[String], args: &SandboxUpArgs, ui: &Ui) -> Result<Vec<Host>> 
     Ok(ready)
 }
 
-/// A running host asked for with `--release` or `--init` must be that already.
+/// A running host asked for with `--release`, `--init` or `--behind` must be that already.
 fn check_kept(host: &Host, args: &SandboxUpArgs) -> Result<()> {
     let other_release = args.release.filter(|r| *r != host.release);
     let other_init = args.init.filter(|i| *i != host.init);
-    if other_release.is_some() || other_init.is_some() {
+    let behind = host.behind.as_ref().map(|b| b.name.as_str());
+    if other_release.is_some() || other_init.is_some() || behind != args.behind.as_deref() {
         let asked = Host {
             release: other_release.unwrap_or(host.release),
             init: other_init.unwrap_or(host.init),
+            behind: args.behind.as_ref().map(|name| Bastion {
+                name: name.clone(),
+                netns: String::new(),
+            }),
             ..host.clone()
         };
         crate::fail!(
@@ -325,11 +350,31 @@ fn check_kept(host: &Host, args: &SandboxUpArgs) -> Result<()> {
     Ok(())
 }
 
-/// "bookworm", or "bookworm without systemd".
+/// "bookworm", "bookworm without systemd", "bookworm behind web-1".
 fn describe(host: &Host) -> String {
-    match host.init {
-        Init::Systemd => host.release.suite().to_string(),
-        Init::Sshd => format!("{} without systemd", host.release.suite()),
+    let mut text = host.release.suite().to_string();
+    if host.init == Init::Sshd {
+        text.push_str(" without systemd");
+    }
+    if let Some(bastion) = &host.behind {
+        text.push_str(&format!(" behind {}", bastion.name));
+    }
+    text
+}
+
+/// The running host that `up --behind` hangs new hosts off.
+fn bastion(name: &str, names: &[String]) -> Result<Host> {
+    validate_names(&[name.to_string()])?;
+    if names.iter().any(|n| n == name) {
+        crate::fail!(Usage, "--behind {name}: a host cannot be behind itself");
+    }
+    match host(name)? {
+        Some(bastion) if bastion.is_running() => Ok(bastion),
+        _ => crate::fail!(
+            Usage,
+            "--behind {name}: no running sandbox host of that name\n  \
+             help: boot it first: shipit sandbox up {name}"
+        ),
     }
 }
 
@@ -345,12 +390,17 @@ fn template(release: Release, init: Init, ui: &Ui) -> Result<Template> {
 }
 
 /// Starts every host before waiting for any, so they boot in parallel.
-fn boot_all(names: &[String], template: &Template, ui: &Ui) -> Result<Vec<Host>> {
+fn boot_all(
+    names: &[String],
+    template: &Template,
+    behind: Option<&Host>,
+    ui: &Ui,
+) -> Result<Vec<Host>> {
     let mut booting = Vec::new();
     let result = names
         .iter()
         .try_for_each(|name| {
-            booting.push(launch(name, template, ui)?);
+            booting.push(launch(name, template, behind, ui)?);
             Ok(())
         })
         .and_then(|()| booting.iter_mut().map(|b| b.wait_ready(ui)).collect());
@@ -362,12 +412,17 @@ fn boot_all(names: &[String], template: &Template, ui: &Ui) -> Result<Vec<Host>>
 }
 
 /// Creates a host and starts its container; on failure, removes what it created.
-fn launch(name: &str, template: &Template, ui: &Ui) -> Result<machine::Booting> {
+fn launch(
+    name: &str,
+    template: &Template,
+    behind: Option<&Host>,
+    ui: &Ui,
+) -> Result<machine::Booting> {
     if host_dir(name).exists() {
         ui.status("Replacing", format_args!("{name}, which is not running"));
         remove(&[name.to_string()], ui)?;
     }
-    let mut host = Host::new(name, net::claim(name)?, template);
+    let mut host = Host::new(name, net::claim(name)?, template, behind);
     ui.status(
         "Booting",
         format_args!("{name} at {} ({})", host.address, describe(&host)),

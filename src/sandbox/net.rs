@@ -1,6 +1,10 @@
 //! Each host's network: subnet 10.213.N.0/30, this machine at .1 on the veth `shsb-N`, the
 //! container at .2 on `host0` inside the network namespace `shipit-sbx-N`.
 //!
+//! A host behind a bastion (`up --behind`) has `shsb-N` in the bastion's namespace instead, so
+//! only the bastion reaches it; here the subnet is routed nowhere (`unreachable`), so nothing
+//! meant for it leaves through this machine's default route.
+//!
 //! N is claimed machine-wide by creating `/run/shipit/sandbox-net/N` exclusively, because
 //! shipits with different state directories (parallel tests) allocate at the same time. /run
 //! empties on reboot, as network namespaces and links do.
@@ -113,25 +117,57 @@ pub(super) fn set_up(host: &Host) -> Result<()> {
     let gateway = format!("{}/30", gateway(host));
     let address = format!("{}/30", host.address);
     ip(&["netns", "add", ns])?;
-    ip(&[
+    // `ip -n NS` runs in NS; with no bastion, "" keeps it in this machine's namespace.
+    let side: &[&str] = match &host.behind {
+        Some(bastion) => &["-n", &bastion.netns],
+        None => &[],
+    };
+    let link = [
         "link", "add", veth, "type", "veth", "peer", "name", "host0", "netns", ns,
-    ])?;
-    ip(&["addr", "add", &gateway, "dev", veth])?;
-    ip(&["link", "set", veth, "up"])?;
+    ];
+    ip(&[side, &link].concat())?;
+    ip(&[side, &["addr", "add", &gateway, "dev", veth]].concat())?;
+    ip(&[side, &["link", "set", veth, "up"]].concat())?;
+    if host.behind.is_some() {
+        ip(&["route", "replace", "unreachable", &subnet(host)])?;
+    }
     ip(&["-n", ns, "addr", "add", &address, "dev", "host0"])?;
     ip(&["-n", ns, "link", "set", "host0", "up"])?;
     ip(&["-n", ns, "link", "set", "lo", "up"])
 }
 
-/// Deleting the veth takes its peer `host0` with it; the namespace goes last.
+/// Deleting the veth takes its peer `host0` with it; the namespace goes last. Behind a bastion,
+/// deleting the namespace takes the veth in the bastion's namespace with it.
 pub(super) fn tear_down(host: &Host) -> Result<()> {
     if link_exists(&host.veth) {
         ip(&["link", "del", &host.veth])?;
+    }
+    if host.behind.is_some() && unreachable_route_exists(host)? {
+        ip(&["route", "del", "unreachable", &subnet(host)])?;
     }
     if Path::new("/run/netns").join(&host.netns).exists() {
         ip(&["netns", "del", &host.netns])?;
     }
     Ok(())
+}
+
+fn unreachable_route_exists(host: &Host) -> Result<bool> {
+    let output = run_tool(
+        "list the sandbox routes",
+        Command::new("ip").args([
+            "route",
+            "show",
+            "type",
+            "unreachable",
+            "exact",
+            &subnet(host),
+        ]),
+    )?;
+    Ok(!output.stdout.is_empty())
+}
+
+fn subnet(host: &Host) -> String {
+    format!("10.213.{}.0/30", host.index)
 }
 
 fn gateway(host: &Host) -> Ipv4Addr {

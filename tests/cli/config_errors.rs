@@ -224,3 +224,15 @@ fn files_and_env_files_may_not_point_outside_the_project() {
     );
     run(&absolute, &["unit", "generate"]).success();
 }
+
+#[test]
+fn a_jump_host_that_ssh_could_read_as_an_option_is_refused() {
+    with_config("[hosts.web]\naddress = \"10.0.0.5\"\nproxy_jump = \"ok,-oProxyCommand=x\"\n")
+        .failure(2)
+        .stderr_has("shipit.toml:3:14")
+        .stderr_has("invalid jump host \"-oProxyCommand=x\"");
+    with_config(
+        "[hosts.web]\naddress = \"10.0.0.5\"\nproxy_jump = \"ops@bastion:2222,ssh://b2\"\n",
+    )
+    .success();
+}

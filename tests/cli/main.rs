@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bastion;
 mod build;
 mod cli;
 mod config_errors;
@@ -10,6 +11,7 @@ mod deploy;
 mod faults;
 mod fleet;
 mod generate;
+mod host_keys;
 mod hosts;
 mod sandbox;
 mod unit;

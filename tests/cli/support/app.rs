@@ -196,14 +196,28 @@ pub struct Running {
 
 impl Running {
     pub fn start(sandbox: &Sandbox, args: &[&str]) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shipit"))
+        Running::spawn(sandbox, args, false)
+    }
+
+    /// Started in a process group of its own, as a shell starts a job, so that
+    /// [`Running::interrupt_job`] reaches it the way Ctrl-C at a terminal does: every process
+    /// of the group at once.
+    pub fn start_as_job(sandbox: &Sandbox, args: &[&str]) -> Running {
+        Running::spawn(sandbox, args, true)
+    }
+
+    fn spawn(sandbox: &Sandbox, args: &[&str], own_group: bool) -> Running {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shipit"));
+        command
             .args(args)
             .env("SHIPIT_SANDBOX_DIR", sandbox.state_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        if own_group {
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        }
+        let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (send, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -244,6 +258,15 @@ impl Running {
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill has no memory-safety preconditions.
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    /// SIGINT to the whole process group of a job (see [`Running::start_as_job`]).
+    pub fn interrupt_job(&self) {
+        // SAFETY: kill has no memory-safety preconditions.
+        assert_eq!(
+            unsafe { libc::kill(-(self.child.id() as i32), libc::SIGINT) },
+            0
+        );
     }
 
     /// Exit code (or -signal) and all stderr.

@@ -34,6 +34,13 @@ impl Sandbox {
         sandbox
     }
 
+    /// Boots `names` on a network only `bastion` (a host of this sandbox) reaches; the sandbox's
+    /// ssh_config reaches them with `ProxyJump bastion`.
+    pub fn up_behind(&self, bastion: &str, names: &[&str]) {
+        let args = [&["sandbox", "up", "--behind", bastion], names].concat();
+        self.shipit(&args).run().success();
+    }
+
     /// A state directory without hosts, for tests that run `shipit sandbox up` themselves.
     pub fn empty() -> Sandbox {
         Sandbox {
