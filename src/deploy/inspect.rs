@@ -73,7 +73,8 @@ fn status_of(config: &Config, host: &str, connect: &ConnectArgs, ui: &Ui) -> Res
     let (mut remote, layout) = open(config, host, connect, ui)?;
     let props = unit_properties(remote.as_mut(), &layout)?;
     let get = |k: &str| props.get(k).cloned().unwrap_or_default();
-    let current = steps::releases(&mut Runner::apply(remote.as_mut()), &layout)?
+    let out = Runner::apply(remote.as_mut()).one(steps::releases(&layout))?;
+    let current = steps::parse_releases(&out)
         .into_iter()
         .find(|r| r.current);
     let mut health_config = config.health.clone();
@@ -208,7 +209,7 @@ pub fn logs(config: &Config, args: &LogsArgs, ui: &Ui) -> Result<()> {
     if args.follow {
         words.push("-f");
     }
-    let command = remote::as_root(remote.as_ref(), &remote::command(&words));
+    let command = remote::as_root(remote.is_root(), &remote::command(&words));
     let output = remote.exec_streaming(&command, &mut std::io::stdout())?;
     if !output.success() {
         crate::fail!(
@@ -223,7 +224,8 @@ pub fn logs(config: &Config, args: &LogsArgs, ui: &Ui) -> Result<()> {
 
 pub fn releases(config: &Config, args: &ReleasesArgs, ui: &Ui) -> Result<()> {
     let (mut remote, layout) = open(config, &args.host, &args.connect, ui)?;
-    let list = steps::releases(&mut Runner::apply(remote.as_mut()), &layout)?;
+    let out = Runner::apply(remote.as_mut()).one(steps::releases(&layout))?;
+    let list = steps::parse_releases(&out);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());

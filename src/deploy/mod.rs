@@ -11,6 +11,7 @@ mod layout;
 mod lock;
 mod phases;
 mod runner;
+mod scripts;
 mod steps;
 
 use std::collections::BTreeMap;
@@ -31,17 +32,32 @@ use crate::ui::Ui;
 
 use fleet::{Amount, Canary, HostReport, Outcome, Rollout};
 pub use layout::Layout;
+use lock::ArmedPolicy;
+use phases::OnFailure;
 use runner::Runner;
 
 /// How a deploy behaves, from the command line.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     pub dry_run: bool,
-    pub no_rollback: bool,
+    /// What a release that fails its gate gets: rolled back, or left (`--no-rollback`).
+    pub on_failure: OnFailure,
     pub lock_wait: Duration,
     pub confirm_timeout: Option<Duration>,
-    /// Disarm another deploy's dead-man timer instead of refusing to deploy.
-    pub force_disarm: bool,
+    /// What to do about another deploy's armed dead-man timer (`--force-disarm` disarms it).
+    pub armed: ArmedPolicy,
+}
+
+/// Connects over SSH, saying so.
+struct SshConnector<'a> {
+    args: &'a ConnectArgs,
+    ui: &'a Ui,
+}
+
+impl fleet::Connect for SshConnector<'_> {
+    fn connect(&self, destination: &Destination) -> Result<Box<dyn Remote + Send>> {
+        Ok(Box::new(connect(destination, self.args, self.ui)?))
+    }
 }
 
 /// The JSON result of `deploy --json`: the same for one host or many.
@@ -87,16 +103,20 @@ pub fn run(config: &Config, args: &DeployArgs, ui: &Ui) -> Result<()> {
         }
         return Ok(());
     }
-    let plan = fleet::Plan {
-        config,
+    let connector = SshConnector {
+        args: &args.connect,
+        ui,
+    };
+    let context = fleet::Context {
         package: &package,
         layout: &layout,
         options: &options,
         rollout: &rollout,
-        connect: &args.connect,
+        keep_releases: config.deploy.keep_releases,
+        connector: &connector,
         ui,
     };
-    let results = fleet::deploy(&plan, &targets);
+    let results = fleet::deploy(&context, &targets);
     for ((report, _), target) in results.iter().zip(&targets) {
         if report.still_locked {
             release_lost_lock(&target.destination, &layout, ui);
@@ -188,17 +208,6 @@ fn print_summary(
             r.old_version.as_deref().unwrap_or("none"),
             r.new_version
         );
-        let health = match r.outcome {
-            Outcome::Deployed => "ok",
-            Outcome::RolledBack | Outcome::Failed
-                if r.error
-                    .as_deref()
-                    .is_some_and(|e| e.contains("health check")) =>
-            {
-                "failed"
-            }
-            _ => "-",
-        };
         println!(
             "{:<20} {:<14} {:<22} {:<9} {:>6.1}s  {}",
             r.host,
@@ -206,7 +215,7 @@ fn print_summary(
             versions,
             r.upload,
             r.seconds,
-            health
+            r.health
         );
     }
     Ok(())
@@ -347,10 +356,18 @@ fn options(config: &Config, args: &DeployArgs) -> Result<Options> {
     }
     Ok(Options {
         dry_run: args.dry_run,
-        no_rollback: args.no_rollback,
+        on_failure: if args.no_rollback {
+            OnFailure::Stay
+        } else {
+            OnFailure::RollBack
+        },
         lock_wait: parse("--lock-wait", &args.lock_wait)?.unwrap_or_default(),
         confirm_timeout,
-        force_disarm: args.force_disarm,
+        armed: if args.force_disarm {
+            ArmedPolicy::Disarm
+        } else {
+            ArmedPolicy::Refuse
+        },
     })
 }
 
@@ -411,8 +428,13 @@ pub fn plan(
     let layout = layout_for(config, package);
     let mut runner = Runner::dry_run(remote);
     let platform = Target::parse(&package.manifest.target)?;
-    let facts = steps::preflight(&mut runner, &layout, platform)?;
-    let (installed_unit, installed_sha) = steps::installed(&mut runner, &layout)?;
+    let host = runner.label();
+    let mut answers = runner
+        .run(vec![steps::check(&layout, platform), steps::installed(&layout)])?
+        .into_iter();
+    let facts = steps::host_facts(answers.next().expect("answered"), &host, platform)?;
+    let (installed_unit, installed_sha) =
+        steps::parse_installed(&answers.next().expect("answered")?);
     let new_sha = package
         .manifest
         .files
@@ -424,7 +446,7 @@ pub fn plan(
         "# plan for {} {} on {} (systemd {}): nothing below has run\n# binary sha256: {} -> {new_sha}\n# paths:\n{}",
         layout.app,
         package.manifest.version,
-        runner.label(),
+        host,
         facts.systemd,
         installed_sha.as_deref().unwrap_or("(none installed)"),
         layout.shell_vars().trim_end()
@@ -432,18 +454,15 @@ pub fn plan(
     let host_unit = phases::host_unit(&mut runner, package, facts, ui);
     let new_unit = host_unit.adapted.as_deref().unwrap_or(&package.unit);
     runner.note(unit_diff(&installed_unit, new_unit, &layout.unit_path()));
-    let armed = if options.force_disarm {
-        lock::ArmedPolicy::Disarm
-    } else {
-        lock::ArmedPolicy::Refuse
-    };
-    lock::lock(&mut runner, &layout, options.lock_wait, armed, ui)?;
-    let transfer = phases::transfer(
+    let begun = phases::begin(&mut runner, &layout, None, options, ui).map_err(|f| f.error)?;
+    let mut transfer = phases::transfer(
         &mut runner,
         &layout,
         package,
         target.env_file.as_deref(),
         &host_unit,
+        &begun.survey,
+        phases::Then::Wait,
         ui,
     )?;
     phases::activate(
@@ -451,12 +470,14 @@ pub fn plan(
         &layout,
         package,
         target.health.as_ref(),
-        &transfer,
+        &mut transfer,
         options,
         ui,
     )?;
-    phases::finalize(&mut runner, &layout, config.deploy.keep_releases)?;
-    lock::unlock(&mut runner, &layout)?;
+    let (_, error) = phases::finish(&mut runner, &layout, config.deploy.keep_releases, true, true);
+    if let Some(e) = error {
+        return Err(e);
+    }
     Ok(runner.into_plan())
 }
 
@@ -532,7 +553,8 @@ fn rollback_locked(
     to: Option<&str>,
     ui: &Ui,
 ) -> Result<String> {
-    let (releases, since) = steps::releases_and_clock(runner, layout)?;
+    let out = runner.one(steps::releases(layout))?;
+    let (releases, since) = (steps::parse_releases(&out), steps::parse_now(&out)?);
     let current = releases.iter().find(|r| r.current).map(|r| r.name.clone());
     let target = match to {
         Some(version) => releases
@@ -566,19 +588,23 @@ fn rollback_locked(
         "Rolling back",
         format_args!("to {} on {}", target.name, runner.label()),
     );
-    let switched = steps::switch_to(runner, layout, &target.name).and_then(|()| {
-        health::gate(
-            runner.remote,
-            layout,
-            config.health.as_ref(),
-            Some(&target.version),
-            true,
-            ui,
-        )
-    });
+    let listen = steps::Listen::default();
+    let switched = runner
+        .one(steps::switch_to(layout, &target.name, listen))
+        .and_then(|state| {
+            health::gate(
+                runner.remote,
+                layout,
+                config.health.as_ref(),
+                Some(&target.version),
+                Some(health::parse_state(&state)),
+                health::OnInterrupt::Stop,
+                ui,
+            )
+        });
     match switched {
         Ok(()) => {
-            steps::mark(runner, layout, &target.name, true)?;
+            runner.one(steps::mark(layout, &target.name, true))?;
             Ok(target.name.clone())
         }
         Err(failure) => {
@@ -597,9 +623,10 @@ fn rollback_locked(
                     previous: current,
                     previous_version: None,
                     since,
+                    started: None,
                 },
                 failure,
-                false,
+                OnFailure::RollBack,
                 ui,
             ))
         }

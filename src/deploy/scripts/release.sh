@@ -1,0 +1,88 @@
+# shellcheck shell=sh
+# Everything between the upload and the switch, none of which touches what the running release
+# uses: unpack the release, create the service user, keep the env file and the unit for this
+# host with the release, verify the unit. Prints `reused` when the release was unpacked and
+# checked already.
+# - The upload is unpacked beside the releases, root-owned, checked file by file against the
+#   manifest ($sums, sha256sum -c lines: the end-to-end check of a fresh upload) and only then
+#   given its name. An upload that fails that check is deleted, so the next deploy sends it
+#   again.
+# - The release keeps its copy of the env file: the new one from stdin when $env_from is
+#   `stdin` (secrets never travel in a script), else whatever the host has now. Switching to a
+#   release installs its copy, so a rollback restores the env file the old release ran with.
+# - $host_unit, when not empty, is the package's unit as this host's systemd takes it: kept as
+#   .unit, which switching installs instead of the package's.
+# - `systemd-analyze verify $verify_flags` checks the unit the host will install, through a
+#   copy pointing into the release (the unit names $current, which may not exist yet). A unit
+#   byte for byte the same as the installed one was checked when it was installed.
+# The last line of stderr, `(failed while …)`, names the part that failed.
+# Exits: $no_space (the half-unpacked release and its upload were removed), $corrupt (the files
+# differ from the manifest: the upload was deleted), $unit_rejected.
+: "${rel:?}" "${releases:?}" "${release:?}" "${upload:?}" "${base:?}" "${user:?}"
+: "${state_dir:?}" "${env_file:?}" "${unit:?}" "${unit_path:?}" "${current:?}"
+: "${sums:?}" "${env_from:?}" "${host_unit?}" "${verify_flags?}"
+: "${no_space:?}" "${corrupt:?}" "${unit_rejected:?}"
+part='unpacking the release'
+trap 'status=$?; [ "$status" -eq 0 ] || echo "(failed while $part)" >&2' EXIT
+if [ -f "$rel/.shipit-complete" ]; then
+    touch "$rel"
+    echo reused
+else
+    tmp="$releases/.$release.tmp"
+    unpacked=yes
+    { mkdir -p "$releases" && rm -rf "$tmp" && mkdir "$tmp" && tar -xzf "$upload" -C "$tmp" --no-same-owner; } || unpacked=no
+    if [ "$unpacked" = no ] && full "$releases"; then
+        rm -rf "$tmp" "$upload"
+        echo "no space left in $base while unpacking: the half-unpacked release and its upload were removed, the host is as it was" >&2
+        exit "$no_space"
+    fi
+    if [ "$unpacked" = no ] || ! (cd "$tmp" && printf '%s' "$sums" | sha256sum -c --quiet --strict); then
+        rm -rf "$tmp" "$upload"
+        echo "the uploaded package did not unpack, or its files differ from manifest.json: it was deleted, so the next deploy sends it again" >&2
+        exit "$corrupt"
+    fi
+    chown -R root:root "$tmp"
+    chmod 0755 "$tmp"
+    : >"$tmp/.shipit-complete"
+    rm -rf "$rel"
+    mv -T "$tmp" "$rel"
+fi
+part='creating the service user'
+if ! id -u "$user" >/dev/null 2>&1; then
+    useradd --system --user-group --home-dir "$state_dir" --no-create-home --shell /usr/sbin/nologin "$user"
+fi
+if [ "$(stat -c '%U %a' "$state_dir" 2>/dev/null)" != "$user 750" ]; then
+    install -d -m 0750 -o "$user" -g "$(id -gn "$user")" "$state_dir"
+fi
+[ -d "${env_file%/*}" ] || install -d -m 0755 "${env_file%/*}"
+part='keeping the env file with the release'
+if [ "$env_from" = stdin ]; then
+    (umask 077 && cat >"$rel/.env.tmp")
+    mv -f "$rel/.env.tmp" "$rel/.env"
+elif [ -f "$env_file" ]; then
+    (umask 077 && cp "$env_file" "$rel/.env")
+else
+    rm -f "$rel/.env"
+fi
+if [ -n "$host_unit" ]; then
+    part='keeping the unit for this host with the release'
+    printf '%s' "$host_unit" >"$rel/.unit.tmp"
+    mv -f "$rel/.unit.tmp" "$rel/.unit"
+else
+    rm -f "$rel/.unit"
+fi
+part='verifying the unit'
+new="$rel/$unit"
+[ ! -f "$rel/.unit" ] || new="$rel/.unit"
+if ! cmp -s "$new" "$unit_path" && command -v systemd-analyze >/dev/null; then
+    dir=$(mktemp -d)
+    sed -e "s#$current/#$rel/#g" -e "s#$current\$#$rel#" "$new" >"$dir/$unit"
+    status=0
+    # shellcheck disable=SC2086 # the flags are words
+    out=$(systemd-analyze verify $verify_flags "$dir/$unit" 2>&1) || status=$?
+    rm -rf "$dir"
+    if [ "$status" -ne 0 ] || [ -n "$out" ]; then
+        printf '%s\n' "$out" | sed "s#$dir/##g" >&2
+        exit "$unit_rejected"
+    fi
+fi

@@ -1,0 +1,46 @@
+# shellcheck shell=sh
+# shipit's shell on a host: one per connection, running as root, it runs the steps shipit sends
+# on stdin one after another and answers each on stdout, so a deploy costs one sshd session
+# and one login instead of one per step. Set by shipit before this: nonce (random per shell,
+# so no step's output can pass for an answer).
+#
+# A step: a line `<nonce> <script bytes> <input bytes> <when>`, the script, then its input.
+# <when> is `always`, or `if-ok`: run only if the step before it succeeded (else `skipped`).
+# The script runs in a subshell with exactly its input as stdin; input it leaves unread is
+# dropped, so the next step's line is where it should be.
+# The answer: the step's stdout, then `\n<nonce> <status>\n`; when the status is not 0, the
+# step's stderr follows, then `\n<nonce> end\n`.
+: "${nonce:?}"
+LC_ALL=C
+export LC_ALL
+err=$(mktemp) || exit 1
+trap 'rm -f "$err"' EXIT
+echo "$nonce ready"
+last=0
+while read -r from size input when; do
+    [ "$from" = "$nonce" ] || { echo "$nonce out-of-step"; exit 1; }
+    script=$(head -c "$size"; echo .)
+    script=${script%.}
+    if [ "$when" = if-ok ] && [ "$last" -ne 0 ]; then
+        [ "$input" -eq 0 ] || head -c "$input" >/dev/null
+        printf '\n%s skipped\n' "$nonce"
+        continue
+    fi
+    if [ "$input" -gt 0 ]; then
+        head -c "$input" | {
+            (eval "$script") 2>"$err"
+            status=$?
+            cat >/dev/null
+            exit "$status"
+        }
+        last=$?
+    else
+        (eval "$script") </dev/null 2>"$err"
+        last=$?
+    fi
+    printf '\n%s %s\n' "$nonce" "$last"
+    if [ "$last" -ne 0 ]; then
+        cat "$err"
+        printf '\n%s end\n' "$nonce"
+    fi
+done
