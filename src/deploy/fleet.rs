@@ -178,6 +178,11 @@ impl HostRun<'_> {
         Runner::apply(remote.as_mut())
     }
 
+    /// Its switch went in the batch that prepared it.
+    fn switched(&self) -> bool {
+        self.transfer.as_ref().is_some_and(|t| t.started.is_some())
+    }
+
     /// A failed activation: rolled back when the previous release runs again.
     fn failed_activation(&mut self, error: anyhow::Error) {
         let previous = self.transfer.as_ref().is_some_and(|t| t.previous.is_some());
@@ -389,11 +394,15 @@ fn activate_in_batches(ctx: &Context, runs: &mut [HostRun]) -> bool {
         if failures(runs) > allowed || interrupt::requested() {
             stopped = true;
             for &i in &batch {
-                if runs[i].alive() {
+                // A host whose switch went with its transfer is past skipping: its gate (or
+                // rollback) still runs.
+                if runs[i].alive() && !runs[i].switched() {
                     runs[i].outcome = Some(Outcome::Skipped);
                 }
             }
-            continue;
+            if !batch.iter().any(|&i| runs[i].alive()) {
+                continue;
+            }
         }
         let mut members: Vec<&mut HostRun> = Vec::new();
         for (i, run) in runs.iter_mut().enumerate() {

@@ -574,7 +574,7 @@ mod tests {
                 ("a-1", false, true, false)
             ]
         );
-        assert_eq!(list[1].version, "3");
+        assert_eq!(list[1].version, "c");
         assert_eq!(list[0].deployed, "2026-01-04T00:00:00Z");
     }
 

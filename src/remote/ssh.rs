@@ -441,8 +441,9 @@ impl Shell {
     fn run(&mut self, steps: Vec<Step<'_>>, label: &str, is_root: bool) -> Result<Vec<Answer>> {
         let started = Instant::now();
         let count = steps.len();
-        for step in steps {
-            self.send(step)?;
+        for (index, step) in steps.into_iter().enumerate() {
+            // A batch's first step runs whatever the last batch's last step did.
+            self.send(step, index == 0)?;
         }
         self.channel.flush().tag(Category::Connect)?;
         if self.unready {
@@ -451,10 +452,10 @@ impl Shell {
         (0..count).map(|_| self.answer(started)).collect()
     }
 
-    fn send(&mut self, step: Step<'_>) -> Result<()> {
+    fn send(&mut self, step: Step<'_>, first: bool) -> Result<()> {
         let when = match step.when {
-            When::AfterSuccess => "if-ok",
-            When::Always => "always",
+            When::AfterSuccess if !first => "if-ok",
+            _ => "always",
         };
         let len = step.input.as_ref().map_or(0, |i| i.len);
         let header = format!("{} {} {len} {when}\n", self.nonce, step.script.len());
@@ -512,8 +513,8 @@ impl Shell {
         }
         crate::fail!(
             Remote,
-            "the login user on {label} cannot run commands as root without a password \
-             (`sudo -n sh` exited {status}: {said})\n  \
+            "{label}: the login user needs passwordless sudo (`sudo -n sh` exited {status}: \
+             {said})\n  \
              help: on {label}, add a file /etc/sudoers.d/shipit with `USER ALL=(root) NOPASSWD: \
              ALL` (USER = the login user), or deploy as root"
         )
