@@ -102,7 +102,12 @@ fn heal_script(layout: &Layout, previous: Option<&str>) -> String {
     assemble(
         layout,
         &values,
-        &[scripts::LIB, scripts::HEAL, scripts::SWITCH, scripts::HEALED],
+        &[
+            scripts::LIB,
+            scripts::HEAL,
+            scripts::SWITCH,
+            scripts::HEALED,
+        ],
     )
 }
 

@@ -233,7 +233,9 @@ pub fn deploy(ctx: &Context, targets: &[Target]) -> Vec<(HostReport, Option<anyh
         connect_and_check(ctx, run, !lone)
     });
     lock_in_order(ctx, &mut runs, lone);
-    in_parallel(&mut runs, ctx.rollout.parallel, |run| prepare(ctx, run, lone));
+    in_parallel(&mut runs, ctx.rollout.parallel, |run| {
+        prepare(ctx, run, lone)
+    });
     let stopped = activate_in_batches(ctx, &mut runs);
     if stopped && ctx.rollout.rollback_all_on_failure {
         in_parallel(&mut runs, ctx.rollout.parallel, |run| switch_back(ctx, run));
@@ -278,7 +280,12 @@ fn connect_and_check(ctx: &Context, run: &mut HostRun, check: bool) {
             let platform = platform(ctx)?;
             let answer = run.runner().one(steps::check(ctx.layout, platform));
             let facts = steps::host_facts(answer, run.label(), platform)?;
-            run.host_unit = Some(phases::host_unit(&mut run.runner(), ctx.package, facts, ctx.ui));
+            run.host_unit = Some(phases::host_unit(
+                &mut run.runner(),
+                ctx.package,
+                facts,
+                ctx.ui,
+            ));
             Ok(())
         });
     if let Err(e) = result {
@@ -313,8 +320,12 @@ fn lock_in_order(ctx: &Context, runs: &mut [HostRun], lone: bool) {
             Ok(begun) => {
                 run.locked = true;
                 if let Some(facts) = begun.facts {
-                    run.host_unit =
-                        Some(phases::host_unit(&mut run.runner(), ctx.package, facts, ctx.ui));
+                    run.host_unit = Some(phases::host_unit(
+                        &mut run.runner(),
+                        ctx.package,
+                        facts,
+                        ctx.ui,
+                    ));
                 }
                 for timer in begun.armed {
                     ctx.ui.status(
@@ -367,20 +378,21 @@ fn prepare(ctx: &Context, run: &mut HostRun, lone: bool) {
     }
 }
 
-/// The hosts in switching order, split into batches: the canary alone, then `--batch` at a time.
-fn batches(ctx: &Context, runs: &[HostRun]) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..runs.len()).collect();
+/// The hosts (by index) in switching order, split into batches: the canary alone, then
+/// `--batch` at a time.
+pub fn batch_plan(rollout: &Rollout, hosts: &[String]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..hosts.len()).collect();
     let mut batches = Vec::new();
-    if let Some(canary) = &ctx.rollout.canary {
+    if let Some(canary) = &rollout.canary {
         let position = match canary {
             Canary::First => Some(0),
-            Canary::Host(name) => runs.iter().position(|r| r.label() == name),
+            Canary::Host(name) => hosts.iter().position(|h| h == name),
         };
         if let Some(p) = position.filter(|p| *p < order.len()) {
             batches.push(vec![order.remove(p)]);
         }
     }
-    let size = ctx.rollout.batch.of(runs.len()).max(1);
+    let size = rollout.batch.of(hosts.len()).max(1);
     batches.extend(order.chunks(size).map(<[usize]>::to_vec));
     batches
 }
@@ -390,7 +402,8 @@ fn activate_in_batches(ctx: &Context, runs: &mut [HostRun]) -> bool {
     let allowed = ctx.rollout.max_fail.of(runs.len());
     let failures = |runs: &[HostRun]| runs.iter().filter(|r| r.error.is_some()).count();
     let mut stopped = false;
-    for batch in batches(ctx, runs) {
+    let hosts: Vec<String> = runs.iter().map(|r| r.label().to_string()).collect();
+    for batch in batch_plan(ctx.rollout, &hosts) {
         if failures(runs) > allowed || interrupt::requested() {
             stopped = true;
             for &i in &batch {
@@ -497,8 +510,13 @@ fn finish(ctx: &Context, run: &mut HostRun) {
     let deployed = run.outcome == Some(Outcome::Deployed);
     let confirm = deployed && ctx.options.confirm_timeout.is_some();
     if confirm {
-        let (finished, error) =
-            phases::finish(&mut run.runner(), ctx.layout, ctx.keep_releases, true, false);
+        let (finished, error) = phases::finish(
+            &mut run.runner(),
+            ctx.layout,
+            ctx.keep_releases,
+            true,
+            false,
+        );
         run.pruned = finished.pruned;
         if let Some(e) = error {
             run.error = Some(e);
@@ -524,8 +542,13 @@ fn finish(ctx: &Context, run: &mut HostRun) {
     }
     let record = deployed && !confirm;
     let locked = run.locked;
-    let (finished, error) =
-        phases::finish(&mut run.runner(), ctx.layout, ctx.keep_releases, record, locked);
+    let (finished, error) = phases::finish(
+        &mut run.runner(),
+        ctx.layout,
+        ctx.keep_releases,
+        record,
+        locked,
+    );
     if record {
         run.pruned = finished.pruned;
     }

@@ -74,9 +74,7 @@ fn status_of(config: &Config, host: &str, connect: &ConnectArgs, ui: &Ui) -> Res
     let props = unit_properties(remote.as_mut(), &layout)?;
     let get = |k: &str| props.get(k).cloned().unwrap_or_default();
     let out = Runner::apply(remote.as_mut()).one(steps::releases(&layout))?;
-    let current = steps::parse_releases(&out)
-        .into_iter()
-        .find(|r| r.current);
+    let current = steps::parse_releases(&out).into_iter().find(|r| r.current);
     let mut health_config = config.health.clone();
     if let (Some(h), Some(url)) = (
         health_config.as_mut(),

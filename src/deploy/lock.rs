@@ -425,7 +425,11 @@ pub fn release_step(layout: &Layout, expected: Option<&str>, step: &str) -> Step
         ("me", token().to_string()),
         ("expected", expected.unwrap_or("-").to_string()),
     ];
-    Step::changes(step, assemble(layout, &values, &[scripts::LIB, scripts::UNLOCK])).always()
+    Step::changes(
+        step,
+        assemble(layout, &values, &[scripts::LIB, scripts::UNLOCK]),
+    )
+    .always()
 }
 
 /// This process's lock, released.

@@ -10,6 +10,8 @@ pub mod inspect;
 mod layout;
 mod lock;
 mod phases;
+#[cfg(test)]
+mod rollout_tests;
 mod runner;
 mod scripts;
 mod steps;
@@ -430,7 +432,10 @@ pub fn plan(
     let platform = Target::parse(&package.manifest.target)?;
     let host = runner.label();
     let mut answers = runner
-        .run(vec![steps::check(&layout, platform), steps::installed(&layout)])?
+        .run(vec![
+            steps::check(&layout, platform),
+            steps::installed(&layout),
+        ])?
         .into_iter();
     let facts = steps::host_facts(answers.next().expect("answered"), &host, platform)?;
     let (installed_unit, installed_sha) =
@@ -474,7 +479,13 @@ pub fn plan(
         options,
         ui,
     )?;
-    let (_, error) = phases::finish(&mut runner, &layout, config.deploy.keep_releases, true, true);
+    let (_, error) = phases::finish(
+        &mut runner,
+        &layout,
+        config.deploy.keep_releases,
+        true,
+        true,
+    );
     if let Some(e) = error {
         return Err(e);
     }

@@ -62,8 +62,10 @@ impl<'a> Runner<'a> {
         }
         let host = self.label();
         let Some(plan) = &mut self.plan else {
-            let names: Vec<(String, String)> =
-                steps.iter().map(|s| (s.name.clone(), s.script.clone())).collect();
+            let names: Vec<(String, String)> = steps
+                .iter()
+                .map(|s| (s.name.clone(), s.script.clone()))
+                .collect();
             let answers = self.remote.run(steps)?;
             self.answered = answers
                 .iter()
@@ -95,7 +97,11 @@ impl<'a> Runner<'a> {
                         .input
                         .as_ref()
                         .map_or_else(String::new, |i| format!(" (stdin: {})", i.what));
-                    plan.push(format!("# {}{stdin}\n{}", step.name, script_body(&step.script)));
+                    plan.push(format!(
+                        "# {}{stdin}\n{}",
+                        step.name,
+                        script_body(&step.script)
+                    ));
                     slots.push(None);
                 }
                 Effect::Reads => {

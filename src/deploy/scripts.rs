@@ -61,7 +61,9 @@ mod tests {
     /// and sets SHIPIT_REQUIRE_SHELLCHECK).
     #[test]
     fn assembled_scripts_pass_shellcheck() {
-        let here = std::process::Command::new("shellcheck").arg("--version").output();
+        let here = std::process::Command::new("shellcheck")
+            .arg("--version")
+            .output();
         if here.is_err() {
             assert!(
                 std::env::var_os("SHIPIT_REQUIRE_SHELLCHECK").is_none(),
@@ -79,21 +81,34 @@ mod tests {
         let v = |names: &[&str]| -> Vec<(&'static str, String)> {
             names
                 .iter()
-                .map(|n| (Box::leak(n.to_string().into_boxed_str()) as &str, "1".to_string()))
+                .map(|n| {
+                    (
+                        Box::leak(n.to_string().into_boxed_str()) as &str,
+                        "1".to_string(),
+                    )
+                })
                 .collect()
         };
         let cases: Vec<(&str, String)> = vec![
-            ("check", assemble(&layout, &v(&["machine", "oldest"]), &[CHECK])),
+            (
+                "check",
+                assemble(&layout, &v(&["machine", "oldest"]), &[CHECK]),
+            ),
             (
                 "lock",
                 assemble(
                     &layout,
-                    &v(&["me", "owner", "takeover", "expected", "min_age", "policy", "timer"]),
+                    &v(&[
+                        "me", "owner", "takeover", "expected", "min_age", "policy", "timer",
+                    ]),
                     &[LIB, LOCK],
                 ),
             ),
             ("survey", assemble(&layout, &[], &[LIB, SURVEY])),
-            ("upload", assemble(&layout, &v(&["size", "offset"]), &[LIB, UPLOAD])),
+            (
+                "upload",
+                assemble(&layout, &v(&["size", "offset"]), &[LIB, UPLOAD]),
+            ),
             (
                 "release",
                 assemble(
@@ -110,11 +125,20 @@ mod tests {
                     &[SWITCH, STARTED],
                 ),
             ),
-            ("finish", assemble(&layout, &v(&["target", "keep"]), &[FINISH])),
-            ("mark", assemble(&layout, &v(&["target", "healthy"]), &[MARK])),
+            (
+                "finish",
+                assemble(&layout, &v(&["target", "keep"]), &[FINISH]),
+            ),
+            (
+                "mark",
+                assemble(&layout, &v(&["target", "healthy"]), &[MARK]),
+            ),
             ("stop", assemble(&layout, &[], &[STOP])),
             ("journal", assemble(&layout, &v(&["since"]), &[JOURNAL])),
-            ("unlock", assemble(&layout, &v(&["me", "expected"]), &[LIB, UNLOCK])),
+            (
+                "unlock",
+                assemble(&layout, &v(&["me", "expected"]), &[LIB, UNLOCK]),
+            ),
             ("lock-status", assemble(&layout, &[], &[LIB, LOCK_STATUS])),
             ("releases", assemble(&layout, &[], &[LIB, RELEASES])),
             ("installed", assemble(&layout, &[], &[INSTALLED])),
@@ -134,7 +158,10 @@ mod tests {
                     &[LIB, HEAL, SWITCH, HEALED],
                 ),
             ),
-            ("disarm", assemble(&layout, &v(&["token", "name"]), &[DISARM])),
+            (
+                "disarm",
+                assemble(&layout, &v(&["token", "name"]), &[DISARM]),
+            ),
         ];
         let dir = tempfile::tempdir().unwrap();
         for (name, script) in cases {

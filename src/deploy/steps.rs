@@ -32,7 +32,10 @@ pub fn check(layout: &Layout, target: Target) -> Step<'static> {
         ("machine", machine(target).to_string()),
         ("oldest", crate::systemd::OLDEST.to_string()),
     ];
-    Step::reads("checking the host", assemble(layout, &values, &[scripts::CHECK]))
+    Step::reads(
+        "checking the host",
+        assemble(layout, &values, &[scripts::CHECK]),
+    )
 }
 
 fn machine(target: Target) -> &'static str {
@@ -428,7 +431,9 @@ pub fn parse_releases(out: &str) -> Vec<Release> {
             history = h.split_whitespace().collect();
         } else if let Some(name) = line.strip_prefix("failed=yes ") {
             failed.push(name);
-        } else if let Some((mtime, name)) = line.strip_prefix("mtime=").and_then(|m| m.split_once(' ')) {
+        } else if let Some((mtime, name)) =
+            line.strip_prefix("mtime=").and_then(|m| m.split_once(' '))
+        {
             found.push((mtime.parse().unwrap_or(0.0), name));
         }
     }

@@ -4,6 +4,8 @@
 //! tested without a network.
 
 pub mod destination;
+#[cfg(test)]
+pub mod fake;
 pub mod known_hosts;
 pub mod probe;
 pub mod proxy;

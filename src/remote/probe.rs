@@ -15,7 +15,10 @@ pub struct TunnelRefused;
 
 impl std::fmt::Display for TunnelRefused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "sshd refused to open a tunnel (administratively prohibited)")
+        write!(
+            f,
+            "sshd refused to open a tunnel (administratively prohibited)"
+        )
     }
 }
 

@@ -589,8 +589,7 @@ impl Drop for Shell {
 /// 128 random bits in hex, for markers no host output can guess.
 fn nonce() -> String {
     let mut bytes = [0u8; 16];
-    let random =
-        std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
     if random.is_err() {
         use sha2::Digest;
         let seed = format!("{:?} {}", std::time::SystemTime::now(), std::process::id());
@@ -661,7 +660,11 @@ fn http_get(session: &Session, host: &str, port: u16, path: &str) -> Result<Http
             let e = anyhow::Error::new(e).context(format!(
                 "cannot open a tunnel to {host}:{port} (does sshd allow TCP forwarding?)"
             ));
-            if refused { e.context(probe::TunnelRefused) } else { e }
+            if refused {
+                e.context(probe::TunnelRefused)
+            } else {
+                e
+            }
         })?;
     write!(
         channel,
