@@ -44,48 +44,10 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> Result<()> {
     let ui = ui::Ui::new(cli.global.quiet);
     ui::set_verbose(cli.global.verbose);
-    let config_file = cli.global.config.as_deref();
-    match cli.command {
-        Command::Build(args) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            let archive = package::build_and_package(&config, &args, &ui)?;
-            println!("{}", archive.display());
-            Ok(())
-        }
-        Command::Deploy(args) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            deploy::run(&config, &args, &ui)
-        }
-        Command::Status(args) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            deploy::inspect::status(&config, &args, &ui)
-        }
-        Command::Logs(args) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            deploy::inspect::logs(&config, &args, &ui)
-        }
-        Command::Releases(args) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            deploy::inspect::releases(&config, &args, &ui)
-        }
-        Command::Rollback(args) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            deploy::rollback(&config, &args.host, args.to.as_deref(), &args.connect, &ui)
-        }
-        Command::Lock(command) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            deploy::inspect::lock(&config, &command, &ui)
-        }
-        Command::Unit(UnitCommand::Generate(args)) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            unit::generate(&config, &args, &ui)
-        }
-        Command::Init(args) => init::run(&cli.global.path, &args, &ui),
-        Command::Generate(command) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            generate::run(&config, &command, &ui)
-        }
-        Command::Sandbox(command) => sandbox::run(&command, &ui),
+    // The commands without a project first; every other one reads shipit.toml, once.
+    match &cli.command {
+        Command::Init(args) => return init::run(&cli.global.path, &args.options(), &ui),
+        Command::Sandbox(command) => return sandbox::run(&command.request(), &ui),
         Command::Completions(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(
@@ -94,11 +56,57 @@ pub fn run(cli: Cli) -> Result<()> {
                 "shipit",
                 &mut std::io::stdout(),
             );
-            Ok(())
+            return Ok(());
         }
         Command::Man => {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            return Ok(());
+        }
+        _ => {}
+    }
+    let config = config::load(&cli.global.path, cli.global.config.as_deref())?;
+    match &cli.command {
+        Command::Build(args) => {
+            let archive = package::build_and_package(&config, &args.options(), &ui)?;
+            println!("{}", archive.display());
             Ok(())
+        }
+        Command::Deploy(args) => deploy::run(&config, &args.request(), &ui),
+        Command::Status(args) => deploy::inspect::status(
+            &config,
+            &args.hosts,
+            args.format(),
+            &args.connect.connection(),
+            &ui,
+        ),
+        Command::Logs(args) => {
+            deploy::inspect::logs(&config, &args.logs(), &args.connect.connection(), &ui)
+        }
+        Command::Releases(args) => deploy::inspect::releases(
+            &config,
+            &args.host,
+            args.format(),
+            &args.connect.connection(),
+            &ui,
+        ),
+        Command::Rollback(args) => deploy::rollback(
+            &config,
+            &args.host,
+            args.to.as_deref(),
+            &args.connect.connection(),
+            &ui,
+        ),
+        Command::Lock(command) => {
+            let (action, args) = command.action();
+            deploy::inspect::lock(&config, action, &args.host, &args.connect.connection(), &ui)
+        }
+        Command::Unit(UnitCommand::Generate(args)) => unit::generate(&config, &args.options(), &ui),
+        Command::Generate(command) => {
+            let (what, output) = command.what();
+            generate::run(&config, what, output, &ui)
+        }
+        Command::Init(_) | Command::Sandbox(_) | Command::Completions(_) | Command::Man => {
+            unreachable!("handled before reading shipit.toml")
         }
     }
 }

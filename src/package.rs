@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::build::{self, Artifact, Target};
-use crate::cli::BuildArgs;
 use crate::config::Config;
 use crate::error::{Category, Tag};
 use crate::ui::Ui;
@@ -55,10 +54,20 @@ enum EntrySource {
     Bytes(Vec<u8>),
 }
 
+/// What to build, from the command line.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub target: Target,
+    /// Instead of shipit.toml's version or `git describe`.
+    pub version_override: Option<String>,
+    /// Where the package goes (default: the project's dist/).
+    pub out_dir: Option<PathBuf>,
+}
+
 /// `shipit build`: build, render the unit, package; returns the archive path.
-pub fn build_and_package(config: &Config, args: &BuildArgs, ui: &Ui) -> Result<PathBuf> {
-    let target = Target::parse(&args.target)?;
-    let out_dir = args
+pub fn build_and_package(config: &Config, options: &BuildOptions, ui: &Ui) -> Result<PathBuf> {
+    let target = options.target;
+    let out_dir = options
         .out_dir
         .clone()
         .unwrap_or_else(|| config.root.join("dist"));
@@ -68,7 +77,7 @@ pub fn build_and_package(config: &Config, args: &BuildArgs, ui: &Ui) -> Result<P
         build::build(
             config,
             target,
-            args.version_override.as_deref(),
+            options.version_override.as_deref(),
             &out_dir.join(".build"),
             ui,
         )

@@ -7,7 +7,6 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::cli::UnitGenerateArgs;
 use crate::config::Config;
 use crate::error::{Category, Tag};
 use crate::template::Template;
@@ -65,9 +64,20 @@ struct Directive {
     value: String,
 }
 
-pub fn generate(config: &Config, args: &UnitGenerateArgs, ui: &Ui) -> Result<()> {
+/// `shipit unit generate`, from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct GenerateOptions {
+    /// Write here instead of stdout.
+    pub output: Option<PathBuf>,
+    /// Check with this machine's `systemd-analyze verify`; any warning is an error.
+    pub verify: bool,
+    /// Render for hosts with this systemd release.
+    pub systemd_version: Option<u32>,
+}
+
+pub fn generate(config: &Config, options: &GenerateOptions, ui: &Ui) -> Result<()> {
     let mut unit = render(config)?;
-    if let Some(version) = args.systemd_version {
+    if let Some(version) = options.systemd_version {
         let (adapted, left_out) = crate::systemd::unit_for(&unit, version);
         for l in left_out {
             ui.status(
@@ -80,14 +90,14 @@ pub fn generate(config: &Config, args: &UnitGenerateArgs, ui: &Ui) -> Result<()>
         }
         unit = adapted;
     }
-    if args.verify {
+    if options.verify {
         verify(&config.app.name, &unit, ui)?;
         ui.status(
             "Verified",
             format_args!("{}.service with systemd-analyze", config.app.name),
         );
     }
-    match &args.output {
+    match &options.output {
         Some(path) => {
             std::fs::write(path, &unit)
                 .with_context(|| format!("cannot write {}", path.display()))

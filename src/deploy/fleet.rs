@@ -51,8 +51,10 @@ pub enum Amount {
     Percent(u8),
 }
 
-impl Amount {
-    pub fn parse(flag: &str, text: &str) -> Result<Amount> {
+impl std::str::FromStr for Amount {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Amount, String> {
         let parsed = match text.strip_suffix('%') {
             Some(p) => p
                 .parse::<u8>()
@@ -61,16 +63,12 @@ impl Amount {
                 .map(Amount::Percent),
             None => text.parse::<usize>().ok().map(Amount::Count),
         };
-        parsed.ok_or_else(|| {
-            crate::error::tagged(
-                Category::Usage,
-                anyhow::anyhow!(
-                    "{flag} {text:?}: use a number of hosts (like 2) or a percentage (like 25%)"
-                ),
-            )
-        })
+        parsed
+            .ok_or_else(|| "use a number of hosts (like 2) or a percentage (like 25%)".to_string())
     }
+}
 
+impl Amount {
     /// How many of `total` hosts, rounded up.
     pub fn of(self, total: usize) -> usize {
         match self {
@@ -212,7 +210,11 @@ pub struct Context<'a> {
 /// host is checked, locked and surveyed in one batch and switched in the batch that prepares
 /// it: nothing waits for other hosts in between.
 pub fn deploy(ctx: &Context, targets: &[Target]) -> Vec<(HostReport, Option<anyhow::Error>)> {
-    let lone = targets.len() == 1;
+    let shape = if targets.len() == 1 {
+        Shape::Lone
+    } else {
+        Shape::Fleet
+    };
     let mut runs: Vec<HostRun> = targets
         .iter()
         .map(|target| HostRun {
@@ -230,11 +232,11 @@ pub fn deploy(ctx: &Context, targets: &[Target]) -> Vec<(HostReport, Option<anyh
         })
         .collect();
     in_parallel(&mut runs, ctx.rollout.parallel, |run| {
-        connect_and_check(ctx, run, !lone)
+        connect_and_check(ctx, run, shape)
     });
-    lock_in_order(ctx, &mut runs, lone);
+    lock_in_order(ctx, &mut runs, shape);
     in_parallel(&mut runs, ctx.rollout.parallel, |run| {
-        prepare(ctx, run, lone)
+        prepare(ctx, run, shape)
     });
     let stopped = activate_in_batches(ctx, &mut runs);
     if stopped && ctx.rollout.rollback_all_on_failure {
@@ -264,8 +266,15 @@ fn platform(ctx: &Context) -> Result<Platform> {
     Platform::parse(&ctx.package.manifest.target)
 }
 
-/// Connects; checks the host too unless that goes with its lock (`check`).
-fn connect_and_check(ctx: &Context, run: &mut HostRun, check: bool) {
+/// A lone host skips the round trips that only keep a fleet in step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Lone,
+    Fleet,
+}
+
+/// Connects; in a fleet, checks the host too (a lone host's check goes with its lock).
+fn connect_and_check(ctx: &Context, run: &mut HostRun, shape: Shape) {
     if !run.alive() {
         return;
     }
@@ -274,7 +283,7 @@ fn connect_and_check(ctx: &Context, run: &mut HostRun, check: bool) {
         .connect(&run.target.destination)
         .and_then(|remote| {
             run.remote = Some(remote);
-            if !check {
+            if shape == Shape::Lone {
                 return Ok(());
             }
             let platform = platform(ctx)?;
@@ -295,8 +304,8 @@ fn connect_and_check(ctx: &Context, run: &mut HostRun, check: bool) {
 
 /// Locks are taken one host at a time in the order of their addresses, so two fleet deploys
 /// that share hosts queue up instead of each holding half the fleet. A lone host is checked in
-/// the same batch (`lone`).
-fn lock_in_order(ctx: &Context, runs: &mut [HostRun], lone: bool) {
+/// the same batch.
+fn lock_in_order(ctx: &Context, runs: &mut [HostRun], shape: Shape) {
     let mut order: Vec<usize> = (0..runs.len()).collect();
     order.sort_by_key(|&i| {
         let d = &runs[i].target.destination;
@@ -308,7 +317,7 @@ fn lock_in_order(ctx: &Context, runs: &mut [HostRun], lone: bool) {
             continue;
         }
         let label = run.label().to_string();
-        let check = match lone.then(|| platform(ctx)).transpose() {
+        let check = match (shape == Shape::Lone).then(|| platform(ctx)).transpose() {
             Ok(check) => check,
             Err(e) => {
                 run.fail(e, Outcome::Failed);
@@ -347,7 +356,7 @@ fn lock_in_order(ctx: &Context, runs: &mut [HostRun], lone: bool) {
     }
 }
 
-fn prepare(ctx: &Context, run: &mut HostRun, lone: bool) {
+fn prepare(ctx: &Context, run: &mut HostRun, shape: Shape) {
     if !run.alive() {
         return;
     }
@@ -355,7 +364,7 @@ fn prepare(ctx: &Context, run: &mut HostRun, lone: bool) {
     let health = run.target.health.clone();
     let host_unit = run.host_unit.clone().expect("checked before preparing");
     let survey = run.survey.take().expect("surveyed before preparing");
-    let then = if lone {
+    let then = if shape == Shape::Lone {
         Then::Switch {
             options: ctx.options,
             health: health.as_ref(),
@@ -480,13 +489,12 @@ fn switch_back(ctx: &Context, run: &mut HostRun) {
         "Switching",
         format_args!("{label} back to {previous}: the rollout stopped"),
     );
-    let armed = ctx.options.confirm_timeout.is_some();
     match phases::switch_back(
         &mut run.runner(),
         ctx.layout,
         &previous,
         health.as_ref(),
-        armed,
+        ctx.options,
         ctx.ui,
     ) {
         Ok(()) => run.outcome = Some(Outcome::SwitchedBack),
@@ -513,9 +521,8 @@ fn finish(ctx: &Context, run: &mut HostRun) {
         let (finished, error) = phases::finish(
             &mut run.runner(),
             ctx.layout,
-            ctx.keep_releases,
-            true,
-            false,
+            Some(ctx.keep_releases),
+            phases::Lock::NotHeld,
         );
         run.pruned = finished.pruned;
         if let Some(e) = error {
@@ -541,14 +548,13 @@ fn finish(ctx: &Context, run: &mut HostRun) {
         }
     }
     let record = deployed && !confirm;
-    let locked = run.locked;
-    let (finished, error) = phases::finish(
-        &mut run.runner(),
-        ctx.layout,
-        ctx.keep_releases,
-        record,
-        locked,
-    );
+    let lock = if run.locked {
+        phases::Lock::Held
+    } else {
+        phases::Lock::NotHeld
+    };
+    let keep = record.then_some(ctx.keep_releases);
+    let (finished, error) = phases::finish(&mut run.runner(), ctx.layout, keep, lock);
     if record {
         run.pruned = finished.pruned;
     }

@@ -340,19 +340,26 @@ pub struct Finished {
     pub still_locked: bool,
 }
 
-/// Ends a host's deploy in one batch: when `deployed`, records the release as good and prunes;
-/// then lets go of the lock, whatever happened before. Returns the first error beside what was
-/// done.
+/// Whether this deploy holds a host's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    Held,
+    NotHeld,
+}
+
+/// Ends a host's deploy in one batch: with `keep`, records the release as good and prunes to
+/// that many releases; then lets go of the lock, whatever happened before. Returns the first
+/// error beside what was done.
 pub fn finish(
     runner: &mut Runner,
     layout: &Layout,
-    keep: usize,
-    deployed: bool,
-    locked: bool,
+    keep: Option<usize>,
+    lock: Lock,
 ) -> (Finished, Option<anyhow::Error>) {
     runner.clean_up();
+    let (deployed, locked) = (keep.is_some(), lock == Lock::Held);
     let mut batch = Vec::new();
-    if deployed {
+    if let Some(keep) = keep {
         batch.push(steps::mark_good_and_prune(layout, &layout.release, keep));
     }
     if locked {
@@ -383,17 +390,19 @@ pub fn finish(
 }
 
 /// Switches a healthy host back to `previous` because the rollout elsewhere failed; its
-/// dead-man timer (`armed`) is disarmed first.
+/// dead-man timer (armed with `--confirm-timeout`) is disarmed first.
 pub fn switch_back(
     runner: &mut Runner,
     layout: &Layout,
     previous: &str,
     health: Option<&Health>,
-    armed: bool,
+    options: &Options,
     ui: &Ui,
 ) -> Result<()> {
     runner.clean_up();
-    if armed && let Disarm::Fired(verdict) = deadman::disarm(runner, layout)? {
+    if options.confirm_timeout.is_some()
+        && let Disarm::Fired(verdict) = deadman::disarm(runner, layout)?
+    {
         anyhow::bail!("its dead-man timer fired first: {verdict}");
     }
     restore(runner, layout, previous, health, ui)
