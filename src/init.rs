@@ -7,10 +7,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::config::{FILE_NAME, validate_app_name};
+use crate::config::FILE_NAME;
 use crate::error::{Category, Tag};
 use crate::project::{self, Language};
 use crate::ui::Ui;
+use crate::validate::validate_app_name;
 
 /// `shipit init`, from the command line.
 #[derive(Debug, Clone, Default)]

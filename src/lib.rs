@@ -12,15 +12,21 @@ pub mod error;
 pub mod generate;
 pub mod init;
 pub mod interrupt;
+#[cfg(test)]
+mod module_graph;
 pub mod package;
+pub mod paths;
+pub mod process;
 pub mod project;
 pub mod remote;
 pub mod sandbox;
+pub mod shell;
 pub mod systemd;
 pub mod template;
 pub mod timings;
 pub mod ui;
 pub mod unit;
+pub mod validate;
 
 use std::process::ExitCode;
 

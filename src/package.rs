@@ -296,12 +296,12 @@ impl Package {
                 manifest.app
             );
         }
-        crate::config::validate_version(&manifest.version)
+        crate::validate::validate_version(&manifest.version)
             .map_err(anyhow::Error::msg)
             .with_context(context)
             .tag(Category::Usage)?;
         for file in &manifest.files {
-            crate::config::validate_relative_path(&file.path)
+            crate::validate::validate_relative_path(&file.path)
                 .map_err(anyhow::Error::msg)
                 .with_context(context)
                 .tag(Category::Usage)?;

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::{Category, Tag};
+use crate::paths::{current_dir, env_file, state_dir};
 use crate::template::Template;
 use crate::ui::Ui;
 
@@ -18,23 +19,6 @@ const SERVICE: Template = Template {
 };
 /// A project's own template, relative to its root, replaces the built-in one.
 pub const PROJECT_TEMPLATE: &str = "templates/service.hbs";
-
-/// Where an app lives on a server; the unit, the package and deploy agree on these.
-pub fn install_dir(app: &str) -> String {
-    format!("/opt/{app}")
-}
-
-pub fn current_dir(app: &str) -> String {
-    format!("/opt/{app}/current")
-}
-
-pub fn env_file(app: &str) -> String {
-    format!("/etc/{app}/{app}.env")
-}
-
-pub fn state_dir(app: &str) -> String {
-    format!("/var/lib/{app}")
-}
 
 /// Everything a template can use. Rendering from this struct (not a loose map) means a
 /// template typo is a strict-mode error, not a silently empty line.

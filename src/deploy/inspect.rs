@@ -216,7 +216,7 @@ pub fn logs(config: &Config, args: &Logs, connection: &Connection, ui: &Ui) -> R
     if args.follow {
         words.push("-f");
     }
-    let command = remote::as_root(remote.is_root(), &remote::command(&words));
+    let command = remote::as_root(remote.is_root(), &crate::shell::command(&words));
     let output = remote.exec_streaming(&command, &mut std::io::stdout())?;
     if !output.success() {
         crate::fail!(

@@ -1,7 +1,6 @@
 //! Where things live on a server, in one place so every step agrees.
 
-use crate::remote::quote;
-use crate::unit;
+use crate::shell::quote;
 
 /// The server-side paths of one release of one app. Every value is built from validated names,
 /// and still quoted wherever it enters a shell.
@@ -16,7 +15,7 @@ pub struct Layout {
 
 impl Layout {
     pub fn base(&self) -> String {
-        unit::install_dir(&self.app)
+        crate::paths::install_dir(&self.app)
     }
     pub fn releases(&self) -> String {
         format!("{}/releases", self.base())
@@ -25,7 +24,7 @@ impl Layout {
         format!("{}/{}", self.releases(), self.release)
     }
     pub fn current(&self) -> String {
-        unit::current_dir(&self.app)
+        crate::paths::current_dir(&self.app)
     }
     pub fn shipit_dir(&self) -> String {
         format!("{}/.shipit", self.base())
@@ -46,10 +45,10 @@ impl Layout {
         format!("/etc/systemd/system/{}", self.unit_name())
     }
     pub fn env_file(&self) -> String {
-        unit::env_file(&self.app)
+        crate::paths::env_file(&self.app)
     }
     pub fn state_dir(&self) -> String {
-        unit::state_dir(&self.app)
+        crate::paths::state_dir(&self.app)
     }
     pub fn history(&self) -> String {
         format!("{}/history", self.shipit_dir())

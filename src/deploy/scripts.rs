@@ -4,7 +4,8 @@
 //! the shared functions and its body, so no value is ever spliced into shell code.
 
 use super::layout::Layout;
-use crate::remote::{Exit, quote};
+use crate::remote::Exit;
+use crate::shell::quote;
 
 pub const LIB: &str = include_str!("scripts/lib.sh");
 pub const CHECK: &str = include_str!("scripts/check.sh");

@@ -139,7 +139,7 @@ fn read_env_file(config: &Config) -> Result<Option<Vec<(String, String)>>> {
         }
         match line.split_once('=') {
             Some((key, value))
-                if crate::config::validate_env_key(key.trim_end()).is_ok()
+                if crate::validate::validate_env_key(key.trim_end()).is_ok()
                     && !value.contains('\0') =>
             {
                 pairs.push((key.trim_end().to_string(), value.to_string()));
@@ -174,11 +174,19 @@ pub fn release_lost_lock(destination: &Destination, layout: &Layout, ui: &Ui) {
 }
 
 pub fn resolve(config: &Config, host: &str, connection: &Connection) -> Result<Destination> {
+    let entry = config.hosts.get(host).map(|e| destination::HostAddress {
+        address: e.address.clone(),
+        user: e.user.clone(),
+        port: e.port,
+        identity_file: e.identity_file.clone(),
+        proxy_jump: e.proxy_jump.clone(),
+    });
     destination::resolve(
         host,
-        &config.hosts,
+        entry.as_ref(),
         &connection.identity,
         connection.ssh_config.as_deref(),
+        &crate::sandbox::ssh_config_path(),
     )
 }
 

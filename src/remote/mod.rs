@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::error::{Category, tagged};
+use crate::shell::quote;
 
 /// What a finished remote command left behind.
 #[derive(Debug, Clone, Default)]
@@ -239,24 +240,6 @@ impl Exit {
     }
 }
 
-/// Quotes one word for a POSIX shell: safe words stay readable, the rest go in single quotes.
-pub fn quote(word: &str) -> String {
-    let safe = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
-    if safe {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
-}
-
-/// Builds a shell command from words, each quoted.
-pub fn command(words: &[&str]) -> String {
-    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
-}
-
 /// Wraps a shell script so it runs as root: directly for root, through `sudo -n` otherwise (never
 /// prompting, so a password requirement is an error we can explain instead of a hang).
 pub fn as_root(is_root: bool, script: &str) -> String {
@@ -401,16 +384,6 @@ fn check(host: &str, step: &str, script: &str, output: &ExecOutput) -> Result<()
 mod tests {
     use super::*;
 
-    #[test]
-    fn quoting_survives_hostile_words() {
-        assert_eq!(quote("/opt/app/current"), "/opt/app/current");
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("it's"), "'it'\\''s'");
-        assert_eq!(quote(""), "''");
-        assert_eq!(quote("$(rm -rf /)"), "'$(rm -rf /)'");
-        assert_eq!(command(&["echo", "a;b", "c"]), "echo 'a;b' c");
-    }
-
     fn failure(stderr: &str, help: Option<&str>) -> StepFailure {
         StepFailure {
             host: "web1".into(),
@@ -445,17 +418,5 @@ mod tests {
         ));
         assert!(said.ends_with("line 20"), "{said}");
         assert_eq!(said.lines().count(), 10);
-    }
-
-    #[test]
-    fn quoted_words_round_trip_through_sh() {
-        for word in ["a b", "it's", "$(id)", "`id`", "a\nb", "\\", "*", "-n"] {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!("printf %s {}", quote(word)))
-                .output()
-                .unwrap();
-            assert_eq!(String::from_utf8_lossy(&out.stdout), word);
-        }
     }
 }

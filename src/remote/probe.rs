@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{Answer, Exit, HttpAnswer, Remote, Step, quote};
+use super::{Answer, Exit, HttpAnswer, Remote, Step};
+use crate::shell::quote;
 
 /// sshd refused to open a tunnel at all (`AllowTcpForwarding no`), as opposed to the service
 /// not answering behind it.

@@ -25,9 +25,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::config::validate_app_name;
 use crate::error::{Category, Tag};
 use crate::ui::Ui;
+use crate::validate::validate_app_name;
 
 pub const DEFAULT_NAME: &str = "sandbox";
 
