@@ -459,10 +459,8 @@ impl Shell {
         };
         let len = step.input.as_ref().map_or(0, |i| i.len);
         let header = format!("{} {} {len} {when}\n", self.nonce, step.script.len());
-        self.channel
-            .write_all(header.as_bytes())
-            .and_then(|()| self.channel.write_all(step.script.as_bytes()))
-            .tag(Category::Connect)?;
+        self.write(header.as_bytes())?;
+        self.write(step.script.as_bytes())?;
         let Some(mut input) = step.input else {
             return Ok(());
         };
@@ -483,11 +481,18 @@ impl Shell {
                 step.name,
                 input.len
             );
-            self.channel
-                .write_all(&buffer[..n])
-                .tag(Category::Connect)?;
+            self.write(&buffer[..n])?;
             sent += n as u64;
             (input.progress)(sent);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, mut data: &[u8]) -> Result<()> {
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        while !data.is_empty() {
+            let n = patiently(deadline, || self.channel.write(data)).tag(Category::Connect)?;
+            data = &data[n..];
         }
         Ok(())
     }
@@ -553,6 +558,7 @@ impl Shell {
 
     /// What comes before the next `marker` (which is taken too).
     fn read_until(&mut self, marker: &[u8]) -> Result<Vec<u8>> {
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
         let mut searched = 0;
         loop {
             if let Some(at) = self.buffer[searched..]
@@ -566,7 +572,7 @@ impl Shell {
             }
             searched = self.buffer.len().saturating_sub(marker.len() - 1);
             let mut chunk = [0u8; 16 * 1024];
-            let n = self.channel.read(&mut chunk).tag(Category::Connect)?;
+            let n = patiently(deadline, || self.channel.read(&mut chunk)).tag(Category::Connect)?;
             if n == 0 {
                 return Err(tagged(
                     Category::Connect,
@@ -583,6 +589,22 @@ impl Drop for Shell {
         // The shell ends when its input does; nothing waits for that.
         let _ = self.channel.send_eof();
         let _ = self.channel.close();
+    }
+}
+
+/// Retries `io` until `deadline` while libssh2 says it timed out. A blocking libssh2 call waits
+/// only until the next keepalive is due (15 s) and then fails with "Timed out waiting on
+/// socket" instead of sending it; a step that works quietly for longer (`systemd-analyze` on a
+/// busy host) would fail with it. The retry sends the keepalive and waits on.
+fn patiently<T>(
+    deadline: Instant,
+    mut io: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    loop {
+        match io() {
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut && Instant::now() < deadline => {}
+            done => return done,
+        }
     }
 }
 
