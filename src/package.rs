@@ -5,6 +5,7 @@
 //! then the files sorted, every mtime = the build time, uid/gid 0, explicit modes and a gzip
 //! header without a timestamp, so one commit always gives the same bytes.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -239,6 +240,20 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// Hashes what is read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buffer)?;
+        self.hasher.update(&buffer[..n]);
+        Ok(n)
+    }
+}
+
 /// A package on disk, as deploy sees it.
 #[derive(Debug, Clone)]
 pub struct Package {
@@ -251,16 +266,24 @@ pub struct Package {
 }
 
 impl Package {
-    /// Opens a package and reads its manifest and unit, checking it belongs to `app`.
+    /// Opens a package and reads its manifest and unit, checking it belongs to `app` and that
+    /// every file in it is what the manifest says (size and sha256): hosts then need to check
+    /// only that they received these exact bytes. One pass over the file, which is hashed as a
+    /// whole on the way.
     pub fn open(path: &Path, app: &str) -> Result<Package> {
         let context = || format!("{} is not a shipit package", path.display());
         let file = File::open(path)
             .with_context(|| format!("cannot read {}", path.display()))
             .tag(Category::Usage)?;
         let size = file.metadata()?.len();
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
+        let hashed = HashingReader {
+            inner: BufReader::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+        };
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(hashed));
         let mut manifest = None;
         let mut unit = None;
+        let mut contents: BTreeMap<String, (u64, String)> = BTreeMap::new();
         let unit_name = format!("{app}.service");
         for entry in archive
             .entries()
@@ -268,21 +291,53 @@ impl Package {
             .tag(Category::Usage)?
         {
             let mut entry = entry.with_context(context).tag(Category::Usage)?;
-            let slot = match entry.path() {
-                Ok(p) if p == Path::new(MANIFEST) => &mut manifest,
-                Ok(p) if p == Path::new(&unit_name) => &mut unit,
-                _ => continue,
-            };
-            let mut text = String::new();
-            entry
-                .read_to_string(&mut text)
+            let name = entry
+                .path()
                 .with_context(context)
-                .tag(Category::Usage)?;
-            *slot = Some(text);
-            if manifest.is_some() && unit.is_some() {
-                break;
+                .tag(Category::Usage)?
+                .to_string_lossy()
+                .into_owned();
+            if name == MANIFEST || name == unit_name {
+                let mut text = String::new();
+                entry
+                    .read_to_string(&mut text)
+                    .with_context(context)
+                    .tag(Category::Usage)?;
+                if name == MANIFEST {
+                    manifest = Some(text);
+                    continue;
+                }
+                let digest = hex::encode(Sha256::digest(text.as_bytes()));
+                contents.insert(name, (text.len() as u64, digest));
+                unit = Some(text);
+                continue;
             }
+            let mut hasher = Sha256::new();
+            let mut buffer = vec![0; 1 << 16];
+            let mut length = 0u64;
+            loop {
+                let n = entry
+                    .read(&mut buffer)
+                    .with_context(context)
+                    .tag(Category::Usage)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..n]);
+                length += n as u64;
+            }
+            contents.insert(name, (length, hex::encode(hasher.finalize())));
         }
+        // The rest of the gzip stream (its CRC and length) goes through the hash too.
+        let mut decoder = archive.into_inner();
+        std::io::copy(&mut decoder, &mut std::io::sink())
+            .with_context(context)
+            .tag(Category::Usage)?;
+        let mut hashed = decoder.into_inner();
+        std::io::copy(&mut hashed, &mut std::io::sink())
+            .with_context(context)
+            .tag(Category::Usage)?;
+        let sha256 = hex::encode(hashed.hasher.finalize());
         let manifest = manifest
             .ok_or_else(|| anyhow::anyhow!("it has no {MANIFEST}"))
             .and_then(|text| Ok(serde_json::from_str::<Manifest>(&text)?))
@@ -312,13 +367,31 @@ impl Package {
             );
         }
         Target::parse(&manifest.target).with_context(context)?;
+        for file in &manifest.files {
+            match contents.get(&file.path) {
+                Some((length, digest)) if *length == file.size && *digest == file.sha256 => {}
+                Some(_) => crate::fail!(
+                    Usage,
+                    "{}: {} differs from what its manifest.json says (size or sha256); the \
+                     package is damaged\n  help: build it again",
+                    path.display(),
+                    file.path
+                ),
+                None => crate::fail!(
+                    Usage,
+                    "{}: manifest.json lists {}, which the package does not hold",
+                    path.display(),
+                    file.path
+                ),
+            }
+        }
         let unit = unit
             .ok_or_else(|| anyhow::anyhow!("it has no {unit_name}"))
             .with_context(context)
             .tag(Category::Usage)?;
         Ok(Package {
             path: path.to_path_buf(),
-            sha256: sha256_file(path)?,
+            sha256,
             size,
             manifest,
             unit,

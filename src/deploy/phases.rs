@@ -144,7 +144,7 @@ pub fn transfer(
         if let Some(from) = offset {
             batch.push(steps::upload(layout, package, from, &host, ui)?);
         }
-        batch.push(steps::release(layout, package, secrets, host_unit));
+        batch.push(steps::release(layout, secrets, host_unit));
         let switching = match &then {
             Then::Wait => false,
             Then::Switch { options, health } => {

@@ -114,7 +114,7 @@ mod tests {
                 "release",
                 assemble(
                     &layout,
-                    &v(&["sums", "env_from", "host_unit", "verify_flags"]),
+                    &v(&["env_from", "host_unit", "verify_flags"]),
                     &[LIB, RELEASE],
                 ),
             ),

@@ -149,7 +149,7 @@ pub fn upload<'a>(
         "uploading the package",
         assemble(layout, &values, &[scripts::LIB, scripts::UPLOAD]),
     );
-    Ok(step.with_input(Input {
+    Ok(step.with_direct_input(Input {
         data: Box::new(Interruptible(file)) as Box<dyn Read>,
         len: remaining,
         what: format!(
@@ -183,23 +183,11 @@ pub struct HostUnit {
     pub adapted: Option<String>,
 }
 
-/// Everything between the upload and the switch, in one script: unpack and check the release,
+/// Everything between the upload and the switch, in one script: unpack the release,
 /// create the service user, keep the env file and this host's unit with the release, verify
 /// the unit (see `release.sh`). The env file travels on stdin, never in the script.
-pub fn release<'a>(
-    layout: &Layout,
-    package: &Package,
-    env_file: Option<&'a [u8]>,
-    host_unit: &HostUnit,
-) -> Step<'a> {
-    let sums: String = package
-        .manifest
-        .files
-        .iter()
-        .map(|f| format!("{}  ./{}\n", f.sha256, f.path))
-        .collect();
+pub fn release<'a>(layout: &Layout, env_file: Option<&'a [u8]>, host_unit: &HostUnit) -> Step<'a> {
     let values = [
-        ("sums", sums),
         (
             "env_from",
             if env_file.is_some() { "stdin" } else { "host" }.to_string(),

@@ -101,12 +101,24 @@ pub struct Input<'a> {
     pub progress: Box<dyn Fn(u64) + 'a>,
 }
 
+/// How a step's input reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// Through a pipe holding exactly its input: the step may read it or not.
+    Relay,
+    /// The step reads exactly `$input` bytes from the shell's own stdin (bulk data: one copy
+    /// fewer on the host). If it fails, the shell cannot tell where the next step starts, so it
+    /// ends after answering, and the steps after it in the batch count as skipped.
+    Direct,
+}
+
 /// One script for the host's shell, with its preamble of values.
 pub struct Step<'a> {
     /// What it does, in words: progress, plans and errors name it.
     pub name: String,
     pub script: String,
     pub input: Option<Input<'a>>,
+    pub feed: Feed,
     pub when: When,
     pub effect: Effect,
 }
@@ -117,6 +129,7 @@ impl<'a> Step<'a> {
             name: name.into(),
             script,
             input: None,
+            feed: Feed::Relay,
             when: When::AfterSuccess,
             effect: Effect::Reads,
         }
@@ -131,6 +144,13 @@ impl<'a> Step<'a> {
 
     pub fn with_input(mut self, input: Input<'a>) -> Step<'a> {
         self.input = Some(input);
+        self
+    }
+
+    /// Bulk input, read by the step itself (see [`Feed::Direct`]).
+    pub fn with_direct_input(mut self, input: Input<'a>) -> Step<'a> {
+        self.input = Some(input);
+        self.feed = Feed::Direct;
         self
     }
 

@@ -4,10 +4,13 @@
 # and one login instead of one per step. Set by shipit before this: nonce (random per shell,
 # so no step's output can pass for an answer).
 #
-# A step: a line `<nonce> <script bytes> <input bytes> <when>`, the script, then its input.
-# <when> is `always`, or `if-ok`: run only if the step before it succeeded (else `skipped`).
-# The script runs in a subshell with exactly its input as stdin; input it leaves unread is
-# dropped, so the next step's line is where it should be.
+# A step: a line `<nonce> <script bytes> <input bytes> <when> <how>`, the script, then its
+# input. <when> is `always`, or `if-ok`: run only if the step before it succeeded (else
+# `skipped`). <how> is `relay`: the script runs in a subshell with exactly its input as stdin
+# (input it leaves unread is dropped, so the next step's line is where it should be); or
+# `direct`, for bulk data: the script reads its $input bytes from this shell's stdin itself,
+# one copy fewer. A direct step that fails may have left input unread, so the shell ends after
+# answering it: the next batch opens a new one.
 # The answer: the step's stdout, then `\n<nonce> <status>\n`; when the status is not 0, the
 # step's stderr follows, then `\n<nonce> end\n`.
 : "${nonce:?}"
@@ -17,7 +20,7 @@ err=$(mktemp) || exit 1
 trap 'rm -f "$err"' EXIT
 echo "$nonce ready"
 last=0
-while read -r from size input when; do
+while read -r from size input when how; do
     [ "$from" = "$nonce" ] || { echo "$nonce out-of-step"; exit 1; }
     script=$(head -c "$size"; echo .)
     script=${script%.}
@@ -26,7 +29,10 @@ while read -r from size input when; do
         printf '\n%s skipped\n' "$nonce"
         continue
     fi
-    if [ "$input" -gt 0 ]; then
+    if [ "$how" = direct ]; then
+        (eval "$script") 2>"$err"
+        last=$?
+    elif [ "$input" -gt 0 ]; then
         head -c "$input" | {
             (eval "$script") 2>"$err"
             status=$?
@@ -42,5 +48,6 @@ while read -r from size input when; do
     if [ "$last" -ne 0 ]; then
         cat "$err"
         printf '\n%s end\n' "$nonce"
+        [ "$how" != direct ] || exit 0
     fi
 done

@@ -14,7 +14,7 @@ use ssh2::{Channel, MethodType, Session};
 use super::destination::Destination;
 use super::known_hosts::{self, Verdict};
 use super::proxy::Helper;
-use super::{Answer, ExecOutput, HttpAnswer, Remote, Step, When, as_root, probe};
+use super::{Answer, ExecOutput, Feed, HttpAnswer, Remote, Step, When, as_root, probe};
 use crate::error::{Category, Tag, tagged};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -340,7 +340,9 @@ impl Remote for SshRemote {
         self.session.set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
         match result {
             Ok(answers) => {
-                self.shell = Some(shell);
+                if !shell.ended {
+                    self.shell = Some(shell);
+                }
                 Ok(answers)
             }
             Err(e) => {
@@ -415,6 +417,8 @@ struct Shell {
     unready: bool,
     /// Bytes read past the last answer taken.
     buffer: Vec<u8>,
+    /// It ended after a direct step failed: a new one takes the next batch.
+    ended: bool,
 }
 
 impl Shell {
@@ -434,13 +438,14 @@ impl Shell {
             nonce,
             unready: true,
             buffer: Vec::new(),
+            ended: false,
         })
     }
 
     /// Sends every step, then reads every answer.
     fn run(&mut self, steps: Vec<Step<'_>>, label: &str, is_root: bool) -> Result<Vec<Answer>> {
         let started = Instant::now();
-        let count = steps.len();
+        let feeds: Vec<Feed> = steps.iter().map(|s| s.feed).collect();
         for (index, step) in steps.into_iter().enumerate() {
             // A batch's first step runs whatever the last batch's last step did.
             self.send(step, index == 0)?;
@@ -449,7 +454,19 @@ impl Shell {
         if self.unready {
             self.ready(label, is_root)?;
         }
-        (0..count).map(|_| self.answer(started)).collect()
+        let mut answers = Vec::new();
+        for feed in feeds {
+            if self.ended {
+                answers.push(Answer::Skipped);
+                continue;
+            }
+            let answer = self.answer(started)?;
+            if let (Feed::Direct, Answer::Ran { output, .. }) = (feed, &answer) {
+                self.ended = !output.success();
+            }
+            answers.push(answer);
+        }
+        Ok(answers)
     }
 
     fn send(&mut self, step: Step<'_>, first: bool) -> Result<()> {
@@ -458,7 +475,11 @@ impl Shell {
             _ => "always",
         };
         let len = step.input.as_ref().map_or(0, |i| i.len);
-        let header = format!("{} {} {len} {when}\n", self.nonce, step.script.len());
+        let how = match step.feed {
+            Feed::Relay => "relay",
+            Feed::Direct => "direct",
+        };
+        let header = format!("{} {} {len} {when} {how}\n", self.nonce, step.script.len());
         self.write(header.as_bytes())?;
         self.write(step.script.as_bytes())?;
         let Some(mut input) = step.input else {

@@ -3,16 +3,11 @@
 # on the health URL's port ($listen_port, hex as /proc/net/tcp writes it; empty for a URL on
 # another machine) or the unit stops running, so the first probe from shipit finds the service
 # up instead of costing a round trip per early try; then prints the unit's state as
-# `systemctl show` does. Reading /proc/net/tcp with the shell's own `read` starts no process.
+# `systemctl show` does.
 : "${unit:?}" "${listen_port?}" "${listen_wait:?}"
+# A line of /proc/net/tcp: `N: LOCAL_ADDRESS:PORT REMOTE_ADDRESS:PORT STATE …`, 0A = LISTEN.
 listening() {
-    for table in /proc/net/tcp /proc/net/tcp6; do
-        [ -r "$table" ] || continue
-        while read -r _ local _ state _; do
-            [ "$state" = 0A ] && [ "${local##*:}" = "$listen_port" ] && return 0
-        done <"$table"
-    done
-    return 1
+    grep -qs "^ *[0-9]*: [0-9A-F]*:$listen_port [0-9A-F]*:[0-9A-F]* 0A " /proc/net/tcp /proc/net/tcp6
 }
 if [ -n "$listen_port" ]; then
     tries=0

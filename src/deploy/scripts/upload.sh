@@ -1,5 +1,6 @@
 # shellcheck shell=sh
-# Receives the package on stdin into $upload.partial and gives it its name once complete.
+# Receives the package into $upload.partial, reading exactly $input bytes from the shell's stdin
+# (a direct step: see shell.sh), and gives it its name once complete.
 # $offset is where this upload continues a partial one (0: a fresh upload); $size the package's
 # whole size. A fresh upload is not hashed here: sha256sum costs more than the transfer itself
 # (about 0.3 s of a core per 100 MB), SSH's MAC already guarantees every byte arrives as sent,
@@ -8,7 +9,7 @@
 # Exits: $short (the data stopped early: the partial file is kept for the next deploy),
 # $corrupt (a full-size file with the wrong sha256: discarded), $no_space (the filesystem
 # filled up: the partial file is removed, the host is as it was).
-: "${upload:?}" "${uploads:?}" "${sha:?}" "${base:?}" "${size:?}" "${offset:?}"
+: "${upload:?}" "${uploads:?}" "${sha:?}" "${base:?}" "${size:?}" "${offset:?}" "${input:?}"
 : "${short:?}" "${corrupt:?}" "${no_space:?}"
 partial="$upload.partial"
 no_room() {
@@ -19,10 +20,10 @@ no_room() {
 }
 mkdir -p "$uploads" || no_room
 if [ "$offset" -eq 0 ]; then
-    (umask 077 && cat >"$partial") || no_room
+    (umask 077 && head -c "$input" >"$partial") || no_room
     got=$sha
 else
-    cat >>"$partial" || no_room
+    head -c "$input" >>"$partial" || no_room
     got=$(sha256sum <"$partial")
 fi
 have=$(stat -c %s "$partial")
