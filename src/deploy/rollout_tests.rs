@@ -186,6 +186,25 @@ impl World {
     }
 }
 
+/// One host, `web1`.
+fn lone(host: Host) -> World {
+    world(vec![("web1", host)])
+}
+
+/// The first host's error, with its causes.
+fn error_of(result: &[(HostReport, Option<anyhow::Error>)]) -> String {
+    format!("{:#}", result[0].1.as_ref().expect("an error"))
+}
+
+/// One host whose step starting with `prefix` fails with `exit`, saying `stderr`: the world
+/// after the deploy, and the error.
+fn failing(prefix: &str, exit: Exit, stderr: &str) -> (World, String, Option<Category>) {
+    let w = lone(Host::healthy().on(prefix, Reply::exit(exit.code(), stderr)));
+    let result = w.deploy();
+    let error = error_of(&result);
+    (w, error, self::exit(result))
+}
+
 fn count(steps: &[String], prefix: &str) -> usize {
     steps.iter().filter(|s| s.starts_with(prefix)).count()
 }
@@ -247,10 +266,7 @@ fn the_upload_carries_the_whole_package_and_the_report_says_so() {
 fn a_partial_upload_is_continued_where_it_stopped() {
     let _serial = serial();
     let survey = "upload=1200\nnow=1000\ndevice=1\ndevice=1\nfree=10000000\nfree=10000000\n";
-    let w = world(vec![(
-        "web1",
-        Host::healthy().on("looking at the host", Reply::ok(survey)),
-    )]);
+    let w = lone(Host::healthy().on("looking at the host", Reply::ok(survey)));
     let result = w.deploy();
     assert_eq!(
         (result[0].0.upload, result[0].0.resumed_from),
@@ -269,15 +285,14 @@ fn a_partial_upload_is_continued_where_it_stopped() {
 fn a_corrupt_partial_upload_is_sent_again_whole() {
     let _serial = serial();
     let survey = "upload=1200\nnow=1000\ndevice=1\ndevice=1\nfree=10000000\nfree=10000000\n";
-    let w = world(vec![(
-        "web1",
+    let w = lone(
         Host::healthy()
             .on("looking at the host", Reply::ok(survey))
             .once(
                 "uploading",
                 Reply::exit(Exit::Corrupt.code(), "sha256 differs"),
             ),
-    )]);
+    );
     let result = w.deploy();
     assert_eq!(result[0].0.outcome, Outcome::Deployed, "{:?}", result[0].1);
     assert_eq!((result[0].0.upload, result[0].0.resumed_from), ("sent", 0));
@@ -288,10 +303,7 @@ fn a_corrupt_partial_upload_is_sent_again_whole() {
 fn an_unchanged_release_is_not_uploaded() {
     let _serial = serial();
     let survey = "upload=present\nunpacked=yes\nnow=1000\ndevice=1\ndevice=1\nfree=1\nfree=1\n";
-    let w = world(vec![(
-        "web1",
-        Host::healthy().on("looking at the host", Reply::ok(survey)),
-    )]);
+    let w = lone(Host::healthy().on("looking at the host", Reply::ok(survey)));
     let result = w.deploy();
     assert_eq!(result[0].0.upload, "skipped");
     assert_eq!(count(&w.steps(0), "uploading"), 0);
@@ -302,15 +314,12 @@ fn an_unchanged_release_is_not_uploaded() {
 fn a_host_without_systemd_is_left_alone_and_not_locked() {
     let _serial = serial();
     let facts = "booted=no\npid1=sshd\nsystemd=\nmachine=x86_64\n";
-    let w = world(vec![(
-        "web1",
-        Host::healthy().on(
-            "checking the host",
-            Reply::exit(Exit::Unsuitable.code(), "").with_stdout(facts),
-        ),
-    )]);
+    let w = lone(Host::healthy().on(
+        "checking the host",
+        Reply::exit(Exit::Unsuitable.code(), "").with_stdout(facts),
+    ));
     let result = w.deploy();
-    let error = format!("{:#}", result[0].1.as_ref().unwrap());
+    let error = error_of(&result);
     assert!(
         error.contains("does not run systemd (PID 1 is sshd)"),
         "{error}"
@@ -323,15 +332,12 @@ fn a_host_without_systemd_is_left_alone_and_not_locked() {
 fn a_host_of_another_architecture_is_refused() {
     let _serial = serial();
     let facts = "booted=yes\npid1=systemd\nsystemd=systemd 252\nmachine=aarch64\n";
-    let w = world(vec![(
-        "web1",
-        Host::healthy().on(
-            "checking the host",
-            Reply::exit(Exit::Unsuitable.code(), "").with_stdout(facts),
-        ),
-    )]);
+    let w = lone(Host::healthy().on(
+        "checking the host",
+        Reply::exit(Exit::Unsuitable.code(), "").with_stdout(facts),
+    ));
     let result = w.deploy();
-    let error = format!("{:#}", result[0].1.as_ref().unwrap());
+    let error = error_of(&result);
     assert!(error.contains("build with --target linux-arm64"), "{error}");
 }
 
@@ -339,15 +345,12 @@ fn a_host_of_another_architecture_is_refused() {
 fn a_lock_held_elsewhere_fails_with_the_locked_exit_code() {
     let _serial = serial();
     let held = "age=5\nowner={\"user\":\"ann\",\"from\":\"laptop\",\"pid\":7,\"version\":\"1.9\",\"since\":\"t\"}\n";
-    let w = world(vec![(
-        "web1",
-        Host::healthy().on(
-            "taking the deploy lock",
-            Reply::exit(Exit::Locked.code(), "").with_stdout(held),
-        ),
-    )]);
+    let w = lone(Host::healthy().on(
+        "taking the deploy lock",
+        Reply::exit(Exit::Locked.code(), "").with_stdout(held),
+    ));
     let result = w.deploy();
-    let error = format!("{:#}", result[0].1.as_ref().unwrap());
+    let error = error_of(&result);
     assert!(
         error.contains("ann@laptop (pid 7) deploying 1.9"),
         "{error}"
@@ -359,65 +362,39 @@ fn a_lock_held_elsewhere_fails_with_the_locked_exit_code() {
 #[test]
 fn a_full_disk_while_uploading_fails_before_the_switch() {
     let _serial = serial();
-    let w = world(vec![(
-        "web1",
-        Host::healthy().on(
-            "uploading",
-            Reply::exit(
-                Exit::NoSpace.code(),
-                "no space left in /opt/app while uploading: the partial upload was removed",
-            ),
-        ),
-    )]);
-    let result = w.deploy();
-    let error = format!("{:#}", result[0].1.as_ref().unwrap());
+    let said = "no space left in /opt/app while uploading: the partial upload was removed";
+    let (w, error, category) = failing("uploading", Exit::NoSpace, said);
     assert!(
-        error.contains("no space left in /opt/app while uploading"),
+        error.contains(said) && error.contains("help: free space"),
         "{error}"
     );
-    assert!(error.contains("help: free space"), "{error}");
     assert_eq!(w.current(0), "old-aaaaaaaaaaaa");
     assert_eq!(count(&w.steps(0), "switching"), 0);
     assert_eq!(w.steps(0).last().unwrap(), "releasing the deploy lock");
+    assert_eq!(category, Some(Category::Remote));
 }
 
 #[test]
 fn a_unit_the_host_refuses_fails_with_a_fix() {
     let _serial = serial();
-    let w = world(vec![(
-        "web1",
-        Host::healthy().on(
-            "unpacking",
-            Reply::exit(
-                Exit::UnitRejected.code(),
-                "app.service:6: bad\n(failed while verifying the unit)",
-            ),
-        ),
-    )]);
-    let result = w.deploy();
-    let error = format!("{:#}", result[0].1.as_ref().unwrap());
+    let said = "app.service:6: bad\n(failed while verifying the unit)";
+    let (w, error, category) = failing("unpacking", Exit::UnitRejected, said);
     assert!(
-        error.starts_with("verifying the unit failed on web1 (exit status 78)"),
-        "{error}"
-    );
-    assert!(
-        error.contains("help: the unit comes from shipit.toml"),
+        error.starts_with("verifying the unit failed on web1 (exit status 78)")
+            && error.contains("help: the unit comes from shipit.toml"),
         "{error}"
     );
     assert_eq!(w.current(0), "old-aaaaaaaaaaaa");
-    assert_eq!(exit(result), Some(Category::Remote));
+    assert_eq!(category, Some(Category::Remote));
 }
 
 #[test]
 fn no_room_on_the_host_sends_nothing() {
     let _serial = serial();
     let survey = "upload=0\nnow=1000\ndevice=1\ndevice=1\nfree=1\nfree=1\n";
-    let w = world(vec![(
-        "web1",
-        Host::healthy().on("looking at the host", Reply::ok(survey)),
-    )]);
+    let w = lone(Host::healthy().on("looking at the host", Reply::ok(survey)));
     let result = w.deploy();
-    let error = format!("{:#}", result[0].1.as_ref().unwrap());
+    let error = error_of(&result);
     assert!(error.contains("nothing was sent"), "{error}");
     assert_eq!(count(&w.steps(0), "uploading"), 0);
     assert_eq!(w.steps(0).last().unwrap(), "releasing the deploy lock");
@@ -426,7 +403,7 @@ fn no_room_on_the_host_sends_nothing() {
 #[test]
 fn an_unhealthy_release_is_rolled_back_and_marked_failed() {
     let _serial = serial();
-    let w = world(vec![("web1", Host::healthy().unhealthy("2.0.0"))]);
+    let w = lone(Host::healthy().unhealthy("2.0.0"));
     let result = w.deploy();
     assert_eq!(result[0].0.outcome, Outcome::RolledBack);
     assert_eq!(result[0].0.health, "failed");
@@ -441,15 +418,12 @@ fn an_unhealthy_release_is_rolled_back_and_marked_failed() {
 #[test]
 fn a_failed_switch_is_rolled_back_and_reported_as_the_step_that_failed() {
     let _serial = serial();
-    let w = world(vec![(
-        "web1",
-        Host::healthy().once("switching", Reply::exit(1, "restart failed")),
-    )]);
+    let w = lone(Host::healthy().once("switching", Reply::exit(1, "restart failed")));
     let result = w.deploy();
     // The step's own failure (a remote command) decides the exit code: the innermost tag wins.
     assert_eq!(result[0].0.outcome, Outcome::Failed);
     assert_eq!(result[0].0.health, "-");
-    let error = format!("{:#}", result[0].1.as_ref().unwrap());
+    let error = error_of(&result);
     assert!(
         error.contains("rolled back: old-aaaaaaaaaaaa is running again"),
         "{error}"
@@ -461,12 +435,9 @@ fn a_failed_switch_is_rolled_back_and_reported_as_the_step_that_failed() {
 #[test]
 fn a_rollback_that_fails_too_says_so_with_its_own_exit_code() {
     let _serial = serial();
-    let w = world(vec![(
-        "web1",
-        Host::healthy().unhealthy("2.0.0").unhealthy("old"),
-    )]);
+    let w = lone(Host::healthy().unhealthy("2.0.0").unhealthy("old"));
     let result = w.deploy();
-    let error = format!("{:#}", result[0].1.as_ref().unwrap());
+    let error = error_of(&result);
     assert!(
         error.contains("rolling back to old-aaaaaaaaaaaa failed too"),
         "{error}"
@@ -478,14 +449,13 @@ fn a_rollback_that_fails_too_says_so_with_its_own_exit_code() {
 fn a_first_release_that_fails_is_stopped() {
     let _serial = serial();
     let survey = "upload=0\nnow=1000\ndevice=1\ndevice=1\nfree=10000000\nfree=10000000\n";
-    let w = world(vec![(
-        "web1",
+    let w = lone(
         Host::healthy()
             .unhealthy("2.0.0")
             .on("looking at the host", Reply::ok(survey)),
-    )]);
+    );
     let result = w.deploy();
-    let error = format!("{:#}", result[0].1.as_ref().unwrap());
+    let error = error_of(&result);
     assert!(error.contains("no earlier release to return to"), "{error}");
     assert_eq!(count(&w.steps(0), "stopping the failed release"), 1);
     assert_eq!(exit(result), Some(Category::Remote));
@@ -494,10 +464,10 @@ fn a_first_release_that_fails_is_stopped() {
 #[test]
 fn no_rollback_leaves_the_failed_release_in_place() {
     let _serial = serial();
-    let mut w = world(vec![("web1", Host::healthy().unhealthy("2.0.0"))]);
+    let mut w = lone(Host::healthy().unhealthy("2.0.0"));
     w.options.on_failure = OnFailure::Stay;
     let result = w.deploy();
-    let error = format!("{:#}", result[0].1.as_ref().unwrap());
+    let error = error_of(&result);
     assert!(error.contains("--no-rollback"), "{error}");
     assert!(w.current(0).starts_with("2.0.0-"));
     assert_eq!(count(&w.steps(0), "switching"), 1);
@@ -528,7 +498,7 @@ fn secrets_travel_on_stdin_never_in_a_script() {
 #[test]
 fn a_dead_man_timer_is_armed_before_the_switch_and_disarmed_when_rolling_back() {
     let _serial = serial();
-    let mut w = world(vec![("web1", Host::healthy().unhealthy("2.0.0"))]);
+    let mut w = lone(Host::healthy().unhealthy("2.0.0"));
     w.options.confirm_timeout = Some(Duration::from_secs(60));
     w.deploy();
     let steps = w.steps(0);
@@ -568,12 +538,9 @@ fn ctrl_c_after_the_checks_leaves_a_fleet_unlocked() {
 #[test]
 fn ctrl_c_after_locking_stops_before_the_upload() {
     let _serial = serial();
-    let w = world(vec![(
-        "web1",
-        Host::healthy().when("looking at the host", interrupt),
-    )]);
+    let w = lone(Host::healthy().when("looking at the host", interrupt));
     let result = w.deploy();
-    let error = format!("{:#}", result[0].1.as_ref().unwrap());
+    let error = error_of(&result);
     assert!(
         error.contains("interrupted before switching: web1 still runs the release it had"),
         "{error}"
@@ -586,9 +553,9 @@ fn ctrl_c_after_locking_stops_before_the_upload() {
 #[test]
 fn ctrl_c_during_the_upload_stops_before_the_switch() {
     let _serial = serial();
-    let w = world(vec![("web1", Host::healthy().when("uploading", interrupt))]);
+    let w = lone(Host::healthy().when("uploading", interrupt));
     let result = w.deploy();
-    let error = format!("{:#}", result[0].1.as_ref().unwrap());
+    let error = error_of(&result);
     assert!(error.contains("interrupted before switching"), "{error}");
     assert_eq!(w.current(0), "old-aaaaaaaaaaaa");
     assert_eq!(count(&w.steps(0), "switching"), 0);
@@ -599,11 +566,11 @@ fn ctrl_c_during_the_upload_stops_before_the_switch() {
 #[test]
 fn ctrl_c_during_the_health_gate_rolls_back() {
     let _serial = serial();
-    let mut w = world(vec![("web1", Host::healthy().when("switching", interrupt))]);
+    let mut w = lone(Host::healthy().when("switching", interrupt));
     w.health.settle = Duration::from_millis(20);
     let result = w.deploy();
     assert_eq!(result[0].0.outcome, Outcome::RolledBack);
-    let error = format!("{:#}", result[0].1.as_ref().unwrap());
+    let error = error_of(&result);
     assert!(error.contains("interrupted while app"), "{error}");
     assert_eq!(w.current(0), "old-aaaaaaaaaaaa");
     assert_eq!(w.steps(0).last().unwrap(), "releasing the deploy lock");

@@ -450,7 +450,8 @@ impl Shell {
             // A batch's first step runs whatever the last batch's last step did.
             self.send(step, index == 0)?;
         }
-        self.channel.flush().tag(Category::Connect)?;
+        // No `flush()`: libssh2's channel flush discards what has arrived to be read (the
+        // shell's `ready` line, say), and a blocking write has sent its bytes when it returns.
         if self.unready {
             self.ready(label, is_root)?;
         }
