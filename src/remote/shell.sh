@@ -16,12 +16,16 @@
 : "${nonce:?}"
 LC_ALL=C
 export LC_ALL
-err=$(mktemp) || exit 1
-trap 'rm -f "$err"' EXIT
+# Steps write their stdout to fd 3 (this shell's stdout); their stderr is kept in a variable,
+# so the shell writes no file on the host.
+exec 3>&1
 echo "$nonce ready"
 last=0
 while read -r from size input when how; do
-    [ "$from" = "$nonce" ] || { echo "$nonce out-of-step"; exit 1; }
+    [ "$from" = "$nonce" ] || {
+        echo "$nonce out-of-step"
+        exit 1
+    }
     script=$(head -c "$size"; echo .)
     script=${script%.}
     if [ "$when" = if-ok ] && [ "$last" -ne 0 ]; then
@@ -30,23 +34,23 @@ while read -r from size input when how; do
         continue
     fi
     if [ "$how" = direct ]; then
-        (eval "$script") 2>"$err"
+        said=$( (eval "$script") 2>&1 1>&3 3>&-)
         last=$?
     elif [ "$input" -gt 0 ]; then
-        head -c "$input" | {
-            (eval "$script") 2>"$err"
+        said=$(head -c "$input" | {
+            (eval "$script") 2>&1 1>&3 3>&-
             status=$?
             cat >/dev/null
             exit "$status"
-        }
+        })
         last=$?
     else
-        (eval "$script") </dev/null 2>"$err"
+        said=$( (eval "$script") </dev/null 2>&1 1>&3 3>&-)
         last=$?
     fi
     printf '\n%s %s\n' "$nonce" "$last"
     if [ "$last" -ne 0 ]; then
-        cat "$err"
+        printf '%s\n' "$said"
         printf '\n%s end\n' "$nonce"
         [ "$how" != direct ] || exit 0
     fi

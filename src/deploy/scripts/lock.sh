@@ -50,7 +50,7 @@ for marker in "$base/.shipit"/deadman.*.json; do
 done
 shell=$$
 (
-    exec </dev/null >/dev/null 2>&1
+    exec </dev/null >/dev/null 2>&1 3>&-
     while sleep 15 && kill -0 "$shell"; do
         [ "$(token_of "$lock/owner.json")" = "$me" ] || exit 0
         touch -c "$lock"
