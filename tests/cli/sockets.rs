@@ -27,14 +27,7 @@ struct Built {
 }
 
 fn build_with_listen(name: &'static str, listen: &str) -> Built {
-    let project = project_copy(name);
-    let config_path = project.path().join("shipit.toml");
-    let config = std::fs::read_to_string(&config_path).unwrap().replace(
-        "files = [\"config.yaml\"]\n",
-        &format!("files = [\"config.yaml\"]\nlisten = {listen}\n"),
-    );
-    assert!(config.contains("listen ="), "{config}");
-    std::fs::write(&config_path, config).unwrap();
+    let project = project_with_listen(name, listen);
     let out = tempfile::tempdir().unwrap();
     let build = |version: &str| {
         let run = shipit(&[
@@ -307,15 +300,10 @@ fn read(path: &Path) -> String {
 /// anything is built or any host is asked: its service would not start without its socket.
 #[test]
 fn deploy_refuses_listen_until_it_installs_socket_units() {
-    let project = project_copy("hello-go");
+    let project = project_with_listen("hello-go", r#"["8080"]"#);
     let path = project.path().join("shipit.toml");
     let config = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, format!("{config}\n[deploy]\npreflight = false\n")).unwrap();
-    let config = std::fs::read_to_string(&path).unwrap().replace(
-        "files = [\"config.yaml\"]\n",
-        "files = [\"config.yaml\"]\nlisten = [\"8080\"]\n",
-    );
-    std::fs::write(&path, config).unwrap();
     let dir = project.path().to_str().unwrap();
     for extra in [&[][..], &["--dry-run"][..]] {
         let args = [&["-C", dir, "deploy", "web1.invalid"][..], extra].concat();

@@ -194,24 +194,11 @@ fn build_refuses_a_directive_systemd_does_not_know() {
     assert!(!project.path().join("dist").exists());
 }
 
-/// A copy of hello-go whose shipit.toml adds `[service] listen` with `listen`.
-fn with_listen(listen: &str) -> tempfile::TempDir {
-    let project = project_copy("hello-go");
-    let path = project.path().join("shipit.toml");
-    let config = std::fs::read_to_string(&path).unwrap().replace(
-        "files = [\"config.yaml\"]\n",
-        &format!("files = [\"config.yaml\"]\nlisten = {listen}\n"),
-    );
-    assert!(config.contains("listen ="), "{config}");
-    std::fs::write(&path, config).unwrap();
-    project
-}
-
 /// With `listen`, -o DIR gets both units; the socket's and the service's are snapshots, and
 /// the service differs from the one without `listen` only by requiring the socket.
 #[test]
 fn listen_adds_a_socket_unit_the_service_requires() {
-    let project = with_listen(r#"["0.0.0.0:8080", "[::1]:8080"]"#);
+    let project = project_with_listen("hello-go", r#"["0.0.0.0:8080", "[::1]:8080"]"#);
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("units/");
     let run = generate(project.path(), &["-o", dir.to_str().unwrap(), "--verify"]).success();
@@ -265,7 +252,7 @@ fn output_takes_a_file_for_one_unit_and_a_directory_for_several() {
     };
     assert_eq!(names(&existing), ["hello-go.service"]);
 
-    let project = with_listen(r#"["8080"]"#);
+    let project = project_with_listen("hello-go", r#"["8080"]"#);
     let file = out.path().join("hello-go.service");
     generate(project.path(), &["-o", file.to_str().unwrap()])
         .failure(2)
@@ -284,7 +271,7 @@ fn output_takes_a_file_for_one_unit_and_a_directory_for_several() {
 /// adapted to a systemd release, checked and named in notes exactly as the service unit is.
 #[test]
 fn a_project_socket_template_is_rendered_adapted_and_checked_like_the_service() {
-    let project = with_listen(r#"["127.0.0.1:8080"]"#);
+    let project = project_with_listen("hello-go", r#"["127.0.0.1:8080"]"#);
     let templates = project.path().join("templates");
     std::fs::create_dir(&templates).unwrap();
     std::fs::write(

@@ -266,6 +266,15 @@ impl Report {
         Some((start, end))
     }
 
+    /// When the last request ended, from the start of the load.
+    pub fn span(&self) -> Duration {
+        self.samples
+            .iter()
+            .map(|s| s.started + s.latency)
+            .max()
+            .unwrap_or_default()
+    }
+
     pub fn longest(&self) -> Duration {
         self.samples
             .iter()
@@ -335,12 +344,6 @@ impl Report {
             .iter()
             .map(|(v, n)| format!("{v} ×{n}"))
             .collect();
-        let span = self
-            .samples
-            .iter()
-            .map(|s| s.started + s.latency)
-            .max()
-            .unwrap_or_default();
         format!(
             "{} requests, {failed}; answers: {}; longest {:.3} s, over {:.1} s",
             self.samples.len(),
@@ -350,7 +353,7 @@ impl Report {
                 versions.join(", ")
             },
             self.longest().as_secs_f64(),
-            span.as_secs_f64()
+            self.span().as_secs_f64()
         )
     }
 }
@@ -492,13 +495,7 @@ mod tests {
         let started = Instant::now();
         let report = Load::start(up, settings).stop_after(Duration::from_millis(1500));
         // Stopped by its limit, long before the 1.5 s: the clients were idle, not still running.
-        let end = report
-            .samples
-            .iter()
-            .map(|s| s.started + s.latency)
-            .max()
-            .unwrap();
-        assert!(end < Duration::from_millis(800), "{report}");
+        assert!(report.span() < Duration::from_millis(800), "{report}");
         assert!(started.elapsed() >= Duration::from_millis(1500));
         // 300 requests/s for 0.5 s: about 150, never more than the rate allows.
         let n = report.samples.len();

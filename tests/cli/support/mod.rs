@@ -107,6 +107,18 @@ pub fn project_copy(example_name: &str) -> tempfile::TempDir {
     dir
 }
 
+/// A copy of example `name` whose shipit.toml sets `[service] listen` to `listen`, a TOML array.
+pub fn project_with_listen(name: &str, listen: &str) -> tempfile::TempDir {
+    let project = project_copy(name);
+    let path = project.path().join("shipit.toml");
+    let files = "files = [\"config.yaml\"]\n";
+    let config = std::fs::read_to_string(&path).unwrap();
+    assert!(config.contains(files), "{config}");
+    let config = config.replace(files, &format!("{files}listen = {listen}\n"));
+    std::fs::write(&path, config).unwrap();
+    project
+}
+
 fn copy_tree(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
