@@ -302,6 +302,17 @@ impl Package {
                 file.path
             );
         }
+        // Until deploy installs socket units: the package's service requires one, and would
+        // not start on a host without it.
+        let socket = format!("{app}.socket");
+        if manifest.files.iter().any(|f| f.path == socket) {
+            crate::fail!(
+                Usage,
+                "{} carries {socket} (it was built with [service] listen), but `shipit deploy` \
+                 does not install socket units yet\n  help: build the package without listen",
+                path.display()
+            );
+        }
         Target::parse(&manifest.target).with_context(context)?;
         let unit = unit
             .ok_or_else(|| anyhow::anyhow!("it has no {unit_name}"))

@@ -56,7 +56,10 @@ fn listen_changes_nothing_beyond_systemd() {
     ] {
         let output = generate(with_listen.path(), args).success().stdout;
         assert_eq!(output, generate(&plain, args).success().stdout, "{args:?}");
-        assert!(!output.to_lowercase().contains("socket"), "{args:?}:\n{output}");
+        assert!(
+            !output.to_lowercase().contains("socket"),
+            "{args:?}:\n{output}"
+        );
     }
 }
 

@@ -297,7 +297,8 @@ fn read(path: &Path) -> String {
 }
 
 /// Until `shipit deploy` installs socket units, a project with `listen` is refused before
-/// anything is built or any host is asked: its service would not start without its socket.
+/// anything is built or any host is asked, and so is a package built with it: its service
+/// would not start without its socket.
 #[test]
 fn deploy_refuses_listen_until_it_installs_socket_units() {
     let project = project_with_listen("hello-go", r#"["8080"]"#);
@@ -316,6 +317,17 @@ fn deploy_refuses_listen_until_it_installs_socket_units() {
             .stderr_has("help: remove listen from shipit.toml");
     }
     assert!(!project.path().join("dist").exists());
+
+    // A package built with listen is refused too, whatever shipit.toml says now.
+    let run = shipit(&["-C", dir, "build", "--version-override", "1.0.0"])
+        .run()
+        .success();
+    let package = run.stdout.trim().to_string();
+    std::fs::copy(example("hello-go").join("shipit.toml"), &path).unwrap();
+    shipit(&["-C", dir, "deploy", "web1.invalid", "--package", &package])
+        .run()
+        .failure(2)
+        .stderr_has("hello-go-1.0.0-linux-amd64.tar.gz carries hello-go.socket (it was built with [service] listen)");
 }
 
 /// The baseline socket activation is measured against: hello-go as it deploys today, binding its
