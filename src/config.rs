@@ -5,7 +5,7 @@ mod generate;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -1214,11 +1214,9 @@ pub fn parse_listen(value: &str) -> Result<Listen, String> {
         value.parse::<SocketAddrV4>().ok().map(SocketAddr::V4)
     };
     let Some(address) = address else {
+        // Letters outside brackets: a name, not an IPv4 or IPv6 address.
         let host = value.rsplit_once(':').map_or(value, |(host, _)| host);
-        let named = host.parse::<IpAddr>().is_err()
-            && host.parse::<Ipv6Addr>().is_err()
-            && host.chars().any(|c| c.is_ascii_alphabetic())
-            && !host.contains(':');
+        let named = !host.contains([':', '[']) && host.chars().any(|c| c.is_ascii_alphabetic());
         let help = if named {
             "\n  help: systemd does not resolve host names: use an IP address, like \
              127.0.0.1:8080"
@@ -1364,6 +1362,30 @@ mod tests {
         ] {
             assert!(!l(a).clashes_with(&l(b)), "{a} {b}");
         }
+    }
+
+    #[test]
+    fn preflight_is_on_with_sockets_unless_turned_off() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("go.mod"), "module example.com/demo\n").unwrap();
+        let preflight = |text: &str| {
+            parse(dir.path(), &dir.path().join(FILE_NAME), text)
+                .map(|c| c.deploy.preflight)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(preflight(""), Ok(false));
+        assert_eq!(preflight("[deploy]\npreflight = false\n"), Ok(false));
+        let sockets = "[service]\nlisten = [\"8080\"]\n";
+        assert_eq!(preflight(sockets), Ok(true));
+        assert_eq!(
+            preflight(&format!("{sockets}[deploy]\npreflight = false\n")),
+            Ok(false)
+        );
+        let err = preflight("[deploy]\npreflight = true\n").unwrap_err();
+        assert!(
+            err.contains("shipit.toml:2:13") && err.contains("needs [service] listen"),
+            "{err}"
+        );
     }
 
     #[test]
