@@ -96,7 +96,7 @@ func run(args []string) error {
 	defer cancel()
 	// Shutdown closes this process's listeners at once (systemd keeps its copy of a passed
 	// socket open, so new connections queue for the next process), then waits for the
-	// requests in flight; Serve has already returned, so main must wait here.
+	// requests in flight. Serve returns as soon as it begins, so main must wait for it here.
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Printf("%s: shutdown: %v", appName, err)
 	}
