@@ -68,7 +68,7 @@ pub enum Command {
     /// Inspect or remove the deploy lock on HOST
     #[command(subcommand)]
     Lock(LockCommand),
-    /// Work with the systemd unit
+    /// Work with the systemd units
     #[command(subcommand)]
     Unit(UnitCommand),
     /// Write a commented shipit.toml for the project in DIR
@@ -244,19 +244,23 @@ pub struct HostArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum UnitCommand {
-    /// Render the systemd unit to stdout or a file
+    /// Render the systemd unit (and with [service] listen its socket unit) to stdout or files
+    ///
+    /// With a socket there are two units: stdout shows each after a `# /etc/systemd/system/NAME`
+    /// line, as `systemctl cat` does, and -o takes a directory.
     Generate(UnitGenerateArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct UnitGenerateArgs {
-    /// Write the unit here instead of stdout
-    #[arg(short, long, value_name = "FILE")]
+    /// Write the service unit to FILE, or every unit (<app>.service, <app>.socket) into DIR: an
+    /// existing directory, or a path ending in /
+    #[arg(short, long, value_name = "FILE|DIR")]
     pub output: Option<PathBuf>,
-    /// Check the unit with `systemd-analyze verify`; any warning is an error
+    /// Check the units with `systemd-analyze verify`; any warning is an error
     #[arg(long)]
     pub verify: bool,
-    /// Render the unit for hosts with this systemd release: newer directives are left out
+    /// Render the units for hosts with this systemd release: newer directives are left out
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(239..=9999))]
     pub systemd_version: Option<u32>,
 }

@@ -48,7 +48,7 @@ fn init_writes_a_working_config_and_keeps_an_existing_one() {
     // hello-go's flag: fs.String("port", "8080", …) in main.go.
     assert!(
         text.contains(
-            "# detected: the flag --port (default \"8080\") in main.go:47\n\
+            "# detected: the flag --port (default \"8080\") in main.go:49\n\
              exec_args = [\"--port\", \"8080\"]"
         ),
         "{text}"

@@ -14,4 +14,5 @@ mod generate;
 mod host_keys;
 mod hosts;
 mod sandbox;
+mod sockets;
 mod unit;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod load;
 pub mod proxy;
 pub mod sandbox;
 
@@ -104,6 +105,18 @@ pub fn project_copy(example_name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_tree(&example(example_name), dir.path());
     dir
+}
+
+/// A copy of example `name` whose shipit.toml sets `[service] listen` to `listen`, a TOML array.
+pub fn project_with_listen(name: &str, listen: &str) -> tempfile::TempDir {
+    let project = project_copy(name);
+    let path = project.path().join("shipit.toml");
+    let files = "files = [\"config.yaml\"]\n";
+    let config = std::fs::read_to_string(&path).unwrap();
+    assert!(config.contains(files), "{config}");
+    let config = config.replace(files, &format!("{files}listen = {listen}\n"));
+    std::fs::write(&path, config).unwrap();
+    project
 }
 
 fn copy_tree(from: &Path, to: &Path) {
