@@ -9,13 +9,16 @@ pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod error;
+pub mod exec;
 pub mod generate;
 pub mod init;
 pub mod interrupt;
+pub mod logs;
 pub mod package;
 pub mod project;
 pub mod remote;
 pub mod sandbox;
+pub mod service_run;
 pub mod systemd;
 pub mod template;
 pub mod timings;
@@ -35,6 +38,9 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            if let Some(error::PassThrough(status)) = error::find(&err) {
+                return ExitCode::from(*status);
+            }
             error::report(&err);
             ExitCode::from(error::category_of(&err).map_or(1, error::Category::exit_code))
         }
@@ -62,7 +68,11 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Logs(args) => {
             let config = config::load(&cli.global.path, config_file)?;
-            deploy::inspect::logs(&config, &args, &ui)
+            logs::run(&config, &args, &ui)
+        }
+        Command::Exec(args) => {
+            let config = config::load(&cli.global.path, config_file)?;
+            exec::run(&config, &args, &ui)
         }
         Command::Releases(args) => {
             let config = config::load(&cli.global.path, config_file)?;
