@@ -75,16 +75,12 @@ pub enum Command {
     /// one host, stdin is passed on and shipit exits with the command's status. On several
     /// hosts the command runs everywhere at once, each line is prefixed with its host, and a
     /// summary lists each host's exit status.
-    #[command(
-        after_help = "Examples:\n  shipit exec web1 -- ./hello-go --check-config\n  \
-        shipit exec web -- sh -c 'ls -l \"$STATE_DIRECTORY\"'\n  shipit exec -t web1 -- bash",
-        after_long_help = "Examples:\n  shipit exec web1 -- ./hello-go --check-config\n  \
-        shipit exec web -- sh -c 'ls -l \"$STATE_DIRECTORY\"'\n  shipit exec -t web1 -- bash\n\n\
-        Exit status: one host: the command's own (255 when a signal killed it; systemd counts \
-        SIGHUP, SIGINT, SIGTERM and SIGPIPE as a clean end: 0), 127 when it is not found. \
-        Several hosts: 0 when it exited 0 everywhere, 5 when it failed somewhere, 4 when a host \
-        could not be reached. Ctrl-C stops the command on the hosts: 130."
-    )]
+    #[command(after_help = "Examples:\n  shipit exec web1 -- ./myapp migrate\n  \
+        shipit exec web -- sh -c 'du -sh \"$STATE_DIRECTORY\"'\n  shipit exec -t web1 -- bash\n\n\
+        Exit status: one host: the command's own (127: not found; 255: killed by a signal, \
+        though systemd counts SIGHUP, SIGINT, SIGTERM and SIGPIPE as a clean end: 0). Several \
+        hosts: 0 when it exited 0 everywhere, 5 when it failed somewhere, 4 when a host could \
+        not be reached. Ctrl-C stops the command on the hosts: 130.")]
     Exec(ExecArgs),
     /// List the releases kept on HOST, marking current, previous and failed ones
     Releases(ReleasesArgs),

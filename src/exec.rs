@@ -55,6 +55,7 @@ fn on_one_host(destination: &Destination, layout: &Layout, args: &ExecArgs, ui: 
     };
     let mut stderr = |data: &[u8]| std::io::stderr().lock().write_all(data);
     let stop = as_root_stop(&remote, &prepared);
+    crate::interrupt::check()?;
     let ended = channel::run(
         remote.session(),
         &destination.label,
@@ -145,6 +146,7 @@ fn on_host(
     let mut out = Prefixed::new(&prefix, output, false);
     let mut err = Prefixed::new(&prefix, output, true);
     let stop = as_root_stop(&remote, &prepared);
+    crate::interrupt::check()?;
     let ended = channel::run(
         remote.session(),
         &destination.label,
@@ -188,9 +190,14 @@ fn summarize(destinations: &[Destination], outcomes: &[Outcome], width: usize) -
                 format!("not run: {}", first_line(e))
             }
         };
-        if !matches!(outcome, Outcome::Ran(e) if e.status == 0 && e.signal.is_none() && !e.interrupted)
-        {
-            failed.push(format!("{host} ({said})"));
+        match outcome {
+            Outcome::Ran(e) if e.status == 0 && e.signal.is_none() && !e.interrupted => {}
+            Outcome::Ran(Ended {
+                status,
+                signal: None,
+                interrupted: false,
+            }) => failed.push(format!("{host} (exit status {status})")),
+            _ => failed.push(format!("{host} ({said})")),
         }
         lines.push(format!("{host:<width$}  {said}"));
     }

@@ -1,8 +1,9 @@
 //! shipit: build a static Linux binary, package it, render its systemd unit and ship it.
 //!
 //! The modules follow the pipeline: [`config`] → [`build`] → [`package`] → [`unit`] →
-//! [`remote`] → [`deploy`]; [`sandbox`] boots local hosts to rehearse deploys on; [`generate`]
-//! describes the same service for Docker, Kubernetes and supervisord.
+//! [`remote`] → [`deploy`]; [`exec`] and [`logs`] work with what is deployed; [`sandbox`] boots
+//! local hosts to rehearse deploys on; [`generate`] describes the same service for Docker,
+//! Kubernetes and supervisord.
 
 pub mod build;
 pub mod cli;

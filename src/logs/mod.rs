@@ -311,10 +311,7 @@ fn print_followed(
                 started[i] = true;
                 merge.end(i);
                 if let Err(e) = result {
-                    context
-                        .ui
-                        .diagnostic(format!("error: {}: {e:#}", destinations[i].label));
-                    failures.push((i, e));
+                    failures.push((i, said_now(context, destinations, i, e)));
                 }
             }
         }
@@ -341,16 +338,13 @@ fn print_followed(
             }
             Ok(Event::Line(i, entry, arrived)) => merge.push(i, entry, arrived),
             Ok(Event::Note(note)) => context.ui.diagnostic(note),
+            Err(RecvTimeoutError::Timeout) => {}
             Ok(Event::Done(i, result)) => {
                 merge.end(i);
                 if let Err(e) = result {
-                    context
-                        .ui
-                        .diagnostic(format!("error: {}: {e:#}", destinations[i].label));
-                    failures.push((i, e));
+                    failures.push((i, said_now(context, destinations, i, e)));
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 for (host, entry) in merge.drain() {
                     context.printer.print(host, &entry, zones[host]);
@@ -362,8 +356,25 @@ fn print_followed(
     fail_for(destinations, failures)
 }
 
+/// A followed host that failed for good, said at once when others are still followed (the
+/// final error then only names it).
+fn said_now(
+    context: &Context,
+    destinations: &[Destination],
+    host: usize,
+    error: anyhow::Error,
+) -> anyhow::Error {
+    if destinations.len() == 1 {
+        return error;
+    }
+    let label = &destinations[host].label;
+    context.ui.diagnostic(format!("error: {label}: {error:#}"));
+    let category = crate::error::category_of(&error).unwrap_or(Category::Remote);
+    tagged(category, anyhow::anyhow!("stopped following (see above)"))
+}
+
 /// Follows one host until its --until passes or an error reconnecting cannot mend; a lost
-/// connection is reported and retried with a growing pause.
+/// connection is reported and made again after a pause that grows while it keeps failing.
 fn follow_host(
     context: &Context,
     index: usize,
@@ -381,6 +392,7 @@ fn follow_host(
                         let _ = send.send(Event::Note(format!(
                             "note: reconnected to {label}; resuming after its last line"
                         )));
+                        pause = Duration::from_secs(1);
                         resume
                     }
                     None => {
@@ -394,7 +406,11 @@ fn follow_host(
             });
         match followed {
             Ok(()) => return Ok(()),
-            Err(e) if crate::error::category_of(&e) == Some(Category::Connect) => {
+            // Only a host that was being followed is reconnected to: one that cannot be
+            // reached (or refuses shipit) at the start is an error like any other.
+            Err(e)
+                if resume.is_some() && crate::error::category_of(&e) == Some(Category::Connect) =>
+            {
                 let _ = send.send(Event::Note(format!(
                     "warning: {}; reconnecting in {} s",
                     format!("{e:#}").replace('\n', " "),

@@ -115,7 +115,11 @@ pub fn run(session: &Session, label: &str, command: &str, wiring: Wiring) -> Res
             // Dropped while non-blocking: libssh2 cannot then wait for a dead peer to answer.
             drop(channel);
             session.set_blocking(true);
-            return Err(lost(e));
+            // A failure on this side (a sink) comes tagged; anything else is the link.
+            return Err(match crate::error::category_of(&e) {
+                Some(_) => e,
+                None => lost(e),
+            });
         }
     };
     session.set_blocking(true);
@@ -176,7 +180,7 @@ impl<'a, 's> Pump<'a, 's> {
             if !self.interrupted && crate::interrupt::requested() {
                 self.interrupted = true;
                 if let Some(stop) = self.wiring.on_interrupt {
-                    self.run_aside(stop)?;
+                    self.run_aside(stop).tag(Category::Remote)?;
                 }
             }
             // A keepalive that cannot go out now goes with the next round.
@@ -200,7 +204,9 @@ impl<'a, 's> Pump<'a, 's> {
                     } else {
                         &mut self.wiring.stderr
                     };
-                    sink(&buffer[..n]).context("writing the command's output here")?;
+                    sink(&buffer[..n])
+                        .context("writing the command's output here")
+                        .tag(Category::Remote)?;
                     any = true;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(any),
