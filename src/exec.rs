@@ -43,32 +43,20 @@ pub fn run(config: &Config, args: &ExecArgs, ui: &Ui) -> Result<()> {
 }
 
 fn on_one_host(destination: &Destination, layout: &Layout, args: &ExecArgs, ui: &Ui) -> Result<()> {
-    let terminal = args.tty.then(Terminal::like_this_one);
-    let mut remote = deploy::connect(destination, &args.connect, ui)?;
-    let prepared = prepare_on(&mut remote, layout, &args.command, terminal.is_some(), ui)?;
-    let command = remote::as_root(&remote, &prepared.script);
-    let _raw = terminal.is_some().then(RawMode::enter);
     let mut stdout = |data: &[u8]| {
         let mut out = std::io::stdout().lock();
         out.write_all(data)?;
         out.flush()
     };
     let mut stderr = |data: &[u8]| std::io::stderr().lock().write_all(data);
-    let stop = as_root_stop(&remote, &prepared);
-    crate::interrupt::check()?;
-    let ended = channel::run(
-        remote.session(),
-        &destination.label,
-        &command,
-        Wiring {
-            terminal,
-            stdin: true,
-            stdout: &mut stdout,
-            stderr: &mut stderr,
-            on_interrupt: Some(&stop),
-        },
-    )?;
-    match ended {
+    let wiring = Wiring {
+        terminal: args.tty.then(Terminal::like_this_one),
+        stdin: true,
+        stdout: &mut stdout,
+        stderr: &mut stderr,
+        on_interrupt: None,
+    };
+    match run_on(destination, layout, args, wiring, ui)? {
         Ended {
             interrupted: true, ..
         } => Err(crate::interrupt::interrupted()),
@@ -85,6 +73,33 @@ fn on_one_host(destination: &Destination, layout: &Layout, args: &ExecArgs, ui: 
         Ended { status: 0, .. } => Ok(()),
         Ended { status, .. } => Err(anyhow::Error::new(PassThrough(status as u8))),
     }
+}
+
+/// Connects, reads what is deployed and runs the command wired as asked; Ctrl-C stops its
+/// unit on the host.
+fn run_on(
+    destination: &Destination,
+    layout: &Layout,
+    args: &ExecArgs,
+    wiring: Wiring,
+    ui: &Ui,
+) -> Result<Ended> {
+    let mut remote = deploy::connect(destination, &args.connect, ui)?;
+    let terminal = wiring.terminal.is_some();
+    let prepared = prepare_on(&mut remote, layout, &args.command, terminal, ui)?;
+    let command = remote::as_root(&remote, &prepared.script);
+    let stop = remote::as_root(&remote, &service_run::stop_script(&prepared.unit_name));
+    crate::interrupt::check()?;
+    let _raw = terminal.then(RawMode::enter);
+    channel::run(
+        remote.session(),
+        &destination.label,
+        &command,
+        Wiring {
+            on_interrupt: Some(stop),
+            ..wiring
+        },
+    )
 }
 
 /// How one host's run ended, for the summary.
@@ -139,26 +154,17 @@ fn on_host(
     output: &Mutex<()>,
     ui: &Ui,
 ) -> Result<Ended> {
-    let mut remote = deploy::connect(destination, &args.connect, ui)?;
-    let prepared = prepare_on(&mut remote, layout, &args.command, false, ui)?;
-    let command = remote::as_root(&remote, &prepared.script);
     let prefix = format!("{:<width$} | ", destination.label);
     let mut out = Prefixed::new(&prefix, output, false);
     let mut err = Prefixed::new(&prefix, output, true);
-    let stop = as_root_stop(&remote, &prepared);
-    crate::interrupt::check()?;
-    let ended = channel::run(
-        remote.session(),
-        &destination.label,
-        &command,
-        Wiring {
-            terminal: None,
-            stdin: false,
-            stdout: &mut |data| out.write(data),
-            stderr: &mut |data| err.write(data),
-            on_interrupt: Some(&stop),
-        },
-    );
+    let wiring = Wiring {
+        terminal: None,
+        stdin: false,
+        stdout: &mut |data| out.write(data),
+        stderr: &mut |data| err.write(data),
+        on_interrupt: None,
+    };
+    let ended = run_on(destination, layout, args, wiring, ui);
     out.finish()?;
     err.finish()?;
     ended
@@ -225,10 +231,6 @@ fn first_line(error: &anyhow::Error) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
-}
-
-fn as_root_stop(remote: &dyn Remote, prepared: &Prepared) -> String {
-    remote::as_root(remote, &service_run::stop_script(&prepared.unit_name))
 }
 
 /// What the host has deployed, read in one round trip: its systemd, the current release and

@@ -175,7 +175,7 @@ fn once(context: &Context, destinations: &[Destination]) -> Result<()> {
             .map(|d| {
                 scope.spawn(move || {
                     let mut remote = deploy::connect(d, context.connect, context.ui)?;
-                    first_look(&mut remote, context, &d.label)
+                    first_look(&mut remote, context)
                 })
             })
             .collect();
@@ -396,7 +396,7 @@ fn follow_host(
                         resume
                     }
                     None => {
-                        let look = first_look(&mut remote, context, label)?;
+                        let look = first_look(&mut remote, context)?;
                         let after = Resume::after(&look, &context.query);
                         let _ = send.send(Event::First(index, look.clock, look.entries));
                         resume.insert(after)
@@ -459,7 +459,6 @@ fn follow_from(
     resume: &mut Resume,
     send: &Sender<Event>,
 ) -> Result<()> {
-    let label = remote.label().to_string();
     let mut words = journalctl_words(context);
     words.extend(["--follow".into(), "--no-tail".into()]);
     match &resume.cursor {
@@ -477,49 +476,24 @@ fn follow_from(
         ),
         None => format!("export SYSTEMD_COLORS=0 SYSTEMD_LOG_COLOR=0\nexec {journalctl}\n"),
     };
-    let command = remote::as_root(remote, &script);
     let until = resume.until;
-    let mut lines = Lines::default();
-    let mut errors = Vec::new();
-    let mut stdout = |data: &[u8]| {
-        for line in lines.take(data) {
-            let Some(entry) = Entry::parse(&line) else {
-                continue;
-            };
-            if until.is_some_and(|u| entry.at > u) {
-                continue;
-            }
-            resume.cursor = Some(entry.cursor.clone());
-            // The printer only stops by ending the process.
-            let _ = send.send(Event::Line(index, entry, Instant::now()));
+    run_script(remote, &script, context, |line| {
+        let Some(entry) = Entry::parse(line) else {
+            return;
+        };
+        if until.is_some_and(|u| entry.at > u) {
+            return;
         }
-        Ok(())
-    };
-    let mut stderr = |data: &[u8]| {
-        errors.extend_from_slice(data);
-        Ok(())
-    };
-    let ended = channel::run(
-        remote.session(),
-        &label,
-        &command,
-        Wiring {
-            terminal: None,
-            stdin: false,
-            stdout: &mut stdout,
-            stderr: &mut stderr,
-            on_interrupt: None,
-        },
-    )?;
-    if ended.status == 0 && ended.signal.is_none() {
-        return Ok(());
-    }
-    Err(journalctl_failed(&label, &errors, &context.query))
+        resume.cursor = Some(entry.cursor.clone());
+        // The printer only stops by ending the process.
+        let _ = send.send(Event::Line(index, entry, Instant::now()));
+    })
 }
 
 /// The host's clock, then the lines asked for, in one command.
-fn first_look(remote: &mut SshRemote, context: &Context, label: &str) -> Result<FirstLook> {
+fn first_look(remote: &mut SshRemote, context: &Context) -> Result<FirstLook> {
     let query = &context.query;
+    let label = remote.label().to_string();
     let mut words = journalctl_words(context);
     if let Some(n) = query.lines {
         words.push(format!("--lines={n}"));
@@ -534,43 +508,14 @@ fn first_look(remote: &mut SshRemote, context: &Context, label: &str) -> Result<
     let script = format!(
         "echo \"clock=$(date +%s%N) $(date +%z)\"\nexport SYSTEMD_COLORS=0 SYSTEMD_LOG_COLOR=0\nexec {journalctl}\n"
     );
-    let command = remote::as_root(remote, &script);
-    let mut lines = Lines::default();
     let mut clock = None;
     let mut entries = Vec::new();
-    let mut errors = Vec::new();
-    let mut stdout = |data: &[u8]| {
-        for line in lines.take(data) {
-            match line.strip_prefix("clock=") {
-                Some(reading) if clock.is_none() => {
-                    clock = Some((reading.to_string(), local_now()))
-                }
-                _ => entries.extend(Entry::parse(&line)),
-            }
+    run_script(remote, &script, context, |line| {
+        match line.strip_prefix("clock=") {
+            Some(reading) if clock.is_none() => clock = Some((reading.to_string(), local_now())),
+            _ => entries.extend(Entry::parse(line)),
         }
-        Ok(())
-    };
-    let mut stderr = |data: &[u8]| {
-        errors.extend_from_slice(data);
-        Ok(())
-    };
-    let ended = channel::run(
-        remote.session(),
-        label,
-        &command,
-        Wiring {
-            terminal: None,
-            stdin: false,
-            stdout: &mut stdout,
-            stderr: &mut stderr,
-            on_interrupt: None,
-        },
-    )?;
-    // With -g, journalctl exits 1 without a word when nothing matched.
-    let nothing_matched = ended.status == 1 && query.grep.is_some() && errors.is_empty();
-    if (ended.status != 0 || ended.signal.is_some()) && !nothing_matched {
-        return Err(journalctl_failed(label, &errors, query));
-    }
+    })?;
     let clock = clock
         .and_then(|(reading, here)| parse_clock(&reading, here))
         .ok_or_else(|| {
@@ -580,6 +525,44 @@ fn first_look(remote: &mut SshRemote, context: &Context, label: &str) -> Result<
             )
         })?;
     Ok(FirstLook { clock, entries })
+}
+
+/// Runs a journalctl script as root, each stdout line to `line`; a failure says what journalctl
+/// said.
+fn run_script(
+    remote: &mut SshRemote,
+    script: &str,
+    context: &Context,
+    mut line: impl FnMut(&str),
+) -> Result<()> {
+    let label = remote.label().to_string();
+    let command = remote::as_root(remote, script);
+    let mut lines = Lines::default();
+    let mut errors = Vec::new();
+    let ended = channel::run(
+        remote.session(),
+        &label,
+        &command,
+        Wiring {
+            terminal: None,
+            stdin: false,
+            stdout: &mut |data| {
+                lines.take(data).iter().for_each(|l| line(l));
+                Ok(())
+            },
+            stderr: &mut |data| {
+                errors.extend_from_slice(data);
+                Ok(())
+            },
+            on_interrupt: None,
+        },
+    )?;
+    // With -g, journalctl exits 1 without a word when nothing matched.
+    let nothing_matched = ended.status == 1 && context.query.grep.is_some() && errors.is_empty();
+    if (ended.status == 0 && ended.signal.is_none()) || nothing_matched {
+        return Ok(());
+    }
+    Err(journalctl_failed(&label, &errors, &context.query))
 }
 
 /// `journalctl` for the app's unit as JSON, with the pattern if any.

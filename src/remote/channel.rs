@@ -63,7 +63,7 @@ pub struct Wiring<'a> {
     pub stderr: &'a mut dyn FnMut(&[u8]) -> std::io::Result<()>,
     /// Run once on the same connection after Ctrl-C (see [`crate::interrupt`]), to stop the
     /// command on the host; its own output then ends and [`run`] returns.
-    pub on_interrupt: Option<&'a str>,
+    pub on_interrupt: Option<String>,
 }
 
 /// How a command ended.
@@ -179,8 +179,8 @@ impl<'a, 's> Pump<'a, 's> {
             self.follow_the_terminal();
             if !self.interrupted && crate::interrupt::requested() {
                 self.interrupted = true;
-                if let Some(stop) = self.wiring.on_interrupt {
-                    self.run_aside(stop).tag(Category::Remote)?;
+                if let Some(stop) = self.wiring.on_interrupt.take() {
+                    self.run_aside(&stop).tag(Category::Remote)?;
                 }
             }
             // A keepalive that cannot go out now goes with the next round.

@@ -2,31 +2,11 @@
 //! real sandbox hosts, on every Debian release the sandbox boots; and what `systemd-run -p`
 //! accepts there.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::support::app::*;
 use crate::support::sandbox::Sandbox;
 use crate::support::*;
-
-/// The releases `shipit sandbox up --release` boots, with the systemd each ships.
-const RELEASES: [(&str, u32); 3] = [("bullseye", 247), ("bookworm", 252), ("trixie", 257)];
-
-/// One host per release, all booting at once: a sandbox each, so no `up` waits for another.
-pub fn a_host_per_release(prefix: &str) -> Vec<(Sandbox, String, u32)> {
-    std::thread::scope(|scope| {
-        let booting: Vec<_> = RELEASES
-            .iter()
-            .map(|&(release, systemd)| {
-                scope.spawn(move || {
-                    let host = format!("{prefix}-{release}");
-                    let sandbox = Sandbox::up_with(&[&host], &["--release", release]);
-                    (sandbox, host, systemd)
-                })
-            })
-            .collect();
-        booting.into_iter().map(|b| b.join().unwrap()).collect()
-    })
-}
 
 /// hello-go with an environment that is hard to pass on exactly, an env file holding a
 /// "secret", and a hardening directive systemd 247 does not know.
@@ -48,20 +28,6 @@ pub fn exec_project() -> tempfile::TempDir {
     .unwrap();
     std::fs::write(project.path().join(".env.prod"), "API_TOKEN=s3cret-token\n").unwrap();
     project
-}
-
-/// `shipit build` at `version`; the package's path.
-pub fn build(project: &Path, version: &str) -> PathBuf {
-    let run = shipit(&[
-        "-C",
-        project.to_str().unwrap(),
-        "build",
-        "--version-override",
-        version,
-    ])
-    .run()
-    .success();
-    PathBuf::from(run.stdout.trim())
 }
 
 fn exec(sandbox: &Sandbox, project: &Path, args: &[&str]) -> Run {
@@ -284,12 +250,7 @@ fn systemd_run_takes_each_directive_from_its_release_on() {
             .filter(|name| out.lines().any(|l| l == format!("refused {name}")))
             .collect();
         refused.sort_unstable();
-        let mut newer: Vec<&str> = shipit::systemd::DIRECTIVES
-            .iter()
-            .filter(|d| d.since > systemd)
-            .map(|d| d.name)
-            .collect();
-        newer.sort_unstable();
+        let newer = directives_newer_than(systemd);
         assert_eq!(refused, newer, "systemd {systemd} on {host}:\n{out}");
     }
 }
@@ -399,19 +360,8 @@ const SAMPLES: &[(&str, &str)] = &[
 fn exec_on_a_group_prefixes_lines_and_sums_up() {
     let hosts = ["ex-1", "ex-2", "ex-3"];
     let sandbox = Sandbox::up(&hosts);
-    let project = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
-    let mut config = std::fs::read_to_string(project.path().join("shipit.toml")).unwrap();
-    for host in hosts {
-        config.push_str(&format!(
-            "\n[hosts.{host}]\naddress = \"{}\"\nuser = \"root\"\n",
-            sandbox.address(host)
-        ));
-    }
-    config
-        .push_str("\n[groups]\nweb = [\"ex-1\", \"ex-2\"]\nall = [\"ex-1\", \"ex-2\", \"ex-3\"]\n");
-    std::fs::write(project.path().join("shipit.toml"), config).unwrap();
-    let ssh_config = sandbox_ssh_config(&sandbox, project.path());
-    let ssh_config = ssh_config.to_str().unwrap();
+    let (project, ssh_config) = fleet_project(&sandbox, &hosts, "two = [\"ex-1\", \"ex-2\"]\n");
+    let ssh_config = ssh_config.as_str();
     let package = build(project.path(), "2.0.0");
     for host in ["ex-1", "ex-2"] {
         deploy_package(
@@ -428,7 +378,7 @@ fn exec_on_a_group_prefixes_lines_and_sums_up() {
     let run = exec(
         &sandbox,
         project.path(),
-        &["web", "-F", ssh_config, "--", "sh", "-c", script],
+        &["two", "-F", ssh_config, "--", "sh", "-c", script],
     )
     .failure(5);
     assert_eq!(
@@ -453,7 +403,7 @@ fn exec_on_a_group_prefixes_lines_and_sums_up() {
     exec(
         &sandbox,
         project.path(),
-        &["web", "-F", ssh_config, "--", "true"],
+        &["two", "-F", ssh_config, "--", "true"],
     )
     .success()
     .stderr_has("ex-1  0\nex-2  0\n");
@@ -470,7 +420,7 @@ fn exec_on_a_group_prefixes_lines_and_sums_up() {
     exec(
         &sandbox,
         project.path(),
-        &["all", "-F", ssh_config, "--", "true"],
+        &["web", "-F", ssh_config, "--", "true"],
     )
     .failure(5)
     .stderr_has("ex-3  not run: hello-go has no deployed release on ex-3");
@@ -499,7 +449,7 @@ fn exec_on_a_group_prefixes_lines_and_sums_up() {
     exec(
         &sandbox,
         project.path(),
-        &["-t", "web", "-F", ssh_config, "--", "true"],
+        &["-t", "two", "-F", ssh_config, "--", "true"],
     )
     .failure(2)
     .stderr_has("-t gives one host a terminal; 2 hosts were named");

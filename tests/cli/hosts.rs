@@ -8,44 +8,6 @@ use crate::support::app::*;
 use crate::support::sandbox::Sandbox;
 use crate::support::*;
 
-/// The releases `shipit sandbox up --release` boots, with the systemd each ships.
-const RELEASES: [(&str, u32); 3] = [("bullseye", 247), ("bookworm", 252), ("trixie", 257)];
-
-/// One host per release, all booting at once: a sandbox each, so no `up` waits for another.
-fn a_host_per_release(prefix: &str) -> Vec<(Sandbox, String, u32)> {
-    std::thread::scope(|scope| {
-        let booting: Vec<_> = RELEASES
-            .iter()
-            .map(|&(release, systemd)| {
-                scope.spawn(move || {
-                    let host = format!("{prefix}-{release}");
-                    let sandbox = Sandbox::up_with(&[&host], &["--release", release]);
-                    (sandbox, host, systemd)
-                })
-            })
-            .collect();
-        booting.into_iter().map(|b| b.join().unwrap()).collect()
-    })
-}
-
-/// `shipit build` of a project at a version; the package's path. Each version builds in a
-/// directory of its own, so builds of one project can run at the same time.
-fn build(project: &Path, version: &str) -> PathBuf {
-    let out = project.join(format!("dist-{version}"));
-    let run = shipit(&[
-        "-C",
-        project.to_str().unwrap(),
-        "build",
-        "--version-override",
-        version,
-        "--out-dir",
-        out.to_str().unwrap(),
-    ])
-    .run()
-    .success();
-    PathBuf::from(run.stdout.trim())
-}
-
 /// hello-go with a quick health pace and a hardening directive systemd 247 does not know.
 fn hardened(exec_args: &str) -> tempfile::TempDir {
     let project = variant("LOG_LEVEL = \"info\"", exec_args);
@@ -328,12 +290,7 @@ fn the_directive_table_matches_each_systemd_release() {
             .filter(|name| out.contains(&format!("'{name}'")))
             .collect();
         unknown.sort_unstable();
-        let mut newer: Vec<&str> = shipit::systemd::DIRECTIVES
-            .iter()
-            .filter(|d| d.since > systemd)
-            .map(|d| d.name)
-            .collect();
-        newer.sort_unstable();
+        let newer = directives_newer_than(systemd);
         assert_eq!(unknown, newer, "systemd {systemd} on {host}:\n{out}");
     }
 }

@@ -7,31 +7,15 @@ use std::path::Path;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::exec::build;
 use crate::support::app::*;
 use crate::support::proxy::CuttingProxy;
 use crate::support::sandbox::Sandbox;
 use crate::support::*;
 
-/// hello-go deployed to `hosts`, named in shipit.toml (`[hosts]`, group `web`), plus an ssh
-/// config for `-F` that knows their keys.
+/// hello-go deployed to `hosts`, named in shipit.toml (`[hosts]`, group `web`, `extra`), plus
+/// an ssh config for `-F` that knows their keys.
 fn deployed(sandbox: &Sandbox, hosts: &[&str], extra: &str) -> (tempfile::TempDir, String) {
-    let project = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
-    let mut config = std::fs::read_to_string(project.path().join("shipit.toml")).unwrap();
-    for host in hosts {
-        config.push_str(&format!(
-            "\n[hosts.{host}]\naddress = \"{}\"\nuser = \"root\"\n",
-            sandbox.address(host)
-        ));
-    }
-    let members: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
-    config.push_str(&format!(
-        "\n[groups]\nweb = [{}]\n{extra}",
-        members.join(", ")
-    ));
-    std::fs::write(project.path().join("shipit.toml"), config).unwrap();
-    let ssh_config = sandbox_ssh_config(sandbox, project.path());
-    let ssh_config = ssh_config.to_str().unwrap().to_string();
+    let (project, ssh_config) = fleet_project(sandbox, hosts, extra);
     let package = build(project.path(), "3.0.0");
     for host in hosts {
         deploy_package(

@@ -281,3 +281,78 @@ impl Running {
         (code, self.seen.join("\n"))
     }
 }
+
+/// The releases `shipit sandbox up --release` boots, with the systemd each ships.
+pub const RELEASES: [(&str, u32); 3] = [("bullseye", 247), ("bookworm", 252), ("trixie", 257)];
+
+/// The names of shipit's directives a systemd release lacks, sorted.
+pub fn directives_newer_than(systemd: u32) -> Vec<&'static str> {
+    let mut newer: Vec<&str> = shipit::systemd::DIRECTIVES
+        .iter()
+        .filter(|d| d.since > systemd)
+        .map(|d| d.name)
+        .collect();
+    newer.sort_unstable();
+    newer
+}
+
+/// One host per release, all booting at once: a sandbox each, so no `up` waits for another.
+pub fn a_host_per_release(prefix: &str) -> Vec<(Sandbox, String, u32)> {
+    std::thread::scope(|scope| {
+        let booting: Vec<_> = RELEASES
+            .iter()
+            .map(|&(release, systemd)| {
+                scope.spawn(move || {
+                    let host = format!("{prefix}-{release}");
+                    let sandbox = Sandbox::up_with(&[&host], &["--release", release]);
+                    (sandbox, host, systemd)
+                })
+            })
+            .collect();
+        booting.into_iter().map(|b| b.join().unwrap()).collect()
+    })
+}
+
+/// `shipit build` of a project at a version; the package's path. Each version builds in a
+/// directory of its own, so builds of one project can run at the same time.
+pub fn build(project: &Path, version: &str) -> PathBuf {
+    let out = project.join(format!("dist-{version}"));
+    let run = shipit(&[
+        "-C",
+        project.to_str().unwrap(),
+        "build",
+        "--version-override",
+        version,
+        "--out-dir",
+        out.to_str().unwrap(),
+    ])
+    .run()
+    .success();
+    PathBuf::from(run.stdout.trim())
+}
+
+/// A hello-go copy whose shipit.toml names `hosts` (by their sandbox addresses) in the group
+/// `web`, with `extra` appended; plus an ssh config for `-F` that knows their keys.
+pub fn fleet_project(
+    sandbox: &Sandbox,
+    hosts: &[&str],
+    extra: &str,
+) -> (tempfile::TempDir, String) {
+    let project = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
+    let mut config = std::fs::read_to_string(project.path().join("shipit.toml")).unwrap();
+    for host in hosts {
+        config.push_str(&format!(
+            "\n[hosts.{host}]\naddress = \"{}\"\nuser = \"root\"\n",
+            sandbox.address(host)
+        ));
+    }
+    let members: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
+    config.push_str(&format!(
+        "\n[groups]\nweb = [{}]\n{extra}",
+        members.join(", ")
+    ));
+    std::fs::write(project.path().join("shipit.toml"), config).unwrap();
+    let ssh_config = sandbox_ssh_config(sandbox, project.path());
+    let ssh_config = ssh_config.to_str().unwrap().to_string();
+    (project, ssh_config)
+}
