@@ -454,6 +454,31 @@ fn exec_on_a_group_prefixes_lines_and_sums_up() {
     .failure(2)
     .stderr_has("-t gives one host a terminal; 2 hosts were named");
 
+    // A login user that is not root goes through sudo, with a terminal too.
+    let as_deploy = format!("deploy@{}", sandbox.address("ex-1"));
+    let deploy_config = add_sudo_user(&sandbox, "ex-1", "deploy");
+    let deploy_config = deploy_config.to_str().unwrap();
+    for extra in [&[][..], &["-t"]] {
+        let mut args = extra.to_vec();
+        args.extend([
+            as_deploy.as_str(),
+            "-F",
+            deploy_config,
+            "--",
+            "sh",
+            "-c",
+            "id -un; pwd",
+        ]);
+        let run = exec(&sandbox, project.path(), &args).success();
+        // A terminal ends lines with \r\n.
+        let out = run.stdout.replace('\r', "");
+        assert!(
+            out.starts_with("hello-go\n/opt/hello-go/releases/2.0.0-"),
+            "{extra:?}: {out}\n{}",
+            run.stderr
+        );
+    }
+
     // Ctrl-C stops the command on the host, not just here.
     let mut running = Running::start_as_job(
         &sandbox,

@@ -212,28 +212,7 @@ fn lifecycle(
         .success();
 
     // A non-root user deploys through sudo.
-    let pubkey = std::fs::read_to_string(sandbox.state_dir().join("id_ed25519.pub")).unwrap();
-    sandbox
-        .ssh(
-            host,
-            &format!(
-                "set -e\nuseradd --create-home --shell /bin/sh deploy\n\
-                 install -d -m 700 -o deploy -g deploy /home/deploy/.ssh\n\
-                 echo '{}' > /home/deploy/.ssh/authorized_keys\n\
-                 chown deploy:deploy /home/deploy/.ssh/authorized_keys\n\
-                 echo 'deploy ALL=(root) NOPASSWD: ALL' > /etc/sudoers.d/deploy\n\
-                 chmod 440 /etc/sudoers.d/deploy\n",
-                pubkey.trim()
-            ),
-        )
-        .success();
-    let keys = tempfile::tempdir().unwrap();
-    let ssh_config = private_ssh_config(keys.path(), &sandbox.state_dir().join("id_ed25519"));
-    std::fs::copy(
-        sandbox.state_dir().join("known_hosts"),
-        keys.path().join("known_hosts"),
-    )
-    .unwrap();
+    let ssh_config = add_sudo_user(sandbox, host, "deploy");
     let as_deploy = format!("deploy@{}", sandbox.address(host));
     deploy_package(
         sandbox,

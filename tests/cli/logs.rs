@@ -96,6 +96,42 @@ fn logs_of_two_hosts_merge_in_time_order_with_host_names() {
     in_order.sort_unstable();
     assert_eq!(stamps, in_order, "{}", run.stdout);
 
+    // -f with --until follows to that time (by the hosts' clocks) and ends by itself, with
+    // the same lines first.
+    let mut until = Running::start(
+        &sandbox,
+        &[
+            "-C",
+            project.path().to_str().unwrap(),
+            "logs",
+            "web",
+            "-F",
+            &ssh_config,
+            "-f",
+            "--since",
+            &since,
+            "--until",
+            "+3s",
+            "-g",
+            "listening",
+        ],
+    );
+    let started = Instant::now();
+    let ended = loop {
+        if let Some(status) = until.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "logs -f --until +3s still follows"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(ended.success(), "{ended:?}");
+    let mut followed = String::new();
+    std::io::Read::read_to_string(&mut until.child.stdout.take().unwrap(), &mut followed).unwrap();
+    assert_eq!(followed, run.stdout);
+
     // Without -g, the systemd lines come too; -n keeps the last N of the merged lines.
     let run = logs(
         &sandbox,

@@ -356,3 +356,33 @@ pub fn fleet_project(
     let ssh_config = ssh_config.to_str().unwrap().to_string();
     (project, ssh_config)
 }
+
+/// A login user `name` on `host` with the sandbox's key and passwordless sudo, as on servers
+/// where root does not log in; the ssh config (for `-F`) that reaches it. The config's
+/// directory lives as long as the sandbox's state directory.
+pub fn add_sudo_user(sandbox: &Sandbox, host: &str, name: &str) -> PathBuf {
+    let pubkey = std::fs::read_to_string(sandbox.state_dir().join("id_ed25519.pub")).unwrap();
+    sandbox
+        .ssh(
+            host,
+            &format!(
+                "set -e\nuseradd --create-home --shell /bin/sh {name}\n\
+                 install -d -m 700 -o {name} -g {name} /home/{name}/.ssh\n\
+                 echo '{}' > /home/{name}/.ssh/authorized_keys\n\
+                 chown {name}:{name} /home/{name}/.ssh/authorized_keys\n\
+                 echo '{name} ALL=(root) NOPASSWD: ALL' > /etc/sudoers.d/{name}\n\
+                 chmod 440 /etc/sudoers.d/{name}\n",
+                pubkey.trim()
+            ),
+        )
+        .success();
+    let keys = sandbox.state_dir().join(format!("keys-{name}-{host}"));
+    std::fs::create_dir_all(&keys).unwrap();
+    let ssh_config = private_ssh_config(&keys, &sandbox.state_dir().join("id_ed25519"));
+    std::fs::copy(
+        sandbox.state_dir().join("known_hosts"),
+        keys.join("known_hosts"),
+    )
+    .unwrap();
+    ssh_config
+}
