@@ -273,12 +273,13 @@ impl<'a, 's> Pump<'a, 's> {
 
     /// Sleeps until the socket or stdin has something, or a tick passes.
     fn wait(&mut self) -> Result<()> {
+        // Only what libssh2 waits for: stdin it could not send yet waits for the window to
+        // open (inbound), and a writable socket would wake the loop for nothing.
         let mut socket_events = libc::POLLIN;
         if matches!(
             self.session.block_directions(),
             BlockDirections::Outbound | BlockDirections::Both
-        ) || !self.pending.is_empty()
-        {
+        ) {
             socket_events |= libc::POLLOUT;
         }
         let mut fds = vec![libc::pollfd {

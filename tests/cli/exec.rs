@@ -454,6 +454,36 @@ fn exec_on_a_group_prefixes_lines_and_sums_up() {
     .failure(2)
     .stderr_has("-t gives one host a terminal; 2 hosts were named");
 
+    // stdin goes to the command on one host, all of it (more than an SSH window).
+    let data = project.path().join("data.bin");
+    let mut bytes = vec![0u8; 5 << 20];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").unwrap(),
+        &mut bytes,
+    )
+    .unwrap();
+    std::fs::write(&data, &bytes).unwrap();
+    let run = sandbox
+        .shipit(&[
+            "-C",
+            project.path().to_str().unwrap(),
+            "exec",
+            "ex-1",
+            "-F",
+            ssh_config,
+            "--",
+            "sha256sum",
+        ])
+        .stdin(std::fs::File::open(&data).unwrap())
+        .run()
+        .success();
+    assert_eq!(
+        run.stdout,
+        format!("{}  -\n", sha256(&data)),
+        "{}",
+        run.stderr
+    );
+
     // A login user that is not root goes through sudo, with a terminal too.
     let as_deploy = format!("deploy@{}", sandbox.address("ex-1"));
     let deploy_config = add_sudo_user(&sandbox, "ex-1", "deploy");
