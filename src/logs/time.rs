@@ -142,6 +142,11 @@ fn parse_form(text: &str) -> Result<Form, String> {
             (Some(parse_date(date)?), Some(parse_time(time)?))
         }
         [one] if one.contains('-') => (Some(parse_date(one)?), None),
+        [one] if one.chars().all(|c| c.is_ascii_alphabetic()) => {
+            return Err(format!(
+                "{one:?} is not one of now, today, yesterday and tomorrow"
+            ));
+        }
         [one] => (None, Some(parse_time(one)?)),
         [date, time] => (Some(parse_date(date)?), Some(parse_time(time)?)),
         _ => return Err("it is not a date, a time or a span".into()),
