@@ -287,73 +287,99 @@ fn print_followed(
     destinations: &[Destination],
     receive: &Receiver<Event>,
 ) -> Result<()> {
-    let hosts = destinations.len();
-    let mut merge = Merge::new(hosts);
-    let mut zones = vec![0; hosts];
-    let mut failures = Vec::new();
-    let mut started = vec![false; hosts];
-    // The first looks are printed together, in order, before anything that followed them.
-    while started.iter().any(|s| !s) {
-        let Ok(event) = receive.recv() else { break };
-        match event {
-            Event::First(i, clock, entries) => {
-                started[i] = true;
-                merge.set_offset(i, clock.offset);
-                zones[i] = clock.zone;
-                let now = Instant::now();
-                for entry in entries {
-                    merge.push(i, entry, now);
+    let mut followed = Followed {
+        merge: Merge::new(destinations.len()),
+        zones: vec![0; destinations.len()],
+        failures: Vec::new(),
+    };
+    // The first looks are printed together, in order; lines that followed them meanwhile wait.
+    let mut heard = vec![false; destinations.len()];
+    let mut early = Vec::new();
+    while heard.iter().any(|h| !h) {
+        match receive.recv() {
+            Ok(Event::Line(i, entry, arrived)) => early.push((i, entry, arrived)),
+            Ok(event) => {
+                if let Some(host) = followed.take(event, context, destinations) {
+                    heard[host] = true;
                 }
             }
-            Event::Line(i, entry, arrived) => merge.push(i, entry, arrived),
-            Event::Note(note) => context.ui.diagnostic(note),
-            Event::Done(i, result) => {
-                started[i] = true;
-                merge.end(i);
-                if let Err(e) = result {
-                    failures.push((i, said_now(context, destinations, i, e)));
-                }
-            }
+            Err(_) => break,
         }
     }
-    for (host, entry) in tail(merge.drain(), context.query.lines) {
-        context.printer.print(host, &entry, zones[host]);
+    for (host, entry) in tail(followed.merge.drain(), context.query.lines) {
+        context.printer.print(host, &entry, followed.zones[host]);
     }
-    while !merge.is_done() {
-        while let Some((host, entry)) = merge.pop(Instant::now()) {
-            context.printer.print(host, &entry, zones[host]);
+    for (host, entry, arrived) in early {
+        followed.merge.push(host, entry, arrived);
+    }
+    while !followed.merge.is_done() {
+        while let Some((host, entry)) = followed.merge.pop(Instant::now()) {
+            context.printer.print(host, &entry, followed.zones[host]);
         }
-        let wait = merge.deadline().map_or(Duration::from_secs(1), |d| {
-            d.saturating_duration_since(Instant::now())
-        });
+        let wait = followed
+            .merge
+            .deadline()
+            .map_or(Duration::from_secs(1), |d| {
+                d.saturating_duration_since(Instant::now())
+            });
         match receive.recv_timeout(wait) {
-            Ok(Event::First(i, clock, entries)) => {
-                // A host reached only after the others started: its lines join the stream.
-                merge.set_offset(i, clock.offset);
-                zones[i] = clock.zone;
+            Ok(event) => {
+                followed.take(event, context, destinations);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    for (host, entry) in followed.merge.drain() {
+        context.printer.print(host, &entry, followed.zones[host]);
+    }
+    fail_for(destinations, followed.failures)
+}
+
+/// What following has gathered so far.
+struct Followed {
+    merge: Merge,
+    /// Each host's time zone, for one host's journalctl-style lines.
+    zones: Vec<i64>,
+    failures: Vec<(usize, anyhow::Error)>,
+}
+
+impl Followed {
+    /// Takes in an event; the host it starts or ends, if it does.
+    fn take(
+        &mut self,
+        event: Event,
+        context: &Context,
+        destinations: &[Destination],
+    ) -> Option<usize> {
+        match event {
+            Event::First(host, clock, entries) => {
+                self.merge.set_offset(host, clock.offset);
+                self.zones[host] = clock.zone;
                 let now = Instant::now();
                 for entry in entries {
-                    merge.push(i, entry, now);
+                    self.merge.push(host, entry, now);
                 }
+                Some(host)
             }
-            Ok(Event::Line(i, entry, arrived)) => merge.push(i, entry, arrived),
-            Ok(Event::Note(note)) => context.ui.diagnostic(note),
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(Event::Done(i, result)) => {
-                merge.end(i);
+            Event::Line(host, entry, arrived) => {
+                self.merge.push(host, entry, arrived);
+                None
+            }
+            Event::Note(note) => {
+                context.ui.diagnostic(note);
+                None
+            }
+            Event::Done(host, result) => {
+                self.merge.end(host);
                 if let Err(e) = result {
-                    failures.push((i, said_now(context, destinations, i, e)));
+                    self.failures
+                        .push((host, said_now(context, destinations, host, e)));
                 }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                for (host, entry) in merge.drain() {
-                    context.printer.print(host, &entry, zones[host]);
-                }
-                break;
+                Some(host)
             }
         }
     }
-    fail_for(destinations, failures)
 }
 
 /// A followed host that failed for good, said at once when others are still followed (the
