@@ -1,21 +1,25 @@
 //! shipit: build a static Linux binary, package it, render its systemd unit and ship it.
 //!
 //! The modules follow the pipeline: [`config`] → [`build`] → [`package`] → [`unit`] →
-//! [`remote`] → [`deploy`]; [`sandbox`] boots local hosts to rehearse deploys on; [`generate`]
-//! describes the same service for Docker, Kubernetes and supervisord.
+//! [`remote`] → [`deploy`]; [`exec`] and [`logs`] work with what is deployed; [`sandbox`] boots
+//! local hosts to rehearse deploys on; [`generate`] describes the same service for Docker,
+//! Kubernetes and supervisord.
 
 pub mod build;
 pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod error;
+pub mod exec;
 pub mod generate;
 pub mod init;
 pub mod interrupt;
+pub mod logs;
 pub mod package;
 pub mod project;
 pub mod remote;
 pub mod sandbox;
+pub mod service_run;
 pub mod systemd;
 pub mod template;
 pub mod timings;
@@ -35,6 +39,9 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            if let Some(error::PassThrough(status)) = error::find(&err) {
+                return ExitCode::from(*status);
+            }
             error::report(&err);
             ExitCode::from(error::category_of(&err).map_or(1, error::Category::exit_code))
         }
@@ -80,7 +87,11 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Logs(args) => {
             let config = config::load(&cli.global.path, config_file)?;
-            deploy::inspect::logs(&config, &args, &ui)
+            logs::run(&config, &args, &ui)
+        }
+        Command::Exec(args) => {
+            let config = config::load(&cli.global.path, config_file)?;
+            exec::run(&config, &args, &ui)
         }
         Command::Releases(args) => {
             let config = config::load(&cli.global.path, config_file)?;

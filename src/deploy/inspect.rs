@@ -1,4 +1,5 @@
-//! Looking at a deployed app: `status`, `logs`, `releases`, `lock status|release`.
+//! Looking at a deployed app: `status`, `releases`, `lock status|release` (`logs` is
+//! [`crate::logs`]).
 
 use std::time::Duration;
 
@@ -8,9 +9,9 @@ use serde::Serialize;
 use super::health::unit_properties;
 use super::runner::Runner;
 use super::{Layout, app_layout, connect, deadman, lock, resolve, steps};
-use crate::cli::{ConnectArgs, LockCommand, LogsArgs, ReleasesArgs, StatusArgs};
+use crate::cli::{ConnectArgs, LockCommand, ReleasesArgs, StatusArgs};
 use crate::config::Config;
-use crate::remote::{self, Remote};
+use crate::remote::Remote;
 use crate::ui::Ui;
 
 fn open(
@@ -198,27 +199,6 @@ fn print_table(statuses: &[Status]) {
             ),
         }
     }
-}
-
-pub fn logs(config: &Config, args: &LogsArgs, ui: &Ui) -> Result<()> {
-    let (mut remote, layout) = open(config, &args.host, &args.connect, ui)?;
-    let lines = args.lines.to_string();
-    let unit = layout.unit_name();
-    let mut words = vec!["journalctl", "-u", &unit, "--no-pager", "-n", &lines];
-    if args.follow {
-        words.push("-f");
-    }
-    let command = remote::as_root(remote.as_ref(), &remote::command(&words));
-    let output = remote.exec_streaming(&command, &mut std::io::stdout())?;
-    if !output.success() {
-        crate::fail!(
-            Remote,
-            "journalctl failed on {}: {}",
-            args.host,
-            output.stderr.trim()
-        );
-    }
-    Ok(())
 }
 
 pub fn releases(config: &Config, args: &ReleasesArgs, ui: &Ui) -> Result<()> {

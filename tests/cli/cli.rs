@@ -11,6 +11,8 @@ fn help_snapshots() {
         ("init_help", &["init", "--help"]),
         ("deploy_help", &["deploy", "--help"]),
         ("generate_help", &["generate", "--help"]),
+        ("exec_help", &["exec", "--help"]),
+        ("logs_help", &["logs", "--help"]),
     ] {
         let run = shipit(args).env("COLUMNS", "100").run().success();
         insta::assert_snapshot!(name, run.stdout);

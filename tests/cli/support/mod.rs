@@ -85,6 +85,12 @@ impl Shipit {
         self
     }
 
+    /// Reads stdin from `file` instead of nothing.
+    pub fn stdin(mut self, file: std::fs::File) -> Self {
+        self.command.stdin(file);
+        self
+    }
+
     pub fn env_remove(mut self, key: &str) -> Self {
         self.command.env_remove(key);
         self
