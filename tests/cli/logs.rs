@@ -87,7 +87,7 @@ fn logs_of_two_hosts_merge_in_time_order_with_host_names() {
     assert!(
         lines.iter().all(|l| l.contains(" | 20")
             && l.contains("hello-go[")
-            && l.ends_with("listening on :8080")),
+            && l.contains("listening on [::]:8080")),
         "{}",
         run.stdout
     );
@@ -257,7 +257,7 @@ fn logs_follow_resumes_a_host_that_dropped() {
         .chain(&after)
         .collect();
     assert!(
-        all.iter().all(|l| l.ends_with("listening on :8080")),
+        all.iter().all(|l| l.contains("listening on [::]:8080")),
         "-g lets only matching lines through: {all:?}"
     );
     let _ = running.child.kill();
