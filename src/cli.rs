@@ -66,8 +66,29 @@ pub enum Command {
     Deploy(DeployArgs),
     /// Show the deployed version, unit state, restarts and health on HOST
     Status(StatusArgs),
-    /// Show the service's journal on HOST
+    /// Show the service's journal on hosts, merged in time order
+    ///
+    /// One host's lines look as journalctl prints them; several hosts' lines are merged by time
+    /// (each host's clock corrected by its offset from this machine's), with a host column and
+    /// UTC timestamps. With -f, every host is followed, and a host whose connection drops is
+    /// reconnected to and resumed after its last line, as stderr says.
     Logs(LogsArgs),
+    /// Run a command on hosts as the service runs: its user, release, env file and hardening
+    ///
+    /// The command runs in the current release's directory in a transient systemd unit with the
+    /// installed unit's user, environment, env file, limits and hardening (`systemd-run --wait
+    /// --pipe`); SHIPIT_VERSION and SHIPIT_RELEASE name the release. Its arguments are passed
+    /// as they are, without a shell: write `sh -c '…'` for one. Output streams as it comes; on
+    /// one host, stdin is passed on and shipit exits with the command's status. On several
+    /// hosts the command runs everywhere at once, each line is prefixed with its host, and a
+    /// summary lists each host's exit status.
+    #[command(after_help = "Examples:\n  shipit exec web1 -- ./myapp migrate\n  \
+        shipit exec web -- sh -c 'du -sh \"$STATE_DIRECTORY\"'\n  shipit exec -t web1 -- bash\n\n\
+        Exit status: one host: the command's own (127: not found; 255: killed by a signal, \
+        though systemd counts SIGHUP, SIGINT, SIGTERM and SIGPIPE as a clean end: 0). Several \
+        hosts: 0 when it exited 0 everywhere, 5 when it failed somewhere, 4 when a host could \
+        not be reached. Ctrl-C stops the command on the hosts: 130.")]
+    Exec(ExecArgs),
     /// List the releases kept on HOST, marking current, previous and failed ones
     Releases(ReleasesArgs),
     /// Switch HOST back to the previous good release (or --to VERSION) and check its health
@@ -75,7 +96,7 @@ pub enum Command {
     /// Inspect or remove the deploy lock on HOST
     #[command(subcommand)]
     Lock(LockCommand),
-    /// Work with the systemd unit
+    /// Work with the systemd units
     #[command(subcommand)]
     Unit(UnitCommand),
     /// Write a commented shipit.toml for the project in DIR
@@ -199,14 +220,43 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    #[arg(default_value = "sandbox", help = HOST_HELP)]
-    pub host: String,
-    /// Keep printing new lines
+    #[arg(value_name = "HOST", default_value = "sandbox", help = HOSTS_HELP)]
+    pub hosts: Vec<String>,
+    /// Keep printing new lines, from every host, until Ctrl-C (or --until)
     #[arg(short, long)]
     pub follow: bool,
-    /// How many lines to show
-    #[arg(short = 'n', long, value_name = "N", default_value_t = 100)]
-    pub lines: u32,
+    /// How many lines to show (of the merged lines for several hosts) [default: 100, or all
+    /// with --since or --until]
+    #[arg(short = 'n', long, value_name = "N")]
+    pub lines: Option<u32>,
+    /// Lines from this time on, in journalctl's forms: "2025-01-02 10:00", "10:00", "-1h",
+    /// "2h ago", "today", "@1735787045" (the host's time zone unless "UTC" ends it)
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub since: Option<String>,
+    /// Lines up to this time, in the same forms; with -f, following stops there
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub until: Option<String>,
+    /// Only lines whose message matches this regular expression (journalctl --grep: PCRE2,
+    /// case-insensitive unless it has capitals)
+    #[arg(short = 'g', long = "grep", value_name = "PATTERN")]
+    pub grep: Option<String>,
+    /// Prefix lines with their host's name even for one host
+    #[arg(long)]
+    pub host_names: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[arg(value_name = "HOST", default_value = "sandbox", help = HOSTS_HELP)]
+    pub hosts: Vec<String>,
+    /// The command and its arguments, after `--`
+    #[arg(value_name = "COMMAND", last = true, required = true)]
+    pub command: Vec<String>,
+    /// Give the command a terminal, for an interactive session (one host)
+    #[arg(short = 't', long)]
+    pub tty: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -251,19 +301,23 @@ pub struct HostArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum UnitCommand {
-    /// Render the systemd unit to stdout or a file
+    /// Render the systemd unit (and with [service] listen its socket unit) to stdout or files
+    ///
+    /// With a socket there are two units: stdout shows each after a `# /etc/systemd/system/NAME`
+    /// line, as `systemctl cat` does, and -o takes a directory.
     Generate(UnitGenerateArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct UnitGenerateArgs {
-    /// Write the unit here instead of stdout
-    #[arg(short, long, value_name = "FILE")]
+    /// Write the service unit to FILE, or every unit (<app>.service, <app>.socket) into DIR: an
+    /// existing directory, or a path ending in /
+    #[arg(short, long, value_name = "FILE|DIR")]
     pub output: Option<PathBuf>,
-    /// Check the unit with `systemd-analyze verify`; any warning is an error
+    /// Check the units with `systemd-analyze verify`; any warning is an error
     #[arg(long)]
     pub verify: bool,
-    /// Render the unit for hosts with this systemd release: newer directives are left out
+    /// Render the units for hosts with this systemd release: newer directives are left out
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(239..=9999))]
     pub systemd_version: Option<u32>,
 }
@@ -487,11 +541,27 @@ impl ReleasesArgs {
 }
 
 impl LogsArgs {
-    pub fn logs(&self) -> deploy::inspect::Logs {
-        deploy::inspect::Logs {
-            host: self.host.clone(),
+    pub fn request(&self) -> crate::logs::Request {
+        crate::logs::Request {
+            hosts: self.hosts.clone(),
             follow: self.follow,
             lines: self.lines,
+            since: self.since.clone(),
+            until: self.until.clone(),
+            grep: self.grep.clone(),
+            host_names: self.host_names,
+            connection: self.connect.connection(),
+        }
+    }
+}
+
+impl ExecArgs {
+    pub fn request(&self) -> crate::exec::Request {
+        crate::exec::Request {
+            hosts: self.hosts.clone(),
+            command: self.command.clone(),
+            tty: self.tty,
+            connection: self.connect.connection(),
         }
     }
 }

@@ -5,6 +5,7 @@ mod generate;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -64,6 +65,9 @@ pub struct HostEntry {
 pub struct Deploy {
     /// Releases kept on the host; the current and previous one are never deleted.
     pub keep_releases: usize,
+    /// Start the new release on a scratch socket and check it before the switch: `[deploy]
+    /// preflight`, on by default when the service has `listen` sockets, never without.
+    pub preflight: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -194,6 +198,57 @@ pub struct Service {
     /// The port the service listens on: `port`, else the `[health] url`'s. Only `shipit
     /// generate` uses it (EXPOSE, containerPort).
     pub port: Option<u16>,
+    /// Sockets systemd listens on for the service (`<app>.socket`), in the order written;
+    /// empty: no socket unit, the service binds its own.
+    pub listen: Vec<Listen>,
+}
+
+/// One `[service] listen` entry: a TCP socket as systemd's `ListenStream=` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// A port alone: every address, IPv4 and IPv6 (systemd falls back to IPv4 on hosts
+    /// without IPv6).
+    Port(u16),
+    Address(SocketAddr),
+}
+
+impl Listen {
+    pub fn port(&self) -> u16 {
+        match self {
+            Listen::Port(port) => *port,
+            Listen::Address(address) => address.port(),
+        }
+    }
+
+    /// Whether binding both would fail: the same port, and one address is the other or a
+    /// wildcard covering it. `[::]` is dual-stack, as the socket unit's BindIPv6Only=both makes
+    /// it, so it covers IPv4 too.
+    fn clashes_with(&self, other: &Listen) -> bool {
+        let covers = |a: &Listen, b: &Listen| match (a.ip(), b.ip()) {
+            (None, _) => true,
+            (Some(IpAddr::V6(v6)), _) if v6.is_unspecified() => true,
+            (Some(IpAddr::V4(v4)), Some(IpAddr::V4(_))) if v4.is_unspecified() => true,
+            (a, b) => a == b,
+        };
+        self.port() == other.port() && (covers(self, other) || covers(other, self))
+    }
+
+    fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Listen::Port(_) => None,
+            Listen::Address(address) => Some(address.ip()),
+        }
+    }
+}
+
+/// As `ListenStream=` takes it: `8080`, `0.0.0.0:8080`, `[::1]:8080`.
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Port(port) => write!(f, "{port}"),
+            Listen::Address(address) => write!(f, "{address}"),
+        }
+    }
 }
 
 /// Where the health URL points: (host, port, path).
@@ -267,6 +322,7 @@ struct RawHost {
 #[serde(deny_unknown_fields)]
 struct RawDeploy {
     keep_releases: Option<Spanned<usize>>,
+    preflight: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -315,6 +371,8 @@ struct RawService {
     #[serde(default)]
     capabilities: Vec<Spanned<String>>,
     port: Option<Spanned<u16>>,
+    #[serde(default)]
+    listen: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -456,7 +514,7 @@ pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
     service.port = service.port.or(health.as_ref().map(|h| h.endpoint().1));
     let hosts = parse_hosts(&src, root, raw.hosts, health.is_some())?;
     let groups = parse_groups(&src, raw.groups, &hosts)?;
-    let deploy = parse_deploy(&src, raw.deploy)?;
+    let deploy = parse_deploy(&src, raw.deploy, !service.listen.is_empty())?;
     let container = generate::parse_container(&src, raw.container)?;
     let k8s = generate::parse_k8s(&src, raw.k8s, &name)?;
 
@@ -593,7 +651,7 @@ fn home_dir() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from)
 }
 
-fn parse_deploy(src: &Source, raw: RawDeploy) -> Result<Deploy> {
+fn parse_deploy(src: &Source, raw: RawDeploy, has_sockets: bool) -> Result<Deploy> {
     if let Some(keep) = &raw.keep_releases {
         src.check(keep, |k| {
             if (2..=100).contains(k) {
@@ -603,8 +661,23 @@ fn parse_deploy(src: &Source, raw: RawDeploy) -> Result<Deploy> {
             }
         })?;
     }
+    if let Some(preflight) = &raw.preflight {
+        src.check(preflight, |on| {
+            if *on && !has_sockets {
+                Err(
+                    "preflight starts the new release on a socket of its own before the switch, \
+                     so it needs [service] listen\n  help: set [service] listen, or remove \
+                     preflight"
+                        .into(),
+                )
+            } else {
+                Ok(())
+            }
+        })?;
+    }
     Ok(Deploy {
         keep_releases: raw.keep_releases.map_or(5, Spanned::into_inner),
+        preflight: has_sockets && raw.preflight.is_none_or(Spanned::into_inner),
     })
 }
 
@@ -774,6 +847,7 @@ fn parse_service(src: &Source, root: &Path, raw: RawService, app: &str) -> Resul
             if [
                 app.to_string(),
                 format!("{app}.service"),
+                format!("{app}.socket"),
                 "manifest.json".into(),
             ]
             .contains(&p.to_string())
@@ -817,6 +891,24 @@ fn parse_service(src: &Source, root: &Path, raw: RawService, app: &str) -> Resul
     if let Some(port) = &raw.port {
         src.check(port, validate_port)?;
     }
+    let mut listen: Vec<Listen> = Vec::new();
+    for value in &raw.listen {
+        let parsed = parse_listen(value.get_ref()).map_err(|why| src.error(&value.span(), why))?;
+        if let Some(earlier) = listen.iter().find(|l| l.clashes_with(&parsed)) {
+            let why = if *earlier == parsed {
+                format!("{parsed} is listed twice")
+            } else {
+                format!(
+                    "{parsed} and {earlier} cannot both listen: one of them takes the other's \
+                     address on port {}\n  help: keep one (a port alone, or [::], takes every \
+                     IPv4 and IPv6 address; 0.0.0.0 every IPv4 one)",
+                    parsed.port()
+                )
+            };
+            return Err(src.error(&value.span(), why));
+        }
+        listen.push(parsed);
+    }
     Ok(Service {
         description: string_or(
             src,
@@ -838,6 +930,7 @@ fn parse_service(src: &Source, root: &Path, raw: RawService, app: &str) -> Resul
         hardening: merge_hardening(src, raw.hardening)?,
         capabilities,
         port: raw.port.map(Spanned::into_inner),
+        listen,
     })
 }
 
@@ -889,7 +982,7 @@ fn merge_hardening(
 /// A key shipit knows the systemd release of (so it can leave it out for older hosts); anything
 /// else is a typo or a directive shipit cannot vouch for, refused before anything is built.
 fn validate_hardening_key(key: &str) -> Result<(), String> {
-    if crate::systemd::directive(key).is_some() {
+    if crate::systemd::service_directive(key).is_some() {
         return Ok(());
     }
     let guess = crate::systemd::suggest(key)
@@ -1002,6 +1095,60 @@ fn stays_inside(root: &Path, path: &str, missing_ok: bool) -> Result<(), String>
     }
 }
 
+/// A `[service] listen` value: a port, IPv4:port or [IPv6]:port, the `ListenStream=` forms for
+/// TCP. What else systemd takes there (AF_UNIX paths, abstract and vsock sockets, interface
+/// scopes) is refused with a word on why; systemd itself resolves no host names.
+pub fn parse_listen(value: &str) -> Result<Listen, String> {
+    let forms =
+        "use a port (\"8080\"), IPv4:port (\"0.0.0.0:8080\") or [IPv6]:port (\"[::]:8080\")";
+    let port_ok = |port: u16| {
+        if port == 0 {
+            Err(format!("{value:?}: the port must be 1-65535"))
+        } else {
+            Ok(())
+        }
+    };
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        let port: u16 = value
+            .parse()
+            .map_err(|_| format!("{value:?}: the port must be 1-65535"))?;
+        port_ok(port)?;
+        return Ok(Listen::Port(port));
+    }
+    if value.starts_with(['/', '@']) || value.starts_with("vsock:") {
+        return Err(format!(
+            "{value:?}: shipit's listen takes TCP sockets only: {forms}\n  help: for another \
+             kind of socket, write it in the project's templates/socket.hbs"
+        ));
+    }
+    if value.contains('%') {
+        return Err(format!(
+            "{value:?}: interface scopes (%dev) are not supported: {forms}"
+        ));
+    }
+    let address = if value.starts_with('[') {
+        value.parse::<SocketAddrV6>().ok().map(SocketAddr::V6)
+    } else {
+        value.parse::<SocketAddrV4>().ok().map(SocketAddr::V4)
+    };
+    let Some(address) = address else {
+        // Letters outside brackets: a name, not an IPv4 or IPv6 address.
+        let host = value.rsplit_once(':').map_or(value, |(host, _)| host);
+        let named = !host.contains([':', '[']) && host.chars().any(|c| c.is_ascii_alphabetic());
+        let help = if named {
+            "\n  help: systemd does not resolve host names: use an IP address, like \
+             127.0.0.1:8080"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "{value:?} is not an address systemd listens on: {forms}{help}"
+        ));
+    };
+    port_ok(address.port())?;
+    Ok(Listen::Address(address))
+}
+
 fn validate_health_url(url: &str) -> Result<(), String> {
     let rest = url.strip_prefix("http://").ok_or_else(|| {
         format!("{url:?}: the health URL must start with http:// (it is probed on the host)")
@@ -1076,6 +1223,87 @@ mod tests {
         assert_eq!((cargo.builder, cargo.zig_fallback), (Builder::Cargo, false));
         let zig = parse("[build]\nbuilder = \"zigbuild\"\n").unwrap().build;
         assert_eq!(zig.builder, Builder::Zigbuild);
+    }
+
+    #[test]
+    fn listen_values_are_what_listen_stream_takes() {
+        let ok = |v: &str| parse_listen(v).unwrap().to_string();
+        assert_eq!(ok("8080"), "8080");
+        assert_eq!(ok("0.0.0.0:8080"), "0.0.0.0:8080");
+        assert_eq!(ok("127.0.0.1:1"), "127.0.0.1:1");
+        assert_eq!(ok("[::]:8080"), "[::]:8080");
+        assert_eq!(ok("[::1]:65535"), "[::1]:65535");
+        assert_eq!(ok("[2001:db8::1]:443"), "[2001:db8::1]:443");
+        for (bad, why) in [
+            ("", "not an address"),
+            ("0", "1-65535"),
+            ("65536", "1-65535"),
+            ("0.0.0.0:0", "1-65535"),
+            ("0.0.0.0", "not an address"),
+            ("::1:8080", "not an address"),
+            ("[::1]", "not an address"),
+            ("1.2.3.4.5:80", "not an address"),
+            ("01.2.3.4:80", "not an address"),
+            ("localhost:8080", "does not resolve host names"),
+            ("/run/app.sock", "TCP sockets only"),
+            ("@abstract", "TCP sockets only"),
+            ("vsock:2:8080", "TCP sockets only"),
+            ("[fe80::1%eth0]:8080", "interface scopes"),
+            (" 8080", "not an address"),
+        ] {
+            let err = parse_listen(bad).unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn listen_entries_that_cannot_bind_together_clash() {
+        let l = |v: &str| parse_listen(v).unwrap();
+        for (a, b) in [
+            ("8080", "0.0.0.0:8080"),
+            ("8080", "[::]:8080"),
+            ("8080", "[::1]:8080"),
+            ("[::]:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "10.0.0.5:8080"),
+            ("10.0.0.5:8080", "10.0.0.5:8080"),
+        ] {
+            assert!(
+                l(a).clashes_with(&l(b)) && l(b).clashes_with(&l(a)),
+                "{a} {b}"
+            );
+        }
+        for (a, b) in [
+            ("8080", "8081"),
+            ("0.0.0.0:8080", "[::1]:8080"),
+            ("127.0.0.1:8080", "10.0.0.5:8080"),
+            ("[::1]:8080", "[2001:db8::1]:8080"),
+        ] {
+            assert!(!l(a).clashes_with(&l(b)), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn preflight_is_on_with_sockets_unless_turned_off() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("go.mod"), "module example.com/demo\n").unwrap();
+        let preflight = |text: &str| {
+            parse(dir.path(), &dir.path().join(FILE_NAME), text)
+                .map(|c| c.deploy.preflight)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(preflight(""), Ok(false));
+        assert_eq!(preflight("[deploy]\npreflight = false\n"), Ok(false));
+        let sockets = "[service]\nlisten = [\"8080\"]\n";
+        assert_eq!(preflight(sockets), Ok(true));
+        assert_eq!(
+            preflight(&format!("{sockets}[deploy]\npreflight = false\n")),
+            Ok(false)
+        );
+        let err = preflight("[deploy]\npreflight = true\n").unwrap_err();
+        assert!(
+            err.contains("shipit.toml:2:13") && err.contains("needs [service] listen"),
+            "{err}"
+        );
     }
 
     #[test]

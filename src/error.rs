@@ -101,6 +101,19 @@ where
     find_mut::<T>(&mut tagged.inner)
 }
 
+/// A remote command's own exit status, which shipit exits with (`exec` on one host): the
+/// command has said what it had to say, so nothing more is printed.
+#[derive(Debug)]
+pub struct PassThrough(pub u8);
+
+impl fmt::Display for PassThrough {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the command exited with status {}", self.0)
+    }
+}
+
+impl std::error::Error for PassThrough {}
+
 /// `bail!` with a category.
 #[macro_export]
 macro_rules! fail {

@@ -209,6 +209,7 @@ fn template(name: &str, language: Language, listen: &ListenPlan) -> String {
          # timeout_stop_sec = 30\n\
          # env_file = \".env.production\"  # secrets: uploaded to /etc/{name}/{name}.env, mode 0600\n\
          # capabilities = [\"CAP_NET_BIND_SERVICE\"]  # to listen below port 1024\n\
+         # listen = [\"8080\"]       # systemd holds the socket (README: \"Zero-downtime deploys\")\n\
          \n\
          [service.env]\n\
          {env}\

@@ -1,17 +1,20 @@
 //! shipit: build a static Linux binary, package it, render its systemd unit and ship it.
 //!
 //! The modules follow the pipeline: [`config`] → [`build`] → [`package`] → [`unit`] →
-//! [`remote`] → [`deploy`]; [`sandbox`] boots local hosts to rehearse deploys on; [`generate`]
-//! describes the same service for Docker, Kubernetes and supervisord.
+//! [`remote`] → [`deploy`]; [`exec`] and [`logs`] work with what is deployed; [`sandbox`] boots
+//! local hosts to rehearse deploys on; [`generate`] describes the same service for Docker,
+//! Kubernetes and supervisord.
 
 pub mod build;
 pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod error;
+pub mod exec;
 pub mod generate;
 pub mod init;
 pub mod interrupt;
+pub mod logs;
 #[cfg(test)]
 mod module_graph;
 pub mod package;
@@ -20,6 +23,7 @@ pub mod process;
 pub mod project;
 pub mod remote;
 pub mod sandbox;
+pub mod service_run;
 pub mod shell;
 pub mod systemd;
 pub mod template;
@@ -41,10 +45,30 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            if let Some(error::PassThrough(status)) = error::find(&err) {
+                return ExitCode::from(*status);
+            }
             error::report(&err);
             ExitCode::from(error::category_of(&err).map_or(1, error::Category::exit_code))
         }
     }
+}
+
+/// `shipit deploy` installs the service unit only, and a service that requires its socket unit
+/// does not start on a host without one: a project with `[service] listen` is refused before
+/// anything is built or connects.
+fn refuse_sockets(config: &config::Config) -> Result<()> {
+    if config.service.listen.is_empty() {
+        return Ok(());
+    }
+    let app = &config.app.name;
+    fail!(
+        Usage,
+        "[service] listen is set, but `shipit deploy` does not install socket units yet: \
+         {app}.service would require {app}.socket, which the hosts do not have\n  \
+         help: remove listen from shipit.toml to deploy {app} binding its own port, or install \
+         the units `shipit unit generate -o DIR/` writes by hand"
+    );
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -77,7 +101,10 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", archive.display());
             Ok(())
         }
-        Command::Deploy(args) => deploy::run(&config, &args.request(), &ui),
+        Command::Deploy(args) => {
+            refuse_sockets(&config)?;
+            deploy::run(&config, &args.request(), &ui)
+        }
         Command::Status(args) => deploy::inspect::status(
             &config,
             &args.hosts,
@@ -85,9 +112,8 @@ pub fn run(cli: Cli) -> Result<()> {
             &args.connect.connection(),
             &ui,
         ),
-        Command::Logs(args) => {
-            deploy::inspect::logs(&config, &args.logs(), &args.connect.connection(), &ui)
-        }
+        Command::Logs(args) => logs::run(&config, &args.request(), &ui),
+        Command::Exec(args) => exec::run(&config, &args.request(), &ui),
         Command::Releases(args) => deploy::inspect::releases(
             &config,
             &args.host,

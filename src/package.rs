@@ -1,5 +1,6 @@
 //! Package stage: a reproducible `<app>-<version>-<target>.tar.gz` holding the binary, the
-//! rendered unit, manifest.json and the project's extra files, plus a `.sha256` beside it.
+//! rendered units (the service, and the socket with `[service] listen`), manifest.json and the
+//! project's extra files, plus a `.sha256` beside it.
 //!
 //! Reproducible means: manifest.json first (a reader finds it without inflating the payload),
 //! then the files sorted, every mtime = the build time, uid/gid 0, explicit modes and a gzip
@@ -19,6 +20,7 @@ use crate::build::{self, Artifact, Target};
 use crate::config::Config;
 use crate::error::{Category, Tag};
 use crate::ui::Ui;
+use crate::unit::Units;
 
 pub const MANIFEST: &str = "manifest.json";
 
@@ -72,8 +74,8 @@ pub fn build_and_package(config: &Config, options: &BuildOptions, ui: &Ui) -> Re
         .out_dir
         .clone()
         .unwrap_or_else(|| config.root.join("dist"));
-    let unit = crate::unit::render(config)?;
-    crate::unit::check_names(&config.app.name, &unit, ui)?;
+    let units = crate::unit::render(config)?;
+    crate::unit::check_names(&config.app.name, &units, ui)?;
     let artifact = crate::timings::time("build", || {
         build::build(
             config,
@@ -85,7 +87,7 @@ pub fn build_and_package(config: &Config, options: &BuildOptions, ui: &Ui) -> Re
     })?;
     let spinner = ui.spinner("packaging");
     let archive = crate::timings::time("package", || {
-        write_package(config, &artifact, &unit, &out_dir).tag(Category::Build)
+        write_package(config, &artifact, &units, &out_dir).tag(Category::Build)
     });
     spinner.finish_and_clear();
     let archive = archive?;
@@ -100,22 +102,20 @@ pub fn archive_name(app: &str, version: &str, target: Target) -> String {
 fn write_package(
     config: &Config,
     artifact: &Artifact,
-    unit: &str,
+    units: &Units,
     out_dir: &Path,
 ) -> Result<PathBuf> {
     let app = &config.app.name;
-    let mut entries = vec![
-        Entry {
-            path: app.clone(),
-            mode: 0o755,
-            source: EntrySource::File(artifact.path.clone()),
-        },
-        Entry {
-            path: format!("{app}.service"),
-            mode: 0o644,
-            source: EntrySource::Bytes(unit.as_bytes().to_vec()),
-        },
-    ];
+    let mut entries = vec![Entry {
+        path: app.clone(),
+        mode: 0o755,
+        source: EntrySource::File(artifact.path.clone()),
+    }];
+    entries.extend(units.files(app).into_iter().map(|(name, text)| Entry {
+        path: name,
+        mode: 0o644,
+        source: EntrySource::Bytes(text.as_bytes().to_vec()),
+    }));
     entries.extend(config.service.files.iter().map(|file| Entry {
         path: file.clone(),
         mode: 0o644,
@@ -364,6 +364,17 @@ impl Package {
                 file.sha256.len() == 64 && file.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
                 "bad sha256 for {}",
                 file.path
+            );
+        }
+        // Until deploy installs socket units: the package's service requires one, and would
+        // not start on a host without it.
+        let socket = format!("{app}.socket");
+        if manifest.files.iter().any(|f| f.path == socket) {
+            crate::fail!(
+                Usage,
+                "{} carries {socket} (it was built with [service] listen), but `shipit deploy` \
+                 does not install socket units yet\n  help: build the package without listen",
+                path.display()
             );
         }
         Target::parse(&manifest.target).with_context(context)?;

@@ -11,27 +11,75 @@ use std::process::Command;
 /// The oldest systemd shipit deploys to.
 pub const OLDEST: u32 = 239;
 
-/// A unit directive and the systemd release that introduced it.
+/// A unit directive, the section it belongs in and the systemd release that introduced it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Directive {
     pub name: &'static str,
+    pub section: Section,
     pub since: u32,
 }
 
-const fn d(name: &'static str, since: u32) -> Directive {
-    Directive { name, since }
+/// The unit file sections shipit writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Unit,
+    Service,
+    Socket,
+    Install,
 }
 
-/// Every directive shipit writes or accepts in `[service.hardening]`, by section of the man
-/// pages. README.md ("Supported hosts") lists the same; a test proves the table against the
-/// real systemd 247, 252 and 257 of the sandbox hosts.
+impl Section {
+    /// As in the unit file's `[…]` header.
+    pub fn name(self) -> &'static str {
+        match self {
+            Section::Unit => "Unit",
+            Section::Service => "Service",
+            Section::Socket => "Socket",
+            Section::Install => "Install",
+        }
+    }
+}
+
+const fn unit(name: &'static str, since: u32) -> Directive {
+    Directive {
+        name,
+        section: Section::Unit,
+        since,
+    }
+}
+
+const fn d(name: &'static str, since: u32) -> Directive {
+    Directive {
+        name,
+        section: Section::Service,
+        since,
+    }
+}
+
+const fn socket(name: &'static str, since: u32) -> Directive {
+    Directive {
+        name,
+        section: Section::Socket,
+        since,
+    }
+}
+
+/// Every directive shipit writes (in the service and the socket unit) or accepts in
+/// `[service.hardening]`, by section of the man pages. README.md ("Supported hosts") lists the
+/// same; a test proves the table against the real systemd 247, 252 and 257 of the sandbox hosts.
 pub const DIRECTIVES: &[Directive] = &[
-    // The built-in template: [Unit], [Service] and [Install] basics, all older than 239.
-    d("Description", 239),
-    d("After", 239),
-    d("Wants", 239),
-    d("StartLimitIntervalSec", 239),
-    d("StartLimitBurst", 239),
+    // The built-in templates: [Unit], [Service] and [Install] basics, all older than 239.
+    unit("Description", 239),
+    unit("After", 239),
+    unit("Wants", 239),
+    unit("Requires", 239),
+    unit("StartLimitIntervalSec", 239),
+    unit("StartLimitBurst", 239),
+    Directive {
+        name: "WantedBy",
+        section: Section::Install,
+        since: 239,
+    },
     d("Type", 239),
     d("User", 239),
     d("Group", 239),
@@ -44,7 +92,14 @@ pub const DIRECTIVES: &[Directive] = &[
     d("Environment", 239),
     d("EnvironmentFile", 239),
     d("StateDirectory", 239),
-    d("WantedBy", 239),
+    // systemd.socket(5), the socket unit's template: all older than 239 (the trigger limit
+    // came in 230).
+    socket("ListenStream", 239),
+    socket("BindIPv6Only", 239),
+    socket("Backlog", 239),
+    socket("FreeBind", 239),
+    socket("TriggerLimitIntervalSec", 239),
+    socket("TriggerLimitBurst", 239),
     // systemd.exec(5): users, capabilities, security.
     d("DynamicUser", 239),
     d("CapabilityBoundingSet", 239),
@@ -133,12 +188,18 @@ pub fn directive(name: &str) -> Option<&'static Directive> {
     DIRECTIVES.iter().find(|d| d.name == name)
 }
 
-/// The known directive a mistyped name most likely meant: the same name in another case, or
-/// one a couple of edits away.
+/// A `[Service]` directive of this exact name: what `[service.hardening]` accepts.
+pub fn service_directive(name: &str) -> Option<&'static Directive> {
+    directive(name).filter(|d| d.section == Section::Service)
+}
+
+/// The `[Service]` directive a mistyped name most likely meant: the same name in another case,
+/// or one a couple of edits away.
 pub fn suggest(name: &str) -> Option<&'static str> {
     let lower = name.to_ascii_lowercase();
     DIRECTIVES
         .iter()
+        .filter(|d| d.section == Section::Service)
         .map(|d| (edit_distance(&lower, &d.name.to_ascii_lowercase()), d.name))
         .filter(|(distance, _)| *distance <= 2)
         .min_by_key(|(distance, _)| *distance)
@@ -267,14 +328,28 @@ mod tests {
 
     #[test]
     fn every_directive_shipit_writes_is_in_the_table() {
-        let template = include_str!("../templates/service.hbs");
-        for line in template.lines() {
-            if let Some(key) = directive_of(line).filter(|k| !k.starts_with("{{")) {
-                assert!(directive(key).is_some(), "{key} is not in DIRECTIVES");
+        let templates = [
+            include_str!("../templates/service.hbs"),
+            include_str!("../templates/socket.hbs"),
+        ];
+        for template in templates {
+            let mut section = None;
+            for line in template.lines() {
+                if let Some(header) = line.strip_prefix('[') {
+                    section = header.strip_suffix(']');
+                }
+                if let Some(key) = directive_of(line).filter(|k| !k.starts_with("{{")) {
+                    let known =
+                        directive(key).unwrap_or_else(|| panic!("{key} is not in DIRECTIVES"));
+                    assert_eq!(Some(known.section.name()), section, "{key}");
+                }
             }
         }
         for (key, _) in crate::config::DEFAULT_HARDENING {
-            assert!(directive(key).is_some(), "{key} is not in DIRECTIVES");
+            assert!(
+                service_directive(key).is_some(),
+                "{key} is not in DIRECTIVES"
+            );
         }
         let mut names: Vec<&str> = DIRECTIVES.iter().map(|d| d.name).collect();
         names.sort_unstable();
@@ -335,5 +410,8 @@ mod tests {
         assert_eq!(suggest("ProtectKernelLog"), Some("ProtectKernelLogs"));
         assert_eq!(suggest("protectclock"), Some("ProtectClock"));
         assert_eq!(suggest("Frobnicate"), None);
+        // A socket directive is no [Service] key.
+        assert_eq!(suggest("Backlogs"), None);
+        assert!(service_directive("Backlog").is_none() && directive("Backlog").is_some());
     }
 }

@@ -1,5 +1,6 @@
-//! The systemd unit: rendered from a handlebars template (built in, or the project's own
-//! templates/service.hbs) and optionally checked with `systemd-analyze verify`.
+//! The systemd units: the service, and with `[service] listen` the socket that holds its
+//! listening sockets, each rendered from a handlebars template (built in, or the project's own
+//! templates/service.hbs and templates/socket.hbs) and checked with `systemd-analyze verify`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,6 +20,76 @@ const SERVICE: Template = Template {
 };
 /// A project's own template, relative to its root, replaces the built-in one.
 pub const PROJECT_TEMPLATE: &str = "templates/service.hbs";
+
+const SOCKET: Template = Template {
+    path: "templates/socket.hbs",
+    builtin: include_str!("../templates/socket.hbs"),
+};
+
+/// Where systemd units are installed on a host (and where `systemctl cat` says they are).
+const UNIT_DIR: &str = "/etc/systemd/system";
+
+/// The socket's `Backlog=`: INT_MAX, so the kernel's net.core.somaxconn alone decides how many
+/// connections wait while the service restarts (as systemd 254 and later do by default; older
+/// releases used libc's SOMAXCONN, 128 on RHEL 8's glibc).
+const BACKLOG: u32 = i32::MAX as u32;
+
+/// An app's rendered units: the service, and its socket when `[service] listen` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Units {
+    pub service: String,
+    pub socket: Option<String>,
+}
+
+impl Units {
+    /// Each unit as (file name, text), the service first.
+    pub fn files(&self, app: &str) -> Vec<(String, &str)> {
+        let mut files = vec![(format!("{app}.service"), self.service.as_str())];
+        if let Some(socket) = &self.socket {
+            files.push((format!("{app}.socket"), socket.as_str()));
+        }
+        files
+    }
+
+    /// The units as systemd `version` should get them: every unit through
+    /// [`crate::systemd::unit_for`], with what each left out, named by its file ("hello.socket:
+    /// ") where there are several, for notes.
+    pub fn for_version(
+        &self,
+        app: &str,
+        version: u32,
+    ) -> (Units, Vec<(String, crate::systemd::LeftOut)>) {
+        let several = self.socket.is_some();
+        let mut left_out = Vec::new();
+        let mut adapt = |name: String, unit: &str| {
+            let (adapted, dropped) = crate::systemd::unit_for(unit, version);
+            let name = if several {
+                format!("{name}: ")
+            } else {
+                String::new()
+            };
+            left_out.extend(dropped.into_iter().map(|l| (name.clone(), l)));
+            adapted
+        };
+        let units = Units {
+            service: adapt(format!("{app}.service"), &self.service),
+            socket: self
+                .socket
+                .as_deref()
+                .map(|socket| adapt(format!("{app}.socket"), socket)),
+        };
+        (units, left_out)
+    }
+
+    /// "hello.service" or "hello.service and hello.socket".
+    fn names(&self, app: &str) -> String {
+        self.files(app)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect::<Vec<_>>()
+            .join(" and ")
+    }
+}
 
 /// Everything a template can use. Rendering from this struct (not a loose map) means a
 /// template typo is a strict-mode error, not a silently empty line.
@@ -40,6 +111,22 @@ struct UnitData {
     state_path: String,
     hardening: Vec<Directive>,
     capabilities: String,
+    /// `<app>.socket` when `[service] listen` is set: the service requires it.
+    socket: Option<String>,
+}
+
+/// What templates/socket.hbs can use.
+#[derive(Debug, Serialize)]
+struct SocketData {
+    app: String,
+    description: String,
+    /// The unit it passes its sockets to, `<app>.service`.
+    service: String,
+    /// `ListenStream=` values.
+    listen: Vec<String>,
+    backlog: u32,
+    trigger_limit_interval_sec: u64,
+    trigger_limit_burst: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -60,41 +147,126 @@ pub struct GenerateOptions {
 }
 
 pub fn generate(config: &Config, options: &GenerateOptions, ui: &Ui) -> Result<()> {
-    let mut unit = render(config)?;
+    let app = &config.app.name;
+    let mut units = render(config)?;
+    let destination = destination(options.output.as_deref(), &units, app)?;
     if let Some(version) = options.systemd_version {
-        let (adapted, left_out) = crate::systemd::unit_for(&unit, version);
-        for l in left_out {
+        let (adapted, left_out) = units.for_version(app, version);
+        for (name, l) in left_out {
             ui.status(
                 "Note",
                 format_args!(
-                    "{}= needs systemd {}, the unit is for {version}: left out",
+                    "{name}{}= needs systemd {}, the unit is for {version}: left out",
                     l.directive, l.since
                 ),
             );
         }
-        unit = adapted;
+        units = adapted;
     }
     if options.verify {
-        verify(&config.app.name, &unit, ui)?;
+        verify(app, &units, ui)?;
         ui.status(
             "Verified",
-            format_args!("{}.service with systemd-analyze", config.app.name),
+            format_args!("{} with systemd-analyze", units.names(app)),
         );
     }
-    match &options.output {
-        Some(path) => {
-            std::fs::write(path, &unit)
-                .with_context(|| format!("cannot write {}", path.display()))
+    match destination {
+        Destination::Stdout => print!("{}", shown(&units, app)),
+        Destination::File(path) => write_unit(&path, &units.service, ui)?,
+        Destination::Dir(dir) => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))
                 .tag(Category::Usage)?;
-            ui.status("Wrote", path.display());
+            for (name, text) in units.files(app) {
+                write_unit(&dir.join(name), text, ui)?;
+            }
         }
-        None => print!("{unit}"),
     }
     Ok(())
 }
 
-pub fn render(config: &Config) -> Result<String> {
-    crate::template::render(config, &SERVICE, &unit_data(config))
+/// Where `unit generate` puts the units.
+enum Destination {
+    Stdout,
+    /// `-o FILE`: the service unit, as before sockets; refused when there is a socket too.
+    File(PathBuf),
+    /// `-o DIR` (an existing directory, or a path ending in `/`): each unit under its name.
+    Dir(PathBuf),
+}
+
+fn destination(output: Option<&Path>, units: &Units, app: &str) -> Result<Destination> {
+    let Some(path) = output else {
+        return Ok(Destination::Stdout);
+    };
+    if path.is_dir() || path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        return Ok(Destination::Dir(path.to_path_buf()));
+    }
+    if units.socket.is_some() {
+        crate::fail!(
+            Usage,
+            "-o {}: with [service] listen there are two units, {}\n  \
+             help: give -o a directory (an existing one, or a path ending in /) to write both",
+            path.display(),
+            units.names(app)
+        );
+    }
+    Ok(Destination::File(path.to_path_buf()))
+}
+
+fn write_unit(path: &Path, text: &str, ui: &Ui) -> Result<()> {
+    std::fs::write(path, text)
+        .with_context(|| format!("cannot write {}", path.display()))
+        .tag(Category::Usage)?;
+    ui.status("Wrote", path.display());
+    Ok(())
+}
+
+/// The units for stdout: the service alone as it is, or each unit after a `# /etc/systemd/system/
+/// NAME` line, as `systemctl cat` shows several.
+fn shown(units: &Units, app: &str) -> String {
+    if units.socket.is_none() {
+        return units.service.clone();
+    }
+    units
+        .files(app)
+        .into_iter()
+        .map(|(name, text)| format!("# {UNIT_DIR}/{name}\n{text}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Renders the service unit, and the socket unit when `[service] listen` is set.
+pub fn render(config: &Config) -> Result<Units> {
+    let service = crate::template::render(config, &SERVICE, &unit_data(config))?;
+    let socket = match socket_data(config) {
+        Some(data) => Some(crate::template::render(config, &SOCKET, &data)?),
+        None => None,
+    };
+    Ok(Units { service, socket })
+}
+
+fn socket_data(config: &Config) -> Option<SocketData> {
+    let service = &config.service;
+    if service.listen.is_empty() {
+        return None;
+    }
+    let app = &config.app.name;
+    Some(SocketData {
+        app: app.clone(),
+        description: line_end(escape_specifiers(&format!(
+            "{} (listening socket)",
+            service.description
+        ))),
+        service: format!("{app}.service"),
+        listen: service
+            .listen
+            .iter()
+            .map(|l| escape_specifiers(&l.to_string()))
+            .collect(),
+        backlog: BACKLOG,
+        trigger_limit_interval_sec: service.start_limit_interval_sec,
+        trigger_limit_burst: service.start_limit_burst,
+    })
 }
 
 fn unit_data(config: &Config) -> UnitData {
@@ -134,6 +306,7 @@ fn unit_data(config: &Config) -> UnitData {
             })
             .collect(),
         capabilities: service.capabilities.join(" "),
+        socket: (!service.listen.is_empty()).then(|| format!("{app}.socket")),
     }
 }
 
@@ -196,9 +369,9 @@ fn exec_word(word: &str) -> String {
     }
 }
 
-/// `unit generate --verify`: `systemd-analyze verify` must have nothing to say about the unit.
-pub fn verify(app: &str, unit: &str, ui: &Ui) -> Result<()> {
-    let analysis = analyze(app, unit, ui)?.ok_or_else(|| {
+/// `unit generate --verify`: `systemd-analyze verify` must have nothing to say about the units.
+pub fn verify(app: &str, units: &Units, ui: &Ui) -> Result<()> {
+    let analysis = analyze(app, units, ui)?.ok_or_else(|| {
         crate::error::tagged(
             Category::Usage,
             anyhow::anyhow!("cannot run systemd-analyze: install systemd to use --verify"),
@@ -207,7 +380,8 @@ pub fn verify(app: &str, unit: &str, ui: &Ui) -> Result<()> {
     if !analysis.success || !analysis.problems.is_empty() {
         crate::fail!(
             Usage,
-            "systemd-analyze verify rejected {app}.service (systemd {}):\n{}",
+            "systemd-analyze verify rejected {} (systemd {}):\n{}",
+            units.names(app),
             analysis.version,
             analysis.problems.join("\n")
         );
@@ -218,11 +392,11 @@ pub fn verify(app: &str, unit: &str, ui: &Ui) -> Result<()> {
 /// What `shipit build` checks before building, when this machine has `systemd-analyze`: every
 /// directive name and section must be one systemd knows, exactly as a host would say it.
 /// Values are left to the host's own systemd, which decides what its release accepts.
-pub fn check_names(app: &str, unit: &str, ui: &Ui) -> Result<()> {
-    let Some(analysis) = analyze(app, unit, ui)? else {
+pub fn check_names(app: &str, units: &Units, ui: &Ui) -> Result<()> {
+    let Some(analysis) = analyze(app, units, ui)? else {
         ui.status(
             "Skipped",
-            "checking the unit: systemd-analyze is not installed here (the hosts check it)",
+            "checking the units: systemd-analyze is not installed here (the hosts check them)",
         );
         return Ok(());
     };
@@ -232,11 +406,17 @@ pub fn check_names(app: &str, unit: &str, ui: &Ui) -> Result<()> {
         .filter(|line| NAME_PROBLEMS.iter().any(|p| line.contains(p)))
         .collect();
     if !unknown.is_empty() {
+        let templates = if units.socket.is_some() {
+            format!("{PROJECT_TEMPLATE}, {}", SOCKET.path)
+        } else {
+            PROJECT_TEMPLATE.to_string()
+        };
         crate::fail!(
             Usage,
-            "{app}.service names what systemd {} does not know:\n{}\n  \
-             help: fix the name in {PROJECT_TEMPLATE} or [service.hardening] in shipit.toml \
-             (`shipit unit generate` shows the rendered unit with these line numbers)",
+            "{} names what systemd {} does not know:\n{}\n  \
+             help: fix the name in {templates} or [service.hardening] in shipit.toml \
+             (`shipit unit generate` shows the rendered units with these line numbers)",
+            units.names(app),
             analysis.version,
             unknown
                 .iter()
@@ -269,37 +449,37 @@ struct Analysis {
 }
 
 /// Runs this machine's `systemd-analyze verify` (with the flags its release has) against a
-/// throwaway root holding the unit, a stand-in for its binary and this machine's unit library.
+/// throwaway root holding the units, a stand-in for the binary and this machine's unit library.
 /// Directives newer than this systemd are left out first, as a host of its release would get
 /// them. It exits 0 on some bad values, so its stderr is what counts. None without
 /// `systemd-analyze`.
-fn analyze(app: &str, unit: &str, ui: &Ui) -> Result<Option<Analysis>> {
+fn analyze(app: &str, units: &Units, ui: &Ui) -> Result<Option<Analysis>> {
     let Some(version) = crate::systemd::local_version() else {
         return Ok(None);
     };
-    let (unit, left_out) = crate::systemd::unit_for(unit, version);
-    for l in left_out {
+    let (units, left_out) = units.for_version(app, version);
+    for (name, l) in left_out {
         ui.status(
             "Note",
             format_args!(
-                "{}= needs systemd {}, this machine has {version}: not checked here",
+                "{name}{}= needs systemd {}, this machine has {version}: not checked here",
                 l.directive, l.since
             ),
         );
     }
     let root = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let unit_name = format!("{app}.service");
-    stage_verify_root(root.path(), app, &unit_name, &unit)?;
+    let files = units.files(app);
+    stage_verify_root(root.path(), app, &files)?;
     let output = Command::new("systemd-analyze")
         .arg("verify")
         .args(crate::systemd::verify_flags(version))
         .arg(format!("--root={}", root.path().display()))
-        .arg(&unit_name)
+        .args(files.iter().map(|(name, _)| name))
         .output()
         .context("cannot run systemd-analyze")
         .tag(Category::Usage)?;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let unit_dir = format!("{}/etc/systemd/system/", root.path().display());
+    let unit_dir = format!("{}{UNIT_DIR}/", root.path().display());
     let root_text = root.path().display().to_string();
     Ok(Some(Analysis {
         success: output.status.success(),
@@ -312,13 +492,15 @@ fn analyze(app: &str, unit: &str, ui: &Ui) -> Result<Option<Analysis>> {
     }))
 }
 
-fn stage_verify_root(root: &Path, app: &str, unit_name: &str, unit: &str) -> Result<()> {
-    let unit_dir = root.join("etc/systemd/system");
+fn stage_verify_root(root: &Path, app: &str, units: &[(String, &str)]) -> Result<()> {
+    let unit_dir = root.join(UNIT_DIR.trim_start_matches('/'));
     let binary_dir = root.join(current_dir(app).trim_start_matches('/'));
     for dir in [&unit_dir, &binary_dir, &root.join("usr/lib/systemd")] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    std::fs::write(unit_dir.join(unit_name), unit)?;
+    for (name, text) in units {
+        std::fs::write(unit_dir.join(name), text)?;
+    }
     let binary = binary_dir.join(app);
     std::fs::write(&binary, "#!/bin/sh\n")?;
     set_executable(&binary)?;

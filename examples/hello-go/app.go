@@ -32,6 +32,9 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.Header().Set("Allow", "GET, HEAD")
 		http.Error(rec, "method not allowed", http.StatusMethodNotAllowed)
 	case path == "/":
+		if !delay(rec, r) {
+			break
+		}
 		rec.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(rec, "%s from %s %s\n", a.greeting, appName, version)
 	case path == "/health":
@@ -42,6 +45,30 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(rec, r)
 	}
 	a.metrics.inc(path, rec.code)
+}
+
+// maxDelay bounds GET /?delay=D.
+const maxDelay = 30 * time.Second
+
+// delay holds a request for ?delay=D (a slow request, to watch a graceful shutdown finish
+// it). It reports false when it answered the request itself: a bad value, or a client that
+// went away.
+func delay(w http.ResponseWriter, r *http.Request) bool {
+	value := r.URL.Query().Get("delay")
+	if value == "" {
+		return true
+	}
+	d, err := time.ParseDuration(value)
+	if err != nil || d < 0 || d > maxDelay {
+		http.Error(w, fmt.Sprintf("delay must be a duration up to %s, like 500ms", maxDelay), http.StatusBadRequest)
+		return false
+	}
+	select {
+	case <-time.After(d):
+		return true
+	case <-r.Context().Done():
+		return false
+	}
 }
 
 // statusRecorder remembers the status code written by a handler.

@@ -1,8 +1,9 @@
 // Command hello-go is a tiny example HTTP service for shipit.
 //
 // It serves a greeting on /, a JSON health report on /health and
-// Prometheus metrics on /metrics, and shuts down gracefully on
-// SIGTERM/SIGINT.
+// Prometheus metrics on /metrics, takes its listening sockets from
+// systemd when a socket unit passes them (else binds --port), and shuts
+// down gracefully on SIGTERM/SIGINT.
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -62,7 +64,7 @@ func run(args []string) error {
 	}
 
 	app := newApp(time.Now(), loadGreeting("config.yaml"))
-	ln, err := net.Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(int(port))))
+	lns, fromSystemd, err := listeners(net.JoinHostPort("0.0.0.0", strconv.Itoa(int(port))))
 	if err != nil {
 		return err
 	}
@@ -71,9 +73,17 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Printf("%s %s (built %s) listening on :%d", appName, version, buildTime, port)
+	errc := make(chan error, len(lns))
+	addrs := make([]string, 0, len(lns))
+	for _, ln := range lns {
+		go func(ln net.Listener) { errc <- srv.Serve(ln) }(ln)
+		addrs = append(addrs, ln.Addr().String())
+	}
+	origin := "its own socket"
+	if fromSystemd {
+		origin = "sockets from systemd"
+	}
+	log.Printf("%s %s (built %s) listening on %s (%s)", appName, version, buildTime, strings.Join(addrs, ", "), origin)
 
 	select {
 	case err := <-errc:
@@ -84,6 +94,9 @@ func run(args []string) error {
 	log.Printf("%s: signal received, shutting down (waiting up to %s for in-flight requests)", appName, shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	// Shutdown closes this process's listeners at once (systemd keeps its copy of a passed
+	// socket open, so new connections queue for the next process), then waits for the
+	// requests in flight. Serve returns as soon as it begins, so main must wait for it here.
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Printf("%s: shutdown: %v", appName, err)
 	}

@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -117,6 +119,20 @@ func TestRootAndNotFound(t *testing.T) {
 	}
 }
 
+func TestDelay(t *testing.T) {
+	a := newApp(time.Now(), "hello")
+	start := time.Now()
+	resp := get(t, a, "/?delay=50ms")
+	if resp.StatusCode != http.StatusOK || time.Since(start) < 50*time.Millisecond {
+		t.Errorf("GET /?delay=50ms = %d after %s", resp.StatusCode, time.Since(start))
+	}
+	for _, bad := range []string{"soon", "-1s", "31s"} {
+		if resp := get(t, a, "/?delay="+bad); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("GET /?delay=%s = %d, want 400", bad, resp.StatusCode)
+		}
+	}
+}
+
 func TestParseGreeting(t *testing.T) {
 	cases := []struct {
 		in   string
@@ -134,6 +150,30 @@ func TestParseGreeting(t *testing.T) {
 		got, ok := parseGreeting(bufio.NewScanner(strings.NewReader(c.in)))
 		if got != c.want || ok != c.ok {
 			t.Errorf("parseGreeting(%q) = %q, %v; want %q, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func TestPassedSocketsAreOnlyThisProcesssOwn(t *testing.T) {
+	self := strconv.Itoa(os.Getpid())
+	cases := []struct {
+		pid, fds string
+		want     int
+	}{
+		{self, "2", 2},
+		{strconv.Itoa(os.Getpid() + 1), "1", 0}, // meant for another process
+		{self, "0", 0},
+		{self, "many", 0},
+		{"", "1", 0},
+	}
+	for _, c := range cases {
+		t.Setenv("LISTEN_PID", c.pid)
+		t.Setenv("LISTEN_FDS", c.fds)
+		if got := passedSockets(); got != c.want {
+			t.Errorf("LISTEN_PID=%s LISTEN_FDS=%s: %d sockets, want %d", c.pid, c.fds, got, c.want)
+		}
+		if _, set := os.LookupEnv("LISTEN_FDS"); set {
+			t.Errorf("LISTEN_FDS is still set")
 		}
 	}
 }

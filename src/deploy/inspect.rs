@@ -1,4 +1,5 @@
-//! Looking at a deployed app: `status`, `logs`, `releases`, `lock status|release`.
+//! Looking at a deployed app: `status`, `releases`, `lock status|release` (`logs` is
+//! [`crate::logs`]).
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use super::runner::Runner;
 use super::targets::{Connection, connect, expand_groups, health_for, resolve};
 use super::{Format, Layout, app_layout, deadman, lock, steps};
 use crate::config::Config;
-use crate::remote::{self, Remote};
+use crate::remote::Remote;
 use crate::ui::Ui;
 
 fn open(
@@ -197,36 +198,6 @@ fn print_table(statuses: &[Status]) {
             ),
         }
     }
-}
-
-/// `shipit logs`, from the command line.
-#[derive(Debug, Clone)]
-pub struct Logs {
-    pub host: String,
-    /// Keep printing new lines.
-    pub follow: bool,
-    pub lines: u32,
-}
-
-pub fn logs(config: &Config, args: &Logs, connection: &Connection, ui: &Ui) -> Result<()> {
-    let (mut remote, layout) = open(config, &args.host, connection, ui)?;
-    let lines = args.lines.to_string();
-    let unit = layout.unit_name();
-    let mut words = vec!["journalctl", "-u", &unit, "--no-pager", "-n", &lines];
-    if args.follow {
-        words.push("-f");
-    }
-    let command = remote::as_root(remote.is_root(), &crate::shell::command(&words));
-    let output = remote.exec_streaming(&command, &mut std::io::stdout())?;
-    if !output.success() {
-        crate::fail!(
-            Remote,
-            "journalctl failed on {}: {}",
-            args.host,
-            output.stderr.trim()
-        );
-    }
-    Ok(())
 }
 
 /// `shipit releases HOST`.

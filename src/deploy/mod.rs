@@ -37,7 +37,7 @@ pub use layout::Layout;
 pub use lock::ArmedPolicy;
 pub use phases::OnFailure;
 pub use rollback::rollback;
-pub use targets::Connection;
+pub use targets::{Connection, connect, expand_groups, resolve};
 
 /// How a command prints its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub enum Format {
 
 use fleet::HostReport;
 use report::{outcome, print_summary};
-use targets::{SshConnector, connect, release_lost_lock};
+use targets::{SshConnector, release_lost_lock};
 
 /// How a deploy behaves, from the command line.
 #[derive(Debug, Clone)]

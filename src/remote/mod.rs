@@ -3,6 +3,7 @@
 //! Deploy speaks to hosts only through [`Remote`], so the transport can be swapped and logic
 //! tested without a network.
 
+pub mod channel;
 pub mod destination;
 #[cfg(test)]
 pub mod fake;

@@ -57,6 +57,12 @@ impl SshRemote {
         connect(destination, options).tag(Category::Connect)
     }
 
+    /// The SSH session itself, for a command that needs a channel of its own: a terminal,
+    /// stdin fed while stdout and stderr stream ([`super::channel`]).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
     /// Fails at once on a connection already found dead: libssh2 would spend the whole command
     /// timeout on it.
     fn still_connected(&mut self) -> Result<()> {

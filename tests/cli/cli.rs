@@ -11,6 +11,8 @@ fn help_snapshots() {
         ("init_help", &["init", "--help"]),
         ("deploy_help", &["deploy", "--help"]),
         ("generate_help", &["generate", "--help"]),
+        ("exec_help", &["exec", "--help"]),
+        ("logs_help", &["logs", "--help"]),
     ] {
         let run = shipit(args).env("COLUMNS", "100").run().success();
         insta::assert_snapshot!(name, run.stdout);
@@ -48,7 +50,7 @@ fn init_writes_a_working_config_and_keeps_an_existing_one() {
     // hello-go's flag: fs.String("port", "8080", …) in main.go.
     assert!(
         text.contains(
-            "# detected: the flag --port (default \"8080\") in main.go:47\n\
+            "# detected: the flag --port (default \"8080\") in main.go:49\n\
              exec_args = [\"--port\", \"8080\"]"
         ),
         "{text}"

@@ -124,6 +124,56 @@ fn each_kind_of_bad_value_points_at_its_place() {
             "shipit.toml:2:1",
             "\"ProtectKernelLog\" is not a directive shipit knows (did you mean ProtectKernelLogs?)",
         ),
+        (
+            "[service.hardening]\nBacklog = \"5\"\n",
+            "shipit.toml:2:1",
+            "\"Backlog\" is not a directive shipit knows",
+        ),
+        (
+            "[service]\nlisten = [\"localhost:8080\"]\n",
+            "shipit.toml:2:11",
+            "systemd does not resolve host names: use an IP address",
+        ),
+        (
+            "[service]\nlisten = [\"0.0.0.0\"]\n",
+            "shipit.toml:2:11",
+            "use a port (\"8080\"), IPv4:port (\"0.0.0.0:8080\") or [IPv6]:port (\"[::]:8080\")",
+        ),
+        (
+            "[service]\nlisten = [\"[::1]:0\"]\n",
+            "shipit.toml:2:11",
+            "the port must be 1-65535",
+        ),
+        (
+            "[service]\nlisten = [\"/run/hello.sock\"]\n",
+            "shipit.toml:2:11",
+            "takes TCP sockets only",
+        ),
+        (
+            "[service]\nlisten = [8080]\n",
+            "shipit.toml:2:11",
+            "invalid type: integer `8080`, expected a string",
+        ),
+        (
+            "[service]\nlisten = [\"8080\", \"0.0.0.0:8080\"]\n",
+            "shipit.toml:2:19",
+            "0.0.0.0:8080 and 8080 cannot both listen",
+        ),
+        (
+            "[service]\nlisten = [\"127.0.0.1:8080\", \"127.0.0.1:8080\"]\n",
+            "shipit.toml:2:29",
+            "127.0.0.1:8080 is listed twice",
+        ),
+        (
+            "[deploy]\npreflight = true\n",
+            "shipit.toml:2:13",
+            "preflight starts the new release on a socket of its own before the switch, so it needs [service] listen",
+        ),
+        (
+            "[service]\nfiles = [\"hello-go.socket\"]\n",
+            "shipit.toml:2:10",
+            "would clash with a file shipit puts in the package",
+        ),
         ("[app\n", "shipit.toml:1:5", ""),
     ];
     for (config, location, reason) in cases {

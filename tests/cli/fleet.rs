@@ -6,28 +6,6 @@ use crate::support::app::*;
 use crate::support::sandbox::Sandbox;
 use crate::support::*;
 
-/// A hello-go copy whose shipit.toml names `hosts` (by their sandbox addresses) in the group
-/// `web`, with `extra` appended; plus an ssh config for `-F` that knows their keys.
-fn fleet_project(sandbox: &Sandbox, hosts: &[&str], extra: &str) -> (tempfile::TempDir, String) {
-    let project = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
-    let mut config = std::fs::read_to_string(project.path().join("shipit.toml")).unwrap();
-    for host in hosts {
-        config.push_str(&format!(
-            "\n[hosts.{host}]\naddress = \"{}\"\nuser = \"root\"\n",
-            sandbox.address(host)
-        ));
-    }
-    let members: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
-    config.push_str(&format!(
-        "\n[groups]\nweb = [{}]\n{extra}",
-        members.join(", ")
-    ));
-    std::fs::write(project.path().join("shipit.toml"), config).unwrap();
-    let ssh_config = sandbox_ssh_config(sandbox, project.path());
-    let ssh_config = ssh_config.to_str().unwrap().to_string();
-    (project, ssh_config)
-}
-
 fn fleet_deploy(
     sandbox: &Sandbox,
     project: &Path,

@@ -42,6 +42,27 @@ fn default_outputs_for_hello_go() {
     }
 }
 
+/// A container or supervisord has no systemd to hold a socket: `[service] listen` changes none
+/// of the outputs, and the service binds its own port there as before.
+#[test]
+fn listen_changes_nothing_beyond_systemd() {
+    let plain = example("hello-go");
+    let with_listen = project_with_listen("hello-go", r#"["8080"]"#);
+    for args in [
+        &["dockerfile"][..],
+        &["dockerfile", "--dockerignore"],
+        &["k8s"],
+        &["supervisor"],
+    ] {
+        let output = generate(with_listen.path(), args).success().stdout;
+        assert_eq!(output, generate(&plain, args).success().stdout, "{args:?}");
+        assert!(
+            !output.to_lowercase().contains("socket"),
+            "{args:?}:\n{output}"
+        );
+    }
+}
+
 #[test]
 fn default_dockerfile_for_hello_rust() {
     let run = generate(&example("hello-rust"), &["dockerfile"]).success();

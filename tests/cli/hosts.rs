@@ -4,47 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use shipit::systemd::Section;
+
 use crate::support::app::*;
 use crate::support::sandbox::Sandbox;
 use crate::support::*;
-
-/// The releases `shipit sandbox up --release` boots, with the systemd each ships.
-const RELEASES: [(&str, u32); 3] = [("bullseye", 247), ("bookworm", 252), ("trixie", 257)];
-
-/// One host per release, all booting at once: a sandbox each, so no `up` waits for another.
-fn a_host_per_release(prefix: &str) -> Vec<(Sandbox, String, u32)> {
-    std::thread::scope(|scope| {
-        let booting: Vec<_> = RELEASES
-            .iter()
-            .map(|&(release, systemd)| {
-                scope.spawn(move || {
-                    let host = format!("{prefix}-{release}");
-                    let sandbox = Sandbox::up_with(&[&host], &["--release", release]);
-                    (sandbox, host, systemd)
-                })
-            })
-            .collect();
-        booting.into_iter().map(|b| b.join().unwrap()).collect()
-    })
-}
-
-/// `shipit build` of a project at a version; the package's path. Each version builds in a
-/// directory of its own, so builds of one project can run at the same time.
-fn build(project: &Path, version: &str) -> PathBuf {
-    let out = project.join(format!("dist-{version}"));
-    let run = shipit(&[
-        "-C",
-        project.to_str().unwrap(),
-        "build",
-        "--version-override",
-        version,
-        "--out-dir",
-        out.to_str().unwrap(),
-    ])
-    .run()
-    .success();
-    PathBuf::from(run.stdout.trim())
-}
 
 /// hello-go with a quick health pace and a hardening directive systemd 247 does not know.
 fn hardened(exec_args: &str) -> tempfile::TempDir {
@@ -262,28 +226,7 @@ fn lifecycle(
         .success();
 
     // A non-root user deploys through sudo.
-    let pubkey = std::fs::read_to_string(sandbox.state_dir().join("id_ed25519.pub")).unwrap();
-    sandbox
-        .ssh(
-            host,
-            &format!(
-                "set -e\nuseradd --create-home --shell /bin/sh deploy\n\
-                 install -d -m 700 -o deploy -g deploy /home/deploy/.ssh\n\
-                 echo '{}' > /home/deploy/.ssh/authorized_keys\n\
-                 chown deploy:deploy /home/deploy/.ssh/authorized_keys\n\
-                 echo 'deploy ALL=(root) NOPASSWD: ALL' > /etc/sudoers.d/deploy\n\
-                 chmod 440 /etc/sudoers.d/deploy\n",
-                pubkey.trim()
-            ),
-        )
-        .success();
-    let keys = tempfile::tempdir().unwrap();
-    let ssh_config = private_ssh_config(keys.path(), &sandbox.state_dir().join("id_ed25519"));
-    std::fs::copy(
-        sandbox.state_dir().join("known_hosts"),
-        keys.path().join("known_hosts"),
-    )
-    .unwrap();
+    let ssh_config = add_sudo_user(sandbox, host, "deploy");
     let as_deploy = format!("deploy@{}", sandbox.address(host));
     sandbox
         .project(good)
@@ -296,26 +239,31 @@ fn lifecycle(
     assert_eq!(health_version(sandbox, host), "1.2.0", "{host}");
 }
 
-/// Every directive in shipit's table is known to exactly the releases the table says: the real
-/// systemd-analyze of each release reports the others as unknown.
+/// Every directive in shipit's table is known, in its section, to exactly the releases the table
+/// says: the real systemd-analyze of each release reports the others as unknown.
 #[test]
 fn the_directive_table_matches_each_systemd_release() {
     crate::needs_root!();
-    let script = |systemd_directives: &[&str]| {
+    let script = || {
         let mut script = String::from("set -e\nmkdir -p /tmp/units\ncd /tmp/units\n");
-        for name in systemd_directives {
-            let section = match *name {
-                "Description" | "After" | "Wants" | "StartLimitIntervalSec" | "StartLimitBurst" => {
-                    "Unit"
-                }
-                "WantedBy" => "Install",
-                _ => "Service",
+        for d in shipit::systemd::DIRECTIVES {
+            let name = d.name;
+            let (file, body) = match d.section {
+                Section::Socket => (
+                    format!("d-{name}.socket"),
+                    format!("[Socket]\\nListenStream=127.0.0.1:9\\n{name}=\\n"),
+                ),
+                section => (
+                    format!("d-{name}.service"),
+                    format!(
+                        "[{}]\\n{name}=\\n[Service]\\nExecStart=/bin/true\\n",
+                        section.name()
+                    ),
+                ),
             };
-            script.push_str(&format!(
-                "printf '[{section}]\\n{name}=\\n[Service]\\nExecStart=/bin/true\\n' > d-{name}.service\n"
-            ));
+            script.push_str(&format!("printf '{body}' > {file}\n"));
         }
-        script.push_str("SYSTEMD_COLORS=0 systemd-analyze verify d-*.service 2>&1 | grep -E 'Unknown (key|lvalue)' || true\n");
+        script.push_str("SYSTEMD_COLORS=0 systemd-analyze verify d-*.service d-*.socket 2>&1 | grep -E 'Unknown (key|lvalue)' || true\n");
         script
     };
     let names: Vec<&str> = shipit::systemd::DIRECTIVES.iter().map(|d| d.name).collect();
@@ -334,19 +282,14 @@ fn the_directive_table_matches_each_systemd_release() {
             .run()
             .failure(2)
             .stderr_has(&format!("{host} is running {release}, not {other}"));
-        let out = sandbox.ssh(&host, &script(&names)).success().stdout;
+        let out = sandbox.ssh(&host, &script()).success().stdout;
         let mut unknown: Vec<&str> = names
             .iter()
             .copied()
             .filter(|name| out.contains(&format!("'{name}'")))
             .collect();
         unknown.sort_unstable();
-        let mut newer: Vec<&str> = shipit::systemd::DIRECTIVES
-            .iter()
-            .filter(|d| d.since > systemd)
-            .map(|d| d.name)
-            .collect();
-        newer.sort_unstable();
+        let newer = directives_newer_than(systemd);
         assert_eq!(unknown, newer, "systemd {systemd} on {host}:\n{out}");
     }
 }

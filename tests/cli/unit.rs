@@ -193,3 +193,129 @@ fn build_refuses_a_directive_systemd_does_not_know() {
     assert!(!run.stderr.contains("Building"), "{}", run.stderr);
     assert!(!project.path().join("dist").exists());
 }
+
+/// With `listen`, -o DIR gets both units; the socket's and the service's are snapshots, and
+/// the service differs from the one without `listen` only by requiring the socket.
+#[test]
+fn listen_adds_a_socket_unit_the_service_requires() {
+    let project = project_with_listen("hello-go", r#"["0.0.0.0:8080", "[::1]:8080"]"#);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("units/");
+    let run = generate(project.path(), &["-o", dir.to_str().unwrap(), "--verify"]).success();
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    let run = run.stderr_has("Verified hello-go.service and hello-go.socket");
+    assert!(run.stderr.contains("Wrote"), "{}", run.stderr);
+    let socket = std::fs::read_to_string(dir.join("hello-go.socket")).unwrap();
+    let service = std::fs::read_to_string(dir.join("hello-go.service")).unwrap();
+    insta::assert_snapshot!("hello_go_socket_unit", socket);
+    insta::assert_snapshot!("hello_go_service_unit_with_listen", service);
+    let plain = generate(&example("hello-go"), &[]).success().stdout;
+    let added: Vec<&str> = service
+        .lines()
+        .filter(|l| !plain.lines().any(|p| p == *l))
+        .collect();
+    assert_eq!(
+        added,
+        [
+            "# The listening sockets come from hello-go.socket, which stays open across restarts.",
+            "Requires=hello-go.socket",
+            "After=hello-go.socket",
+        ]
+    );
+    assert_eq!(service.lines().count(), plain.lines().count() + added.len());
+
+    // stdout shows both, each after the path `systemctl cat` would show.
+    let shown = generate(project.path(), &[]).success().stdout;
+    assert_eq!(
+        shown,
+        format!(
+            "# /etc/systemd/system/hello-go.service\n{service}\n# /etc/systemd/system/hello-go.socket\n{socket}"
+        )
+    );
+}
+
+/// -o FILE writes the service unit as it always did; with a socket too it is refused, and a
+/// directory (existing, or a path ending in /) takes every unit.
+#[test]
+fn output_takes_a_file_for_one_unit_and_a_directory_for_several() {
+    let out = tempfile::tempdir().unwrap();
+    let existing = out.path().join("existing");
+    std::fs::create_dir(&existing).unwrap();
+    generate(&example("hello-go"), &["-o", existing.to_str().unwrap()]).success();
+    let names = |dir: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&existing), ["hello-go.service"]);
+
+    let project = project_with_listen("hello-go", r#"["8080"]"#);
+    let file = out.path().join("hello-go.service");
+    generate(project.path(), &["-o", file.to_str().unwrap()])
+        .failure(2)
+        .stderr_has(
+            "with [service] listen there are two units, hello-go.service and hello-go.socket",
+        )
+        .stderr_has("help: give -o a directory");
+    assert!(!file.exists());
+    generate(project.path(), &["-o", existing.to_str().unwrap()]).success();
+    assert_eq!(names(&existing), ["hello-go.service", "hello-go.socket"]);
+    let socket = std::fs::read_to_string(existing.join("hello-go.socket")).unwrap();
+    assert!(socket.lines().any(|l| l == "ListenStream=8080"), "{socket}");
+}
+
+/// A project's templates/socket.hbs replaces the built-in one, strictly, and the socket unit is
+/// adapted to a systemd release, checked and named in notes exactly as the service unit is.
+#[test]
+fn a_project_socket_template_is_rendered_adapted_and_checked_like_the_service() {
+    let project = project_with_listen("hello-go", r#"["127.0.0.1:8080"]"#);
+    let templates = project.path().join("templates");
+    std::fs::create_dir(&templates).unwrap();
+    std::fs::write(
+        templates.join("socket.hbs"),
+        "[Socket]\n{{#each listen}}\nListenStream={{this}}\n{{/each}}\nBacklog={{backlog}}\nProtectClock=yes\n",
+    )
+    .unwrap();
+    let run = generate(project.path(), &["--systemd-version", "239", "--verify"])
+        .success()
+        .stderr_has(
+            "Note hello-go.socket: ProtectClock= needs systemd 245, the unit is for 239: left out",
+        )
+        .stderr_has("Note hello-go.service: ProtectClock= needs systemd 245");
+    assert!(
+        run.stdout.ends_with(
+            "# /etc/systemd/system/hello-go.socket\n[Socket]\nListenStream=127.0.0.1:8080\n\
+             Backlog=2147483647\n# left out (needs systemd 245): ProtectClock=yes\n"
+        ),
+        "{}",
+        run.stdout
+    );
+
+    std::fs::write(
+        templates.join("socket.hbs"),
+        "[Socket]\nBacklog={{backlgo}}\n",
+    )
+    .unwrap();
+    generate(project.path(), &[])
+        .failure(2)
+        .stderr_has("templates/socket.hbs")
+        .stderr_has("backlgo");
+
+    // `shipit build` checks the socket's names too, before building anything.
+    std::fs::write(
+        templates.join("socket.hbs"),
+        "[Socket]\nListenStream=8080\nBacklogg=5\n",
+    )
+    .unwrap();
+    let dir = project.path().to_str().unwrap();
+    shipit(&["-C", dir, "build", "--version-override", "1.0.0"])
+        .run()
+        .failure(2)
+        .stderr_has("hello-go.service and hello-go.socket names what systemd ")
+        .stderr_has("hello-go.socket:3: Unknown key")
+        .stderr_has("templates/service.hbs, templates/socket.hbs");
+    assert!(!project.path().join("dist").exists());
+}

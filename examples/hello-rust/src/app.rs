@@ -5,12 +5,15 @@ use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::http::{Request, Response};
 use crate::{build_time, version, APP_NAME};
 
 const METRIC_PREFIX: &str = "hello_rust";
+
+/// The longest `GET /?delay=D` holds a request.
+const MAX_DELAY: Duration = Duration::from_secs(30);
 
 pub struct App {
     start: SystemTime,
@@ -42,10 +45,16 @@ impl App {
             Response::text(405, "method not allowed\n").header("Allow", "GET, HEAD")
         } else {
             match path {
-                "/" => Response::text(
-                    200,
-                    format!("{} from {APP_NAME} {}\n", self.greeting, version()),
-                ),
+                "/" => match delay(&req.query) {
+                    Ok(wait) => {
+                        std::thread::sleep(wait);
+                        Response::text(
+                            200,
+                            format!("{} from {APP_NAME} {}\n", self.greeting, version()),
+                        )
+                    }
+                    Err(why) => Response::text(400, format!("{why}\n")),
+                },
                 "/health" => health_response(),
                 "/metrics" => Response::new(
                     200,
@@ -108,6 +117,28 @@ impl App {
         let _ = writeln!(out, "{p}_uptime_seconds {:.3}", uptime.as_secs_f64());
         out
     }
+}
+
+/// `?delay=D` (`500ms`, `2s`): how long to hold a request, a slow request to watch a graceful
+/// shutdown finish it. Zero without the parameter.
+fn delay(query: &str) -> Result<Duration, String> {
+    let Some(value) = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("delay="))
+    else {
+        return Ok(Duration::ZERO);
+    };
+    let parsed = if let Some(ms) = value.strip_suffix("ms") {
+        ms.parse().ok().map(Duration::from_millis)
+    } else {
+        value
+            .strip_suffix('s')
+            .and_then(|s| s.parse().ok())
+            .map(Duration::from_secs)
+    };
+    parsed
+        .filter(|d| *d <= MAX_DELAY)
+        .ok_or_else(|| format!("delay must be a duration up to {MAX_DELAY:?}, like 500ms"))
 }
 
 /// Runs the health checks: the service is UP only if every check is UP.
@@ -294,6 +325,7 @@ mod tests {
         let get = |path: &str| Request {
             method: "GET".into(),
             path: path.into(),
+            query: String::new(),
         };
         assert_eq!(app.respond(&get("/")).status, 200);
         assert_eq!(app.respond(&get("/nope")).status, 404);
@@ -323,20 +355,23 @@ mod tests {
     #[test]
     fn routes_requests() {
         let app = App::new(SystemTime::now(), "howdy".into());
-        let r = app.respond(&Request {
-            method: "GET".into(),
-            path: "/".into(),
-        });
+        let get = |method: &str, path: &str, query: &str| {
+            app.respond(&Request {
+                method: method.into(),
+                path: path.into(),
+                query: query.into(),
+            })
+        };
+        let r = get("GET", "/", "");
         assert_eq!(r.body, format!("howdy from hello-rust {}\n", version()));
-        let r = app.respond(&Request {
-            method: "POST".into(),
-            path: "/health".into(),
-        });
-        assert_eq!(r.status, 405);
-        let r = app.respond(&Request {
-            method: "GET".into(),
-            path: "/metrics".into(),
-        });
+        assert_eq!(get("POST", "/health", "").status, 405);
+        let r = get("GET", "/metrics", "");
         assert_eq!(r.content_type, "text/plain; version=0.0.4");
+        let started = Instant::now();
+        assert_eq!(get("GET", "/", "x=1&delay=50ms").status, 200);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        for bad in ["delay=soon", "delay=31s", "delay=-1s", "delay=5"] {
+            assert_eq!(get("GET", "/", bad).status, 400, "{bad}");
+        }
     }
 }

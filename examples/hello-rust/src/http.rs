@@ -11,6 +11,8 @@ pub struct Request {
     pub method: String,
     /// The path without query string, e.g. `/health`.
     pub path: String,
+    /// What follows the `?`, without a fragment; empty without one.
+    pub query: String,
 }
 
 #[derive(Debug)]
@@ -47,10 +49,12 @@ pub fn parse_request_line(line: &str) -> Result<Request, &'static str> {
     if !target.starts_with('/') {
         return Err("request target must be an absolute path");
     }
-    let path = target.split(['?', '#']).next().unwrap_or(target);
+    let target = target.split('#').next().unwrap_or(target);
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     Ok(Request {
         method: method.to_string(),
         path: path.to_string(),
+        query: query.to_string(),
     })
 }
 
@@ -151,9 +155,11 @@ mod tests {
     use super::*;
 
     fn req(method: &str, path: &str) -> Request {
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
         Request {
             method: method.into(),
             path: path.into(),
+            query: query.into(),
         }
     }
 
@@ -164,8 +170,8 @@ mod tests {
             Ok(req("GET", "/"))
         );
         assert_eq!(
-            parse_request_line("GET /health?verbose=1 HTTP/1.0"),
-            Ok(req("GET", "/health"))
+            parse_request_line("GET /health?verbose=1#top HTTP/1.0"),
+            Ok(req("GET", "/health?verbose=1"))
         );
         assert_eq!(
             parse_request_line("HEAD /metrics HTTP/1.1\n"),

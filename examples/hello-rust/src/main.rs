@@ -2,7 +2,9 @@
 //!
 //! Serves a greeting on `/`, a JSON health report on `/health` and Prometheus
 //! metrics on `/metrics` using only std networking (thread per connection,
-//! `Connection: close`), and shuts down gracefully on SIGTERM/SIGINT.
+//! `Connection: close`), takes its listening sockets from systemd when a
+//! socket unit passes them (else binds `--port`), and shuts down gracefully
+//! on SIGTERM/SIGINT.
 
 mod app;
 mod http;
@@ -65,29 +67,44 @@ fn run() -> Result<(), String> {
         SystemTime::now(),
         app::load_greeting("config.yaml"),
     ));
-    let listener = TcpListener::bind(("0.0.0.0", port))
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .map_err(|e| format!("listening on 0.0.0.0:{port}: {e}"))?;
+    let (listeners, origin) = listeners(port)?;
+    let addresses: Vec<String> = listeners
+        .iter()
+        .map(|l| {
+            l.local_addr()
+                .map_or_else(|e| e.to_string(), |a| a.to_string())
+        })
+        .collect();
     eprintln!(
-        "{APP_NAME} {} (built {}) listening on :{port}",
+        "{APP_NAME} {} (built {}) listening on {} ({origin})",
         version(),
-        build_time()
+        build_time(),
+        addresses.join(", ")
     );
 
     let active = Arc::new(AtomicUsize::new(0));
     while !SHUTDOWN.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, _)) => spawn_connection(stream, &app, &active),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(ACCEPT_POLL),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => {
-                // e.g. EMFILE: log and back off rather than spin.
-                eprintln!("{APP_NAME}: accept: {e}");
-                thread::sleep(ACCEPT_POLL);
+        let mut accepted = false;
+        for listener in &listeners {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    accepted = true;
+                    spawn_connection(stream, &app, &active);
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+                Err(e) => {
+                    // e.g. EMFILE: log and back off rather than spin.
+                    eprintln!("{APP_NAME}: accept: {e}");
+                }
             }
         }
+        if !accepted {
+            thread::sleep(ACCEPT_POLL);
+        }
     }
-    drop(listener);
+    // Closes this process's copies only: systemd keeps a passed socket open, so new
+    // connections wait in its queue for the next process instead of being refused.
+    drop(listeners);
 
     let n = active.load(Ordering::SeqCst);
     eprintln!("{APP_NAME}: signal received, shutting down ({n} connection(s) in flight)");
@@ -102,6 +119,33 @@ fn run() -> Result<(), String> {
         ),
     }
     Ok(())
+}
+
+/// The listening sockets systemd passed (socket activation), else one of its own on
+/// 0.0.0.0:port; all non-blocking, so the accept loop can watch for the shutdown signal.
+fn listeners(port: u16) -> Result<(Vec<TcpListener>, &'static str), String> {
+    let mut passed = listenfd::ListenFd::from_env();
+    let mut listeners = Vec::new();
+    for index in 0..passed.len() {
+        let listener = passed
+            .take_tcp_listener(index)
+            .map_err(|e| format!("socket {} from systemd: {e}", index + 3))?;
+        listeners.extend(listener);
+    }
+    let origin = if listeners.is_empty() {
+        let own = TcpListener::bind(("0.0.0.0", port))
+            .map_err(|e| format!("listening on 0.0.0.0:{port}: {e}"))?;
+        listeners.push(own);
+        "its own socket"
+    } else {
+        "sockets from systemd"
+    };
+    for listener in &listeners {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("making the listener non-blocking: {e}"))?;
+    }
+    Ok((listeners, origin))
 }
 
 /// Parses `--port N` / `--port=N`. Returns `Ok(None)` for `--help`.

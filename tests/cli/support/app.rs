@@ -223,3 +223,108 @@ impl Running {
         (code, self.seen.join("\n"))
     }
 }
+
+/// The releases `shipit sandbox up --release` boots, with the systemd each ships.
+pub const RELEASES: [(&str, u32); 3] = [("bullseye", 247), ("bookworm", 252), ("trixie", 257)];
+
+/// The names of shipit's directives a systemd release lacks, sorted.
+pub fn directives_newer_than(systemd: u32) -> Vec<&'static str> {
+    let mut newer: Vec<&str> = shipit::systemd::DIRECTIVES
+        .iter()
+        .filter(|d| d.since > systemd)
+        .map(|d| d.name)
+        .collect();
+    newer.sort_unstable();
+    newer
+}
+
+/// One host per release, all booting at once: a sandbox each, so no `up` waits for another.
+pub fn a_host_per_release(prefix: &str) -> Vec<(Sandbox, String, u32)> {
+    std::thread::scope(|scope| {
+        let booting: Vec<_> = RELEASES
+            .iter()
+            .map(|&(release, systemd)| {
+                scope.spawn(move || {
+                    let host = format!("{prefix}-{release}");
+                    let sandbox = Sandbox::up_with(&[&host], &["--release", release]);
+                    (sandbox, host, systemd)
+                })
+            })
+            .collect();
+        booting.into_iter().map(|b| b.join().unwrap()).collect()
+    })
+}
+
+/// `shipit build` of a project at a version; the package's path. Each version builds in a
+/// directory of its own, so builds of one project can run at the same time.
+pub fn build(project: &Path, version: &str) -> PathBuf {
+    let out = project.join(format!("dist-{version}"));
+    let run = shipit(&[
+        "-C",
+        project.to_str().unwrap(),
+        "build",
+        "--version-override",
+        version,
+        "--out-dir",
+        out.to_str().unwrap(),
+    ])
+    .run()
+    .success();
+    PathBuf::from(run.stdout.trim())
+}
+
+/// A hello-go copy whose shipit.toml names `hosts` (by their sandbox addresses) in the group
+/// `web`, with `extra` appended; plus an ssh config for `-F` that knows their keys.
+pub fn fleet_project(
+    sandbox: &Sandbox,
+    hosts: &[&str],
+    extra: &str,
+) -> (tempfile::TempDir, String) {
+    let project = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
+    let mut config = std::fs::read_to_string(project.path().join("shipit.toml")).unwrap();
+    for host in hosts {
+        config.push_str(&format!(
+            "\n[hosts.{host}]\naddress = \"{}\"\nuser = \"root\"\n",
+            sandbox.address(host)
+        ));
+    }
+    let members: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
+    config.push_str(&format!(
+        "\n[groups]\nweb = [{}]\n{extra}",
+        members.join(", ")
+    ));
+    std::fs::write(project.path().join("shipit.toml"), config).unwrap();
+    let ssh_config = sandbox_ssh_config(sandbox, project.path());
+    let ssh_config = ssh_config.to_str().unwrap().to_string();
+    (project, ssh_config)
+}
+
+/// A login user `name` on `host` with the sandbox's key and passwordless sudo, as on servers
+/// where root does not log in; the ssh config (for `-F`) that reaches it. The config's
+/// directory lives as long as the sandbox's state directory.
+pub fn add_sudo_user(sandbox: &Sandbox, host: &str, name: &str) -> PathBuf {
+    let pubkey = std::fs::read_to_string(sandbox.state_dir().join("id_ed25519.pub")).unwrap();
+    sandbox
+        .ssh(
+            host,
+            &format!(
+                "set -e\nuseradd --create-home --shell /bin/sh {name}\n\
+                 install -d -m 700 -o {name} -g {name} /home/{name}/.ssh\n\
+                 echo '{}' > /home/{name}/.ssh/authorized_keys\n\
+                 chown {name}:{name} /home/{name}/.ssh/authorized_keys\n\
+                 echo '{name} ALL=(root) NOPASSWD: ALL' > /etc/sudoers.d/{name}\n\
+                 chmod 440 /etc/sudoers.d/{name}\n",
+                pubkey.trim()
+            ),
+        )
+        .success();
+    let keys = sandbox.state_dir().join(format!("keys-{name}-{host}"));
+    std::fs::create_dir_all(&keys).unwrap();
+    let ssh_config = private_ssh_config(&keys, &sandbox.state_dir().join("id_ed25519"));
+    std::fs::copy(
+        sandbox.state_dir().join("known_hosts"),
+        keys.join("known_hosts"),
+    )
+    .unwrap();
+    ssh_config
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod load;
 pub mod proxy;
 pub mod sandbox;
 
@@ -81,6 +82,12 @@ pub fn shipit(args: &[&str]) -> Shipit {
 impl Shipit {
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.command.env(key, value);
+        self
+    }
+
+    /// Reads stdin from `file` instead of nothing.
+    pub fn stdin(mut self, file: std::fs::File) -> Self {
+        self.command.stdin(file);
         self
     }
 
@@ -173,6 +180,18 @@ pub fn project_copy(example_name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_tree(&example(example_name), dir.path());
     dir
+}
+
+/// A copy of example `name` whose shipit.toml sets `[service] listen` to `listen`, a TOML array.
+pub fn project_with_listen(name: &str, listen: &str) -> tempfile::TempDir {
+    let project = project_copy(name);
+    let path = project.path().join("shipit.toml");
+    let files = "files = [\"config.yaml\"]\n";
+    let config = std::fs::read_to_string(&path).unwrap();
+    assert!(config.contains(files), "{config}");
+    let config = config.replace(files, &format!("{files}listen = {listen}\n"));
+    std::fs::write(&path, config).unwrap();
+    project
 }
 
 fn copy_tree(from: &Path, to: &Path) {

@@ -1,0 +1,420 @@
+//! `shipit exec HOST... -- CMD ARGS`: a command run on each host as the service runs
+//! ([`crate::service_run`]) in the current release, its output streamed. One host: stdin passed
+//! on, a terminal with `-t`, shipit exits with the command's status. Several hosts: all at once,
+//! each output line prefixed with its host, then a summary of exit statuses.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+
+use crate::config::Config;
+use crate::deploy::{self, Connection, Layout};
+use crate::error::{Category, PassThrough, tagged};
+use crate::remote::channel::{self, Ended, RawMode, Terminal, Wiring};
+use crate::remote::destination::Destination;
+use crate::remote::{self, Remote};
+use crate::service_run::{self, Prepared, ServiceRun};
+use crate::ui::Ui;
+
+/// `shipit exec`, from the command line.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub hosts: Vec<String>,
+    /// The command and its arguments (argv, no shell).
+    pub command: Vec<String>,
+    /// `-t`: give the command a terminal (one host only).
+    pub tty: bool,
+    pub connection: Connection,
+}
+
+pub fn run(config: &Config, args: &Request, ui: &Ui) -> Result<()> {
+    crate::remote::ssh::check_identity_files(&args.connection.identity)?;
+    let hosts = deploy::expand_groups(config, &args.hosts);
+    if args.tty && hosts.len() > 1 {
+        crate::fail!(
+            Usage,
+            "-t gives one host a terminal; {} hosts were named ({})",
+            hosts.len(),
+            hosts.join(", ")
+        );
+    }
+    service_run::check_command(&args.command)?;
+    let destinations = hosts
+        .iter()
+        .map(|host| deploy::resolve(config, host, &args.connection))
+        .collect::<Result<Vec<_>>>()?;
+    crate::interrupt::install()?;
+    let layout = deploy::app_layout(config);
+    match destinations.as_slice() {
+        [only] => on_one_host(only, &layout, args, ui),
+        _ => on_each_host(&destinations, &layout, args, ui),
+    }
+}
+
+fn on_one_host(destination: &Destination, layout: &Layout, args: &Request, ui: &Ui) -> Result<()> {
+    let mut stdout = |data: &[u8]| {
+        let mut out = std::io::stdout().lock();
+        out.write_all(data)?;
+        out.flush()
+    };
+    let mut stderr = |data: &[u8]| std::io::stderr().lock().write_all(data);
+    let wiring = Wiring {
+        terminal: args.tty.then(Terminal::like_this_one),
+        stdin: true,
+        stdout: &mut stdout,
+        stderr: &mut stderr,
+        on_interrupt: None,
+    };
+    match run_on(destination, layout, args, wiring, ui)? {
+        Ended {
+            interrupted: true, ..
+        } => Err(crate::interrupt::interrupted()),
+        Ended {
+            signal: Some(signal),
+            ..
+        } => Err(tagged(
+            Category::Remote,
+            anyhow::anyhow!(
+                "systemd-run was killed by signal {signal} on {}",
+                destination.label
+            ),
+        )),
+        Ended { status: 0, .. } => Ok(()),
+        Ended { status, .. } => Err(anyhow::Error::new(PassThrough(status as u8))),
+    }
+}
+
+/// Connects, reads what is deployed and runs the command wired as asked; Ctrl-C stops its
+/// unit on the host.
+fn run_on(
+    destination: &Destination,
+    layout: &Layout,
+    args: &Request,
+    wiring: Wiring,
+    ui: &Ui,
+) -> Result<Ended> {
+    let mut remote = deploy::connect(destination, &args.connection, ui)?;
+    let terminal = wiring.terminal.is_some();
+    let prepared = prepare_on(&mut remote, layout, &args.command, terminal, ui)?;
+    let command = remote::as_root(remote.is_root(), &prepared.script);
+    let stop = remote::as_root(
+        remote.is_root(),
+        &service_run::stop_script(&prepared.unit_name),
+    );
+    crate::interrupt::check()?;
+    let _raw = terminal.then(RawMode::enter);
+    channel::run(
+        remote.session(),
+        &destination.label,
+        &command,
+        Wiring {
+            on_interrupt: Some(stop),
+            ..wiring
+        },
+    )
+}
+
+/// How one host's run ended, for the summary.
+enum Outcome {
+    Ran(Ended),
+    Failed(anyhow::Error),
+}
+
+fn on_each_host(
+    destinations: &[Destination],
+    layout: &Layout,
+    args: &Request,
+    ui: &Ui,
+) -> Result<()> {
+    let width = destinations
+        .iter()
+        .map(|d| d.label.len())
+        .max()
+        .unwrap_or(0);
+    let output = Mutex::new(());
+    let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
+        let running: Vec<_> = destinations
+            .iter()
+            .map(|destination| {
+                let output = &output;
+                scope.spawn(
+                    move || match on_host(destination, layout, args, width, output, ui) {
+                        Ok(ended) => Outcome::Ran(ended),
+                        Err(e) => Outcome::Failed(e),
+                    },
+                )
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|r| {
+                r.join().unwrap_or_else(|_| {
+                    Outcome::Failed(anyhow::anyhow!("the host's thread panicked"))
+                })
+            })
+            .collect()
+    });
+    summarize(destinations, &outcomes, width)
+}
+
+/// One of several hosts: output lines prefixed with its name, no stdin.
+fn on_host(
+    destination: &Destination,
+    layout: &Layout,
+    args: &Request,
+    width: usize,
+    output: &Mutex<()>,
+    ui: &Ui,
+) -> Result<Ended> {
+    let prefix = format!("{:<width$} | ", destination.label);
+    let mut out = Prefixed::new(&prefix, output, false);
+    let mut err = Prefixed::new(&prefix, output, true);
+    let wiring = Wiring {
+        terminal: None,
+        stdin: false,
+        stdout: &mut |data| out.write(data),
+        stderr: &mut |data| err.write(data),
+        on_interrupt: None,
+    };
+    let ended = run_on(destination, layout, args, wiring, ui);
+    out.finish()?;
+    err.finish()?;
+    ended
+}
+
+/// The summary table (stderr, after the output) and the exit: 0 when every host ran the
+/// command and it exited 0.
+fn summarize(destinations: &[Destination], outcomes: &[Outcome], width: usize) -> Result<()> {
+    let width = width.max(4);
+    let mut lines = vec![format!("{:<width$}  EXIT", "HOST")];
+    let mut failed = Vec::new();
+    let mut category = None;
+    for (destination, outcome) in destinations.iter().zip(outcomes) {
+        let host = &destination.label;
+        let said = match outcome {
+            Outcome::Ran(Ended {
+                interrupted: true, ..
+            }) => {
+                category = Some(Category::Interrupted);
+                "interrupted".to_string()
+            }
+            Outcome::Ran(Ended {
+                signal: Some(signal),
+                ..
+            }) => format!("killed by signal {signal}"),
+            Outcome::Ran(Ended { status, .. }) => status.to_string(),
+            Outcome::Failed(e) => {
+                category = category.or(crate::error::category_of(e));
+                format!("not run: {}", first_line(e))
+            }
+        };
+        match outcome {
+            Outcome::Ran(e) if e.status == 0 && e.signal.is_none() && !e.interrupted => {}
+            Outcome::Ran(Ended {
+                status,
+                signal: None,
+                interrupted: false,
+            }) => failed.push(format!("{host} (exit status {status})")),
+            _ => failed.push(format!("{host} ({said})")),
+        }
+        lines.push(format!("{host:<width$}  {said}"));
+    }
+    eprintln!("{}", lines.join("\n"));
+    if failed.is_empty() {
+        return Ok(());
+    }
+    if category == Some(Category::Interrupted) {
+        return Err(crate::interrupt::interrupted());
+    }
+    Err(tagged(
+        category.unwrap_or(Category::Remote),
+        anyhow::anyhow!(
+            "the command failed on {} of {} hosts: {}",
+            failed.len(),
+            destinations.len(),
+            failed.join(", ")
+        ),
+    ))
+}
+
+fn first_line(error: &anyhow::Error) -> String {
+    format!("{error:#}")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// What the host has deployed, read in one round trip: its systemd, the current release and
+/// the installed unit (with drop-ins).
+struct Deployed {
+    systemd: u32,
+    release: String,
+    version: String,
+    unit: String,
+}
+
+fn prepare_on(
+    remote: &mut dyn Remote,
+    layout: &Layout,
+    argv: &[String],
+    terminal: bool,
+    ui: &Ui,
+) -> Result<Prepared> {
+    let deployed = deployed(remote, layout)?;
+    let env = [
+        ("SHIPIT_RELEASE".to_string(), deployed.release.clone()),
+        ("SHIPIT_VERSION".to_string(), deployed.version.clone()),
+    ];
+    let prepared = service_run::prepare(&ServiceRun {
+        app: &layout.app,
+        purpose: "exec",
+        unit: &deployed.unit,
+        systemd: deployed.systemd,
+        working_directory: &layout.current(),
+        env_files: None,
+        env: &env,
+        argv,
+        terminal,
+    })?;
+    for note in &prepared.left_out {
+        ui.diagnostic(format!("warning: {}: {note}", remote.label()));
+    }
+    if crate::ui::verbose() {
+        ui.diagnostic(format!(
+            "--- the command on {} ---\n{}---",
+            remote.label(),
+            prepared
+        ));
+    }
+    Ok(prepared)
+}
+
+fn deployed(remote: &mut dyn Remote, layout: &Layout) -> Result<Deployed> {
+    let script = format!(
+        "{vars}echo \"systemd=$(systemctl --version | head -n 1)\"\n\
+         if [ -d \"$current/\" ]; then\n\
+           echo \"release=$(basename \"$(readlink -f \"$current\")\")\"\n\
+           echo \"version=$(sed -n 's/^  \"version\": \"\\(.*\\)\",$/\\1/p' \"$current/manifest.json\" 2>/dev/null)\"\n\
+         fi\n\
+         echo '--- unit'\n\
+         systemctl cat \"$unit\" 2>/dev/null || true\n",
+        vars = layout.shell_vars()
+    );
+    let out = remote::run_one(
+        remote,
+        remote::Step::reads("reading the deployed release", script),
+    )?;
+    let (head, unit) = out.split_once("--- unit\n").unwrap_or((&out, ""));
+    let field = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let host = remote.label().to_string();
+    let release = field("release");
+    if release.is_empty() {
+        return Err(tagged(
+            Category::Remote,
+            anyhow::anyhow!(
+                "{} has no deployed release on {host} ({} does not exist)\n  \
+                 help: deploy it first: `shipit deploy {host}`",
+                layout.app,
+                layout.current()
+            ),
+        ));
+    }
+    if unit.trim().is_empty() {
+        return Err(tagged(
+            Category::Remote,
+            anyhow::anyhow!(
+                "{host} has release {release} of {} but no unit {}\n  \
+                 help: deploy again to install it: `shipit deploy {host}`",
+                layout.app,
+                layout.unit_name()
+            ),
+        ));
+    }
+    let systemd = crate::systemd::parse_version(&field("systemd"))
+        .with_context(|| format!("{host} did not say which systemd it runs"))
+        .map_err(|e| tagged(Category::Remote, e))?;
+    Ok(Deployed {
+        systemd,
+        version: field("version"),
+        release,
+        unit: unit.to_string(),
+    })
+}
+
+/// Output of one of several hosts, written a whole line at a time with the host's prefix, so
+/// hosts' lines never mix within a line.
+struct Prefixed<'a> {
+    prefix: &'a str,
+    lock: &'a Mutex<()>,
+    stderr: bool,
+    partial: Vec<u8>,
+}
+
+impl<'a> Prefixed<'a> {
+    fn new(prefix: &'a str, lock: &'a Mutex<()>, stderr: bool) -> Self {
+        Prefixed {
+            prefix,
+            lock,
+            stderr,
+            partial: Vec::new(),
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.partial.extend_from_slice(data);
+        let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') else {
+            return Ok(());
+        };
+        let complete: Vec<u8> = self.partial.drain(..=end).collect();
+        self.emit(&complete)
+    }
+
+    /// Writes a last line that had no newline.
+    fn finish(&mut self) -> std::io::Result<()> {
+        if self.partial.is_empty() {
+            return Ok(());
+        }
+        let mut rest = std::mem::take(&mut self.partial);
+        rest.push(b'\n');
+        self.emit(&rest)
+    }
+
+    fn emit(&self, lines: &[u8]) -> std::io::Result<()> {
+        let mut text = Vec::with_capacity(lines.len() + 16);
+        for line in lines.split_inclusive(|b| *b == b'\n') {
+            text.extend_from_slice(self.prefix.as_bytes());
+            text.extend_from_slice(line);
+        }
+        let _held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.stderr {
+            std::io::stderr().lock().write_all(&text)
+        } else {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&text)?;
+            out.flush()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixed_output_keeps_lines_whole() {
+        let lock = Mutex::new(());
+        let mut out = Prefixed::new("web1 | ", &lock, false);
+        out.write(b"par").unwrap();
+        assert_eq!(out.partial, b"par");
+        out.write(b"tial\nnext\nla").unwrap();
+        assert_eq!(out.partial, b"la");
+    }
+}

@@ -1,0 +1,474 @@
+//! Socket activation: the package carries the socket unit; the examples take the sockets systemd
+//! passes (run under the real `systemd-socket-activate`) and finish the requests in flight on
+//! SIGTERM, so a socket held across a restart loses no request; `deploy` refuses `listen` until
+//! it installs socket units; and the baseline: a plain restart under load, on a real host.
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::app::{health_version, wait_for};
+use crate::support::load::{Load, Outcome, Settings};
+use crate::support::sandbox::Sandbox;
+use crate::support::*;
+
+/// A copy of example `name` with `listen` in its shipit.toml, built at 1.0.0 and 2.0.0.
+struct Built {
+    name: &'static str,
+    project: tempfile::TempDir,
+    _out: tempfile::TempDir,
+    /// The packages and the binaries unpacked from them, 1.0.0 then 2.0.0.
+    packages: [PathBuf; 2],
+    binaries: [PathBuf; 2],
+}
+
+fn build_with_listen(name: &'static str, listen: &str) -> Built {
+    let project = project_with_listen(name, listen);
+    let out = tempfile::tempdir().unwrap();
+    let build = |version: &str| {
+        let run = shipit(&[
+            "-C",
+            project.path().to_str().unwrap(),
+            "build",
+            "--version-override",
+            version,
+            "--out-dir",
+            out.path().to_str().unwrap(),
+        ])
+        .run()
+        .success();
+        let package = PathBuf::from(run.stdout.trim());
+        let binary = out.path().join(format!("{name}-{version}"));
+        std::fs::write(&binary, &package_map(&package)[name].data).unwrap();
+        std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        (package, binary)
+    };
+    let (p1, b1) = build("1.0.0");
+    let (p2, b2) = build("2.0.0");
+    Built {
+        name,
+        project,
+        _out: out,
+        packages: [p1, p2],
+        binaries: [b1, b2],
+    }
+}
+
+/// Each example, from `listen` in shipit.toml to a restart that loses nothing.
+fn check_example(name: &'static str) {
+    let built = build_with_listen(name, r#"["127.0.0.1:8080"]"#);
+    the_package_carries_the_socket_unit(&built);
+    systemd_socket_activate_hands_it_the_sockets(&built);
+    a_held_socket_loses_nothing_across_a_restart(&built);
+}
+
+#[test]
+fn hello_go_takes_the_socket_and_drains() {
+    check_example("hello-go");
+}
+
+#[test]
+fn hello_rust_takes_the_socket_and_drains() {
+    check_example("hello-rust");
+}
+
+/// `<app>.socket` sits beside `<app>.service` in the package, listed in the manifest, exactly
+/// as `unit generate` renders it.
+fn the_package_carries_the_socket_unit(built: &Built) {
+    let name = built.name;
+    let entries = read_package(&built.packages[0]);
+    let paths: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
+    let (service, socket) = (format!("{name}.service"), format!("{name}.socket"));
+    let mut files = vec!["config.yaml", name, &service, &socket];
+    files.sort();
+    let expected: Vec<&str> = std::iter::once("manifest.json").chain(files).collect();
+    assert_eq!(paths, expected);
+    let entries = package_map(&built.packages[0]);
+    assert_eq!(entries[&socket].mode, 0o644);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&entries["manifest.json"].data).unwrap();
+    let listed = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == socket.as_str())
+        .unwrap_or_else(|| panic!("{socket} is not in the manifest: {manifest}"));
+    assert_eq!(listed["sha256"], sha256_of(&entries[&socket].data));
+
+    let units = tempfile::tempdir().unwrap();
+    let dir = format!("{}/", units.path().display());
+    shipit(&[
+        "-C",
+        built.project.path().to_str().unwrap(),
+        "unit",
+        "generate",
+        "-o",
+        &dir,
+    ])
+    .run()
+    .success();
+    for unit in [&service, &socket] {
+        assert_eq!(
+            String::from_utf8_lossy(&entries[unit].data),
+            std::fs::read_to_string(units.path().join(unit)).unwrap(),
+            "{unit}"
+        );
+    }
+    let socket_text = String::from_utf8_lossy(&entries[&socket].data).into_owned();
+    assert!(
+        socket_text
+            .lines()
+            .any(|l| l == "ListenStream=127.0.0.1:8080"),
+        "{socket_text}"
+    );
+}
+
+fn sha256_of(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Under `systemd-socket-activate` (systemd's own tool, passing sockets as systemd does), the
+/// binary answers on both sockets it is handed and never binds the port of its `--port`.
+fn systemd_socket_activate_hands_it_the_sockets(built: &Built) {
+    let (first, second, own) = (free_port(), free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let mut activate = Command::new("systemd-socket-activate");
+    activate
+        .args(["-l", &format!("127.0.0.1:{first}")])
+        .args(["-l", &format!("127.0.0.1:{second}")])
+        .arg(&built.binaries[0])
+        .args(["--port", &own.to_string()]);
+    let mut service = Service(spawn_logged(activate, built, dir.path(), &log));
+    let (status, body) = http_get(first, "/health");
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["version"], "1.0.0");
+    let (status, body) = http_get(second, "/");
+    assert_eq!(
+        (status, body.trim()),
+        (200, format!("hello from {} 1.0.0", built.name).as_str())
+    );
+    assert_eq!(
+        TcpStream::connect(("127.0.0.1", own))
+            .map_err(|e| e.kind())
+            .err(),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "it listens on --port {own} too"
+    );
+    // systemd-socket-activate execs the service, so the signal reaches it directly.
+    let status = terminate(&mut service);
+    assert!(status.success(), "{status}: {}", read(&log));
+    assert!(
+        read(&log).contains(&format!(
+            "listening on 127.0.0.1:{first}, 127.0.0.1:{second} (sockets from systemd)"
+        )),
+        "{}",
+        read(&log)
+    );
+}
+
+/// What a socket unit does across `systemctl restart`, by hand: the test holds the listening
+/// socket, runs 1.0.0 on it, sends SIGTERM while a slow request is in flight and a load runs,
+/// starts 2.0.0 on the same socket once 1.0.0 has exited. The slow request is answered by 1.0.0
+/// before it exits, and no request of the load fails: those that came during the restart
+/// waited in the socket's queue.
+fn a_held_socket_loses_nothing_across_a_restart(built: &Built) {
+    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = socket.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = [dir.path().join("v1.log"), dir.path().join("v2.log")];
+    let mut v1 = Service(spawn_logged(
+        with_socket(&built.binaries[0], &socket),
+        built,
+        dir.path(),
+        &logs[0],
+    ));
+    let (status, _) = http_get(address.port(), "/health");
+    assert_eq!(status, 200, "{}", read(&logs[0]));
+
+    let slow = std::thread::spawn(move || {
+        let answer = http_get(address.port(), "/?delay=1500ms");
+        (answer, Instant::now())
+    });
+    let load = Load::start(
+        address,
+        Settings {
+            rate: 400,
+            ..Load::DEFAULT
+        },
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let status = terminate(&mut v1);
+    let exited = Instant::now();
+    let v2 = Service(spawn_logged(
+        with_socket(&built.binaries[1], &socket),
+        built,
+        dir.path(),
+        &logs[1],
+    ));
+    std::thread::sleep(Duration::from_millis(700));
+    let report = load.stop();
+    drop(v2);
+    println!(
+        "{}: restart on a held socket with a 1.5 s request in flight: {report}",
+        built.name
+    );
+
+    assert!(
+        status.success(),
+        "1.0.0 exited with {status}: {}",
+        read(&logs[0])
+    );
+    let ((status, body), answered) = slow.join().unwrap();
+    assert_eq!(
+        (status, body.trim()),
+        (200, format!("hello from {} 1.0.0", built.name).as_str())
+    );
+    assert!(
+        answered <= exited,
+        "1.0.0 exited before answering its request in flight"
+    );
+    assert!(
+        report.failures().is_empty(),
+        "{report}: {:?}",
+        report.failures()
+    );
+    report.assert_versions_in_order("1.0.0", "2.0.0");
+}
+
+/// The service's command as systemd runs it with a socket: the socket as fd 3, `LISTEN_FDS=1`
+/// and `LISTEN_PID` its own PID (set by the shell that then execs it, keeping the PID).
+fn with_socket(binary: &Path, socket: &TcpListener) -> Command {
+    let fd = socket.as_raw_fd();
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "LISTEN_PID=$$ exec \"$0\" \"$@\""])
+        .arg(binary)
+        .args(["--port", &free_port().to_string()])
+        .env("LISTEN_FDS", "1");
+    // SAFETY: between fork and exec only dup2 and fcntl run, both async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            let moved = if fd == 3 {
+                // dup2 onto itself would keep close-on-exec.
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if moved < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
+/// Spawns `command` in the example's project (its config.yaml) with a state directory and its
+/// output in `log`.
+fn spawn_logged(mut command: Command, built: &Built, state: &Path, log: &Path) -> Child {
+    let log = File::create(log).unwrap();
+    command
+        .current_dir(built.project.path())
+        .env("STATE_DIRECTORY", state)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("run the service")
+}
+
+/// SIGTERM, and the exit status once the process has finished.
+fn terminate(service: &mut Service) -> std::process::ExitStatus {
+    let pid = libc::pid_t::try_from(service.0.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    service.0.wait().unwrap()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Until `shipit deploy` installs socket units, a project with `listen` is refused before
+/// anything is built or any host is asked, and so is a package built with it: its service
+/// would not start without its socket.
+#[test]
+fn deploy_refuses_listen_until_it_installs_socket_units() {
+    let project = project_with_listen("hello-go", r#"["8080"]"#);
+    let path = project.path().join("shipit.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{config}\n[deploy]\npreflight = false\n")).unwrap();
+    let dir = project.path().to_str().unwrap();
+    for extra in [&[][..], &["--dry-run"][..]] {
+        let args = [&["-C", dir, "deploy", "web1.invalid"][..], extra].concat();
+        shipit(&args)
+            .run()
+            .failure(2)
+            .stderr_has(
+                "[service] listen is set, but `shipit deploy` does not install socket units yet",
+            )
+            .stderr_has("help: remove listen from shipit.toml");
+    }
+    assert!(!project.path().join("dist").exists());
+
+    // A package built with listen is refused too, whatever shipit.toml says now.
+    let run = shipit(&["-C", dir, "build", "--version-override", "1.0.0"])
+        .run()
+        .success();
+    let package = run.stdout.trim().to_string();
+    std::fs::copy(example("hello-go").join("shipit.toml"), &path).unwrap();
+    shipit(&["-C", dir, "deploy", "web1.invalid", "--package", &package])
+        .run()
+        .failure(2)
+        .stderr_has("hello-go-1.0.0-linux-amd64.tar.gz carries hello-go.socket (it was built with [service] listen)");
+}
+
+/// The baseline socket activation is measured against: hello-go as it deploys today, binding its
+/// own port, redeployed from 1.0.0 to 2.0.0 under a steady load of new connections. Between the
+/// old process closing its socket and the new one opening its own, connections are refused;
+/// the test prints how many (`--nocapture`). How many depends on timing, so what it asserts is
+/// what always holds: 1.0.0 answered, then 2.0.0, and every failure is a connection refused or
+/// reset, never a bad answer.
+#[test]
+fn a_plain_restart_under_load_drops_connections() {
+    crate::needs_root!();
+    let host = "t-plain";
+    let sandbox = Sandbox::up(&[host]);
+    let project = project_copy("hello-go");
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("1.0.0"), &[])
+        .success();
+    let address: SocketAddr = format!("{}:8080", sandbox.address(host)).parse().unwrap();
+    let load = Load::start(address, Load::DEFAULT);
+    std::thread::sleep(Duration::from_millis(500));
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("2.0.0"), &[])
+        .success();
+    std::thread::sleep(Duration::from_millis(500));
+    let report = load.stop();
+    let settings = Load::DEFAULT;
+    println!(
+        "a plain restart (hello-go without listen) under {} clients at up to {} requests/s, \
+         redeployed 1.0.0 → 2.0.0: {report}",
+        settings.clients, settings.rate
+    );
+    report.assert_versions_in_order("1.0.0", "2.0.0");
+    for failure in report.failures() {
+        assert!(
+            matches!(failure.outcome, Outcome::Refused | Outcome::Reset),
+            "{failure:?}: {report}"
+        );
+    }
+}
+
+/// The rendered units on a real systemd, installed by hand as deploy will once it installs
+/// sockets: the socket unit listens with the kernel's whole queue, hello-go gets its socket
+/// under the hardened service unit, and `systemctl restart` under the baseline's load refuses
+/// nothing: 1.0.0 answers, then 2.0.0, and no request fails.
+#[test]
+fn the_units_hold_the_socket_across_systemctl_restart() {
+    crate::needs_root!();
+    let built = build_with_listen("hello-go", r#"["8080"]"#);
+    let host = "t-socket";
+    let sandbox = Sandbox::up(&[host]);
+    let root = sandbox.rootfs(host);
+    let entries = package_map(&built.packages[0]);
+    for unit in ["hello-go.service", "hello-go.socket"] {
+        std::fs::write(
+            root.join("etc/systemd/system").join(unit),
+            &entries[unit].data,
+        )
+        .unwrap();
+    }
+    for (version, binary) in ["1.0.0", "2.0.0"].iter().zip(&built.binaries) {
+        let release = root.join("opt/hello-go/releases").join(version);
+        std::fs::create_dir_all(&release).unwrap();
+        std::fs::copy(binary, release.join("hello-go")).unwrap();
+        std::fs::copy(
+            built.project.path().join("config.yaml"),
+            release.join("config.yaml"),
+        )
+        .unwrap();
+    }
+    sandbox
+        .ssh(
+            host,
+            "set -e\n\
+             useradd --system --user-group --no-create-home --shell /usr/sbin/nologin hello-go\n\
+             install -d -m 0750 -o hello-go -g hello-go /var/lib/hello-go\n\
+             ln -sfn releases/1.0.0 /opt/hello-go/current\n\
+             systemctl daemon-reload\n\
+             systemctl enable --now --quiet hello-go.socket\n\
+             systemctl enable --now --quiet hello-go.service\n",
+        )
+        .success();
+    assert!(
+        wait_for(10, || health_version(&sandbox, host) == "1.0.0"),
+        "{}",
+        sandbox
+            .ssh(
+                host,
+                "journalctl -u hello-go.service -u hello-go.socket -o cat --no-pager"
+            )
+            .stdout
+    );
+    // The queue is as long as the kernel allows: net.core.somaxconn, not systemd's default.
+    let queue = sandbox
+        .ssh(
+            host,
+            "ss -ltnH 'sport = :8080' | awk '{print $3}'; cat /proc/sys/net/core/somaxconn",
+        )
+        .success()
+        .stdout;
+    let lines: Vec<&str> = queue.lines().collect();
+    assert_eq!(lines.len(), 2, "{queue}");
+    assert_eq!(
+        lines[0], lines[1],
+        "the listening socket's queue, then somaxconn: {queue}"
+    );
+
+    let address: SocketAddr = format!("{}:8080", sandbox.address(host)).parse().unwrap();
+    let load = Load::start(address, Load::DEFAULT);
+    std::thread::sleep(Duration::from_millis(500));
+    sandbox
+        .ssh(
+            host,
+            "ln -sfn releases/2.0.0 /opt/hello-go/.current.new && \
+             mv -T /opt/hello-go/.current.new /opt/hello-go/current && \
+             systemctl restart hello-go.service",
+        )
+        .success();
+    std::thread::sleep(Duration::from_millis(1000));
+    let report = load.stop();
+    println!("systemctl restart of hello-go with its socket unit, under the same load: {report}");
+    assert!(
+        report.failures().is_empty(),
+        "{report}: {:?}",
+        report.failures()
+    );
+    report.assert_versions_in_order("1.0.0", "2.0.0");
+    let journal = sandbox
+        .ssh(host, "journalctl -u hello-go.service -o cat --no-pager")
+        .success()
+        .stdout;
+    let starts: Vec<&str> = journal
+        .lines()
+        .filter(|l| l.contains(" listening on "))
+        .collect();
+    assert_eq!(starts.len(), 2, "{journal}");
+    assert!(
+        starts
+            .iter()
+            .all(|l| l.ends_with("listening on [::]:8080 (sockets from systemd)")),
+        "{journal}"
+    );
+}
