@@ -1,5 +1,5 @@
-//! Looking at a deployed app: `status`, `releases`, `lock status|release` (`logs` is
-//! [`crate::logs`]).
+//! Looking at a deployed app: `status`, `releases`, `lock status|release` (`shipit logs` has a
+//! module of its own).
 
 use std::time::Duration;
 
