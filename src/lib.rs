@@ -54,23 +54,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `shipit deploy` installs the service unit only, and a service that requires its socket unit
-/// does not start on a host without one: a project with `[service] listen` is refused before
-/// anything is built or connects.
-fn refuse_sockets(config: &config::Config) -> Result<()> {
-    if config.service.listen.is_empty() {
-        return Ok(());
-    }
-    let app = &config.app.name;
-    fail!(
-        Usage,
-        "[service] listen is set, but `shipit deploy` does not install socket units yet: \
-         {app}.service would require {app}.socket, which the hosts do not have\n  \
-         help: remove listen from shipit.toml to deploy {app} binding its own port, or install \
-         the units `shipit unit generate -o DIR/` writes by hand"
-    );
-}
-
 pub fn run(cli: Cli) -> Result<()> {
     let ui = ui::Ui::new(cli.global.quiet);
     ui::set_verbose(cli.global.verbose);
@@ -101,10 +84,7 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", archive.display());
             Ok(())
         }
-        Command::Deploy(args) => {
-            refuse_sockets(&config)?;
-            deploy::run(&config, &args.request(), &ui)
-        }
+        Command::Deploy(args) => deploy::run(&config, &args.request(), &ui),
         Command::Status(args) => deploy::inspect::status(
             &config,
             &args.hosts,

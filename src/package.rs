@@ -261,8 +261,10 @@ pub struct Package {
     pub sha256: String,
     pub size: u64,
     pub manifest: Manifest,
-    /// The rendered unit inside, which each host gets as its systemd release allows.
+    /// The rendered service unit inside, which each host gets as its systemd release allows.
     pub unit: String,
+    /// The socket unit inside, for a package built with `[service] listen`.
+    pub socket: Option<String>,
 }
 
 impl Package {
@@ -283,8 +285,10 @@ impl Package {
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(hashed));
         let mut manifest = None;
         let mut unit = None;
+        let mut socket = None;
         let mut contents: BTreeMap<String, (u64, String)> = BTreeMap::new();
         let unit_name = format!("{app}.service");
+        let socket_name = format!("{app}.socket");
         for entry in archive
             .entries()
             .with_context(context)
@@ -297,7 +301,7 @@ impl Package {
                 .tag(Category::Usage)?
                 .to_string_lossy()
                 .into_owned();
-            if name == MANIFEST || name == unit_name {
+            if name == MANIFEST || name == unit_name || name == socket_name {
                 let mut text = String::new();
                 entry
                     .read_to_string(&mut text)
@@ -308,8 +312,13 @@ impl Package {
                     continue;
                 }
                 let digest = hex::encode(Sha256::digest(text.as_bytes()));
+                let is_socket = name == socket_name;
                 contents.insert(name, (text.len() as u64, digest));
-                unit = Some(text);
+                if is_socket {
+                    socket = Some(text);
+                } else {
+                    unit = Some(text);
+                }
                 continue;
             }
             let mut hasher = Sha256::new();
@@ -366,17 +375,6 @@ impl Package {
                 file.path
             );
         }
-        // Until deploy installs socket units: the package's service requires one, and would
-        // not start on a host without it.
-        let socket = format!("{app}.socket");
-        if manifest.files.iter().any(|f| f.path == socket) {
-            crate::fail!(
-                Usage,
-                "{} carries {socket} (it was built with [service] listen), but `shipit deploy` \
-                 does not install socket units yet\n  help: build the package without listen",
-                path.display()
-            );
-        }
         Target::parse(&manifest.target).with_context(context)?;
         for file in &manifest.files {
             match contents.get(&file.path) {
@@ -406,6 +404,7 @@ impl Package {
             size,
             manifest,
             unit,
+            socket,
         })
     }
 }

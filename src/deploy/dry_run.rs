@@ -31,8 +31,7 @@ pub fn plan(
         ])?
         .into_iter();
     let facts = steps::host_facts(answers.next().expect("answered"), &host, platform)?;
-    let (installed_unit, installed_sha) =
-        steps::parse_installed(&answers.next().expect("answered")?);
+    let installed = steps::parse_installed(&answers.next().expect("answered")?);
     let new_sha = package
         .manifest
         .files
@@ -46,12 +45,24 @@ pub fn plan(
         package.manifest.version,
         host,
         facts.systemd,
-        installed_sha.as_deref().unwrap_or("(none installed)"),
+        installed.binary_sha256.as_deref().unwrap_or("(none installed)"),
         layout.shell_vars().trim_end()
     ));
     let host_unit = phases::host_unit(&mut runner, package, facts, ui);
     let new_unit = host_unit.adapted.as_deref().unwrap_or(&package.unit);
-    runner.note(unit_diff(&installed_unit, new_unit, &layout.unit_path()));
+    runner.note(unit_diff(&installed.unit, new_unit, &layout.unit_path()));
+    let new_socket = host_unit
+        .socket_adapted
+        .as_deref()
+        .or(package.socket.as_deref())
+        .unwrap_or_default();
+    if !(new_socket.is_empty() && installed.socket.is_empty()) {
+        runner.note(unit_diff(
+            &installed.socket,
+            new_socket,
+            &layout.socket_path(),
+        ));
+    }
     let begun = phases::begin(&mut runner, &layout, None, options, ui).map_err(|f| f.error)?;
     let mut transfer = phases::transfer(
         &mut runner,
@@ -60,6 +71,13 @@ pub fn plan(
         target.env_file.as_deref(),
         &host_unit,
         &begun.survey,
+        super::preflight::wanted(
+            config.deploy.preflight,
+            package,
+            target.health.as_ref(),
+            &host,
+            ui,
+        ),
         phases::Then::Wait,
         ui,
     )?;
@@ -85,16 +103,15 @@ fn unit_diff(old: &str, new: &str, path: &str) -> String {
         return format!("# {path}: unchanged");
     }
     let diff = similar::TextDiff::from_lines(old, new);
-    let old_name = if old.is_empty() {
-        "/dev/null".to_string()
-    } else {
-        format!("{path} (installed)")
+    let name = |text: &str, what: &str| match text.is_empty() {
+        true => "/dev/null".to_string(),
+        false => format!("{path} ({what})"),
     };
     format!(
         "# unit diff\n{}",
         diff.unified_diff()
             .context_radius(3)
-            .header(&old_name, &format!("{path} (new)"))
+            .header(&name(old, "installed"), &name(new, "new"))
             .to_string()
             .trim_end()
     )

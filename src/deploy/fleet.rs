@@ -202,6 +202,8 @@ pub struct Context<'a> {
     pub options: &'a Options,
     pub rollout: &'a Rollout,
     pub keep_releases: usize,
+    /// `[deploy] preflight`: the new release runs on a scratch socket before the switch.
+    pub preflight: bool,
     pub connector: &'a dyn Connect,
     pub ui: &'a Ui,
 }
@@ -372,6 +374,13 @@ fn prepare(ctx: &Context, run: &mut HostRun, shape: Shape) {
     } else {
         Then::Wait
     };
+    let preflight = super::preflight::wanted(
+        ctx.preflight,
+        ctx.package,
+        health.as_ref(),
+        run.label(),
+        ctx.ui,
+    );
     match phases::transfer(
         &mut run.runner(),
         ctx.layout,
@@ -379,6 +388,7 @@ fn prepare(ctx: &Context, run: &mut HostRun, shape: Shape) {
         env_file.as_deref(),
         &host_unit,
         &survey,
+        preflight,
         then,
         ctx.ui,
     ) {
@@ -613,10 +623,11 @@ pub fn severity(category: Category) -> u8 {
         Category::RollbackFailed => 0,
         Category::Interrupted => 1,
         Category::RolledBack => 2,
-        Category::Locked => 3,
-        Category::Remote => 4,
-        Category::Connect => 5,
-        Category::Build => 6,
-        Category::Usage => 7,
+        Category::Preflight => 3,
+        Category::Locked => 4,
+        Category::Remote => 5,
+        Category::Connect => 6,
+        Category::Build => 7,
+        Category::Usage => 8,
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::health::unit_properties;
@@ -40,6 +40,9 @@ struct Status {
     limit_nofile: String,
     restart: String,
     health: Option<String>,
+    /// The socket unit, with `[service] listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    socket: Option<steps::SocketState>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -81,8 +84,14 @@ fn status_of(config: &Config, host: &str, connect: &Connection, ui: &Ui) -> Resu
     let (mut remote, layout) = open(config, host, connect, ui)?;
     let props = unit_properties(remote.as_mut(), &layout)?;
     let get = |k: &str| props.get(k).cloned().unwrap_or_default();
-    let out = Runner::apply(remote.as_mut()).one(steps::releases(&layout))?;
+    let mut answers = Runner::apply(remote.as_mut())
+        .run(vec![steps::releases(&layout), steps::socket_state(&layout)])?
+        .into_iter();
+    let out = answers
+        .next()
+        .context("the host did not list its releases")??;
     let current = steps::parse_releases(&out).into_iter().find(|r| r.current);
+    let socket = steps::parse_socket_state(&answers.next().context("no socket state")??);
     let health = health_for(config, host).map(|h| {
         let (host, port, path) = h.endpoint();
         let timeout = h.timeout.max(Duration::from_secs(1));
@@ -105,6 +114,7 @@ fn status_of(config: &Config, host: &str, connect: &Connection, ui: &Ui) -> Resu
         limit_nofile: get("LimitNOFILE"),
         restart: get("Restart"),
         health,
+        socket,
         error: None,
     })
 }
@@ -124,6 +134,7 @@ impl Status {
             limit_nofile: String::new(),
             restart: String::new(),
             health: None,
+            socket: None,
             error: Some(format!("{error:#}")),
         }
     }
@@ -155,6 +166,21 @@ fn print_one(status: &Status) {
         ("health", dash(&status.health)),
     ] {
         println!("{:<13}{value}", format!("{label}:"));
+    }
+    if let Some(socket) = &status.socket {
+        println!(
+            "{:<13}{}/{}",
+            "socket:", socket.active_state, socket.sub_state
+        );
+        for queue in &socket.listen {
+            let waiting = match (queue.waiting, queue.limit) {
+                (Some(waiting), Some(limit)) => {
+                    format!("{waiting} connections waiting to be accepted (at most {limit})")
+                }
+                _ => "queue unknown (no `ss` on the host)".to_string(),
+            };
+            println!("{:<13}{}: {waiting}", "listen:", queue.address);
+        }
     }
 }
 

@@ -44,6 +44,13 @@ impl Layout {
     pub fn unit_path(&self) -> String {
         format!("/etc/systemd/system/{}", self.unit_name())
     }
+    /// The socket unit that holds the listening sockets (`[service] listen`).
+    pub fn socket_name(&self) -> String {
+        format!("{}.socket", self.app)
+    }
+    pub fn socket_path(&self) -> String {
+        format!("/etc/systemd/system/{}", self.socket_name())
+    }
     pub fn env_file(&self) -> String {
         crate::paths::env_file(&self.app)
     }
@@ -72,6 +79,8 @@ impl Layout {
             self.env_file(),
             self.state_dir(),
             self.history(),
+            self.socket_name(),
+            self.socket_path(),
         ];
         VARIABLES
             .iter()
@@ -82,7 +91,7 @@ impl Layout {
 }
 
 /// The shell variables every step script starts with, in [`Layout::shell_vars`] order.
-pub const VARIABLES: [&str; 16] = [
+pub const VARIABLES: [&str; 18] = [
     "app",
     "user",
     "base",
@@ -99,4 +108,6 @@ pub const VARIABLES: [&str; 16] = [
     "env_file",
     "state_dir",
     "history",
+    "socket",
+    "socket_path",
 ];

@@ -12,6 +12,7 @@ pub mod inspect;
 mod layout;
 mod lock;
 mod phases;
+mod preflight;
 mod report;
 mod rollback;
 #[cfg(test)]
@@ -119,6 +120,7 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
         options,
         rollout,
         keep_releases: config.deploy.keep_releases,
+        preflight: config.deploy.preflight,
         connector: &connector,
         ui,
     };

@@ -127,6 +127,7 @@ pub fn transfer(
     secrets: Option<&[u8]>,
     host_unit: &HostUnit,
     survey: &Survey,
+    preflight: Option<&Health>,
     then: Then,
     ui: &Ui,
 ) -> Result<Transfer> {
@@ -145,6 +146,9 @@ pub fn transfer(
             batch.push(steps::upload(layout, package, from, &host, ui)?);
         }
         batch.push(steps::release(layout, secrets, host_unit));
+        if let Some(health) = preflight {
+            batch.push(super::preflight::step(layout, package, host_unit, health)?);
+        }
         let switching = match &then {
             Then::Wait => false,
             Then::Switch { options, health } => {
@@ -179,6 +183,18 @@ pub fn transfer(
         };
         report_upload(runner, upload, upload_seconds, package, ui);
         let reused_release = steps::released(next(&mut answers), host_unit).map_err(before)?;
+        if preflight.is_some() {
+            super::preflight::passed(next(&mut answers), layout, &host).map_err(before)?;
+            if !runner.is_dry_run() {
+                ui.status(
+                    "Pre-flight",
+                    format_args!(
+                        "{} {} answered on a scratch socket on {host}",
+                        layout.app, package.manifest.version
+                    ),
+                );
+            }
+        }
         let mut transfer = Transfer {
             upload,
             upload_seconds,
@@ -194,7 +210,7 @@ pub fn transfer(
                 None => Ok(()),
             };
             let switched = armed.and_then(|()| next(&mut answers));
-            transfer.started = Some(switched.map(|out| health::parse_state(&out)));
+            transfer.started = Some(switched.map(|out| switched_state(runner, layout, &out, ui)));
         }
         return Ok(transfer);
     }
@@ -214,17 +230,24 @@ fn listen(health: Option<&Health>) -> Listen {
     }
 }
 
-/// The package's unit as this host's systemd takes it, saying what had to be left out.
+/// The package's units as this host's systemd takes them, saying what had to be left out.
 pub fn host_unit(runner: &mut Runner, package: &Package, facts: HostFacts, ui: &Ui) -> HostUnit {
     let host = runner.label();
-    let (adapted, left_out) = crate::systemd::unit_for(&package.unit, facts.systemd);
-    for directive in &left_out {
-        ui.status("Note", format_args!("{host}: {directive}"));
-        runner.note(format!("# {host}: {directive}"));
+    let units = crate::unit::Units {
+        service: package.unit.clone(),
+        socket: package.socket.clone(),
+    };
+    let (adapted, left_out) = units.for_version(&package.manifest.app, facts.systemd);
+    for (file, directive) in &left_out {
+        ui.status("Note", format_args!("{host}: {file}{directive}"));
+        runner.note(format!("# {host}: {file}{directive}"));
     }
     HostUnit {
         systemd: facts.systemd,
-        adapted: (!left_out.is_empty()).then_some(adapted),
+        adapted: (adapted.service != package.unit).then_some(adapted.service),
+        socket_adapted: adapted
+            .socket
+            .filter(|s| Some(s) != package.socket.as_ref()),
     }
 }
 
@@ -248,6 +271,25 @@ fn report_upload(runner: &Runner, upload: Upload, seconds: f64, package: &Packag
         ),
         Upload::Sent { .. } => {}
     }
+}
+
+/// The unit's state after a switch, saying so when the switch had to stop the service before
+/// its socket unit could take the port (see `switch.sh`).
+pub fn switched_state(runner: &Runner, layout: &Layout, out: &str, ui: &Ui) -> UnitState {
+    if out.lines().any(|l| l == "socket=first") {
+        ui.status(
+            "Note",
+            format_args!(
+                "{}: {} bound its port itself, so it stopped before {} could take the port: \
+                 connections were refused for this one restart; from now on they wait in the \
+                 socket's queue",
+                runner.label(),
+                layout.unit_name(),
+                layout.socket_name()
+            ),
+        );
+    }
+    health::parse_state(out)
 }
 
 fn starting(runner: &Runner, layout: &Layout, package: &Package, ui: &Ui) {
@@ -292,7 +334,7 @@ pub fn activate(
             if armed {
                 next(&mut answers).map_err(|e| interrupted_or(e, &host, "switching"))?;
             }
-            next(&mut answers).map(|out| Some(health::parse_state(&out)))
+            next(&mut answers).map(|out| Some(switched_state(runner, layout, &out, ui)))
         }
     };
     let healthy = started.and_then(|state| {
@@ -417,12 +459,13 @@ fn restore(
     ui: &Ui,
 ) -> Result<()> {
     let state = runner.one(steps::switch_to(layout, previous, listen(health)))?;
+    let state = switched_state(runner, layout, &state, ui);
     health::gate(
         runner.remote,
         layout,
         health,
         None,
-        Some(health::parse_state(&state)),
+        Some(state),
         OnInterrupt::Continue,
         ui,
     )

@@ -104,13 +104,14 @@ fn rollback_locked(
     let listen = steps::Listen::default();
     let switched = runner
         .one(steps::switch_to(layout, &target.name, listen))
-        .and_then(|state| {
+        .and_then(|out| {
+            let state = phases::switched_state(runner, layout, &out, ui);
             health::gate(
                 runner.remote,
                 layout,
                 health,
                 Some(&target.version),
-                Some(health::parse_state(&state)),
+                Some(state),
                 health::OnInterrupt::Stop,
                 ui,
             )

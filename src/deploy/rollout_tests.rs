@@ -48,6 +48,7 @@ struct World {
     options: Options,
     health: Health,
     env_file: Option<Vec<u8>>,
+    preflight: bool,
 }
 
 fn world(hosts: Vec<(&str, Host)>) -> World {
@@ -84,6 +85,7 @@ fn world(hosts: Vec<(&str, Host)>) -> World {
                 }],
             },
             unit: "[Service]\nExecStart=/opt/app/current/app\n".into(),
+            socket: None,
         },
         _dir: dir,
         rollout: Rollout {
@@ -110,6 +112,7 @@ fn world(hosts: Vec<(&str, Host)>) -> World {
             check_version: true,
         },
         env_file: None,
+        preflight: false,
     }
 }
 
@@ -162,6 +165,7 @@ impl World {
             options: &self.options,
             rollout: &self.rollout,
             keep_releases: 5,
+            preflight: self.preflight,
             connector: &connector,
             ui: &ui,
         };
@@ -505,6 +509,85 @@ fn a_dead_man_timer_is_armed_before_the_switch_and_disarmed_when_rolling_back() 
     let at = |name: &str| steps.iter().position(|s| s.starts_with(name)).unwrap();
     assert!(at("arming the dead-man timer") < at("switching"));
     assert!(at("disarming the dead-man timer") > at("switching"));
+}
+
+// --- Pre-flight (`[service] listen`) -------------------------------------------------------------
+
+const PREFLIGHT: &str = "running the new release on a scratch socket";
+
+/// With a socket unit in the package and pre-flight on.
+fn with_socket(mut w: World) -> World {
+    w.package.socket = Some("[Socket]\nListenStream=8080\n".into());
+    w.preflight = true;
+    w
+}
+
+#[test]
+fn the_preflight_runs_before_the_switch_in_the_same_round_trip() {
+    let _serial = serial();
+    let w = with_socket(world(healthy(&["web1"])));
+    let result = w.deploy();
+    assert_eq!(result[0].0.outcome, Outcome::Deployed, "{:?}", result[0].1);
+    assert_eq!(result[0].0.round_trips, 4);
+    let steps = w.steps(0);
+    let at = |name: &str| steps.iter().position(|s| s.starts_with(name)).unwrap();
+    assert!(at("unpacking") < at(PREFLIGHT) && at(PREFLIGHT) < at("switching"));
+    let host = w.host[0].lock().unwrap();
+    let (_, script, _) = host
+        .log
+        .iter()
+        .find(|(n, _, _)| n.starts_with(PREFLIGHT))
+        .unwrap();
+    // The new release's binary, in its own directory, never `current`.
+    assert!(
+        script.contains("-- /opt/app/releases/2.0.0-abababababab/app\n"),
+        "{script}"
+    );
+    assert!(script.contains("version=2.0.0\n"), "{script}");
+}
+
+#[test]
+fn a_release_that_fails_preflight_is_never_switched_to() {
+    let _serial = serial();
+    let w = with_socket(lone(Host::healthy().on(
+        PREFLIGHT,
+        Reply::exit(Exit::PreflightFailed.code(), "it answered 503 on /health"),
+    )));
+    let result = w.deploy();
+    let error = error_of(&result);
+    assert!(error.contains("failed pre-flight on web1"), "{error}");
+    assert!(error.contains("it answered 503 on /health"), "{error}");
+    let steps = w.steps(0);
+    assert_eq!(count(&steps, "switching"), 0, "{steps:?}");
+    assert_eq!(count(&steps, "recording"), 0, "{steps:?}");
+    assert_eq!(steps.last().unwrap(), "releasing the deploy lock");
+    assert!(!w.current(0).starts_with("2.0.0-"));
+    assert_eq!(exit(result), Some(Category::Preflight));
+}
+
+#[test]
+fn a_host_failing_preflight_counts_as_failed_in_a_fleet() {
+    let _serial = serial();
+    let mut w = with_socket(world(vec![
+        ("a", Host::healthy()),
+        (
+            "b",
+            Host::healthy().on(
+                PREFLIGHT,
+                Reply::exit(Exit::PreflightFailed.code(), "crashed"),
+            ),
+        ),
+        ("c", Host::healthy()),
+    ]));
+    w.rollout.max_fail = Amount::Count(1);
+    let result = w.deploy();
+    let outcomes: Vec<Outcome> = result.iter().map(|(r, _)| r.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [Outcome::Deployed, Outcome::Failed, Outcome::Deployed]
+    );
+    assert_eq!(count(&w.steps(1), "switching"), 0);
+    assert_eq!(exit(result), Some(Category::Preflight));
 }
 
 // --- Ctrl-C at each safe point ---------------------------------------------------------------

@@ -27,6 +27,8 @@ pub const ARM: &str = include_str!("scripts/arm.sh");
 pub const HEAL: &str = include_str!("scripts/heal.sh");
 pub const HEALED: &str = include_str!("scripts/healed.sh");
 pub const DISARM: &str = include_str!("scripts/disarm.sh");
+pub const SOCKET: &str = include_str!("scripts/socket.sh");
+pub const PREFLIGHT: &str = include_str!("scripts/preflight.sh");
 
 /// `set -eu`, the preamble, then `files` (each without its header comment, which is for the
 /// reader of the file: plans stay short).
@@ -114,7 +116,7 @@ mod tests {
                 "release",
                 assemble(
                     &layout,
-                    &v(&["env_from", "host_unit", "verify_flags"]),
+                    &v(&["env_from", "host_unit", "host_socket", "verify_flags"]),
                     &[LIB, RELEASE],
                 ),
             ),
@@ -134,7 +136,7 @@ mod tests {
                 "mark",
                 assemble(&layout, &v(&["target", "healthy"]), &[MARK]),
             ),
-            ("stop", assemble(&layout, &[], &[STOP])),
+            ("stop", assemble(&layout, &[], &[LIB, STOP])),
             ("journal", assemble(&layout, &v(&["since"]), &[JOURNAL])),
             (
                 "unlock",
@@ -143,6 +145,27 @@ mod tests {
             ("lock-status", assemble(&layout, &[], &[LIB, LOCK_STATUS])),
             ("releases", assemble(&layout, &[], &[LIB, RELEASES])),
             ("installed", assemble(&layout, &[], &[INSTALLED])),
+            ("socket", assemble(&layout, &[], &[SOCKET])),
+            (
+                "preflight",
+                assemble(
+                    &layout,
+                    &v(&[
+                        "path",
+                        "expect",
+                        "wait",
+                        "t",
+                        "version",
+                        "check_version",
+                        "name",
+                    ]),
+                    &[
+                        "start_on_socket() {\n    echo \"$1\"\n}\n",
+                        &format!("get() {{\n{}}}\n", crate::remote::probe::SCRIPT),
+                        PREFLIGHT,
+                    ],
+                ),
+            ),
             (
                 "arm",
                 assemble(

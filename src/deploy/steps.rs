@@ -181,6 +181,8 @@ pub struct HostUnit {
     /// The package's unit without the directives this systemd does not know; None when the
     /// package's unit is right as it is.
     pub adapted: Option<String>,
+    /// The same for the package's socket unit (`[service] listen`).
+    pub socket_adapted: Option<String>,
 }
 
 /// Everything between the upload and the switch, in one script: unpack the release,
@@ -193,6 +195,10 @@ pub fn release<'a>(layout: &Layout, env_file: Option<&'a [u8]>, host_unit: &Host
             if env_file.is_some() { "stdin" } else { "host" }.to_string(),
         ),
         ("host_unit", host_unit.adapted.clone().unwrap_or_default()),
+        (
+            "host_socket",
+            host_unit.socket_adapted.clone().unwrap_or_default(),
+        ),
         (
             "verify_flags",
             crate::systemd::verify_flags(host_unit.systemd).join(" "),
@@ -504,7 +510,7 @@ pub fn mark(layout: &Layout, release: &str, healthy: bool) -> Step<'static> {
 pub fn stop(layout: &Layout) -> Step<'static> {
     Step::changes(
         "stopping the failed release",
-        assemble(layout, &[], &[scripts::STOP]),
+        assemble(layout, &[], &[scripts::LIB, scripts::STOP]),
     )
 }
 
@@ -529,6 +535,77 @@ pub fn pruned(out: &str) -> Vec<String> {
     out.lines().map(str::to_string).collect()
 }
 
+/// The socket unit's state and its listening sockets' queues, for `status` (see `socket.sh`).
+pub fn socket_state(layout: &Layout) -> Step<'static> {
+    Step::reads(
+        "reading the socket unit",
+        assemble(layout, &[], &[scripts::SOCKET]),
+    )
+}
+
+/// What [`socket_state`] found: None without a socket unit; else its state, and per address
+/// it listens on the connections waiting now and the queue's limit (when `ss` could tell).
+pub fn parse_socket_state(out: &str) -> Option<SocketState> {
+    let mut state = SocketState::default();
+    let mut found = false;
+    let mut ss = Vec::new();
+    for line in out.lines() {
+        if let Some(v) = line.strip_prefix("ActiveState=") {
+            state.active_state = v.to_string();
+            found = true;
+        } else if let Some(v) = line.strip_prefix("SubState=") {
+            state.sub_state = v.to_string();
+        } else if let Some(v) = line.strip_prefix("Listen=") {
+            let address = v.split_whitespace().next().unwrap_or(v);
+            state.listen.push(SocketQueue {
+                address: address.to_string(),
+                waiting: None,
+                limit: None,
+            });
+        } else if let Some(v) = line.strip_prefix("ss=") {
+            ss.push(v.split_whitespace().collect::<Vec<_>>());
+        }
+    }
+    // `ss` writes 0.0.0.0:80, *:80 or [::]:80 where systemd writes [::]:80 or 0.0.0.0:80: the
+    // port decides, and the address where it names one.
+    let port = |a: &str| a.rsplit_once(':').map(|(_, p)| p.to_string());
+    let host = |a: &str| {
+        a.rsplit_once(':')
+            .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
+            .filter(|h| !matches!(h.as_str(), "*" | "0.0.0.0" | "::"))
+    };
+    for queue in &mut state.listen {
+        let seen = ss.iter().find(|fields| {
+            fields.len() >= 4
+                && port(fields[3]) == port(&queue.address)
+                && (host(fields[3]).is_none()
+                    || host(&queue.address).is_none()
+                    || host(fields[3]) == host(&queue.address))
+        });
+        if let Some(fields) = seen {
+            queue.waiting = fields[1].parse().ok();
+            queue.limit = fields[2].parse().ok();
+        }
+    }
+    found.then_some(state)
+}
+
+/// A socket unit as `status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SocketState {
+    pub active_state: String,
+    pub sub_state: String,
+    pub listen: Vec<SocketQueue>,
+}
+
+/// One listening address: connections waiting to be accepted now, and how many may wait.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SocketQueue {
+    pub address: String,
+    pub waiting: Option<u64>,
+    pub limit: Option<u64>,
+}
+
 /// What is installed now, for a dry run's diff: the unit file and the running binary's sha256.
 pub fn installed(layout: &Layout) -> Step<'static> {
     Step::reads(
@@ -537,15 +614,73 @@ pub fn installed(layout: &Layout) -> Step<'static> {
     )
 }
 
-pub fn parse_installed(out: &str) -> (String, Option<String>) {
-    let (sha, unit) = out.split_once('\n').unwrap_or((out, ""));
+/// What [`installed`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Installed {
+    pub unit: String,
+    /// Empty when no socket unit is installed.
+    pub socket: String,
+    pub binary_sha256: Option<String>,
+}
+
+pub fn parse_installed(out: &str) -> Installed {
+    let (sha, rest) = out.split_once('\n').unwrap_or((out, ""));
+    let (size, rest) = rest.split_once('\n').unwrap_or((rest, ""));
+    let size = size.trim().parse::<usize>().unwrap_or(0).min(rest.len());
+    let (unit, socket) = match rest.is_char_boundary(size) {
+        true => rest.split_at(size),
+        false => (rest, ""),
+    };
     let sha = sha.trim();
-    (unit.to_string(), (!sha.is_empty()).then(|| sha.to_string()))
+    Installed {
+        unit: unit.to_string(),
+        socket: socket.to_string(),
+        binary_sha256: (!sha.is_empty()).then(|| sha.to_string()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socket_queues_are_matched_to_listen_addresses_by_port() {
+        let out = "ActiveState=active\nSubState=listening\nListen=[::]:8080 (Stream)\n\
+                   Listen=127.0.0.1:9000 (Stream)\n\
+                   ss=LISTEN 3      4096       *:8080       *:*\n\
+                   ss=LISTEN 0      128      127.0.0.1:9000 0.0.0.0:*\n\
+                   ss=LISTEN 0      128      0.0.0.0:22     0.0.0.0:*\n";
+        let state = parse_socket_state(out).unwrap();
+        assert_eq!(state.active_state, "active");
+        assert_eq!(state.sub_state, "listening");
+        let queues: Vec<_> = state
+            .listen
+            .iter()
+            .map(|q| (q.address.as_str(), q.waiting, q.limit))
+            .collect();
+        assert_eq!(
+            queues,
+            [
+                ("[::]:8080", Some(3), Some(4096)),
+                ("127.0.0.1:9000", Some(0), Some(128))
+            ]
+        );
+        assert_eq!(parse_socket_state(""), None);
+    }
+
+    #[test]
+    fn installed_units_are_told_apart_by_the_service_units_size() {
+        let out = "abc\n10\n[Service]\n[Socket]\n";
+        assert_eq!(
+            parse_installed(out),
+            Installed {
+                unit: "[Service]\n".into(),
+                socket: "[Socket]\n".into(),
+                binary_sha256: Some("abc".into()),
+            }
+        );
+        assert_eq!(parse_installed("\n0\n"), Installed::default());
+    }
 
     #[test]
     fn previous_is_the_last_good_release_before_the_current_one() {
@@ -591,6 +726,7 @@ mod tests {
                 }],
             },
             unit: String::new(),
+            socket: None,
         }
     }
 

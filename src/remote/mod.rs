@@ -195,12 +195,14 @@ pub enum Exit {
     TimerFired,
     /// `systemd-analyze verify` refused the unit (EX_CONFIG).
     UnitRejected,
+    /// The new release failed its pre-flight on a scratch socket; it was marked failed.
+    PreflightFailed,
     /// Any other failure: the script's stderr says what.
     Failed(i32),
 }
 
 impl Exit {
-    const CODES: [(Exit, i32); 10] = [
+    const CODES: [(Exit, i32); 11] = [
         (Exit::Success, 0),
         (Exit::Corrupt, 65),
         (Exit::Short, 66),
@@ -211,6 +213,7 @@ impl Exit {
         (Exit::TimerArmed, 76),
         (Exit::TimerFired, 77),
         (Exit::UnitRejected, 78),
+        (Exit::PreflightFailed, 80),
     ];
 
     pub fn of_status(status: i32) -> Exit {
@@ -256,6 +259,7 @@ impl Exit {
             Exit::TimerArmed => "timer_armed",
             Exit::TimerFired => "timer_fired",
             Exit::UnitRejected => "unit_rejected",
+            Exit::PreflightFailed => "preflight_failed",
             Exit::Failed(_) => "failed",
         }
     }

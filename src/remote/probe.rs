@@ -102,11 +102,15 @@ fn url(host: &str, port: u16, path: &str) -> String {
     }
 }
 
+/// `probe.sh`: GET `$url` (`$host`, `$port`, `$path`, `$t` seconds at most) with what the host
+/// has; deploy's pre-flight runs it too, as a function.
+pub const SCRIPT: &str = include_str!("probe.sh");
+
 /// [`probe.sh`](probe.sh) with its values.
 fn script(host: &str, port: u16, path: &str, url: &str, timeout: Duration) -> String {
     format!(
         "host={host}\nport={port}\npath={path}\nurl={url}\nt={t:.3}\nno_probe_tool={code}\n{}",
-        include_str!("probe.sh"),
+        SCRIPT,
         host = quote(host),
         path = quote(path),
         url = quote(url),

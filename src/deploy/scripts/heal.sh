@@ -51,7 +51,7 @@ fi
 if [ -z "$previous" ]; then
     step='stopping the service'
     : >"$rel/.shipit-failed"
-    systemctl disable --now --quiet "$unit"
+    stop_service
     verdict "$release was not confirmed and there is no earlier release: stopped and disabled $unit"
     exit 0
 fi

@@ -1,6 +1,7 @@
 # shellcheck shell=sh
 # Functions the host scripts share; each script that needs them gets them after its preamble.
-: "${lock:?}" "${releases:?}" "${current:?}" "${history:?}"
+: "${lock:?}" "${releases:?}" "${current:?}" "${history:?}" "${unit:?}" "${socket:?}"
+: "${socket_path:?}"
 
 # Whether the filesystem holding $1 (or its nearest existing parent) is full: under 1 MB or no
 # inodes left. Asked after a write failed, to tell a full disk from other errors.
@@ -64,4 +65,14 @@ list_releases() {
         echo "failed=$f ${r##*/}"
     done
     (cd "$releases" && find . -mindepth 1 -maxdepth 1 -type d -printf 'mtime=%T@ %f\n')
+}
+
+# Stops and disables the service, and its socket when it has one: while the socket is active,
+# the service does not stay stopped (the next connection starts it).
+stop_service() {
+    if [ -f "$socket_path" ]; then
+        systemctl disable --now --quiet "$socket" "$unit"
+    else
+        systemctl disable --now --quiet "$unit"
+    fi
 }

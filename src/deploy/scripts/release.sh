@@ -12,16 +12,20 @@
 #   `stdin` (secrets never travel in a script), else whatever the host has now. Switching to a
 #   release installs its copy, so a rollback restores the env file the old release ran with.
 # - $host_unit, when not empty, is the package's unit as this host's systemd takes it: kept as
-#   .unit, which switching installs instead of the package's.
+#   .unit, which switching installs instead of the package's; $host_socket likewise for the
+#   socket unit ($socket, `[service] listen`), kept as .socket.
 # - `systemd-analyze verify $verify_flags` checks the unit the host will install, through a
-#   copy pointing into the release (the unit names $current, which may not exist yet). A unit
-#   byte for byte the same as the installed one was checked when it was installed.
+#   copy pointing into the release (the unit names $current, which may not exist yet), with the
+#   socket unit beside it: the service requires it, and systemd before 250 fails a unit whose
+#   dependencies it cannot load. Units byte for byte the same as the installed ones were
+#   checked when they were installed.
 # The last line of stderr, `(failed while …)`, names the part that failed.
 # Exits: $no_space (the half-unpacked release and its upload were removed), $corrupt (it did
 # not unpack: the upload was deleted), $unit_rejected.
 : "${rel:?}" "${releases:?}" "${release:?}" "${upload:?}" "${base:?}" "${user:?}"
 : "${state_dir:?}" "${env_file:?}" "${unit:?}" "${unit_path:?}" "${current:?}"
-: "${env_from:?}" "${host_unit?}" "${verify_flags?}"
+: "${env_from:?}" "${host_unit?}" "${host_socket?}" "${verify_flags?}" "${socket:?}"
+: "${socket_path:?}"
 : "${no_space:?}" "${corrupt:?}" "${unit_rejected:?}"
 part='unpacking the release'
 trap 'status=$?; [ "$status" -eq 0 ] || echo "(failed while $part)" >&2' EXIT
@@ -72,15 +76,32 @@ if [ -n "$host_unit" ]; then
 else
     rm -f "$rel/.unit"
 fi
+if [ -n "$host_socket" ]; then
+    part='keeping the socket unit for this host with the release'
+    printf '%s' "$host_socket" >"$rel/.socket.tmp"
+    mv -f "$rel/.socket.tmp" "$rel/.socket"
+else
+    rm -f "$rel/.socket"
+fi
 part='verifying the unit'
 new="$rel/$unit"
 [ ! -f "$rel/.unit" ] || new="$rel/.unit"
-if ! cmp -s "$new" "$unit_path" && command -v systemd-analyze >/dev/null; then
+new_socket="$rel/$socket"
+[ ! -f "$rel/.socket" ] || new_socket="$rel/.socket"
+same=yes
+cmp -s "$new" "$unit_path" || same=no
+[ ! -f "$new_socket" ] || cmp -s "$new_socket" "$socket_path" || same=no
+if [ "$same" = no ] && command -v systemd-analyze >/dev/null; then
     dir=$(mktemp -d)
     sed -e "s#$current/#$rel/#g" -e "s#$current\$#$rel#" "$new" >"$dir/$unit"
+    set -- "$dir/$unit"
+    if [ -f "$new_socket" ]; then
+        cp "$new_socket" "$dir/$socket"
+        set -- "$@" "$dir/$socket"
+    fi
     status=0
     # shellcheck disable=SC2086 # the flags are words
-    out=$(systemd-analyze verify $verify_flags "$dir/$unit" 2>&1) || status=$?
+    out=$(systemd-analyze verify $verify_flags "$@" 2>&1) || status=$?
     rm -rf "$dir"
     if [ "$status" -ne 0 ] || [ -n "$out" ]; then
         printf '%s\n' "$out" | sed "s#$dir/##g" >&2

@@ -1,4 +1,4 @@
 # shellcheck shell=sh
 # With no earlier release to return to, a failed first release is stopped, not left flapping.
 : "${unit:?}"
-systemctl disable --now --quiet "$unit"
+stop_service

@@ -182,15 +182,25 @@ pub fn project_copy(example_name: &str) -> tempfile::TempDir {
     dir
 }
 
+/// The `listen` line the examples' shipit.toml have.
+const EXAMPLE_LISTEN: &str = "listen = [\"8080\"]\n";
+
 /// A copy of example `name` whose shipit.toml sets `[service] listen` to `listen`, a TOML array.
 pub fn project_with_listen(name: &str, listen: &str) -> tempfile::TempDir {
+    edit_listen(name, &format!("listen = {listen}\n"))
+}
+
+/// A copy of example `name` without `[service] listen`: the service binds its port itself.
+pub fn project_without_listen(name: &str) -> tempfile::TempDir {
+    edit_listen(name, "")
+}
+
+fn edit_listen(name: &str, line: &str) -> tempfile::TempDir {
     let project = project_copy(name);
     let path = project.path().join("shipit.toml");
-    let files = "files = [\"config.yaml\"]\n";
     let config = std::fs::read_to_string(&path).unwrap();
-    assert!(config.contains(files), "{config}");
-    let config = config.replace(files, &format!("{files}listen = {listen}\n"));
-    std::fs::write(&path, config).unwrap();
+    assert!(config.contains(EXAMPLE_LISTEN), "{config}");
+    std::fs::write(&path, config.replace(EXAMPLE_LISTEN, line)).unwrap();
     project
 }
 
