@@ -20,7 +20,8 @@ use crate::sandbox::{Init, Release};
         shipit cross-compiles a Go or Rust project for Linux, packages it reproducibly \
         (tar + gzip with a manifest), and renders a hardened systemd unit for it.",
     after_help = "Exit codes: 0 ok, 1 internal error, 2 usage or config, 3 build, 4 connection, \
-        5 remote command, 6 rolled back, 7 rollback failed, 8 locked, 130 interrupted.",
+        5 remote command, 6 rolled back, 7 rollback failed, 8 locked, 9 failed pre-flight, \
+        130 interrupted.",
     propagate_version = true
 )]
 pub struct Cli {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::app::{health_version, wait_for};
+use crate::support::app::{health_version, listening_variant, wait_for};
 use crate::support::load::{Load, Outcome, Settings};
 use crate::support::sandbox::Sandbox;
 use crate::support::*;
@@ -555,4 +555,82 @@ fn the_socket_comes_and_goes_with_the_release() {
     check("2.0.0", false);
     rollback().stderr_has(first);
     check("3.0.0", true);
+}
+
+/// A crashing release and a release whose /health says 503, each deployed with `listen` over a
+/// healthy 1.0.0 under the baseline's load: pre-flight refuses both before the switch (exit 9,
+/// "failed pre-flight", with why), not one request fails, and every answer comes from 1.0.0,
+/// which stays current while the bad releases are marked failed.
+#[test]
+fn preflight_refuses_bad_releases_before_they_take_traffic() {
+    crate::needs_root!();
+    let host = "t-preflight";
+    let sandbox = Sandbox::up(&[host]);
+    let args = r#"["--port", "8080"]"#;
+    let good = listening_variant(r#"LOG_LEVEL = "info""#, args);
+    let crashing = listening_variant(r#"LOG_LEVEL = "info""#, r#"["--port", "not-a-port"]"#);
+    let unhealthy = listening_variant(r#"HELLO_HEALTH_DOWN = "1""#, args);
+    let deploy = |project: &tempfile::TempDir, version| {
+        sandbox
+            .project(project.path())
+            .deploy(host, Ship::Version(version), &[])
+    };
+    deploy(&good, "1.0.0").success();
+    let address: SocketAddr = format!("{}:8080", sandbox.address(host)).parse().unwrap();
+    let load = Load::start(address, Load::DEFAULT);
+    std::thread::sleep(Duration::from_millis(500));
+    let refused =
+        format!("failed pre-flight on {host}: it never took traffic, nothing was switched");
+    deploy(&crashing, "2.0.0")
+        .failure(9)
+        .stderr_has(&refused)
+        .stderr_has(r#"invalid --port "not-a-port""#)
+        .stderr_has("it exited before answering 200 on /health");
+    deploy(&unhealthy, "3.0.0")
+        .failure(9)
+        .stderr_has(&refused)
+        .stderr_has("it did not answer 200 on /health within 5s (last: HTTP 503)");
+    std::thread::sleep(Duration::from_millis(500));
+    let report = load.stop();
+    println!("a crashing and an unhealthy release refused by pre-flight, under load: {report}");
+    assert!(
+        report.failures().is_empty(),
+        "{report}: {:?}",
+        report.failures()
+    );
+    let versions: Vec<String> = report.versions().into_iter().map(|(v, _)| v).collect();
+    assert_eq!(versions, ["1.0.0"], "{report}");
+    assert_eq!(health_version(&sandbox, host), "1.0.0");
+    let releases = sandbox
+        .project(good.path())
+        .shipit(&["releases", host])
+        .run()
+        .success()
+        .stdout;
+    let marks: Vec<(&str, &str)> = releases
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let (mark, name) = (words.next()?, words.next()?);
+            Some((mark, name.split('-').next()?))
+        })
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            ("failed", "3.0.0"),
+            ("failed", "2.0.0"),
+            ("current", "1.0.0")
+        ],
+        "{releases}"
+    );
+    // Nothing of the pre-flights is left behind.
+    let units = sandbox
+        .ssh(
+            host,
+            "systemctl list-units --all --no-legend 'shipit-preflight-*'",
+        )
+        .success()
+        .stdout;
+    assert_eq!(units.trim(), "", "{units}");
 }

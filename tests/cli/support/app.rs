@@ -59,6 +59,20 @@ pub fn variant(env_lines: &str, exec_args: &str) -> tempfile::TempDir {
 }
 
 /// An ssh config (for `-F`) that keeps known_hosts in `dir` instead of ~/.ssh.
+/// [`variant`] with `[service] listen = ["8080"]`: socket activation and pre-flight.
+pub fn listening_variant(env_lines: &str, exec_args: &str) -> tempfile::TempDir {
+    let project = variant(env_lines, exec_args);
+    let path = project.path().join("shipit.toml");
+    let files = "files = [\"config.yaml\"]\n";
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        config.replace(files, &format!("{files}listen = [\"8080\"]\n")),
+    )
+    .unwrap();
+    project
+}
+
 pub fn private_ssh_config(dir: &Path, identity: &Path) -> PathBuf {
     let config = dir.join("ssh_config");
     std::fs::write(
