@@ -179,32 +179,15 @@ pub fn prepare(run: &ServiceRun) -> Result<Prepared> {
         run.app,
         random_suffix()
     );
-    let (properties, left_out) = properties(run);
-    let mut words: Vec<String> = [
-        "systemd-run",
-        "--quiet",
-        "--collect",
-        "--wait",
-        if run.terminal { "--pty" } else { "--pipe" },
-    ]
-    .map(str::to_string)
-    .to_vec();
-    words.push(format!("--unit={unit_name}"));
-    words.push(format!(
-        "--description=shipit {} for {}",
-        run.purpose, run.app
-    ));
-    let mut shown = words.clone();
-    for property in &properties {
-        for list in [&mut words, &mut shown] {
-            list.push("-p".into());
-            list.push(property.clone());
-        }
-    }
-    for (key, value) in run.env {
-        words.push(format!("--setenv={key}={value}"));
-        shown.push(format!("--setenv={key}=…"));
-    }
+    let (mut words, mut shown, left_out) = invocation(
+        run,
+        &unit_name,
+        &[
+            "--collect",
+            "--wait",
+            if run.terminal { "--pty" } else { "--pipe" },
+        ],
+    );
     words.push("--".into());
     shown.push("--".into());
     // systemd expands $VAR in a command's arguments; $$ is a literal $.
@@ -231,26 +214,7 @@ pub fn prepare(run: &ServiceRun) -> Result<Prepared> {
 pub fn prepare_on_socket(run: &ServiceRun) -> Result<Prepared> {
     check(run)?;
     let unit_name = format!("shipit-{}-{}-{}", run.purpose, run.app, random_suffix());
-    let (properties, left_out) = properties(run);
-    let mut words: Vec<String> = ["systemd-run", "--quiet", "--collect"]
-        .map(str::to_string)
-        .to_vec();
-    words.push(format!("--unit={unit_name}"));
-    words.push(format!(
-        "--description=shipit {} for {}",
-        run.purpose, run.app
-    ));
-    let mut shown = words.clone();
-    for property in &properties {
-        for list in [&mut words, &mut shown] {
-            list.push("-p".into());
-            list.push(property.clone());
-        }
-    }
-    for (key, value) in run.env {
-        words.push(format!("--setenv={key}={value}"));
-        shown.push(format!("--setenv={key}=…"));
-    }
+    let (words, shown, left_out) = invocation(run, &unit_name, &["--collect"]);
     let as_function = |words: &[String], argv: Vec<String>| {
         let dir = quote(run.working_directory);
         let program = quote(&run.argv[0]);
@@ -335,6 +299,38 @@ fn unescape(c: char) -> char {
         't' => '\t',
         other => other,
     }
+}
+
+/// `systemd-run --quiet OPTIONS --unit=… --description=…`, the unit's properties and the extra
+/// environment, as words to run and as words to show (values masked); and what was left out.
+fn invocation(
+    run: &ServiceRun,
+    unit_name: &str,
+    options: &[&str],
+) -> (Vec<String>, Vec<String>, Vec<LeftOut>) {
+    let (properties, left_out) = properties(run);
+    let mut words: Vec<String> = ["systemd-run", "--quiet"]
+        .iter()
+        .chain(options)
+        .map(|w| w.to_string())
+        .collect();
+    words.push(format!("--unit={unit_name}"));
+    words.push(format!(
+        "--description=shipit {} for {}",
+        run.purpose, run.app
+    ));
+    let mut shown = words.clone();
+    for property in &properties {
+        for list in [&mut words, &mut shown] {
+            list.push("-p".into());
+            list.push(property.clone());
+        }
+    }
+    for (key, value) in run.env {
+        words.push(format!("--setenv={key}={value}"));
+        shown.push(format!("--setenv={key}=…"));
+    }
+    (words, shown, left_out)
 }
 
 /// The script that stops a prepared command's unit (as root), e.g. after Ctrl-C: systemd sends

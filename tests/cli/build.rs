@@ -36,8 +36,9 @@ fn check_example(name: &str) {
 
     let entries = read_package(&archive);
     let paths: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
-    let service = format!("{name}.service");
-    let mut files = vec!["config.yaml", name, service.as_str()];
+    // The examples use `[service] listen`: the socket unit travels beside the service's.
+    let (service, socket) = (format!("{name}.service"), format!("{name}.socket"));
+    let mut files = vec!["config.yaml", name, service.as_str(), socket.as_str()];
     files.sort();
     let expected: Vec<&str> = std::iter::once("manifest.json").chain(files).collect();
     assert_eq!(

@@ -237,11 +237,7 @@ fn a_held_socket_loses_nothing_across_a_restart(built: &Built) {
         answered <= exited,
         "1.0.0 exited before answering its request in flight"
     );
-    assert!(
-        report.failures().is_empty(),
-        "{report}: {:?}",
-        report.failures()
-    );
+    report.assert_none_failed();
     report.assert_versions_in_order("1.0.0", "2.0.0");
 }
 
@@ -417,11 +413,7 @@ fn the_units_hold_the_socket_across_systemctl_restart() {
     std::thread::sleep(Duration::from_millis(1000));
     let report = load.stop();
     println!("systemctl restart of hello-go with its socket unit, under the same load: {report}");
-    assert!(
-        report.failures().is_empty(),
-        "{report}: {:?}",
-        report.failures()
-    );
+    report.assert_none_failed();
     report.assert_versions_in_order("1.0.0", "2.0.0");
     let journal = sandbox
         .ssh(host, "journalctl -u hello-go.service -o cat --no-pager")
@@ -469,11 +461,7 @@ fn a_deploy_with_listen_under_load_refuses_nothing() {
          1.0.0 → 2.0.0: {report}",
         settings.clients, settings.rate
     );
-    assert!(
-        report.failures().is_empty(),
-        "{report}: {:?}",
-        report.failures()
-    );
+    report.assert_none_failed();
     report.assert_versions_in_order("1.0.0", "2.0.0");
     let status = sandbox
         .project(project.path())
@@ -593,11 +581,7 @@ fn preflight_refuses_bad_releases_before_they_take_traffic() {
     std::thread::sleep(Duration::from_millis(500));
     let report = load.stop();
     println!("a crashing and an unhealthy release refused by pre-flight, under load: {report}");
-    assert!(
-        report.failures().is_empty(),
-        "{report}: {:?}",
-        report.failures()
-    );
+    report.assert_none_failed();
     let versions: Vec<String> = report.versions().into_iter().map(|(v, _)| v).collect();
     assert_eq!(versions, ["1.0.0"], "{report}");
     assert_eq!(health_version(&sandbox, host), "1.0.0");

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
+mod drops;
+
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
@@ -404,6 +406,7 @@ fn rows(s: &Samples) -> Vec<Row> {
             verdict: limit.map_or(Verdict::Info, |l| judge(mb < l)),
         });
     }
+    rows.extend(drops::rows(s));
     rows
 }
 
@@ -572,6 +575,9 @@ fn plot(s: &Samples, path: &str, quick: bool) -> Result<(), Box<dyn std::error::
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "load") {
+        return drops::load(&args[1..]);
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let paths: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let [samples, md, png] = paths[..] else {

@@ -69,20 +69,18 @@ elif [ -f "$env_file" ]; then
 else
     rm -f "$rel/.env"
 fi
-if [ -n "$host_unit" ]; then
-    part='keeping the unit for this host with the release'
-    printf '%s' "$host_unit" >"$rel/.unit.tmp"
-    mv -f "$rel/.unit.tmp" "$rel/.unit"
-else
-    rm -f "$rel/.unit"
-fi
-if [ -n "$host_socket" ]; then
-    part='keeping the socket unit for this host with the release'
-    printf '%s' "$host_socket" >"$rel/.socket.tmp"
-    mv -f "$rel/.socket.tmp" "$rel/.socket"
-else
-    rm -f "$rel/.socket"
-fi
+# Keeps $2 with the release as $1, or removes $1 when $2 is empty.
+keep() {
+    if [ -n "$2" ]; then
+        printf '%s' "$2" >"$rel/$1.tmp"
+        mv -f "$rel/$1.tmp" "$rel/$1"
+    else
+        rm -f "$rel/$1"
+    fi
+}
+part='keeping the units for this host with the release'
+keep .unit "$host_unit"
+keep .socket "$host_socket"
 part='verifying the unit'
 new="$rel/$unit"
 [ ! -f "$rel/.unit" ] || new="$rel/.unit"
