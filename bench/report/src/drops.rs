@@ -62,8 +62,9 @@ pub fn rows(s: &Samples) -> Vec<Row> {
     vec![
         Row {
             what: format!(
-                "7. Requests failed during a deploy under load ({deploys} deploys each), socket \
-                 activation vs plain restart"
+                "7. Requests failed during a deploy under load ({deploys} deploy{} each), socket \
+                 activation vs plain restart",
+                if deploys == 1 { "" } else { "s" }
             ),
             measured: failed(socket),
             anchor: failed(plain),
