@@ -10,7 +10,7 @@
 # Exits: $preflight_failed (the release was marked failed; stderr has the end of its journal,
 # then why).
 : "${rel:?}" "${path:?}" "${expect:?}" "${wait:?}" "${t:?}" "${version:?}"
-: "${check_version:?}" "${name:?}" "${preflight_failed:?}"
+: "${check_version:?}" "${name:?}" "${preflight_failed:?}" "${no_probe_tool:?}"
 host=127.0.0.1
 port=
 tries=0
