@@ -1,8 +1,15 @@
-//! Command-line interface: clap types only; behaviour lives in the stage modules.
+//! Command-line interface: the clap types, the parsers that give flags their types (durations,
+//! `N|P%` amounts, build targets), and each command's conversion into the options its stage
+//! takes. Behaviour lives in the stage modules, none of which imports this one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::build::Target;
+use crate::deploy::{self, Amount, ArmedPolicy, Canary, Format, OnFailure};
+use crate::sandbox::{Init, Release};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -13,7 +20,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         shipit cross-compiles a Go or Rust project for Linux, packages it reproducibly \
         (tar + gzip with a manifest), and renders a hardened systemd unit for it.",
     after_help = "Exit codes: 0 ok, 1 internal error, 2 usage or config, 3 build, 4 connection, \
-        5 remote command, 6 rolled back, 7 rollback failed, 8 locked, 130 interrupted.",
+        5 remote command, 6 rolled back, 7 rollback failed, 8 locked, 9 failed pre-flight, \
+        130 interrupted.",
     propagate_version = true
 )]
 pub struct Cli {
@@ -124,8 +132,8 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     /// Platform to build for: linux-amd64 or linux-arm64
-    #[arg(long, value_name = "TARGET", default_value = "linux-amd64")]
-    pub target: String,
+    #[arg(long, value_name = "TARGET", default_value = "linux-amd64", value_parser = target)]
+    pub target: Target,
     /// Use this version instead of shipit.toml's or `git describe`
     #[arg(long, value_name = "VERSION")]
     pub version_override: Option<String>,
@@ -170,12 +178,12 @@ pub struct DeployArgs {
     #[arg(long)]
     pub no_rollback: bool,
     /// Wait this long for another deploy's lock (e.g. 2m) instead of failing at once
-    #[arg(long, value_name = "DURATION")]
-    pub lock_wait: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub lock_wait: Option<Duration>,
     /// Arm a timer on the host that rolls back by itself unless shipit confirms the release
     /// within DURATION (e.g. 3m) — survives this machine dying mid-deploy
-    #[arg(long, value_name = "DURATION")]
-    pub confirm_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub confirm_timeout: Option<Duration>,
     /// Cancel another deploy's armed dead-man timer on the hosts instead of refusing to deploy
     #[arg(long)]
     pub force_disarm: bool,
@@ -183,14 +191,14 @@ pub struct DeployArgs {
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: u16,
     /// Hosts switched at a time (N or P%); each batch must pass its health gate before the next
-    #[arg(long, value_name = "N|P%", default_value = "100%")]
-    pub batch: String,
+    #[arg(long, value_name = "N|P%", default_value = "100%", value_parser = batch)]
+    pub batch: Amount,
     /// Switch this host (or "1": the first host) alone before any batch
-    #[arg(long, value_name = "HOST|1")]
-    pub canary: Option<String>,
+    #[arg(long, value_name = "HOST|1", value_parser = canary)]
+    pub canary: Option<Canary>,
     /// Failed hosts (N or P%) tolerated before the rollout stops
-    #[arg(long, value_name = "N|P%", default_value = "0")]
-    pub max_fail: String,
+    #[arg(long, value_name = "N|P%", default_value = "0", value_parser = amount)]
+    pub max_fail: Amount,
     /// When the rollout stops, switch the hosts already on the new release back too
     #[arg(long)]
     pub rollback_all_on_failure: bool,
@@ -397,28 +405,6 @@ pub struct SandboxUpArgs {
     pub behind: Option<String>,
 }
 
-/// The Debian releases `shipit sandbox` boots, with the systemd each ships.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Release {
-    /// Debian 11, systemd 247
-    Bullseye,
-    /// Debian 12, systemd 252
-    Bookworm,
-    /// Debian 13, systemd 257
-    Trixie,
-}
-
-/// What runs as PID 1 in a sandbox host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Init {
-    /// systemd boots the host, as on a server
-    Systemd,
-    /// sshd is PID 1: reachable, but nothing shipit can deploy to
-    Sshd,
-}
-
 #[derive(Debug, Args)]
 pub struct SandboxDownArgs {
     /// Host names [default: sandbox]
@@ -452,6 +438,199 @@ impl Shell {
             Shell::Fish => clap_complete::Shell::Fish,
             Shell::Elvish => clap_complete::Shell::Elvish,
             Shell::Powershell => clap_complete::Shell::PowerShell,
+        }
+    }
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like \"30s\" or \"5m\": {e}"))
+}
+
+fn target(text: &str) -> Result<Target, String> {
+    Target::parse(text).map_err(|e| e.to_string())
+}
+
+fn amount(text: &str) -> Result<Amount, String> {
+    text.parse()
+}
+
+fn batch(text: &str) -> Result<Amount, String> {
+    let batch = amount(text)?;
+    if batch.of(100) == 0 {
+        return Err("at least one host per batch".into());
+    }
+    Ok(batch)
+}
+
+fn canary(text: &str) -> Result<Canary, String> {
+    Ok(if text == "1" {
+        Canary::First
+    } else {
+        Canary::Host(text.to_string())
+    })
+}
+
+impl BuildArgs {
+    pub fn options(&self) -> crate::package::BuildOptions {
+        crate::package::BuildOptions {
+            target: self.target,
+            version_override: self.version_override.clone(),
+            out_dir: self.out_dir.clone(),
+        }
+    }
+}
+
+impl ConnectArgs {
+    pub fn connection(&self) -> deploy::Connection {
+        deploy::Connection {
+            accept_new_host_key: self.accept_new_host_key,
+            identity: self.identity.clone(),
+            ssh_config: self.ssh_config.clone(),
+        }
+    }
+}
+
+fn format(json: bool) -> Format {
+    if json { Format::Json } else { Format::Text }
+}
+
+impl DeployArgs {
+    pub fn request(&self) -> deploy::Request {
+        deploy::Request {
+            hosts: self.hosts.clone(),
+            package: self.package.clone(),
+            build: self.build.options(),
+            format: format(self.json),
+            options: deploy::Options {
+                dry_run: self.dry_run,
+                on_failure: if self.no_rollback {
+                    OnFailure::Stay
+                } else {
+                    OnFailure::RollBack
+                },
+                lock_wait: self.lock_wait.unwrap_or_default(),
+                confirm_timeout: self.confirm_timeout,
+                armed: if self.force_disarm {
+                    ArmedPolicy::Disarm
+                } else {
+                    ArmedPolicy::Refuse
+                },
+            },
+            rollout: deploy::Rollout {
+                parallel: usize::from(self.parallel),
+                batch: self.batch,
+                canary: self.canary.clone(),
+                max_fail: self.max_fail,
+                rollback_all_on_failure: self.rollback_all_on_failure,
+            },
+            connection: self.connect.connection(),
+        }
+    }
+}
+
+impl StatusArgs {
+    pub fn format(&self) -> Format {
+        format(self.json)
+    }
+}
+
+impl ReleasesArgs {
+    pub fn format(&self) -> Format {
+        format(self.json)
+    }
+}
+
+impl LogsArgs {
+    pub fn request(&self) -> crate::logs::Request {
+        crate::logs::Request {
+            hosts: self.hosts.clone(),
+            follow: self.follow,
+            lines: self.lines,
+            since: self.since.clone(),
+            until: self.until.clone(),
+            grep: self.grep.clone(),
+            host_names: self.host_names,
+            connection: self.connect.connection(),
+        }
+    }
+}
+
+impl ExecArgs {
+    pub fn request(&self) -> crate::exec::Request {
+        crate::exec::Request {
+            hosts: self.hosts.clone(),
+            command: self.command.clone(),
+            tty: self.tty,
+            connection: self.connect.connection(),
+        }
+    }
+}
+
+impl LockCommand {
+    pub fn action(&self) -> (deploy::inspect::LockAction, &HostArgs) {
+        match self {
+            LockCommand::Status(args) => (deploy::inspect::LockAction::Show, args),
+            LockCommand::Release(args) => (deploy::inspect::LockAction::Release, args),
+        }
+    }
+}
+
+impl UnitGenerateArgs {
+    pub fn options(&self) -> crate::unit::GenerateOptions {
+        crate::unit::GenerateOptions {
+            output: self.output.clone(),
+            verify: self.verify,
+            systemd_version: self.systemd_version,
+        }
+    }
+}
+
+impl InitArgs {
+    pub fn options(&self) -> crate::init::Options {
+        crate::init::Options {
+            name: self.name.clone(),
+            force: self.force,
+        }
+    }
+}
+
+impl GenerateCommand {
+    pub fn what(&self) -> (crate::generate::What, Option<&Path>) {
+        use crate::generate::What;
+        match self {
+            GenerateCommand::Dockerfile(args) => (
+                What::Dockerfile {
+                    show_dockerignore: args.dockerignore,
+                },
+                args.output.as_deref(),
+            ),
+            GenerateCommand::K8s(args) => (
+                What::K8s {
+                    secret_template: args.with_secret_template,
+                },
+                args.output.as_deref(),
+            ),
+            GenerateCommand::Supervisor(args) => (What::Supervisor, args.output.as_deref()),
+        }
+    }
+}
+
+impl SandboxCommand {
+    pub fn request(&self) -> crate::sandbox::Request {
+        use crate::sandbox::{Request, UpOptions, expand_names};
+        match self {
+            SandboxCommand::Up(args) => Request::Up(
+                expand_names(&args.names, args.count),
+                UpOptions {
+                    release: args.release,
+                    init: args.init,
+                    behind: args.behind.clone(),
+                },
+            ),
+            SandboxCommand::Down(args) if args.all => Request::DownAll,
+            SandboxCommand::Down(args) => Request::Down(expand_names(&args.names, 1)),
+            SandboxCommand::List => Request::List,
         }
     }
 }

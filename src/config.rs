@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::ops::Range;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -16,6 +16,10 @@ use toml::Spanned;
 
 use crate::error::{Category, Tag};
 use crate::project::Language;
+use crate::validate::{
+    validate_app_name, validate_env_key, validate_line, validate_relative_path, validate_user_name,
+    validate_version,
+};
 
 pub use generate::{Container, K8s, Probe, Resources, Runtime};
 
@@ -550,7 +554,7 @@ fn parse_groups(
         let mut list: Vec<String> = Vec::new();
         for member in members {
             src.check(&member, |m| {
-                crate::remote::destination::validate_host(m).map_err(|e| e.to_string())?;
+                crate::validate::validate_host(m).map_err(|e| e.to_string())?;
                 if list.contains(m) {
                     return Err(format!("{m:?} is listed twice"));
                 }
@@ -577,7 +581,7 @@ fn parse_hosts(
             })
         })?;
         src.check(&host.address, |a| {
-            crate::remote::destination::validate_host(a).map_err(|e| e.to_string())
+            crate::validate::validate_host(a).map_err(|e| e.to_string())
         })?;
         if let Some(user) = &host.user {
             src.check(user, |u| validate_user_name(u))?;
@@ -614,7 +618,7 @@ fn parse_hosts(
         }
         if let Some(jump) = &host.proxy_jump {
             src.check(jump, |j| {
-                crate::remote::destination::validate_jump(j).map_err(|e| format!("{e:#}"))
+                crate::validate::validate_jump(j).map_err(|e| format!("{e:#}"))
             })?;
         }
         if let Some(url) = &host.health_url {
@@ -1027,68 +1031,6 @@ fn parse_health(src: &Source, raw: RawHealth) -> Result<Health> {
 // ---------------------------------------------------------------------------------------------
 // Validators, shared with the command line. Each returns the reason in words a user can act on.
 
-pub fn validate_app_name(name: &str) -> Result<(), String> {
-    let ok = (1..=32).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && !name.ends_with('-')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid app name {name:?}: it becomes the unit, user and directory name, so use 1-32 \
-             lowercase letters, digits and '-', starting with a letter"
-        ))
-    }
-}
-
-pub fn validate_user_name(name: &str) -> Result<(), String> {
-    let ok = (1..=32).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid user name {name:?}: use 1-32 lowercase letters, digits, '_' and '-', starting \
-             with a letter or '_'"
-        ))
-    }
-}
-
-pub fn validate_version(version: &str) -> Result<(), String> {
-    let ok = (1..=64).contains(&version.len())
-        && version.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && version
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._+~-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid version {version:?}: use up to 64 letters, digits and . _ + ~ -, starting \
-             with a letter or digit"
-        ))
-    }
-}
-
-pub fn validate_env_key(key: &str) -> Result<(), String> {
-    let ok = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid environment variable name {key:?}: use letters, digits and '_', not starting \
-             with a digit"
-        ))
-    }
-}
-
 fn validate_go_symbol(symbol: &str) -> Result<(), String> {
     let ok = symbol.contains('.')
         && !symbol.starts_with('.')
@@ -1131,30 +1073,6 @@ fn validate_port(port: &u16) -> Result<(), String> {
     } else {
         Err("a port must be 1-65535".into())
     }
-}
-
-/// A value that ends up on one line of a unit or env file.
-fn validate_line(value: &str, what: &str) -> Result<(), String> {
-    if value.chars().any(|c| c == '\n' || c == '\r' || c == '\0') {
-        Err(format!("{what} must not contain a newline or NUL"))
-    } else {
-        Ok(())
-    }
-}
-
-/// Paths in shipit.toml are relative to the project and may not leave it.
-pub fn validate_relative_path(path: &str) -> Result<(), String> {
-    validate_line(path, "a path")?;
-    let p = Path::new(path);
-    if path.is_empty() || p.is_absolute() {
-        return Err(format!(
-            "{path:?} must be a relative path inside the project"
-        ));
-    }
-    if p.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(format!("{path:?} must not contain '..' or '.' components"));
-    }
-    Ok(())
 }
 
 /// Symlinks may not lead a project path out of the project: a repository could otherwise ship a

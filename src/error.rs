@@ -22,6 +22,9 @@ pub enum Category {
     RollbackFailed = 7,
     /// Another deploy holds the lock for this app on the host.
     Locked = 8,
+    /// The new release failed its pre-flight on a scratch socket: it never took traffic and
+    /// nothing was switched.
+    Preflight = 9,
     /// Stopped by Ctrl-C or SIGTERM; the host was left on its previous release.
     Interrupted = 130,
 }

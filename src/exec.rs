@@ -8,9 +8,8 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 
-use crate::cli::ExecArgs;
 use crate::config::Config;
-use crate::deploy::{self, Layout};
+use crate::deploy::{self, Connection, Layout};
 use crate::error::{Category, PassThrough, tagged};
 use crate::remote::channel::{self, Ended, RawMode, Terminal, Wiring};
 use crate::remote::destination::Destination;
@@ -18,8 +17,19 @@ use crate::remote::{self, Remote};
 use crate::service_run::{self, Prepared, ServiceRun};
 use crate::ui::Ui;
 
-pub fn run(config: &Config, args: &ExecArgs, ui: &Ui) -> Result<()> {
-    crate::remote::ssh::check_identity_files(&args.connect.identity)?;
+/// `shipit exec`, from the command line.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub hosts: Vec<String>,
+    /// The command and its arguments (argv, no shell).
+    pub command: Vec<String>,
+    /// `-t`: give the command a terminal (one host only).
+    pub tty: bool,
+    pub connection: Connection,
+}
+
+pub fn run(config: &Config, args: &Request, ui: &Ui) -> Result<()> {
+    crate::remote::ssh::check_identity_files(&args.connection.identity)?;
     let hosts = deploy::expand_groups(config, &args.hosts);
     if args.tty && hosts.len() > 1 {
         crate::fail!(
@@ -32,7 +42,7 @@ pub fn run(config: &Config, args: &ExecArgs, ui: &Ui) -> Result<()> {
     service_run::check_command(&args.command)?;
     let destinations = hosts
         .iter()
-        .map(|host| deploy::resolve(config, host, &args.connect))
+        .map(|host| deploy::resolve(config, host, &args.connection))
         .collect::<Result<Vec<_>>>()?;
     crate::interrupt::install()?;
     let layout = deploy::app_layout(config);
@@ -42,7 +52,7 @@ pub fn run(config: &Config, args: &ExecArgs, ui: &Ui) -> Result<()> {
     }
 }
 
-fn on_one_host(destination: &Destination, layout: &Layout, args: &ExecArgs, ui: &Ui) -> Result<()> {
+fn on_one_host(destination: &Destination, layout: &Layout, args: &Request, ui: &Ui) -> Result<()> {
     let mut stdout = |data: &[u8]| {
         let mut out = std::io::stdout().lock();
         out.write_all(data)?;
@@ -80,15 +90,18 @@ fn on_one_host(destination: &Destination, layout: &Layout, args: &ExecArgs, ui: 
 fn run_on(
     destination: &Destination,
     layout: &Layout,
-    args: &ExecArgs,
+    args: &Request,
     wiring: Wiring,
     ui: &Ui,
 ) -> Result<Ended> {
-    let mut remote = deploy::connect(destination, &args.connect, ui)?;
+    let mut remote = deploy::connect(destination, &args.connection, ui)?;
     let terminal = wiring.terminal.is_some();
     let prepared = prepare_on(&mut remote, layout, &args.command, terminal, ui)?;
-    let command = remote::as_root(&remote, &prepared.script);
-    let stop = remote::as_root(&remote, &service_run::stop_script(&prepared.unit_name));
+    let command = remote::as_root(remote.is_root(), &prepared.script);
+    let stop = remote::as_root(
+        remote.is_root(),
+        &service_run::stop_script(&prepared.unit_name),
+    );
     crate::interrupt::check()?;
     let _raw = terminal.then(RawMode::enter);
     channel::run(
@@ -111,7 +124,7 @@ enum Outcome {
 fn on_each_host(
     destinations: &[Destination],
     layout: &Layout,
-    args: &ExecArgs,
+    args: &Request,
     ui: &Ui,
 ) -> Result<()> {
     let width = destinations
@@ -149,7 +162,7 @@ fn on_each_host(
 fn on_host(
     destination: &Destination,
     layout: &Layout,
-    args: &ExecArgs,
+    args: &Request,
     width: usize,
     output: &Mutex<()>,
     ui: &Ui,
@@ -289,7 +302,10 @@ fn deployed(remote: &mut dyn Remote, layout: &Layout) -> Result<Deployed> {
          systemctl cat \"$unit\" 2>/dev/null || true\n",
         vars = layout.shell_vars()
     );
-    let out = remote::run_root(remote, "reading the deployed release", &script)?;
+    let out = remote::run_one(
+        remote,
+        remote::Step::reads("reading the deployed release", script),
+    )?;
     let (head, unit) = out.split_once("--- unit\n").unwrap_or((&out, ""));
     let field = |name: &str| {
         head.lines()

@@ -7,13 +7,22 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::cli::InitArgs;
-use crate::config::{FILE_NAME, validate_app_name};
+use crate::config::FILE_NAME;
 use crate::error::{Category, Tag};
 use crate::project::{self, Language};
 use crate::ui::Ui;
+use crate::validate::validate_app_name;
 
-pub fn run(dir: &Path, args: &InitArgs, ui: &Ui) -> Result<()> {
+/// `shipit init`, from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The app name, instead of the one found in go.mod or Cargo.toml.
+    pub name: Option<String>,
+    /// Overwrite an existing shipit.toml.
+    pub force: bool,
+}
+
+pub fn run(dir: &Path, args: &Options, ui: &Ui) -> Result<()> {
     let detected = project::detect(dir)?;
     let Some(language) = detected.language else {
         crate::fail!(

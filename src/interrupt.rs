@@ -25,6 +25,18 @@ pub fn install() -> Result<()> {
     Ok(())
 }
 
+/// As a first Ctrl-C does (for tests of what happens then).
+#[cfg(test)]
+pub fn request() {
+    REQUESTED.store(true, Ordering::SeqCst);
+}
+
+/// Forgets a requested interruption (between tests).
+#[cfg(test)]
+pub fn reset() {
+    REQUESTED.store(false, Ordering::SeqCst);
+}
+
 pub fn requested() -> bool {
     REQUESTED.load(Ordering::SeqCst)
 }

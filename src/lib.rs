@@ -15,16 +15,22 @@ pub mod generate;
 pub mod init;
 pub mod interrupt;
 pub mod logs;
+#[cfg(test)]
+mod module_graph;
 pub mod package;
+pub mod paths;
+pub mod process;
 pub mod project;
 pub mod remote;
 pub mod sandbox;
 pub mod service_run;
+pub mod shell;
 pub mod systemd;
 pub mod template;
 pub mod timings;
 pub mod ui;
 pub mod unit;
+pub mod validate;
 
 use std::process::ExitCode;
 
@@ -48,73 +54,13 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `shipit deploy` installs the service unit only, and a service that requires its socket unit
-/// does not start on a host without one: a project with `[service] listen` is refused before
-/// anything is built or connects.
-fn refuse_sockets(config: &config::Config) -> Result<()> {
-    if config.service.listen.is_empty() {
-        return Ok(());
-    }
-    let app = &config.app.name;
-    fail!(
-        Usage,
-        "[service] listen is set, but `shipit deploy` does not install socket units yet: \
-         {app}.service would require {app}.socket, which the hosts do not have\n  \
-         help: remove listen from shipit.toml to deploy {app} binding its own port, or install \
-         the units `shipit unit generate -o DIR/` writes by hand"
-    );
-}
-
 pub fn run(cli: Cli) -> Result<()> {
     let ui = ui::Ui::new(cli.global.quiet);
     ui::set_verbose(cli.global.verbose);
-    let config_file = cli.global.config.as_deref();
-    match cli.command {
-        Command::Build(args) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            let archive = package::build_and_package(&config, &args, &ui)?;
-            println!("{}", archive.display());
-            Ok(())
-        }
-        Command::Deploy(args) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            refuse_sockets(&config)?;
-            deploy::run(&config, &args, &ui)
-        }
-        Command::Status(args) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            deploy::inspect::status(&config, &args, &ui)
-        }
-        Command::Logs(args) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            logs::run(&config, &args, &ui)
-        }
-        Command::Exec(args) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            exec::run(&config, &args, &ui)
-        }
-        Command::Releases(args) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            deploy::inspect::releases(&config, &args, &ui)
-        }
-        Command::Rollback(args) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            deploy::rollback(&config, &args.host, args.to.as_deref(), &args.connect, &ui)
-        }
-        Command::Lock(command) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            deploy::inspect::lock(&config, &command, &ui)
-        }
-        Command::Unit(UnitCommand::Generate(args)) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            unit::generate(&config, &args, &ui)
-        }
-        Command::Init(args) => init::run(&cli.global.path, &args, &ui),
-        Command::Generate(command) => {
-            let config = config::load(&cli.global.path, config_file)?;
-            generate::run(&config, &command, &ui)
-        }
-        Command::Sandbox(command) => sandbox::run(&command, &ui),
+    // The commands without a project first; every other one reads shipit.toml, once.
+    match &cli.command {
+        Command::Init(args) => return init::run(&cli.global.path, &args.options(), &ui),
+        Command::Sandbox(command) => return sandbox::run(&command.request(), &ui),
         Command::Completions(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(
@@ -123,11 +69,56 @@ pub fn run(cli: Cli) -> Result<()> {
                 "shipit",
                 &mut std::io::stdout(),
             );
-            Ok(())
+            return Ok(());
         }
         Command::Man => {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            return Ok(());
+        }
+        _ => {}
+    }
+    let config = config::load(&cli.global.path, cli.global.config.as_deref())?;
+    match &cli.command {
+        Command::Build(args) => {
+            let archive = package::build_and_package(&config, &args.options(), &ui)?;
+            println!("{}", archive.display());
             Ok(())
+        }
+        Command::Deploy(args) => deploy::run(&config, &args.request(), &ui),
+        Command::Status(args) => deploy::inspect::status(
+            &config,
+            &args.hosts,
+            args.format(),
+            &args.connect.connection(),
+            &ui,
+        ),
+        Command::Logs(args) => logs::run(&config, &args.request(), &ui),
+        Command::Exec(args) => exec::run(&config, &args.request(), &ui),
+        Command::Releases(args) => deploy::inspect::releases(
+            &config,
+            &args.host,
+            args.format(),
+            &args.connect.connection(),
+            &ui,
+        ),
+        Command::Rollback(args) => deploy::rollback(
+            &config,
+            &args.host,
+            args.to.as_deref(),
+            &args.connect.connection(),
+            &ui,
+        ),
+        Command::Lock(command) => {
+            let (action, args) = command.action();
+            deploy::inspect::lock(&config, action, &args.host, &args.connect.connection(), &ui)
+        }
+        Command::Unit(UnitCommand::Generate(args)) => unit::generate(&config, &args.options(), &ui),
+        Command::Generate(command) => {
+            let (what, output) = command.what();
+            generate::run(&config, what, output, &ui)
+        }
+        Command::Init(_) | Command::Sandbox(_) | Command::Completions(_) | Command::Man => {
+            unreachable!("handled before reading shipit.toml")
         }
     }
 }

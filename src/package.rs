@@ -6,6 +6,7 @@
 //! then the files sorted, every mtime = the build time, uid/gid 0, explicit modes and a gzip
 //! header without a timestamp, so one commit always gives the same bytes.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -16,7 +17,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::build::{self, Artifact, Target};
-use crate::cli::BuildArgs;
 use crate::config::Config;
 use crate::error::{Category, Tag};
 use crate::ui::Ui;
@@ -57,10 +57,20 @@ enum EntrySource {
     Bytes(Vec<u8>),
 }
 
+/// What to build, from the command line.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub target: Target,
+    /// Instead of shipit.toml's version or `git describe`.
+    pub version_override: Option<String>,
+    /// Where the package goes (default: the project's dist/).
+    pub out_dir: Option<PathBuf>,
+}
+
 /// `shipit build`: build, render the unit, package; returns the archive path.
-pub fn build_and_package(config: &Config, args: &BuildArgs, ui: &Ui) -> Result<PathBuf> {
-    let target = Target::parse(&args.target)?;
-    let out_dir = args
+pub fn build_and_package(config: &Config, options: &BuildOptions, ui: &Ui) -> Result<PathBuf> {
+    let target = options.target;
+    let out_dir = options
         .out_dir
         .clone()
         .unwrap_or_else(|| config.root.join("dist"));
@@ -70,7 +80,7 @@ pub fn build_and_package(config: &Config, args: &BuildArgs, ui: &Ui) -> Result<P
         build::build(
             config,
             target,
-            args.version_override.as_deref(),
+            options.version_override.as_deref(),
             &out_dir.join(".build"),
             ui,
         )
@@ -230,6 +240,20 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// Hashes what is read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buffer)?;
+        self.hasher.update(&buffer[..n]);
+        Ok(n)
+    }
+}
+
 /// A package on disk, as deploy sees it.
 #[derive(Debug, Clone)]
 pub struct Package {
@@ -237,43 +261,92 @@ pub struct Package {
     pub sha256: String,
     pub size: u64,
     pub manifest: Manifest,
-    /// The rendered unit inside, which each host gets as its systemd release allows.
+    /// The rendered service unit inside, which each host gets as its systemd release allows.
     pub unit: String,
+    /// The socket unit inside, for a package built with `[service] listen`.
+    pub socket: Option<String>,
 }
 
 impl Package {
-    /// Opens a package and reads its manifest and unit, checking it belongs to `app`.
+    /// Opens a package and reads its manifest and unit, checking it belongs to `app` and that
+    /// every file in it is what the manifest says (size and sha256): hosts then need to check
+    /// only that they received these exact bytes. One pass over the file, which is hashed as a
+    /// whole on the way.
     pub fn open(path: &Path, app: &str) -> Result<Package> {
         let context = || format!("{} is not a shipit package", path.display());
         let file = File::open(path)
             .with_context(|| format!("cannot read {}", path.display()))
             .tag(Category::Usage)?;
         let size = file.metadata()?.len();
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
+        let hashed = HashingReader {
+            inner: BufReader::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+        };
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(hashed));
         let mut manifest = None;
         let mut unit = None;
+        let mut socket = None;
+        let mut contents: BTreeMap<String, (u64, String)> = BTreeMap::new();
         let unit_name = format!("{app}.service");
+        let socket_name = format!("{app}.socket");
         for entry in archive
             .entries()
             .with_context(context)
             .tag(Category::Usage)?
         {
             let mut entry = entry.with_context(context).tag(Category::Usage)?;
-            let slot = match entry.path() {
-                Ok(p) if p == Path::new(MANIFEST) => &mut manifest,
-                Ok(p) if p == Path::new(&unit_name) => &mut unit,
-                _ => continue,
-            };
-            let mut text = String::new();
-            entry
-                .read_to_string(&mut text)
+            let name = entry
+                .path()
                 .with_context(context)
-                .tag(Category::Usage)?;
-            *slot = Some(text);
-            if manifest.is_some() && unit.is_some() {
-                break;
+                .tag(Category::Usage)?
+                .to_string_lossy()
+                .into_owned();
+            if name == MANIFEST || name == unit_name || name == socket_name {
+                let mut text = String::new();
+                entry
+                    .read_to_string(&mut text)
+                    .with_context(context)
+                    .tag(Category::Usage)?;
+                if name == MANIFEST {
+                    manifest = Some(text);
+                    continue;
+                }
+                let digest = hex::encode(Sha256::digest(text.as_bytes()));
+                let is_socket = name == socket_name;
+                contents.insert(name, (text.len() as u64, digest));
+                if is_socket {
+                    socket = Some(text);
+                } else {
+                    unit = Some(text);
+                }
+                continue;
             }
+            let mut hasher = Sha256::new();
+            let mut buffer = vec![0; 1 << 16];
+            let mut length = 0u64;
+            loop {
+                let n = entry
+                    .read(&mut buffer)
+                    .with_context(context)
+                    .tag(Category::Usage)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..n]);
+                length += n as u64;
+            }
+            contents.insert(name, (length, hex::encode(hasher.finalize())));
         }
+        // The rest of the gzip stream (its CRC and length) goes through the hash too.
+        let mut decoder = archive.into_inner();
+        std::io::copy(&mut decoder, &mut std::io::sink())
+            .with_context(context)
+            .tag(Category::Usage)?;
+        let mut hashed = decoder.into_inner();
+        std::io::copy(&mut hashed, &mut std::io::sink())
+            .with_context(context)
+            .tag(Category::Usage)?;
+        let sha256 = hex::encode(hashed.hasher.finalize());
         let manifest = manifest
             .ok_or_else(|| anyhow::anyhow!("it has no {MANIFEST}"))
             .and_then(|text| Ok(serde_json::from_str::<Manifest>(&text)?))
@@ -287,12 +360,12 @@ impl Package {
                 manifest.app
             );
         }
-        crate::config::validate_version(&manifest.version)
+        crate::validate::validate_version(&manifest.version)
             .map_err(anyhow::Error::msg)
             .with_context(context)
             .tag(Category::Usage)?;
         for file in &manifest.files {
-            crate::config::validate_relative_path(&file.path)
+            crate::validate::validate_relative_path(&file.path)
                 .map_err(anyhow::Error::msg)
                 .with_context(context)
                 .tag(Category::Usage)?;
@@ -302,28 +375,36 @@ impl Package {
                 file.path
             );
         }
-        // Until deploy installs socket units: the package's service requires one, and would
-        // not start on a host without it.
-        let socket = format!("{app}.socket");
-        if manifest.files.iter().any(|f| f.path == socket) {
-            crate::fail!(
-                Usage,
-                "{} carries {socket} (it was built with [service] listen), but `shipit deploy` \
-                 does not install socket units yet\n  help: build the package without listen",
-                path.display()
-            );
-        }
         Target::parse(&manifest.target).with_context(context)?;
+        for file in &manifest.files {
+            match contents.get(&file.path) {
+                Some((length, digest)) if *length == file.size && *digest == file.sha256 => {}
+                Some(_) => crate::fail!(
+                    Usage,
+                    "{}: {} differs from what its manifest.json says (size or sha256); the \
+                     package is damaged\n  help: build it again",
+                    path.display(),
+                    file.path
+                ),
+                None => crate::fail!(
+                    Usage,
+                    "{}: manifest.json lists {}, which the package does not hold",
+                    path.display(),
+                    file.path
+                ),
+            }
+        }
         let unit = unit
             .ok_or_else(|| anyhow::anyhow!("it has no {unit_name}"))
             .with_context(context)
             .tag(Category::Usage)?;
         Ok(Package {
             path: path.to_path_buf(),
-            sha256: sha256_file(path)?,
+            sha256,
             size,
             manifest,
             unit,
+            socket,
         })
     }
 }

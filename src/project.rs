@@ -54,7 +54,7 @@ impl Detected {
             ),
         };
         let name = sanitize_app_name(&raw);
-        crate::config::validate_app_name(&name).map_err(anyhow::Error::msg)?;
+        crate::validate::validate_app_name(&name).map_err(anyhow::Error::msg)?;
         Ok(name)
     }
 }

@@ -26,7 +26,7 @@ use std::fmt;
 
 use anyhow::Result;
 
-use crate::remote::quote;
+use crate::shell::quote;
 use crate::systemd;
 
 /// What to run, and as which service.
@@ -179,32 +179,15 @@ pub fn prepare(run: &ServiceRun) -> Result<Prepared> {
         run.app,
         random_suffix()
     );
-    let (properties, left_out) = properties(run);
-    let mut words: Vec<String> = [
-        "systemd-run",
-        "--quiet",
-        "--collect",
-        "--wait",
-        if run.terminal { "--pty" } else { "--pipe" },
-    ]
-    .map(str::to_string)
-    .to_vec();
-    words.push(format!("--unit={unit_name}"));
-    words.push(format!(
-        "--description=shipit {} for {}",
-        run.purpose, run.app
-    ));
-    let mut shown = words.clone();
-    for property in &properties {
-        for list in [&mut words, &mut shown] {
-            list.push("-p".into());
-            list.push(property.clone());
-        }
-    }
-    for (key, value) in run.env {
-        words.push(format!("--setenv={key}={value}"));
-        shown.push(format!("--setenv={key}=…"));
-    }
+    let (mut words, mut shown, left_out) = invocation(
+        run,
+        &unit_name,
+        &[
+            "--collect",
+            "--wait",
+            if run.terminal { "--pty" } else { "--pipe" },
+        ],
+    );
     words.push("--".into());
     shown.push("--".into());
     // systemd expands $VAR in a command's arguments; $$ is a literal $.
@@ -221,16 +204,145 @@ pub fn prepare(run: &ServiceRun) -> Result<Prepared> {
     })
 }
 
+/// A command started as a socket-activated transient service rather than run to its end: a
+/// scratch socket (`systemd-run --socket-property=ListenStream=…`, systemd 237 and later) hands
+/// the listening socket to the command on its first connection, as the service's own socket
+/// unit does. No `--wait` or `--pipe`: the caller talks to it through the socket, then stops
+/// `<unit_name>.socket` and `<unit_name>.service`. `script` defines the shell function
+/// `start_on_socket ADDRESS` (a `ListenStream=` value), which enters the working directory,
+/// checks the command exists (127 otherwise) and starts both units. Used by deploy's pre-flight.
+pub fn prepare_on_socket(run: &ServiceRun) -> Result<Prepared> {
+    check(run)?;
+    let unit_name = format!("shipit-{}-{}-{}", run.purpose, run.app, random_suffix());
+    let (words, shown, left_out) = invocation(run, &unit_name, &["--collect"]);
+    let as_function = |words: &[String], argv: Vec<String>| {
+        let dir = quote(run.working_directory);
+        let program = quote(&run.argv[0]);
+        let command = words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ");
+        let argv = argv.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ");
+        format!(
+            "start_on_socket() {{\n\
+             \x20   cd {dir} || {{ printf 'shipit: cannot enter %s\\n' {dir} >&2; return 127; }}\n\
+             \x20   command -v -- {program} >/dev/null 2>&1 || \
+             {{ printf 'shipit: %s: command not found (in %s)\\n' {program} {dir} >&2; return 127; }}\n\
+             \x20   {command} \"--socket-property=ListenStream=$1\" -- {argv}\n\
+             }}\n"
+        )
+    };
+    // systemd expands $VAR in a command's arguments; $$ is a literal $.
+    let argv = run.argv.iter().map(|a| a.replace('$', "$$")).collect();
+    let mut masked = vec![run.argv[0].clone()];
+    if run.argv.len() > 1 {
+        masked.push(format!("‹{} arguments›", run.argv.len() - 1));
+    }
+    Ok(Prepared {
+        script: as_function(&words, argv),
+        shown: as_function(&shown, masked),
+        unit_name,
+        left_out,
+    })
+}
+
+/// The command a unit's `ExecStart=` runs, as its argv: systemd's quoting undone (double and
+/// single quotes, backslash escapes), `$$` and `%%` turned back into `$` and `%`, and the
+/// prefixes (`-`, `@`, `+`, `!`, `:`) dropped. None without an ExecStart, or when its command
+/// uses what a plain argv cannot carry (`$VAR` expansion, specifiers).
+pub fn exec_start_argv(unit: &str) -> Option<Vec<String>> {
+    let (_, value) = service_lines(unit)
+        .into_iter()
+        .rfind(|(key, _)| key == "ExecStart")?;
+    let value = value.trim_start_matches(['-', '@', '+', '!', ':']);
+    let mut argv = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' => argv.extend(word.take()),
+            '"' | '\'' => {
+                let word = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next()? {
+                        q if q == c => break,
+                        '\\' => word.push(unescape(chars.next()?)),
+                        other => word.push(other),
+                    }
+                }
+            }
+            '\\' => word
+                .get_or_insert_with(String::new)
+                .push(unescape(chars.next()?)),
+            other => word.get_or_insert_with(String::new).push(other),
+        }
+    }
+    argv.extend(word);
+    argv.into_iter()
+        .map(|w| {
+            let w = unescape_specifiers(&w).ok()?;
+            // `$` alone starts a variable; `$$` is a literal `$`.
+            let mut out = String::with_capacity(w.len());
+            let mut rest = w.as_str();
+            while let Some(at) = rest.find('$') {
+                out.push_str(&rest[..at]);
+                rest = rest[at + 1..].strip_prefix('$')?;
+                out.push('$');
+            }
+            out.push_str(rest);
+            Some(out)
+        })
+        .collect::<Option<Vec<_>>>()
+        .filter(|argv| !argv.is_empty())
+}
+
+fn unescape(c: char) -> char {
+    match c {
+        'n' => '\n',
+        't' => '\t',
+        other => other,
+    }
+}
+
+/// `systemd-run --quiet OPTIONS --unit=… --description=…`, the unit's properties and the extra
+/// environment, as words to run and as words to show (values masked); and what was left out.
+fn invocation(
+    run: &ServiceRun,
+    unit_name: &str,
+    options: &[&str],
+) -> (Vec<String>, Vec<String>, Vec<LeftOut>) {
+    let (properties, left_out) = properties(run);
+    let mut words: Vec<String> = ["systemd-run", "--quiet"]
+        .iter()
+        .chain(options)
+        .map(|w| w.to_string())
+        .collect();
+    words.push(format!("--unit={unit_name}"));
+    words.push(format!(
+        "--description=shipit {} for {}",
+        run.purpose, run.app
+    ));
+    let mut shown = words.clone();
+    for property in &properties {
+        for list in [&mut words, &mut shown] {
+            list.push("-p".into());
+            list.push(property.clone());
+        }
+    }
+    for (key, value) in run.env {
+        words.push(format!("--setenv={key}={value}"));
+        shown.push(format!("--setenv={key}=…"));
+    }
+    (words, shown, left_out)
+}
+
 /// The script that stops a prepared command's unit (as root), e.g. after Ctrl-C: systemd sends
 /// the service's KillSignal, then SIGKILL after its TimeoutStopSec.
 pub fn stop_script(unit_name: &str) -> String {
-    crate::remote::command(&["systemctl", "stop", "--no-block", unit_name])
+    crate::shell::command(&["systemctl", "stop", "--no-block", unit_name])
 }
 
 fn check(run: &ServiceRun) -> Result<()> {
     check_command(run.argv)?;
     for (key, value) in run.env {
-        if let Err(e) = crate::config::validate_env_key(key) {
+        if let Err(e) = crate::validate::validate_env_key(key) {
             crate::fail!(Usage, "{e}");
         }
         if value.contains(['\0', '\n']) {
@@ -410,6 +522,73 @@ fn random_suffix() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exec_start_becomes_the_argv_systemd_would_run() {
+        let argv = |line: &str| exec_start_argv(&format!("[Service]\nExecStart={line}\n"));
+        assert_eq!(
+            argv("/opt/app/current/app --port 8080"),
+            Some(vec![
+                "/opt/app/current/app".into(),
+                "--port".into(),
+                "8080".into()
+            ])
+        );
+        assert_eq!(
+            argv(r#"-/bin/app "a b" 'c\'d' e\ f 100%% $$HOME"#),
+            Some(vec![
+                "/bin/app".into(),
+                "a b".into(),
+                "c'd".into(),
+                "e f".into(),
+                "100%".into(),
+                "$HOME".into()
+            ])
+        );
+        assert_eq!(argv("/bin/app $HOME"), None);
+        assert_eq!(argv("/bin/app %n"), None);
+        assert_eq!(exec_start_argv("[Service]\nUser=app\n"), None);
+    }
+
+    #[test]
+    fn a_socket_run_is_a_function_taking_the_address() {
+        let argv = [
+            "/opt/app/releases/2/app".to_string(),
+            "--port".into(),
+            "80".into(),
+        ];
+        let run = ServiceRun {
+            app: "app",
+            purpose: "preflight",
+            unit: UNIT,
+            systemd: 252,
+            working_directory: "/opt/app/releases/2",
+            env_files: None,
+            env: &[],
+            argv: &argv,
+            terminal: false,
+        };
+        let prepared = prepare_on_socket(&run).unwrap();
+        assert!(prepared.unit_name.starts_with("shipit-preflight-app-"));
+        assert!(!prepared.unit_name.ends_with(".service"));
+        let script = &prepared.script;
+        assert!(
+            script.starts_with("start_on_socket() {\n    cd /opt/app/releases/2 ||"),
+            "{script}"
+        );
+        assert!(
+            script.contains(
+                " \"--socket-property=ListenStream=$1\" -- /opt/app/releases/2/app --port 80\n}\n"
+            ),
+            "{script}"
+        );
+        assert!(
+            !script.contains("--wait") && !script.contains("--pipe"),
+            "{script}"
+        );
+        assert!(script.contains(" -p User=app "), "{script}");
+        assert!(prepared.to_string().contains("‹2 arguments›"), "{prepared}");
+    }
 
     const UNIT: &str = "# /etc/systemd/system/app.service\n[Unit]\nDescription=app\n\
         StartLimitBurst=5\n\n[Service]\nType=simple\nUser=app\nWorkingDirectory=/opt/app/current\n\

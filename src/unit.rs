@@ -8,9 +8,9 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::cli::UnitGenerateArgs;
 use crate::config::Config;
 use crate::error::{Category, Tag};
+use crate::paths::{current_dir, env_file, state_dir};
 use crate::template::Template;
 use crate::ui::Ui;
 
@@ -91,23 +91,6 @@ impl Units {
     }
 }
 
-/// Where an app lives on a server; the unit, the package and deploy agree on these.
-pub fn install_dir(app: &str) -> String {
-    format!("/opt/{app}")
-}
-
-pub fn current_dir(app: &str) -> String {
-    format!("/opt/{app}/current")
-}
-
-pub fn env_file(app: &str) -> String {
-    format!("/etc/{app}/{app}.env")
-}
-
-pub fn state_dir(app: &str) -> String {
-    format!("/var/lib/{app}")
-}
-
 /// Everything a template can use. Rendering from this struct (not a loose map) means a
 /// template typo is a strict-mode error, not a silently empty line.
 #[derive(Debug, Serialize)]
@@ -152,11 +135,22 @@ struct Directive {
     value: String,
 }
 
-pub fn generate(config: &Config, args: &UnitGenerateArgs, ui: &Ui) -> Result<()> {
+/// `shipit unit generate`, from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct GenerateOptions {
+    /// Write here instead of stdout.
+    pub output: Option<PathBuf>,
+    /// Check with this machine's `systemd-analyze verify`; any warning is an error.
+    pub verify: bool,
+    /// Render for hosts with this systemd release.
+    pub systemd_version: Option<u32>,
+}
+
+pub fn generate(config: &Config, options: &GenerateOptions, ui: &Ui) -> Result<()> {
     let app = &config.app.name;
     let mut units = render(config)?;
-    let destination = destination(args.output.as_deref(), &units, app)?;
-    if let Some(version) = args.systemd_version {
+    let destination = destination(options.output.as_deref(), &units, app)?;
+    if let Some(version) = options.systemd_version {
         let (adapted, left_out) = units.for_version(app, version);
         for (name, l) in left_out {
             ui.status(
@@ -169,7 +163,7 @@ pub fn generate(config: &Config, args: &UnitGenerateArgs, ui: &Ui) -> Result<()>
         }
         units = adapted;
     }
-    if args.verify {
+    if options.verify {
         verify(app, &units, ui)?;
         ui.status(
             "Verified",

@@ -13,8 +13,9 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use super::toolchain::{self, INSTALL_ZIGBUILD};
-use super::{Stamp, Target, capture, spawn_tool, tool_failed};
+use super::{Stamp, Target, capture};
 use crate::config::{Builder, Config};
+use crate::process::{spawn_tool, tool_failed};
 use crate::ui::Ui;
 
 /// The executable and what built it.

@@ -8,8 +8,9 @@ use std::process::Command;
 use anyhow::Result;
 
 use super::toolchain::{self, INSTALL_MUSL_GCC, INSTALL_ZIG};
-use super::{Stamp, Target, ensure_dir, run_tool};
+use super::{Stamp, Target, ensure_dir};
 use crate::config::{CCompiler, Cgo, Config};
+use crate::process::run_tool;
 use crate::ui::Ui;
 
 /// -buildid= and -buildvcs=false keep the binary identical across clones and rebuilds;

@@ -8,8 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 
 use super::capture;
-use crate::config::{Config, VersionSource, validate_version};
+use crate::config::{Config, VersionSource};
 use crate::error::{Category, Tag};
+use crate::validate::validate_version;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stamp {

@@ -21,11 +21,8 @@ use serde::{Deserialize, Serialize};
 use super::layout::Layout;
 use super::lock::{self, LockOwner};
 use super::runner::{Runner, failed_with};
-use super::steps::{SWITCH, script};
-use crate::remote::{Remote, quote};
-
-/// The disarm script's exit status for "too late: the timer fired".
-const FIRED: i32 = 77;
+use super::scripts::{self, assemble};
+use crate::remote::{Exit, Remote, Step};
 
 pub fn unit(layout: &Layout) -> String {
     format!("shipit-deadman-{}", layout.app)
@@ -62,30 +59,6 @@ pub fn describe(timer: &ArmedTimer, now: u64) -> String {
     )
 }
 
-/// Prints `armed=<marker>` for every marker whose timer is still pending. A marker whose timer
-/// is gone (the host rebooted: transient timers do not survive that) does not count.
-pub const LIST_ARMED: &str = "for marker in \"$base/.shipit\"/deadman.*.json; do\n\
-      [ -e \"$marker\" ] || continue\n\
-      if systemctl is-active --quiet \"shipit-deadman-$app.timer\"; then echo \"armed=$(cat \"$marker\")\"; fi\n\
-    done\n";
-
-/// After the lock is taken: lists other deploys' armed timers and, per `$policy`, lets go of the
-/// lock and fails (`refuse`), disarms them (`disarm`) or leaves them (`keep`). A marker whose
-/// timer is gone (the host rebooted) is deleted.
-pub const CHECK_ARMED: &str = "echo \"now=$(date +%s)\"\n\
-    for marker in \"$base/.shipit\"/deadman.*.json; do\n\
-      [ -e \"$marker\" ] || continue\n\
-      if ! systemctl is-active --quiet \"$timer.timer\"; then rm -f \"$marker\"; continue; fi\n\
-      echo \"armed=$(cat \"$marker\")\"\n\
-      case $policy in\n\
-        refuse) rm -rf \"$lock\"; exit 76 ;;\n\
-        disarm) if mv \"$marker\" \"$marker.disarmed\" 2>/dev/null; then\n\
-            systemctl stop \"$timer.timer\" 2>/dev/null || true\n\
-            rm -f \"$marker.disarmed\" \"${marker%.json}.sh\"\n\
-          fi ;;\n\
-      esac\n\
-    done\n";
-
 pub fn parse_armed(out: &str) -> Vec<ArmedTimer> {
     out.lines()
         .filter_map(|l| l.strip_prefix("armed="))
@@ -94,99 +67,48 @@ pub fn parse_armed(out: &str) -> Vec<ArmedTimer> {
 }
 
 /// Arms the timer for this deploy of `layout.release`, returning to `previous` (or stopping the
-/// service when there is none).
-pub fn arm(
-    runner: &mut Runner,
-    layout: &Layout,
-    previous: Option<&str>,
-    timeout: Duration,
-) -> Result<()> {
+/// service when there is none); see `arm.sh`.
+pub fn arm(layout: &Layout, previous: Option<&str>, timeout: Duration) -> Step<'static> {
     let mut marker = serde_json::to_string(&ArmedTimer {
         owner: LockOwner::me(layout),
         release: layout.release.clone(),
         previous: previous.map(str::to_string),
         fires: 0,
-    })?;
+    })
+    .expect("a marker serializes");
     // The host's clock says when it fires: the script appends `"fires":<then>}`.
     marker.pop();
     marker.push_str(",\"fires\":");
-    // The timer's job is a file, not an ExecStart line: systemd would expand the script's $vars.
-    // The marker appears only once the timer exists; a failure leaves neither behind.
-    let body = format!(
-        "marker=\"$base/.shipit/deadman.\"{token}\n\
-         name={name}\n\
-         trap 'rm -f \"$marker.json.tmp\"; [ -e \"$marker.json\" ] || rm -f \"$marker.sh\"' EXIT\n\
-         rm -f \"$base/.shipit\"/deadman.*.done\n\
-         printf '%s' {heal} > \"$marker.sh\"; chmod 0700 \"$marker.sh\"\n\
-         systemctl stop \"$name.timer\" \"$name.service\" 2>/dev/null || true\n\
-         systemctl reset-failed \"$name.service\" \"$name.timer\" 2>/dev/null || true\n\
-         printf '%s%s}}\\n' {marker} \"$(( $(date +%s) + {secs} ))\" > \"$marker.json.tmp\"\n\
-         systemd-run --quiet --unit=\"$name\" --on-active={secs}s --timer-property=AccuracySec=1s /bin/sh \"$marker.sh\"\n\
-         mv \"$marker.json.tmp\" \"$marker.json\"\n",
-        token = quote(lock::token()),
-        name = quote(&unit(layout)),
-        heal = quote(&heal_script(layout, previous)),
-        marker = quote(&marker),
-        secs = timeout.as_secs().max(1)
-    );
-    runner.change("arming the dead-man timer", &script(layout, &body))?;
-    Ok(())
+    let values = [
+        ("token", lock::token().to_string()),
+        ("name", unit(layout)),
+        ("heal", heal_script(layout, previous)),
+        ("marker_json", marker),
+        ("secs", timeout.as_secs().max(1).to_string()),
+    ];
+    Step::changes(
+        "arming the dead-man timer",
+        assemble(layout, &values, &[scripts::ARM]),
+    )
 }
 
-/// The timer's script. See the module comment for what it promises.
+/// The timer's script (`heal.sh`, then the switch, then `healed.sh`). See the module comment
+/// for what it promises.
 fn heal_script(layout: &Layout, previous: Option<&str>) -> String {
-    let body = format!(
-        "token={token}\nprevious={previous}\n\
-         marker=\"$base/.shipit/deadman.$token\"\n\
-         me=\"deadman-$token\"\n\
-         owner=$(printf '{{\"user\":\"root\",\"from\":\"%s\",\"pid\":%s,\"version\":\"%s (dead-man timer)\",\"since\":\"%s\",\"token\":\"%s\"}}' \"$(uname -n)\" \"$$\" \"$release\" \"$(date -u +%FT%TZ)\" \"$me\")\n\
-         {functions}\
-         say() {{ echo \"shipit dead-man timer for $app $release: $*\"; }}\n\
-         verdict() {{ say \"$*\"; echo \"$*\" > \"$marker.done\"; }}\n\
-         step='claiming the timer'\n\
-         took=no\n\
-         finish() {{\n\
-           status=$?\n\
-           if [ \"$status\" -ne 0 ]; then verdict \"failed (exit $status) while $step; the host is as that step left it\"; fi\n\
-           if [ \"$took\" = yes ]; then rm -rf \"$lock\"; fi\n\
-           rm -f \"$marker.json.firing\" \"$marker.sh\"\n\
-         }}\n\
-         trap finish EXIT\n\
-         if ! mv \"$marker.json\" \"$marker.json.firing\" 2>/dev/null; then say 'disarmed before it fired: nothing to do'; exit 0; fi\n\
-         step='taking the deploy lock'\n\
-         mkdir -p \"$base/.shipit\"\n\
-         if mkdir \"$lock\" 2>/dev/null || claim \"$token\"; then\n\
-           if own; then took=yes; fi\n\
-         fi\n\
-         if [ \"$took\" != yes ]; then\n\
-           verdict \"another deploy holds the lock ($(cat \"$lock/owner.json\" 2>/dev/null || echo 'owner unknown')): left the host as it is\"; exit 0\n\
-         fi\n\
-         step='checking the host'\n\
-         now=$(readlink \"$current\" 2>/dev/null || true)\n\
-         now=${{now##*/}}\n\
-         if [ \"$now\" != \"$release\" ]; then\n\
-           verdict \"current is ${{now:-missing}}, not $release: a later deploy or rollback moved it, so the host was left as it is\"; exit 0\n\
-         fi\n\
-         if [ -z \"$previous\" ]; then\n\
-           step='stopping the service'\n\
-           touch \"$rel/.shipit-failed\"\n\
-           systemctl disable --now --quiet \"$unit\"\n\
-           verdict \"$release was not confirmed and there is no earlier release: stopped and disabled $unit\"; exit 0\n\
-         fi\n\
-         if [ ! -f \"$releases/$previous/.shipit-complete\" ]; then\n\
-           verdict \"$release was not confirmed, but the release to return to, $previous, is gone: left the host as it is\"; exit 0\n\
-         fi\n\
-         step=\"switching back to $previous\"\n\
-         touch \"$rel/.shipit-failed\"\n\
-         target=$previous\n\
-         {SWITCH}\
-         echo \"$previous\" >> \"$history\"\n\
-         verdict \"$release was not confirmed: switched back to $previous and marked $release failed\"\n",
-        token = quote(lock::token()),
-        previous = quote(previous.unwrap_or("")),
-        functions = lock::OWNER_FUNCTIONS,
-    );
-    script(layout, &body)
+    let values = [
+        ("token", lock::token().to_string()),
+        ("previous", previous.unwrap_or("").to_string()),
+    ];
+    assemble(
+        layout,
+        &values,
+        &[
+            scripts::LIB,
+            scripts::HEAL,
+            scripts::SWITCH,
+            scripts::HEALED,
+        ],
+    )
 }
 
 /// What disarming found.
@@ -200,28 +122,30 @@ pub enum Disarm {
     Fired(String),
 }
 
-/// Disarms this deploy's timer, if it has not fired yet.
-pub fn disarm(runner: &mut Runner, layout: &Layout) -> Result<Disarm> {
-    let body = format!(
-        "marker=\"$base/.shipit/deadman.\"{token}\n\
-         if mv \"$marker.json\" \"$marker.json.disarmed\" 2>/dev/null; then\n\
-           systemctl stop {name}.timer 2>/dev/null || true\n\
-           rm -f \"$marker.json.disarmed\" \"$marker.sh\"\n\
-           echo disarmed\n\
-         elif [ -e \"$marker.json.firing\" ]; then echo 'it is running now'; exit {FIRED}\n\
-         elif [ -f \"$marker.done\" ]; then cat \"$marker.done\"; rm -f \"$marker.done\"; exit {FIRED}\n\
-         fi\n",
-        token = quote(lock::token()),
-        name = quote(&unit(layout)),
-    );
-    match runner.change("disarming the dead-man timer", &script(layout, &body)) {
-        Ok(out) if out.trim() == "disarmed" || runner.is_dry_run() => Ok(Disarm::Disarmed),
+/// Disarms this deploy's timer, if it has not fired yet (see `disarm.sh`).
+pub fn disarm_step(layout: &Layout) -> Step<'static> {
+    let values = [("token", lock::token().to_string()), ("name", unit(layout))];
+    Step::changes(
+        "disarming the dead-man timer",
+        assemble(layout, &values, &[scripts::DISARM]),
+    )
+}
+
+/// What [`disarm_step`] found.
+pub fn disarmed(answer: Result<String>, dry_run: bool) -> Result<Disarm> {
+    match answer {
+        Ok(out) if out.trim() == "disarmed" || dry_run => Ok(Disarm::Disarmed),
         Ok(_) => Ok(Disarm::NotArmed),
-        Err(e) => match failed_with(&e, FIRED) {
+        Err(e) => match failed_with(&e, Exit::TimerFired) {
             Some(verdict) => Ok(Disarm::Fired(verdict.trim().to_string())),
             None => Err(e),
         },
     }
+}
+
+pub fn disarm(runner: &mut Runner, layout: &Layout) -> Result<Disarm> {
+    let answer = runner.one(disarm_step(layout));
+    disarmed(answer, runner.is_dry_run())
 }
 
 /// Confirms the release: disarms the timer before it fires. Fails if it fired already.

@@ -8,19 +8,23 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::lock::{self, ArmedPolicy, Lease};
-use super::phases::{self, Transfer};
+use super::phases::{self, Then, Transfer};
 use super::runner::Runner;
-use super::steps::{self, HostUnit, Upload};
-use super::{Layout, Options, connect, deadman};
-use crate::cli::ConnectArgs;
-use crate::config::{Config, Health};
+use super::steps::{self, HostUnit, Survey, Upload};
+use super::{Layout, Options, deadman};
+use crate::build::Target as Platform;
+use crate::config::Health;
 use crate::error::Category;
 use crate::interrupt;
 use crate::package::Package;
+use crate::remote::Remote;
 use crate::remote::destination::Destination;
-use crate::remote::ssh::SshRemote;
 use crate::ui::Ui;
+
+/// Opens connections to hosts: SSH for real, a fake in the rollout's unit tests.
+pub trait Connect: Sync {
+    fn connect(&self, destination: &Destination) -> Result<Box<dyn Remote + Send>>;
+}
 
 /// One host to deploy to, resolved and validated before anything connects.
 #[derive(Debug, Clone)]
@@ -47,8 +51,10 @@ pub enum Amount {
     Percent(u8),
 }
 
-impl Amount {
-    pub fn parse(flag: &str, text: &str) -> Result<Amount> {
+impl std::str::FromStr for Amount {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Amount, String> {
         let parsed = match text.strip_suffix('%') {
             Some(p) => p
                 .parse::<u8>()
@@ -57,16 +63,12 @@ impl Amount {
                 .map(Amount::Percent),
             None => text.parse::<usize>().ok().map(Amount::Count),
         };
-        parsed.ok_or_else(|| {
-            crate::error::tagged(
-                Category::Usage,
-                anyhow::anyhow!(
-                    "{flag} {text:?}: use a number of hosts (like 2) or a percentage (like 25%)"
-                ),
-            )
-        })
+        parsed
+            .ok_or_else(|| "use a number of hosts (like 2) or a percentage (like 25%)".to_string())
     }
+}
 
+impl Amount {
     /// How many of `total` hosts, rounded up.
     pub fn of(self, total: usize) -> usize {
         match self {
@@ -99,6 +101,10 @@ pub struct HostReport {
     pub previous: Option<String>,
     pub pruned: Vec<String>,
     pub seconds: f64,
+    /// How many times shipit waited for the host (see `Remote::round_trips`).
+    pub round_trips: u32,
+    /// "ok", "failed" (its health gate said so), or "-" (never got that far).
+    pub health: &'static str,
     pub error: Option<String>,
     #[serde(skip)]
     pub category: Option<Category>,
@@ -137,14 +143,15 @@ impl Outcome {
 /// A host's progress through the rollout.
 struct HostRun<'a> {
     target: &'a Target,
-    remote: Option<SshRemote>,
+    remote: Option<Box<dyn Remote + Send>>,
     /// The unit this host gets, once its systemd is known.
     host_unit: Option<HostUnit>,
     locked: bool,
-    /// Refreshes the lock while the deploy runs.
-    lease: Option<Lease>,
+    survey: Option<Survey>,
     transfer: Option<Transfer>,
     outcome: Option<Outcome>,
+    /// Its health gate judged the new release (true: healthy).
+    gate: Option<bool>,
     error: Option<anyhow::Error>,
     pruned: Vec<String>,
     started: Instant,
@@ -165,23 +172,51 @@ impl HostRun<'_> {
     }
 
     fn runner(&mut self) -> Runner<'_> {
-        Runner::apply(self.remote.as_mut().expect("connected"))
+        let remote = self.remote.as_mut().expect("connected");
+        Runner::apply(remote.as_mut())
+    }
+
+    /// Its switch went in the batch that prepared it.
+    fn switched(&self) -> bool {
+        self.transfer.as_ref().is_some_and(|t| t.started.is_some())
+    }
+
+    /// A failed activation: rolled back when the previous release runs again.
+    fn failed_activation(&mut self, error: anyhow::Error) {
+        let previous = self.transfer.as_ref().is_some_and(|t| t.previous.is_some());
+        let outcome = match crate::error::category_of(&error) {
+            Some(Category::RolledBack | Category::Interrupted) if previous => Outcome::RolledBack,
+            _ => Outcome::Failed,
+        };
+        if super::health::judged_unhealthy(&error) {
+            self.gate = Some(false);
+        }
+        self.fail(error, outcome);
     }
 }
 
 /// Everything a fleet deploy needs besides the hosts.
-pub struct Plan<'a> {
-    pub config: &'a Config,
+pub struct Context<'a> {
     pub package: &'a Package,
     pub layout: &'a Layout,
     pub options: &'a Options,
     pub rollout: &'a Rollout,
-    pub connect: &'a ConnectArgs,
+    pub keep_releases: usize,
+    /// `[deploy] preflight`: the new release runs on a scratch socket before the switch.
+    pub preflight: bool,
+    pub connector: &'a dyn Connect,
     pub ui: &'a Ui,
 }
 
-/// Deploys to every target; each host's report comes with its error, if it had one.
-pub fn deploy(plan: &Plan, targets: &[Target]) -> Vec<(HostReport, Option<anyhow::Error>)> {
+/// Deploys to every target; each host's report comes with its error, if it had one. A lone
+/// host is checked, locked and surveyed in one batch and switched in the batch that prepares
+/// it: nothing waits for other hosts in between.
+pub fn deploy(ctx: &Context, targets: &[Target]) -> Vec<(HostReport, Option<anyhow::Error>)> {
+    let shape = if targets.len() == 1 {
+        Shape::Lone
+    } else {
+        Shape::Fleet
+    };
     let mut runs: Vec<HostRun> = targets
         .iter()
         .map(|target| HostRun {
@@ -189,27 +224,28 @@ pub fn deploy(plan: &Plan, targets: &[Target]) -> Vec<(HostReport, Option<anyhow
             remote: None,
             host_unit: None,
             locked: false,
-            lease: None,
+            survey: None,
             transfer: None,
             outcome: None,
+            gate: None,
             error: None,
             pruned: Vec::new(),
             started: Instant::now(),
         })
         .collect();
-    in_parallel(&mut runs, plan.rollout.parallel, |run| {
-        connect_and_check(plan, run)
+    in_parallel(&mut runs, ctx.rollout.parallel, |run| {
+        connect_and_check(ctx, run, shape)
     });
-    lock_in_order(plan, &mut runs);
-    in_parallel(&mut runs, plan.rollout.parallel, |run| prepare(plan, run));
-    let stopped = activate_in_batches(plan, &mut runs);
-    if stopped && plan.rollout.rollback_all_on_failure {
-        in_parallel(&mut runs, plan.rollout.parallel, |run| {
-            switch_back(plan, run)
-        });
+    lock_in_order(ctx, &mut runs, shape);
+    in_parallel(&mut runs, ctx.rollout.parallel, |run| {
+        prepare(ctx, run, shape)
+    });
+    let stopped = activate_in_batches(ctx, &mut runs);
+    if stopped && ctx.rollout.rollback_all_on_failure {
+        in_parallel(&mut runs, ctx.rollout.parallel, |run| switch_back(ctx, run));
     }
-    in_parallel(&mut runs, plan.rollout.parallel, |run| finish(plan, run));
-    runs.into_iter().map(|run| report(plan, run)).collect()
+    in_parallel(&mut runs, ctx.rollout.parallel, |run| finish(ctx, run));
+    runs.into_iter().map(|run| report(ctx, run)).collect()
 }
 
 /// Runs `work` on every host still in the rollout, at most `limit` at a time.
@@ -228,30 +264,50 @@ fn in_parallel<'a>(runs: &mut [HostRun<'a>], limit: usize, work: impl Fn(&mut Ho
     });
 }
 
-fn connect_and_check(plan: &Plan, run: &mut HostRun) {
+fn platform(ctx: &Context) -> Result<Platform> {
+    Platform::parse(&ctx.package.manifest.target)
+}
+
+/// A lone host skips the round trips that only keep a fleet in step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Lone,
+    Fleet,
+}
+
+/// Connects; in a fleet, checks the host too (a lone host's check goes with its lock).
+fn connect_and_check(ctx: &Context, run: &mut HostRun, shape: Shape) {
     if !run.alive() {
         return;
     }
-    let result = connect(&run.target.destination, plan.connect, plan.ui).and_then(|remote| {
-        run.remote = Some(remote);
-        let target = crate::build::Target::parse(&plan.package.manifest.target)?;
-        let facts = steps::preflight(&mut run.runner(), plan.layout, target)?;
-        run.host_unit = Some(phases::host_unit(
-            &mut run.runner(),
-            plan.package,
-            facts,
-            plan.ui,
-        ));
-        Ok(())
-    });
+    let result = ctx
+        .connector
+        .connect(&run.target.destination)
+        .and_then(|remote| {
+            run.remote = Some(remote);
+            if shape == Shape::Lone {
+                return Ok(());
+            }
+            let platform = platform(ctx)?;
+            let answer = run.runner().one(steps::check(ctx.layout, platform));
+            let facts = steps::host_facts(answer, run.label(), platform)?;
+            run.host_unit = Some(phases::host_unit(
+                &mut run.runner(),
+                ctx.package,
+                facts,
+                ctx.ui,
+            ));
+            Ok(())
+        });
     if let Err(e) = result {
         run.fail(e, Outcome::Failed);
     }
 }
 
 /// Locks are taken one host at a time in the order of their addresses, so two fleet deploys
-/// that share hosts queue up instead of each holding half the fleet.
-fn lock_in_order(plan: &Plan, runs: &mut [HostRun]) {
+/// that share hosts queue up instead of each holding half the fleet. A lone host is checked in
+/// the same batch.
+fn lock_in_order(ctx: &Context, runs: &mut [HostRun], shape: Shape) {
     let mut order: Vec<usize> = (0..runs.len()).collect();
     order.sort_by_key(|&i| {
         let d = &runs[i].target.destination;
@@ -263,22 +319,27 @@ fn lock_in_order(plan: &Plan, runs: &mut [HostRun]) {
             continue;
         }
         let label = run.label().to_string();
-        let armed = if plan.options.force_disarm {
-            ArmedPolicy::Disarm
-        } else {
-            ArmedPolicy::Refuse
+        let check = match (shape == Shape::Lone).then(|| platform(ctx)).transpose() {
+            Ok(check) => check,
+            Err(e) => {
+                run.fail(e, Outcome::Failed);
+                continue;
+            }
         };
-        match lock::lock(
-            &mut run.runner(),
-            plan.layout,
-            plan.options.lock_wait,
-            armed,
-            plan.ui,
-        ) {
-            Ok(disarmed) => {
+        let begun = phases::begin(&mut run.runner(), ctx.layout, check, ctx.options, ctx.ui);
+        match begun {
+            Ok(begun) => {
                 run.locked = true;
-                for timer in disarmed {
-                    plan.ui.status(
+                if let Some(facts) = begun.facts {
+                    run.host_unit = Some(phases::host_unit(
+                        &mut run.runner(),
+                        ctx.package,
+                        facts,
+                        ctx.ui,
+                    ));
+                }
+                for timer in begun.armed {
+                    ctx.ui.status(
                         "Disarmed",
                         format_args!(
                             "the dead-man timer armed by {} for {} on {label} (--force-disarm)",
@@ -287,75 +348,93 @@ fn lock_in_order(plan: &Plan, runs: &mut [HostRun]) {
                         ),
                     );
                 }
-                let remote = run.remote.as_mut().expect("connected");
-                match lock::lease(remote, plan.layout) {
-                    Ok(lease) => run.lease = Some(lease),
-                    Err(e) => plan.ui.diagnostic(format_args!(
-                        "warning: the lock on {label} will not be refreshed ({e:#}); if this \
-                         deploy takes longer than {}, another may take the lock over",
-                        humantime::format_duration(lock::STALE_AFTER)
-                    )),
-                }
+                run.survey = Some(begun.survey);
             }
-            Err(e) => run.fail(
-                phases::interrupted_or(e, &label, "locking"),
-                Outcome::Failed,
-            ),
+            Err(failure) => {
+                run.locked = failure.locked;
+                run.fail(failure.error, Outcome::Failed);
+            }
         }
     }
 }
 
-fn prepare(plan: &Plan, run: &mut HostRun) {
+fn prepare(ctx: &Context, run: &mut HostRun, shape: Shape) {
     if !run.alive() {
         return;
     }
     let env_file = run.target.env_file.clone();
+    let health = run.target.health.clone();
     let host_unit = run.host_unit.clone().expect("checked before preparing");
+    let survey = run.survey.take().expect("surveyed before preparing");
+    let then = if shape == Shape::Lone {
+        Then::Switch {
+            options: ctx.options,
+            health: health.as_ref(),
+        }
+    } else {
+        Then::Wait
+    };
+    let preflight = super::preflight::wanted(
+        ctx.preflight,
+        ctx.package,
+        health.as_ref(),
+        run.label(),
+        ctx.ui,
+    );
     match phases::transfer(
         &mut run.runner(),
-        plan.layout,
-        plan.package,
+        ctx.layout,
+        ctx.package,
         env_file.as_deref(),
         &host_unit,
-        plan.ui,
+        &survey,
+        preflight,
+        then,
+        ctx.ui,
     ) {
         Ok(transfer) => run.transfer = Some(transfer),
         Err(e) => run.fail(e, Outcome::Failed),
     }
 }
 
-/// The hosts in switching order, split into batches: the canary alone, then `--batch` at a time.
-fn batches(plan: &Plan, runs: &[HostRun]) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..runs.len()).collect();
+/// The hosts (by index) in switching order, split into batches: the canary alone, then
+/// `--batch` at a time.
+pub fn batch_plan(rollout: &Rollout, hosts: &[String]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..hosts.len()).collect();
     let mut batches = Vec::new();
-    if let Some(canary) = &plan.rollout.canary {
+    if let Some(canary) = &rollout.canary {
         let position = match canary {
             Canary::First => Some(0),
-            Canary::Host(name) => runs.iter().position(|r| r.label() == name),
+            Canary::Host(name) => hosts.iter().position(|h| h == name),
         };
         if let Some(p) = position.filter(|p| *p < order.len()) {
             batches.push(vec![order.remove(p)]);
         }
     }
-    let size = plan.rollout.batch.of(runs.len()).max(1);
+    let size = rollout.batch.of(hosts.len()).max(1);
     batches.extend(order.chunks(size).map(<[usize]>::to_vec));
     batches
 }
 
 /// Returns whether the rollout stopped early.
-fn activate_in_batches(plan: &Plan, runs: &mut [HostRun]) -> bool {
-    let allowed = plan.rollout.max_fail.of(runs.len());
+fn activate_in_batches(ctx: &Context, runs: &mut [HostRun]) -> bool {
+    let allowed = ctx.rollout.max_fail.of(runs.len());
     let failures = |runs: &[HostRun]| runs.iter().filter(|r| r.error.is_some()).count();
     let mut stopped = false;
-    for batch in batches(plan, runs) {
+    let hosts: Vec<String> = runs.iter().map(|r| r.label().to_string()).collect();
+    for batch in batch_plan(ctx.rollout, &hosts) {
         if failures(runs) > allowed || interrupt::requested() {
             stopped = true;
             for &i in &batch {
-                if runs[i].alive() {
+                // A host whose switch went with its transfer is past skipping: its gate (or
+                // rollback) still runs.
+                if runs[i].alive() && !runs[i].switched() {
                     runs[i].outcome = Some(Outcome::Skipped);
                 }
             }
-            continue;
+            if !batch.iter().any(|&i| runs[i].alive()) {
+                continue;
+            }
         }
         let mut members: Vec<&mut HostRun> = Vec::new();
         for (i, run) in runs.iter_mut().enumerate() {
@@ -369,7 +448,7 @@ fn activate_in_batches(plan: &Plan, runs: &mut [HostRun]) -> bool {
                 scope.spawn(|| {
                     let next = queue.lock().expect("queue lock").next();
                     if let Some(run) = next {
-                        activate(plan, run);
+                        activate(ctx, run);
                     }
                 });
             }
@@ -382,39 +461,32 @@ fn activate_in_batches(plan: &Plan, runs: &mut [HostRun]) -> bool {
     stopped
 }
 
-fn activate(plan: &Plan, run: &mut HostRun) {
+fn activate(ctx: &Context, run: &mut HostRun) {
     if !run.alive() {
         return;
     }
-    let transfer = run.transfer.clone().expect("prepared");
+    let mut transfer = run.transfer.take().expect("prepared");
     let health = run.target.health.clone();
     let result = phases::activate(
         &mut run.runner(),
-        plan.layout,
-        plan.package,
+        ctx.layout,
+        ctx.package,
         health.as_ref(),
-        &transfer,
-        plan.options,
-        plan.ui,
+        &mut transfer,
+        ctx.options,
+        ctx.ui,
     );
+    run.transfer = Some(transfer);
     match result {
-        Ok(()) => run.outcome = Some(Outcome::Deployed),
-        Err(e) => {
-            let outcome = match crate::error::category_of(&e) {
-                Some(Category::RolledBack | Category::Interrupted)
-                    if transfer.previous.is_some() =>
-                {
-                    Outcome::RolledBack
-                }
-                _ => Outcome::Failed,
-            };
-            run.error = Some(e);
-            run.outcome = Some(outcome);
+        Ok(()) => {
+            run.outcome = Some(Outcome::Deployed);
+            run.gate = Some(true);
         }
+        Err(e) => run.failed_activation(e),
     }
 }
 
-fn switch_back(plan: &Plan, run: &mut HostRun) {
+fn switch_back(ctx: &Context, run: &mut HostRun) {
     if run.outcome != Some(Outcome::Deployed) {
         return;
     }
@@ -423,18 +495,17 @@ fn switch_back(plan: &Plan, run: &mut HostRun) {
     };
     let health = run.target.health.clone();
     let label = run.label().to_string();
-    plan.ui.status(
+    ctx.ui.status(
         "Switching",
         format_args!("{label} back to {previous}: the rollout stopped"),
     );
-    let armed = plan.options.confirm_timeout.is_some();
     match phases::switch_back(
         &mut run.runner(),
-        plan.layout,
+        ctx.layout,
         &previous,
         health.as_ref(),
-        armed,
-        plan.ui,
+        ctx.options,
+        ctx.ui,
     ) {
         Ok(()) => run.outcome = Some(Outcome::SwitchedBack),
         Err(e) => {
@@ -449,46 +520,61 @@ fn switch_back(plan: &Plan, run: &mut HostRun) {
 
 /// Healthy hosts are recorded, pruned and confirmed; then every locked host is unlocked. The
 /// confirmation comes first: a dead-man timer must never be armed on a host no deploy holds.
-fn finish(plan: &Plan, run: &mut HostRun) {
-    let Some(remote) = run.remote.as_mut() else {
+/// Without a timer, recording and unlocking go in one batch.
+fn finish(ctx: &Context, run: &mut HostRun) {
+    if run.remote.is_none() {
         return;
-    };
-    let mut runner = Runner::apply(remote);
-    runner.clean_up();
-    let deployed = run.outcome == Some(Outcome::Deployed);
-    if deployed {
-        match phases::finalize(&mut runner, plan.layout, plan.config.deploy.keep_releases) {
-            Ok(pruned) => run.pruned = pruned,
-            Err(e) => run.error = Some(e),
-        }
     }
-    if deployed && plan.options.confirm_timeout.is_some() {
+    let deployed = run.outcome == Some(Outcome::Deployed);
+    let confirm = deployed && ctx.options.confirm_timeout.is_some();
+    if confirm {
+        let (finished, error) = phases::finish(
+            &mut run.runner(),
+            ctx.layout,
+            Some(ctx.keep_releases),
+            phases::Lock::NotHeld,
+        );
+        run.pruned = finished.pruned;
+        if let Some(e) = error {
+            run.error = Some(e);
+        }
         // A fresh connection proves this machine can still reach the host.
-        let confirmed = match connect(&run.target.destination, plan.connect, plan.ui) {
-            Ok(mut fresh) => deadman::confirm(&mut fresh, plan.layout),
+        let confirmed = match ctx.connector.connect(&run.target.destination) {
+            Ok(mut fresh) => deadman::confirm(fresh.as_mut(), ctx.layout),
             Err(e) => Err(e.context(
                 "the release is healthy but could not be confirmed over a new connection; the \
                  host's dead-man timer will switch it back by itself",
             )),
         };
         match confirmed {
-            Ok(()) => plan.ui.status(
+            Ok(()) => ctx.ui.status(
                 "Confirmed",
                 format_args!(
                     "{} on {}",
-                    plan.package.manifest.version, run.target.destination.label
+                    ctx.package.manifest.version, run.target.destination.label
                 ),
             ),
             Err(e) => run.error = Some(e),
         }
     }
-    run.lease = None;
-    if run.locked && lock::unlock(&mut runner, plan.layout).is_ok() {
-        run.locked = false;
+    let record = deployed && !confirm;
+    let lock = if run.locked {
+        phases::Lock::Held
+    } else {
+        phases::Lock::NotHeld
+    };
+    let keep = record.then_some(ctx.keep_releases);
+    let (finished, error) = phases::finish(&mut run.runner(), ctx.layout, keep, lock);
+    if record {
+        run.pruned = finished.pruned;
     }
+    if let Some(e) = error {
+        run.error.get_or_insert(e);
+    }
+    run.locked = finished.still_locked;
 }
 
-fn report(plan: &Plan, run: HostRun) -> (HostReport, Option<anyhow::Error>) {
+fn report(ctx: &Context, run: HostRun) -> (HostReport, Option<anyhow::Error>) {
     let transfer = run.transfer.as_ref();
     let (uploaded, resumed_from) = match transfer.map(|t| t.upload) {
         Some(Upload::Sent { resumed_from, .. }) => (true, resumed_from),
@@ -498,8 +584,8 @@ fn report(plan: &Plan, run: HostRun) -> (HostReport, Option<anyhow::Error>) {
         host: run.label().to_string(),
         outcome: run.outcome.unwrap_or(Outcome::Failed),
         old_version: transfer.and_then(|t| t.previous_version.clone()),
-        new_version: plan.package.manifest.version.clone(),
-        release: plan.layout.release.clone(),
+        new_version: ctx.package.manifest.version.clone(),
+        release: ctx.layout.release.clone(),
         uploaded,
         upload: match transfer.map(|t| t.upload) {
             Some(Upload::Sent {
@@ -515,6 +601,12 @@ fn report(plan: &Plan, run: HostRun) -> (HostReport, Option<anyhow::Error>) {
         previous: transfer.and_then(|t| t.previous.clone()),
         pruned: run.pruned.clone(),
         seconds: run.started.elapsed().as_secs_f64(),
+        round_trips: run.remote.as_ref().map_or(0, |r| r.round_trips()),
+        health: match run.gate {
+            Some(true) => "ok",
+            Some(false) => "failed",
+            None => "-",
+        },
         error: run.error.as_ref().map(|e| format!("{e:#}")),
         category: run
             .error
@@ -531,10 +623,11 @@ pub fn severity(category: Category) -> u8 {
         Category::RollbackFailed => 0,
         Category::Interrupted => 1,
         Category::RolledBack => 2,
-        Category::Locked => 3,
-        Category::Remote => 4,
-        Category::Connect => 5,
-        Category::Build => 6,
-        Category::Usage => 7,
+        Category::Preflight => 3,
+        Category::Locked => 4,
+        Category::Remote => 5,
+        Category::Connect => 6,
+        Category::Build => 7,
+        Category::Usage => 8,
     }
 }

@@ -5,13 +5,47 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::layout::Layout;
+use super::steps;
 use crate::config::Health;
 use crate::remote::probe::NoProbeTool;
 use crate::remote::{self, Remote};
 use crate::ui::Ui;
+
+/// What a Ctrl-C does to a gate: stops a new release's, not a rollback's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnInterrupt {
+    Stop,
+    Continue,
+}
+
+/// The gate's verdict that the release is not healthy, as opposed to the gate failing to ask
+/// (a lost connection): the fleet summary's HEALTH column reads this, not the message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotHealthy(pub String);
+
+/// Whether `error` is the gate's verdict (the release is not healthy, or cannot be probed).
+pub fn judged_unhealthy(error: &anyhow::Error) -> bool {
+    crate::error::find::<NotHealthy>(error).is_some()
+        || crate::error::find::<NoProbeTool>(error).is_some()
+}
+
+fn not_healthy(why: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(NotHealthy(why.into()))
+}
+
+/// The unit's state as `systemctl show` prints it.
+pub type UnitState = BTreeMap<String, String>;
+
+pub fn parse_state(out: &str) -> UnitState {
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
 
 const POLL: Duration = Duration::from_millis(500);
 /// How often a health URL that refuses connections is tried during the first interval.
@@ -19,33 +53,10 @@ const EARLY_POLL: Duration = Duration::from_millis(20);
 /// How long a unit may take to become active when no health table sets a pace.
 const DEFAULT_START_WAIT: Duration = Duration::from_secs(30);
 
-pub const SHOW_PROPERTIES: &[&str] = &[
-    "ActiveState",
-    "SubState",
-    "MainPID",
-    "NRestarts",
-    "LimitNOFILE",
-    "Restart",
-    "ActiveEnterTimestamp",
-    "InvocationID",
-];
-
 /// `systemctl show` for the app's unit, as a map.
-pub fn unit_properties(
-    remote: &mut dyn Remote,
-    layout: &Layout,
-) -> Result<BTreeMap<String, String>> {
-    let mut command = format!("systemctl show {}", remote::quote(&layout.unit_name()));
-    for property in SHOW_PROPERTIES {
-        command.push_str(" -p ");
-        command.push_str(property);
-    }
-    let out = remote::run_user(remote, "reading the unit state", &command)?;
-    Ok(out
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect())
+pub fn unit_properties(remote: &mut dyn Remote, layout: &Layout) -> Result<UnitState> {
+    let out = remote::run_one(remote, steps::unit_state(layout))?;
+    Ok(parse_state(&out))
 }
 
 /// The longest the gate can take; a dead-man timer must outlast it.
@@ -58,20 +69,29 @@ pub fn budget(health: Option<&Health>) -> Duration {
     start_wait + settle + probes
 }
 
-/// Passes, or fails with the reason in words.
+/// How long the gate waits for the unit to become active; the switch step also waits up to
+/// the first probe interval on the host for the service to listen.
+pub fn start_wait(health: Option<&Health>) -> Duration {
+    health.map_or(DEFAULT_START_WAIT, |h| {
+        (h.interval * h.retries).max(Duration::from_secs(5))
+    })
+}
+
+/// Passes, or fails with the reason in words ([`NotHealthy`] when the release is not).
+/// `started`: the unit's state as the switch step found it, which saves asking again.
 pub fn gate(
     remote: &mut dyn Remote,
     layout: &Layout,
     health: Option<&Health>,
     expected_version: Option<&str>,
-    interruptible: bool,
+    started: Option<UnitState>,
+    interruptible: OnInterrupt,
     ui: &Ui,
 ) -> Result<()> {
-    let start_wait = health.map_or(DEFAULT_START_WAIT, |h| {
-        (h.interval * h.retries).max(Duration::from_secs(5))
-    });
+    let interruptible = interruptible == OnInterrupt::Stop;
+    let start_wait = start_wait(health);
     crate::timings::time("health: active", || {
-        wait_active(remote, layout, start_wait, interruptible)
+        wait_active(remote, layout, start_wait, started, interruptible)
     })?;
     let settle = health.map_or(Duration::from_secs(3), |h| h.settle);
     crate::timings::time("health: settle", || {
@@ -89,24 +109,29 @@ fn wait_active(
     remote: &mut dyn Remote,
     layout: &Layout,
     limit: Duration,
+    started: Option<UnitState>,
     interruptible: bool,
 ) -> Result<()> {
     let deadline = Instant::now() + limit;
+    let mut known = started;
     loop {
-        let props = unit_properties(remote, layout)?;
+        let props = match known.take() {
+            Some(props) => props,
+            None => unit_properties(remote, layout)?,
+        };
         let state = prop(&props, "ActiveState");
         if state == "active" {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            anyhow::bail!(
+            return Err(not_healthy(format!(
                 "{} did not become active within {} (it is {}/{}, restarted {} times)",
                 layout.unit_name(),
                 humantime::format_duration(limit),
                 state,
                 prop(&props, "SubState"),
                 prop(&props, "NRestarts")
-            );
+            )));
         }
         nap(POLL, interruptible)?;
     }
@@ -132,14 +157,14 @@ fn hold_still(
             .iter()
             .any(|p| prop(&now, p) != prop(&first, p));
         if prop(&now, "ActiveState") != "active" || moved {
-            anyhow::bail!(
+            return Err(not_healthy(format!(
                 "{} is not staying up: within {} of starting it went {}/{} and was restarted {} times (crash loop?)",
                 layout.unit_name(),
                 humantime::format_duration(settle),
                 prop(&now, "ActiveState"),
                 prop(&now, "SubState"),
                 prop(&now, "NRestarts")
-            );
+            )));
         }
     }
     Ok(())
@@ -162,8 +187,9 @@ fn probe(
         match answer {
             Ok(answer) if answer.status == health.expect_status => {
                 if let Some(expected) = expected_version.filter(|_| health.check_version) {
-                    check_version(&answer.body, expected)
-                        .with_context(|| format!("{} answered {}", health.url, answer.status))?;
+                    check_version(&answer.body, expected).map_err(|e| {
+                        not_healthy(format!("{} answered {}: {e}", health.url, answer.status))
+                    })?;
                 }
                 return Ok(());
             }
@@ -197,11 +223,11 @@ fn probe(
         };
         nap(pause, interruptible)?;
     }
-    anyhow::bail!(
+    Err(not_healthy(format!(
         "{} failed {} probes; last: {last}",
         health.url,
         health.retries.max(1)
-    )
+    )))
 }
 
 /// GET through the remote, passing on (once) how it had to do it.
@@ -250,7 +276,7 @@ fn nap(duration: Duration, interruptible: bool) -> Result<()> {
     Ok(())
 }
 
-fn prop<'a>(props: &'a BTreeMap<String, String>, key: &str) -> &'a str {
+fn prop<'a>(props: &'a UnitState, key: &str) -> &'a str {
     props.get(key).map_or("?", String::as_str)
 }
 

@@ -1,15 +1,15 @@
-//! Looking at a deployed app: `status`, `releases`, `lock status|release` (`logs` is
-//! [`crate::logs`]).
+//! Looking at a deployed app: `status`, `releases`, `lock status|release` (`shipit logs` has a
+//! module of its own).
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::health::unit_properties;
 use super::runner::Runner;
-use super::{Layout, app_layout, connect, deadman, lock, resolve, steps};
-use crate::cli::{ConnectArgs, LockCommand, ReleasesArgs, StatusArgs};
+use super::targets::{Connection, connect, expand_groups, health_for, resolve};
+use super::{Format, Layout, app_layout, deadman, lock, steps};
 use crate::config::Config;
 use crate::remote::Remote;
 use crate::ui::Ui;
@@ -17,7 +17,7 @@ use crate::ui::Ui;
 fn open(
     config: &Config,
     host: &str,
-    args: &ConnectArgs,
+    args: &Connection,
     ui: &Ui,
 ) -> Result<(Box<dyn Remote>, Layout)> {
     crate::remote::ssh::check_identity_files(&args.identity)?;
@@ -40,19 +40,29 @@ struct Status {
     limit_nofile: String,
     restart: String,
     health: Option<String>,
+    /// The socket unit, with `[service] listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    socket: Option<steps::SocketState>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
-pub fn status(config: &Config, args: &StatusArgs, ui: &Ui) -> Result<()> {
+/// `shipit status HOST...`.
+pub fn status(
+    config: &Config,
+    hosts: &[String],
+    format: Format,
+    connection: &Connection,
+    ui: &Ui,
+) -> Result<()> {
     let mut statuses = Vec::new();
-    for host in super::expand_groups(config, &args.hosts) {
+    for host in expand_groups(config, hosts) {
         statuses.push(
-            status_of(config, host, &args.connect, ui)
+            status_of(config, host, connection, ui)
                 .unwrap_or_else(|e| Status::unreachable(host, config, e)),
         );
     }
-    if args.json {
+    if format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&statuses)?);
     } else if let [only] = statuses.as_slice() {
         print_one(only);
@@ -70,21 +80,19 @@ pub fn status(config: &Config, args: &StatusArgs, ui: &Ui) -> Result<()> {
     Ok(())
 }
 
-fn status_of(config: &Config, host: &str, connect: &ConnectArgs, ui: &Ui) -> Result<Status> {
+fn status_of(config: &Config, host: &str, connect: &Connection, ui: &Ui) -> Result<Status> {
     let (mut remote, layout) = open(config, host, connect, ui)?;
     let props = unit_properties(remote.as_mut(), &layout)?;
     let get = |k: &str| props.get(k).cloned().unwrap_or_default();
-    let current = steps::releases(&mut Runner::apply(remote.as_mut()), &layout)?
-        .into_iter()
-        .find(|r| r.current);
-    let mut health_config = config.health.clone();
-    if let (Some(h), Some(url)) = (
-        health_config.as_mut(),
-        config.hosts.get(host).and_then(|e| e.health_url.clone()),
-    ) {
-        h.url = url;
-    }
-    let health = health_config.as_ref().map(|h| {
+    let mut answers = Runner::apply(remote.as_mut())
+        .run(vec![steps::releases(&layout), steps::socket_state(&layout)])?
+        .into_iter();
+    let out = answers
+        .next()
+        .context("the host did not list its releases")??;
+    let current = steps::parse_releases(&out).into_iter().find(|r| r.current);
+    let socket = steps::parse_socket_state(&answers.next().context("no socket state")??);
+    let health = health_for(config, host).map(|h| {
         let (host, port, path) = h.endpoint();
         let timeout = h.timeout.max(Duration::from_secs(1));
         match super::health::get(remote.as_mut(), &host, port, &path, timeout, ui) {
@@ -106,6 +114,7 @@ fn status_of(config: &Config, host: &str, connect: &ConnectArgs, ui: &Ui) -> Res
         limit_nofile: get("LimitNOFILE"),
         restart: get("Restart"),
         health,
+        socket,
         error: None,
     })
 }
@@ -125,6 +134,7 @@ impl Status {
             limit_nofile: String::new(),
             restart: String::new(),
             health: None,
+            socket: None,
             error: Some(format!("{error:#}")),
         }
     }
@@ -156,6 +166,21 @@ fn print_one(status: &Status) {
         ("health", dash(&status.health)),
     ] {
         println!("{:<13}{value}", format!("{label}:"));
+    }
+    if let Some(socket) = &status.socket {
+        println!(
+            "{:<13}{}/{}",
+            "socket:", socket.active_state, socket.sub_state
+        );
+        for queue in &socket.listen {
+            let waiting = match (queue.waiting, queue.limit) {
+                (Some(waiting), Some(limit)) => {
+                    format!("{waiting} connections waiting to be accepted (at most {limit})")
+                }
+                _ => "queue unknown (no `ss` on the host)".to_string(),
+            };
+            println!("{:<13}{}: {waiting}", "listen:", queue.address);
+        }
     }
 }
 
@@ -201,10 +226,18 @@ fn print_table(statuses: &[Status]) {
     }
 }
 
-pub fn releases(config: &Config, args: &ReleasesArgs, ui: &Ui) -> Result<()> {
-    let (mut remote, layout) = open(config, &args.host, &args.connect, ui)?;
-    let list = steps::releases(&mut Runner::apply(remote.as_mut()), &layout)?;
-    if args.json {
+/// `shipit releases HOST`.
+pub fn releases(
+    config: &Config,
+    host: &str,
+    format: Format,
+    connection: &Connection,
+    ui: &Ui,
+) -> Result<()> {
+    let (mut remote, layout) = open(config, host, connection, ui)?;
+    let out = Runner::apply(remote.as_mut()).one(steps::releases(&layout))?;
+    let list = steps::parse_releases(&out);
+    if format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
@@ -226,43 +259,53 @@ pub fn releases(config: &Config, args: &ReleasesArgs, ui: &Ui) -> Result<()> {
     Ok(())
 }
 
-pub fn lock(config: &Config, command: &LockCommand, ui: &Ui) -> Result<()> {
-    let (LockCommand::Status(args) | LockCommand::Release(args)) = command;
-    let (mut remote, layout) = open(config, &args.host, &args.connect, ui)?;
+/// What `shipit lock` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockAction {
+    /// Show who holds the lock.
+    Show,
+    /// Remove a lock a dead deploy left.
+    Release,
+}
+
+pub fn lock(
+    config: &Config,
+    action: LockAction,
+    host: &str,
+    connection: &Connection,
+    ui: &Ui,
+) -> Result<()> {
+    let (mut remote, layout) = open(config, host, connection, ui)?;
     let mut runner = Runner::apply(remote.as_mut());
     let status = lock::status(&mut runner, &layout)?;
-    match (command, &status.lock) {
-        (_, None) => println!("{}: {} is not locked", args.host, layout.app),
-        (LockCommand::Status(_), Some(held)) => {
+    match (action, &status.lock) {
+        (_, None) => println!("{host}: {} is not locked", layout.app),
+        (LockAction::Show, Some(held)) => {
             println!(
                 "{}: {} is locked by {}",
-                args.host,
+                host,
                 layout.app,
                 lock::describe(held)
             )
         }
-        (LockCommand::Release(_), Some(held)) => {
+        (LockAction::Release, Some(held)) => {
             if !lock::release_held(&mut runner, &layout, held)? {
                 crate::fail!(
                     Locked,
                     "{}: the lock of {} changed hands since it was read; nothing was removed\n  \
                      help: look again with `shipit lock status {}`",
-                    args.host,
+                    host,
                     lock::describe(held),
-                    args.host
+                    host
                 );
             }
-            println!(
-                "{}: released the lock of {}",
-                args.host,
-                lock::describe(held)
-            );
+            println!("{}: released the lock of {}", host, lock::describe(held));
         }
     }
     for timer in &status.timers {
         println!(
             "{}: a dead-man timer is {}",
-            args.host,
+            host,
             deadman::describe(timer, status.now)
         );
     }

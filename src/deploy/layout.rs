@@ -1,7 +1,6 @@
 //! Where things live on a server, in one place so every step agrees.
 
-use crate::remote::quote;
-use crate::unit;
+use crate::shell::quote;
 
 /// The server-side paths of one release of one app. Every value is built from validated names,
 /// and still quoted wherever it enters a shell.
@@ -16,7 +15,7 @@ pub struct Layout {
 
 impl Layout {
     pub fn base(&self) -> String {
-        unit::install_dir(&self.app)
+        crate::paths::install_dir(&self.app)
     }
     pub fn releases(&self) -> String {
         format!("{}/releases", self.base())
@@ -25,7 +24,7 @@ impl Layout {
         format!("{}/{}", self.releases(), self.release)
     }
     pub fn current(&self) -> String {
-        unit::current_dir(&self.app)
+        crate::paths::current_dir(&self.app)
     }
     pub fn shipit_dir(&self) -> String {
         format!("{}/.shipit", self.base())
@@ -45,11 +44,18 @@ impl Layout {
     pub fn unit_path(&self) -> String {
         format!("/etc/systemd/system/{}", self.unit_name())
     }
+    /// The socket unit that holds the listening sockets (`[service] listen`).
+    pub fn socket_name(&self) -> String {
+        format!("{}.socket", self.app)
+    }
+    pub fn socket_path(&self) -> String {
+        format!("/etc/systemd/system/{}", self.socket_name())
+    }
     pub fn env_file(&self) -> String {
-        unit::env_file(&self.app)
+        crate::paths::env_file(&self.app)
     }
     pub fn state_dir(&self) -> String {
-        unit::state_dir(&self.app)
+        crate::paths::state_dir(&self.app)
     }
     pub fn history(&self) -> String {
         format!("{}/history", self.shipit_dir())
@@ -73,6 +79,8 @@ impl Layout {
             self.env_file(),
             self.state_dir(),
             self.history(),
+            self.socket_name(),
+            self.socket_path(),
         ];
         VARIABLES
             .iter()
@@ -83,7 +91,7 @@ impl Layout {
 }
 
 /// The shell variables every step script starts with, in [`Layout::shell_vars`] order.
-pub const VARIABLES: [&str; 16] = [
+pub const VARIABLES: [&str; 18] = [
     "app",
     "user",
     "base",
@@ -100,4 +108,6 @@ pub const VARIABLES: [&str; 16] = [
     "env_file",
     "state_dir",
     "history",
+    "socket",
+    "socket_path",
 ];

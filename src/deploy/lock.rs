@@ -7,16 +7,14 @@
 //!   it is still the stale owner's, and only then writes its own with `ln`, which never replaces
 //!   a file. Of two waiters that both found the same stale lock, one wins; the other finds the
 //!   winner's owner file and waits.
-//! - The holder refreshes the lock (its directory's mtime) every [`REFRESH_EVERY`] over a
-//!   channel of its own SSH connection ([`Lease`]), so refreshes stop when shipit or its
-//!   connection dies. Stale means "not refreshed for [`STALE_AFTER`]", or an owner on this
+//! - The holder refreshes the lock (its directory's mtime) every 15 s: a job the lock script
+//!   leaves running beside the host's shell of this deploy's connection, so refreshes stop when
+//!   shipit or its connection dies. Stale means "not refreshed for [`STALE_AFTER`]", or an owner on this
 //!   machine whose process is gone.
 //! - Only the holder's token releases the lock; `shipit lock release` releases the holder it
 //!   showed, not whoever took the lock since.
 
-use std::io::Write;
 use std::sync::OnceLock;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -25,41 +23,15 @@ use serde::{Deserialize, Serialize};
 use super::deadman::{self, ArmedTimer};
 use super::layout::Layout;
 use super::runner::{Runner, failed_with};
-use super::steps::script;
+use super::scripts::{self, assemble};
 use crate::error::{Category, tagged};
 use crate::interrupt;
-use crate::remote::{Remote, as_root, quote};
+use crate::remote::{Exit, Step};
 use crate::ui::Ui;
 
 /// A lock not refreshed for this long is left over from a deploy that died or lost the host.
 /// Longer than any single remote command may block the refreshes (5 minutes).
 pub const STALE_AFTER: Duration = Duration::from_secs(600);
-/// How often a running deploy refreshes its locks.
-const REFRESH_EVERY: Duration = Duration::from_secs(15);
-/// The lock script's exit status for "held by someone else".
-const HELD: i32 = 75;
-/// The lock script's exit status for "another deploy's dead-man timer is armed".
-const ARMED: i32 = 76;
-
-/// Shell functions every script that changes `owner.json` uses; they need `$lock`, `$me` (a
-/// name for temporary files) and, for `own`, `$owner`.
-pub const OWNER_FUNCTIONS: &str = r#"token_of() { sed -n 's/.*"token"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' "$1" 2>/dev/null || true; }
-claim() {
-  aside="$lock/.claimed.$me"
-  mv "$lock/owner.json" "$aside" 2>/dev/null || return 1
-  if [ "$(token_of "$aside")" = "$1" ]; then rm -f "$aside"; return 0; fi
-  ln "$aside" "$lock/owner.json" 2>/dev/null || true
-  rm -f "$aside"
-  return 1
-}
-own() {
-  printf '%s\n' "$owner" > "$lock/.new.$me" || return 1
-  if ln "$lock/.new.$me" "$lock/owner.json" 2>/dev/null; then rm -f "$lock/.new.$me"; touch -c "$lock"; return 0; fi
-  rm -f "$lock/.new.$me"
-  return 1
-}
-lock_age() { echo $(( $(date +%s) - $(stat -c %Y "$lock" 2>/dev/null || date +%s) )); }
-"#;
 
 /// The random token naming this shipit process in locks and dead-man timers.
 pub fn token() -> &'static str {
@@ -206,13 +178,11 @@ pub struct Status {
 
 /// Reads the lock and any armed dead-man timer.
 pub fn status(runner: &mut Runner, layout: &Layout) -> Result<Status> {
-    let body = format!(
-        "{OWNER_FUNCTIONS}echo \"now=$(date +%s)\"\n\
-         if [ -d \"$lock\" ]; then echo \"age=$(lock_age)\"; echo \"owner=$(cat \"$lock/owner.json\" 2>/dev/null || true)\"; fi\n\
-         {}",
-        deadman::LIST_ARMED
+    let step = Step::reads(
+        "reading the deploy lock",
+        assemble(layout, &[], &[scripts::LIB, scripts::LOCK_STATUS]),
     );
-    let out = runner.query("reading the deploy lock", &script(layout, &body))?;
+    let out = runner.one(step)?;
     Ok(Status {
         lock: parse_held(&out),
         timers: deadman::parse_armed(&out),
@@ -269,16 +239,44 @@ pub fn lock(
     armed: ArmedPolicy,
     ui: &Ui,
 ) -> Result<Vec<ArmedTimer>> {
-    let owner = serde_json::to_string(&LockOwner::me(layout))?;
+    let first = runner.one(try_lock(layout, armed));
+    Ok(settle(runner, layout, first, wait, armed, ui)?.armed)
+}
+
+/// The lock as taken by [`settle`].
+pub struct Taken {
+    /// Other deploys' dead-man timers found armed.
+    pub armed: Vec<ArmedTimer>,
+    /// The first try did not get it: steps batched after that try did not run.
+    pub retried: bool,
+}
+
+/// The first try at the lock, to send in one batch with the steps around it; [`settle`] reads
+/// its answer. Once the lock is ours, the host refreshes it while this connection lives.
+pub fn try_lock(layout: &Layout, armed: ArmedPolicy) -> Step<'static> {
+    attempt(layout, &Takeover::None, armed)
+}
+
+/// Finishes taking the lock from the answer to [`try_lock`]: waits for another deploy (up to
+/// `wait`) and takes over a stale lock.
+pub fn settle(
+    runner: &mut Runner,
+    layout: &Layout,
+    first: Result<String>,
+    wait: Duration,
+    armed: ArmedPolicy,
+    ui: &Ui,
+) -> Result<Taken> {
     let deadline = Instant::now() + wait;
     let mut takeover = Takeover::None;
     let mut last_seen = String::new();
     let mut reported = false;
     let mut retried_vanished = false;
+    let mut answer = first;
+    let mut retried = false;
     loop {
         let tried_takeover = !matches!(takeover, Takeover::None);
-        let attempt = script(layout, &lock_body(layout, &owner, &takeover, armed));
-        let held = match runner.change("taking the deploy lock", &attempt) {
+        let held = match answer {
             Ok(out) => {
                 if out.lines().any(|l| l == "took-over") {
                     ui.status(
@@ -286,28 +284,34 @@ pub fn lock(
                         format_args!("stale lock on {} ({last_seen})", runner.label()),
                     );
                 }
-                return Ok(deadman::parse_armed(&out));
+                return Ok(Taken {
+                    armed: deadman::parse_armed(&out),
+                    retried,
+                });
             }
             Err(e) => {
-                if let Some(out) = failed_with(&e, ARMED) {
+                if let Some(out) = failed_with(&e, Exit::TimerArmed) {
                     return Err(armed_error(runner, layout, out));
                 }
-                let held = failed_with(&e, HELD).and_then(parse_held);
+                let held = failed_with(&e, Exit::Locked).and_then(parse_held);
                 held.ok_or(e)?
             }
         };
+        retried = true;
         last_seen = describe(&held);
         // No owner file: the holder was letting go (or just taking it); look once more at once.
         if held.owner.is_none() && !retried_vanished && held.age < STALE_AFTER {
             retried_vanished = true;
             takeover = Takeover::None;
             std::thread::sleep(Duration::from_millis(100));
+            answer = runner.one(attempt(layout, &takeover, armed));
             continue;
         }
         takeover = stale(&held);
         // A takeover is tried at once, but not twice in a row without waiting: a lock that
         // looks stale yet cannot be claimed (a hand-edited owner file) must not spin.
         if !matches!(takeover, Takeover::None) && !tried_takeover {
+            answer = runner.one(attempt(layout, &takeover, armed));
             continue;
         }
         if Instant::now() >= deadline {
@@ -334,6 +338,7 @@ pub fn lock(
         }
         interrupt::check()?;
         std::thread::sleep(Duration::from_secs(1));
+        answer = runner.one(attempt(layout, &takeover, armed));
     }
 }
 
@@ -354,7 +359,7 @@ fn stale(held: &HeldLock) -> Takeover {
     }
 }
 
-fn lock_body(layout: &Layout, owner: &str, takeover: &Takeover, armed: ArmedPolicy) -> String {
+fn attempt(layout: &Layout, takeover: &Takeover, armed: ArmedPolicy) -> Step<'static> {
     let (mode, expected, min_age) = match takeover {
         Takeover::None => ("none", "", 0),
         Takeover::Owner { token, min_age } => ("owner", token.as_str(), *min_age),
@@ -365,29 +370,19 @@ fn lock_body(layout: &Layout, owner: &str, takeover: &Takeover, armed: ArmedPoli
         ArmedPolicy::Disarm => "disarm",
         ArmedPolicy::Keep => "keep",
     };
-    format!(
-        "me={me}\nowner={owner}\ntakeover={mode}\nexpected={expected}\nmin_age={min_age}\n\
-         policy={policy}\ntimer={timer}\n\
-         {OWNER_FUNCTIONS}\
-         held() {{ echo \"age=$(lock_age)\"; echo \"owner=$(cat \"$lock/owner.json\" 2>/dev/null || true)\"; exit {HELD}; }}\n\
-         mkdir -p \"$base/.shipit\"\n\
-         if mkdir \"$lock\" 2>/dev/null; then\n\
-           own || held\n\
-         elif [ \"$takeover\" = none ] || [ \"$(lock_age)\" -lt \"$min_age\" ]; then\n\
-           held\n\
-         elif [ \"$takeover\" = ownerless ]; then\n\
-           {{ [ ! -e \"$lock/owner.json\" ] && own; }} || held\n\
-           echo took-over\n\
-         else\n\
-           {{ claim \"$expected\" && own; }} || held\n\
-           echo took-over\n\
-         fi\n\
-         {}",
-        deadman::CHECK_ARMED,
-        me = quote(token()),
-        owner = quote(owner),
-        expected = quote(expected),
-        timer = quote(&deadman::unit(layout)),
+    let owner = serde_json::to_string(&LockOwner::me(layout)).expect("an owner serializes");
+    let values = [
+        ("me", token().to_string()),
+        ("owner", owner),
+        ("takeover", mode.to_string()),
+        ("expected", expected.to_string()),
+        ("min_age", min_age.to_string()),
+        ("policy", policy.to_string()),
+        ("timer", deadman::unit(layout)),
+    ];
+    Step::changes(
+        "taking the deploy lock",
+        assemble(layout, &values, &[scripts::LIB, scripts::LOCK]),
     )
 }
 
@@ -422,54 +417,39 @@ pub fn release_held(runner: &mut Runner, layout: &Layout, held: &HeldLock) -> Re
     release(runner, layout, expected, "removing the deploy lock")
 }
 
-/// `expected`: the owner's token, or None for a lock without owner file.
+/// Releases the lock while `expected` (the owner's token, or None for a lock without owner
+/// file) holds it. A step of its own, so a deploy can batch it after its last change; it runs
+/// whatever happened to the steps before it.
+pub fn release_step(layout: &Layout, expected: Option<&str>, step: &str) -> Step<'static> {
+    let values = [
+        ("me", token().to_string()),
+        ("expected", expected.unwrap_or("-").to_string()),
+    ];
+    Step::changes(
+        step,
+        assemble(layout, &values, &[scripts::LIB, scripts::UNLOCK]),
+    )
+    .always()
+}
+
+/// This process's lock, released.
+pub fn unlock_step(layout: &Layout) -> Step<'static> {
+    release_step(layout, Some(token()), "releasing the deploy lock")
+}
+
+/// Whether [`release_step`] released the lock.
+pub fn released(out: &str) -> bool {
+    out.lines().any(|l| l == "released")
+}
+
 fn release(
     runner: &mut Runner,
     layout: &Layout,
     expected: Option<&str>,
     step: &str,
 ) -> Result<bool> {
-    let body = format!(
-        "me={me}\nexpected={expected}\n{OWNER_FUNCTIONS}\
-         [ -d \"$lock\" ] || exit 0\n\
-         if [ \"$expected\" = - ]; then [ -e \"$lock/owner.json\" ] && exit 0\n\
-         elif ! claim \"$expected\"; then exit 0; fi\n\
-         rm -rf \"$lock\"\n\
-         echo released\n",
-        me = quote(token()),
-        expected = quote(expected.unwrap_or("-")),
-    );
-    let out = runner.change(step, &script(layout, &body))?;
-    Ok(out.lines().any(|l| l == "released"))
-}
-
-/// Keeps this process's lock on a host fresh while it lives: a line every [`REFRESH_EVERY`]
-/// on a channel of the deploy's own SSH connection, which the host answers by touching the lock
-/// while it is still ours. Dropping it ends the refreshes; so does the connection dying.
-pub struct Lease {
-    _stop: mpsc::Sender<()>,
-}
-
-pub fn lease(remote: &mut dyn Remote, layout: &Layout) -> Result<Lease> {
-    let body = format!(
-        "me={me}\n{OWNER_FUNCTIONS}\
-         while read -r _; do\n\
-           [ \"$(token_of \"$lock/owner.json\")\" = \"$me\" ] || exit 0\n\
-           touch -c \"$lock\"\n\
-         done\n",
-        me = quote(token()),
-    );
-    let command = as_root(remote, &script(layout, &body));
-    let mut input = remote.open_stdin(&command)?;
-    let (stop, stopped) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_EVERY) {
-            // A write may time out while another channel holds the session (a short health
-            // probe timeout applies to the whole session); the next one tries again.
-            let _ = input.write_all(b"\n").and_then(|()| input.flush());
-        }
-    });
-    Ok(Lease { _stop: stop })
+    let out = runner.one(release_step(layout, expected, step))?;
+    Ok(released(&out))
 }
 
 #[cfg(test)]

@@ -1,23 +1,98 @@
-//! One host's deploy in three phases, so a fleet can run them host by host or batch by batch:
-//! [`transfer`] (everything before the switch; the running release is untouched), [`activate`]
-//! (switch, health gate, rollback on failure) and [`finalize`] (record, prune).
+//! One host's deploy in phases, so a fleet can run them host by host or batch by batch:
+//! [`begin`] (check the host, lock, survey), [`transfer`] (everything before the switch; the
+//! running release is untouched — for a lone host, the switch goes in the same batch),
+//! [`activate`] (switch, health gate, rollback on failure) and [`finish`] (record, prune,
+//! unlock). Each is one round trip on a healthy path.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use anyhow::Result;
 
-use super::deadman::{self, Disarm};
+use super::deadman::{self, ArmedTimer, Disarm};
+use super::health::{self, OnInterrupt, UnitState};
+use super::lock;
 use super::runner::Runner;
-use super::steps::{self, HostFacts, HostUnit, Upload};
-use super::{Layout, Options, health};
+use super::steps::{self, HostFacts, HostUnit, Listen, Survey, Upload};
+use super::{Layout, Options};
+use crate::build::Target;
 use crate::config::Health;
 use crate::error::{Category, tagged};
 use crate::interrupt;
 use crate::package::Package;
+use crate::remote::{Exit, Step};
 use crate::ui::Ui;
 
+/// What [`begin`] found: the host's facts (when it checked the host too), other deploys'
+/// dead-man timers and what the host has.
+pub struct Begun {
+    pub facts: Option<HostFacts>,
+    pub armed: Vec<ArmedTimer>,
+    pub survey: Survey,
+}
+
+/// Why [`begin`] failed, and whether the lock was taken before it did (then the caller still
+/// has to let go of it).
+pub struct BeginFailure {
+    pub error: anyhow::Error,
+    pub locked: bool,
+}
+
+/// Checks the host (when `check` names the package's platform), takes the lock and surveys the
+/// host, in one batch. A host that fails the check is not locked; a lock held elsewhere is
+/// waited for as the options say.
+pub fn begin(
+    runner: &mut Runner,
+    layout: &Layout,
+    check: Option<Target>,
+    options: &Options,
+    ui: &Ui,
+) -> Result<Begun, BeginFailure> {
+    let host = runner.label();
+    let unlocked = |error| BeginFailure {
+        error,
+        locked: false,
+    };
+    let mut batch: Vec<Step> = Vec::new();
+    batch.extend(check.map(|target| steps::check(layout, target)));
+    batch.push(lock::try_lock(layout, options.armed));
+    batch.push(steps::survey(layout));
+    let mut answers = runner
+        .run(batch)
+        .map_err(|e| unlocked(interrupted_or(e, &host, "locking")))?
+        .into_iter();
+    let facts = match check {
+        Some(target) => {
+            Some(steps::host_facts(next(&mut answers), &host, target).map_err(unlocked)?)
+        }
+        None => None,
+    };
+    let first = next(&mut answers);
+    let taken = lock::settle(runner, layout, first, options.lock_wait, options.armed, ui)
+        .map_err(|e| unlocked(interrupted_or(e, &host, "locking")))?;
+    let survey = match taken.retried {
+        false => next(&mut answers),
+        true => runner.one(steps::survey(layout)),
+    }
+    .and_then(|out| steps::parse_survey(&out))
+    .map_err(|error| BeginFailure {
+        error: interrupted_or(error, &host, "switching"),
+        locked: true,
+    })?;
+    Ok(Begun {
+        facts,
+        armed: taken.armed,
+        survey,
+    })
+}
+
+fn next(answers: &mut impl Iterator<Item = Result<String>>) -> Result<String> {
+    answers
+        .next()
+        .unwrap_or_else(|| Err(anyhow::anyhow!("a step got no answer")))
+}
+
 /// What the transfer phase found and did on one host.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Transfer {
     pub upload: Upload,
     pub upload_seconds: f64,
@@ -27,59 +102,152 @@ pub struct Transfer {
     pub previous_version: Option<String>,
     /// The host's clock before the switch, to show the journal from there.
     pub since: u64,
+    /// Set when the switch went in the same batch: the unit's state after the restart, or
+    /// how the switch failed. [`activate`] takes it.
+    pub started: Option<Result<UnitState>>,
 }
 
-/// Upload, unpack, prepare the user and env file, verify the unit. Nothing the running release
-/// uses changes here.
+/// Whether the transfer also switches (a lone host: nothing waits for other hosts between).
+pub enum Then<'o> {
+    Wait,
+    Switch {
+        options: &'o Options,
+        health: Option<&'o Health>,
+    },
+}
+
+/// Upload, unpack, prepare the user and env file, verify the unit, in one batch; nothing the
+/// running release uses changes, unless `then` switches too. A partial upload found corrupt is
+/// sent again whole.
+#[allow(clippy::too_many_arguments)]
 pub fn transfer(
     runner: &mut Runner,
     layout: &Layout,
     package: &Package,
     secrets: Option<&[u8]>,
     host_unit: &HostUnit,
+    survey: &Survey,
+    preflight: Option<&Health>,
+    then: Then,
     ui: &Ui,
 ) -> Result<Transfer> {
     let host = runner.label();
     let before = |e| interrupted_or(steps::out_of_space(e, &host, layout), &host, "switching");
-    let survey = steps::survey(runner, layout).map_err(before)?;
-    steps::check_room(&survey, package, layout, &host)?;
-    let started = Instant::now();
-    let upload =
-        steps::upload(runner, layout, package, survey.earlier_upload, ui).map_err(before)?;
-    let upload_seconds = started.elapsed().as_secs_f64();
-    report_upload(runner, upload, upload_seconds, package, ui);
-    let reused_release =
-        steps::prepare_release(runner, layout, package, secrets, host_unit).map_err(before)?;
-    let since = survey.now;
+    steps::check_room(survey, package, layout, &host)?;
     let running = survey
         .releases
-        .into_iter()
+        .iter()
         .find(|r| r.current && r.name != layout.release && !r.failed);
-    Ok(Transfer {
-        upload,
-        upload_seconds: if upload == Upload::Skipped {
-            0.0
-        } else {
-            upload_seconds
-        },
-        reused_release,
-        previous: running.as_ref().map(|r| r.name.clone()),
-        previous_version: running.map(|r| r.version),
-        since,
-    })
+    let previous = running.map(|r| r.name.clone());
+    let mut offset = Upload::plan(survey.earlier_upload, package);
+    loop {
+        let mut batch = Vec::new();
+        if let Some(from) = offset {
+            batch.push(steps::upload(layout, package, from, &host, ui)?);
+        }
+        batch.push(steps::release(layout, secrets, host_unit));
+        if let Some(health) = preflight {
+            batch.push(super::preflight::step(layout, package, host_unit, health)?);
+        }
+        let switching = match &then {
+            Then::Wait => false,
+            Then::Switch { options, health } => {
+                interrupt::check().map_err(before)?;
+                if let Some(timeout) = options.confirm_timeout {
+                    batch.push(deadman::arm(layout, previous.as_deref(), timeout));
+                }
+                starting(runner, layout, package, ui);
+                batch.push(steps::switch_to(layout, &layout.release, listen(*health)));
+                true
+            }
+        };
+        let mut answers = runner.run(batch).map_err(before)?.into_iter();
+        let mut upload_seconds = 0.0;
+        let upload = match offset {
+            None => Upload::Skipped,
+            Some(from) => {
+                let answer = next(&mut answers);
+                upload_seconds = runner.answered_after(0).as_secs_f64();
+                match answer {
+                    Err(e) if from > 0 && Exit::of(&e) == Some(Exit::Corrupt) => {
+                        ui.status(
+                            "Restarting",
+                            "the upload: the partial upload on the host was corrupt",
+                        );
+                        offset = Some(0);
+                        continue;
+                    }
+                    answer => steps::uploaded(answer, from, package).map_err(before)?,
+                }
+            }
+        };
+        report_upload(runner, upload, upload_seconds, package, ui);
+        let reused_release = steps::released(next(&mut answers), host_unit).map_err(before)?;
+        if preflight.is_some() {
+            super::preflight::passed(next(&mut answers), layout, &host).map_err(before)?;
+            if !runner.is_dry_run() {
+                ui.status(
+                    "Pre-flight",
+                    format_args!(
+                        "{} {} answered on a scratch socket on {host}",
+                        layout.app, package.manifest.version
+                    ),
+                );
+            }
+        }
+        let mut transfer = Transfer {
+            upload,
+            upload_seconds,
+            reused_release,
+            previous: previous.clone(),
+            previous_version: running.map(|r| r.version.clone()),
+            since: survey.now,
+            started: None,
+        };
+        if let (true, Then::Switch { options, .. }) = (switching, &then) {
+            let armed = match options.confirm_timeout {
+                Some(_) => next(&mut answers).map(|_| ()),
+                None => Ok(()),
+            };
+            let switched = armed.and_then(|()| next(&mut answers));
+            transfer.started = Some(switched.map(|out| switched_state(runner, layout, &out, ui)));
+        }
+        return Ok(transfer);
+    }
 }
 
-/// The package's unit as this host's systemd takes it, saying what had to be left out.
+/// How long the switch step waits on the host for the health URL's port to listen: the first
+/// probe interval, when the URL is on the host itself.
+fn listen(health: Option<&Health>) -> Listen {
+    let Some(health) = health else {
+        return Listen::default();
+    };
+    let (host, port, _) = health.endpoint();
+    let local = matches!(host.as_str(), "127.0.0.1" | "localhost" | "::1" | "0.0.0.0");
+    Listen {
+        port: local.then_some(port),
+        wait: health.interval.min(Duration::from_secs(5)),
+    }
+}
+
+/// The package's units as this host's systemd takes them, saying what had to be left out.
 pub fn host_unit(runner: &mut Runner, package: &Package, facts: HostFacts, ui: &Ui) -> HostUnit {
     let host = runner.label();
-    let (adapted, left_out) = crate::systemd::unit_for(&package.unit, facts.systemd);
-    for directive in &left_out {
-        ui.status("Note", format_args!("{host}: {directive}"));
-        runner.note(format!("# {host}: {directive}"));
+    let units = crate::unit::Units {
+        service: package.unit.clone(),
+        socket: package.socket.clone(),
+    };
+    let (adapted, left_out) = units.for_version(&package.manifest.app, facts.systemd);
+    for (file, directive) in &left_out {
+        ui.status("Note", format_args!("{host}: {file}{directive}"));
+        runner.note(format!("# {host}: {file}{directive}"));
     }
     HostUnit {
         systemd: facts.systemd,
-        adapted: (!left_out.is_empty()).then_some(adapted),
+        adapted: (adapted.service != package.unit).then_some(adapted.service),
+        socket_adapted: adapted
+            .socket
+            .filter(|s| Some(s) != package.socket.as_ref()),
     }
 }
 
@@ -105,28 +273,71 @@ fn report_upload(runner: &Runner, upload: Upload, seconds: f64, package: &Packag
     }
 }
 
-/// Switch to the new release and prove it healthy; on failure, roll back (unless told not to)
-/// and return the outcome as the error.
+/// The unit's state after a switch, saying so when the switch had to stop the service before
+/// its socket unit could take the port (see `switch.sh`).
+pub fn switched_state(runner: &Runner, layout: &Layout, out: &str, ui: &Ui) -> UnitState {
+    if out.lines().any(|l| l == "socket=first") {
+        ui.status(
+            "Note",
+            format_args!(
+                "{}: {} bound its port itself, so it stopped before {} could take the port: \
+                 connections were refused for this one restart; from now on they wait in the \
+                 socket's queue",
+                runner.label(),
+                layout.unit_name(),
+                layout.socket_name()
+            ),
+        );
+    }
+    health::parse_state(out)
+}
+
+fn starting(runner: &Runner, layout: &Layout, package: &Package, ui: &Ui) {
+    ui.status(
+        "Starting",
+        format_args!(
+            "{} {} on {}",
+            layout.app,
+            package.manifest.version,
+            runner.label()
+        ),
+    );
+}
+
+/// Switch to the new release (unless [`transfer`] did) and prove it healthy; on failure, roll
+/// back (unless told not to) and return the outcome as the error.
 pub fn activate(
     runner: &mut Runner,
     layout: &Layout,
     package: &Package,
     health: Option<&Health>,
-    transfer: &Transfer,
+    transfer: &mut Transfer,
     options: &Options,
     ui: &Ui,
 ) -> Result<()> {
     let host = runner.label();
-    interrupt::check().map_err(|e| interrupted_or(e, &host, "switching"))?;
-    if let Some(timeout) = options.confirm_timeout {
-        deadman::arm(runner, layout, transfer.previous.as_deref(), timeout)
-            .map_err(|e| interrupted_or(e, &host, "switching"))?;
-    }
-    ui.status(
-        "Starting",
-        format_args!("{} {} on {host}", layout.app, package.manifest.version),
-    );
-    let healthy = steps::switch_to(runner, layout, &layout.release).and_then(|()| {
+    let started = match transfer.started.take() {
+        Some(state) => state.map(Some),
+        None => {
+            interrupt::check().map_err(|e| interrupted_or(e, &host, "switching"))?;
+            let mut batch = Vec::new();
+            if let Some(timeout) = options.confirm_timeout {
+                batch.push(deadman::arm(layout, transfer.previous.as_deref(), timeout));
+            }
+            starting(runner, layout, package, ui);
+            batch.push(steps::switch_to(layout, &layout.release, listen(health)));
+            let armed = options.confirm_timeout.is_some();
+            let mut answers = runner
+                .run(batch)
+                .map_err(|e| interrupted_or(e, &host, "switching"))?
+                .into_iter();
+            if armed {
+                next(&mut answers).map_err(|e| interrupted_or(e, &host, "switching"))?;
+            }
+            next(&mut answers).map(|out| Some(switched_state(runner, layout, &out, ui)))
+        }
+    };
+    let healthy = started.and_then(|state| {
         if runner.is_dry_run() {
             runner.note(
                 "# then: the health gate; on failure, roll back to the previous release".into(),
@@ -138,7 +349,8 @@ pub fn activate(
             layout,
             health,
             Some(&package.manifest.version),
-            true,
+            state,
+            OnInterrupt::Stop,
             ui,
         )
     });
@@ -149,7 +361,7 @@ pub fn activate(
             health,
             transfer,
             failure,
-            options.no_rollback,
+            options.on_failure,
             ui,
         ));
     }
@@ -162,27 +374,101 @@ pub fn activate(
     Ok(())
 }
 
-/// Record the release as good and prune; returns the pruned releases.
-pub fn finalize(runner: &mut Runner, layout: &Layout, keep: usize) -> Result<Vec<String>> {
-    steps::mark_good_and_prune(runner, layout, &layout.release, keep)
+/// What [`finish`] did.
+#[derive(Debug, Default)]
+pub struct Finished {
+    pub pruned: Vec<String>,
+    /// The lock is still held (releasing it failed, e.g. the connection died).
+    pub still_locked: bool,
+}
+
+/// Whether this deploy holds a host's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    Held,
+    NotHeld,
+}
+
+/// Ends a host's deploy in one batch: with `keep`, records the release as good and prunes to
+/// that many releases; then lets go of the lock, whatever happened before. Returns the first
+/// error beside what was done.
+pub fn finish(
+    runner: &mut Runner,
+    layout: &Layout,
+    keep: Option<usize>,
+    lock: Lock,
+) -> (Finished, Option<anyhow::Error>) {
+    runner.clean_up();
+    let (deployed, locked) = (keep.is_some(), lock == Lock::Held);
+    let mut batch = Vec::new();
+    if let Some(keep) = keep {
+        batch.push(steps::mark_good_and_prune(layout, &layout.release, keep));
+    }
+    if locked {
+        batch.push(lock::unlock_step(layout));
+    }
+    let mut finished = Finished {
+        still_locked: locked,
+        ..Finished::default()
+    };
+    if batch.is_empty() {
+        return (finished, None);
+    }
+    let mut answers = match runner.run(batch) {
+        Ok(answers) => answers.into_iter(),
+        Err(e) => return (finished, Some(e)),
+    };
+    let mut error = None;
+    if deployed {
+        match next(&mut answers) {
+            Ok(out) => finished.pruned = steps::pruned(&out),
+            Err(e) => error = Some(e),
+        }
+    }
+    if locked && next(&mut answers).is_ok() {
+        finished.still_locked = false;
+    }
+    (finished, error)
 }
 
 /// Switches a healthy host back to `previous` because the rollout elsewhere failed; its
-/// dead-man timer (`armed`) is disarmed first.
+/// dead-man timer (armed with `--confirm-timeout`) is disarmed first.
 pub fn switch_back(
     runner: &mut Runner,
     layout: &Layout,
     previous: &str,
     health: Option<&Health>,
-    armed: bool,
+    options: &Options,
     ui: &Ui,
 ) -> Result<()> {
     runner.clean_up();
-    if armed && let Disarm::Fired(verdict) = deadman::disarm(runner, layout)? {
+    if options.confirm_timeout.is_some()
+        && let Disarm::Fired(verdict) = deadman::disarm(runner, layout)?
+    {
         anyhow::bail!("its dead-man timer fired first: {verdict}");
     }
-    steps::switch_to(runner, layout, previous)?;
-    health::gate(runner.remote, layout, health, None, false, ui)
+    restore(runner, layout, previous, health, ui)
+}
+
+/// Switches to `previous` and proves it healthy, whatever Ctrl-C says.
+fn restore(
+    runner: &mut Runner,
+    layout: &Layout,
+    previous: &str,
+    health: Option<&Health>,
+    ui: &Ui,
+) -> Result<()> {
+    let state = runner.one(steps::switch_to(layout, previous, listen(health)))?;
+    let state = switched_state(runner, layout, &state, ui);
+    health::gate(
+        runner.remote,
+        layout,
+        health,
+        None,
+        Some(state),
+        OnInterrupt::Continue,
+        ui,
+    )
 }
 
 /// An interruption before the switch leaves the host as it was; say so.
@@ -197,6 +483,13 @@ pub fn interrupted_or(error: anyhow::Error, host: &str, before: &str) -> anyhow:
     }
 }
 
+/// Whether a failed release stays in place (`--no-rollback`) or the previous one comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    RollBack,
+    Stay,
+}
+
 /// After a failed start: show the journal, then return to the previous release (or stop the
 /// service when there is none) and check it; say which of those happened.
 pub fn recover(
@@ -205,13 +498,27 @@ pub fn recover(
     health: Option<&Health>,
     transfer: &Transfer,
     failure: anyhow::Error,
-    no_rollback: bool,
+    on_failure: OnFailure,
     ui: &Ui,
 ) -> anyhow::Error {
     runner.clean_up();
     let host = runner.label();
+    let interrupted = crate::error::category_of(&failure) == Some(Category::Interrupted);
     // The timer must not fire into the rollback; if it fired already, it does the rollback.
-    if let Ok(Disarm::Fired(verdict)) = deadman::disarm(runner, layout) {
+    // Disarming, the journal and marking the release failed go in one batch.
+    let mut answers = runner
+        .run(vec![
+            deadman::disarm_step(layout),
+            steps::journal_since(layout, transfer.since).always(),
+            steps::mark(layout, &layout.release, false).always(),
+        ])
+        .map(Vec::into_iter);
+    let mut take = || match &mut answers {
+        Ok(answers) => next(answers),
+        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+    };
+    let disarmed = deadman::disarmed(take(), runner.is_dry_run());
+    if let Ok(Disarm::Fired(verdict)) = disarmed {
         return tagged(
             Category::RollbackFailed,
             failure.context(format!(
@@ -221,15 +528,14 @@ pub fn recover(
             )),
         );
     }
-    let interrupted = crate::error::category_of(&failure) == Some(Category::Interrupted);
-    if let Ok(journal) = steps::journal_since(runner, layout, transfer.since) {
+    if let Ok(journal) = take() {
         ui.diagnostic(format_args!(
             "--- journal of {} on {host} since the restart ---\n{}\n---",
             layout.unit_name(),
             journal.trim_end()
         ));
     }
-    let _ = steps::mark(runner, layout, &layout.release, false);
+    let _ = take();
     let failure = if interrupted {
         anyhow::anyhow!(
             "interrupted while {} {} was starting on {host}",
@@ -242,7 +548,7 @@ pub fn recover(
             layout.app, layout.release
         ))
     };
-    if no_rollback && !interrupted {
+    if on_failure == OnFailure::Stay && !interrupted {
         return tagged(
             Category::Remote,
             failure.context(format!(
@@ -252,8 +558,8 @@ pub fn recover(
         );
     }
     let Some(previous) = transfer.previous.as_deref() else {
-        return match steps::stop(runner, layout) {
-            Ok(()) => tagged(
+        return match runner.one(steps::stop(layout)) {
+            Ok(_) => tagged(
                 if interrupted {
                     Category::Interrupted
                 } else {
@@ -267,9 +573,7 @@ pub fn recover(
         };
     };
     ui.status("Rolling back", format_args!("to {previous} on {host}"));
-    let restored = steps::switch_to(runner, layout, previous)
-        .and_then(|()| health::gate(runner.remote, layout, health, None, false, ui));
-    match restored {
+    match restore(runner, layout, previous, health, ui) {
         Ok(()) => tagged(
             if interrupted {
                 Category::Interrupted

@@ -1,19 +1,21 @@
 //! Runs deploy steps for real, or — with `--dry-run` — records what they would run.
 //!
-//! Steps say whether a script only reads the host ([`Runner::query`], always run, so the plan
-//! shows real differences) or changes it ([`Runner::change`], recorded in a dry run).
-//! Data sent on stdin appears in a plan only as a description, so secrets never show.
-
-use std::io::Read;
+//! Steps say whether a script only reads the host ([`Effect::Reads`], always run, so the plan
+//! shows real differences) or changes it ([`Effect::Changes`], recorded in a dry run). Data
+//! sent on stdin appears in a plan only as a description, so secrets never show. Steps go to
+//! the host in batches, one round trip each ([`Runner::run`]).
 
 use anyhow::Result;
 
+use super::scripts;
 use crate::interrupt;
-use crate::remote::{self, Remote};
+use crate::remote::{self, Answer, Effect, Exit, Remote, Step, StepFailure};
 
 pub struct Runner<'a> {
     pub remote: &'a mut dyn Remote,
     plan: Option<Vec<String>>,
+    /// When each step of the last batch was answered, counted from its start.
+    answered: Vec<std::time::Duration>,
     /// Set once a deploy is winding down (unlocking, rolling back): a Ctrl-C must not stop that.
     cleaning_up: bool,
 }
@@ -23,6 +25,7 @@ impl<'a> Runner<'a> {
         Runner {
             remote,
             plan: None,
+            answered: Vec::new(),
             cleaning_up: false,
         }
     }
@@ -31,6 +34,7 @@ impl<'a> Runner<'a> {
         Runner {
             remote,
             plan: Some(Vec::new()),
+            answered: Vec::new(),
             cleaning_up: false,
         }
     }
@@ -38,14 +42,6 @@ impl<'a> Runner<'a> {
     /// From here on, steps run even after a Ctrl-C.
     pub fn clean_up(&mut self) {
         self.cleaning_up = true;
-    }
-
-    fn check_interrupt(&self) -> Result<()> {
-        if self.cleaning_up {
-            Ok(())
-        } else {
-            interrupt::check()
-        }
     }
 
     pub fn is_dry_run(&self) -> bool {
@@ -56,38 +52,94 @@ impl<'a> Runner<'a> {
         self.remote.label().to_string()
     }
 
-    /// A read-only script: run in both modes.
-    pub fn query(&mut self, step: &str, script: &str) -> Result<String> {
-        crate::timings::time(step, || remote::run_root(self.remote, step, script))
+    /// Runs `steps` as one batch (one round trip): each step's stdout, or the failure it met.
+    /// The outer error is for the batch as a whole: the connection, or a Ctrl-C before a
+    /// change.
+    pub fn run(&mut self, steps: Vec<Step<'_>>) -> Result<Vec<Result<String>>> {
+        let changes = steps.iter().any(|s| s.effect == Effect::Changes);
+        if changes && !self.cleaning_up && self.plan.is_none() {
+            interrupt::check()?;
+        }
+        let host = self.label();
+        let Some(plan) = &mut self.plan else {
+            let names: Vec<(String, String)> = steps
+                .iter()
+                .map(|s| (s.name.clone(), s.script.clone()))
+                .collect();
+            let answers = self.remote.run(steps)?;
+            self.answered = answers
+                .iter()
+                .map(|a| match a {
+                    Answer::Ran { after, .. } => *after,
+                    Answer::Skipped => std::time::Duration::ZERO,
+                })
+                .collect();
+            let mut before = std::time::Duration::ZERO;
+            return Ok(names
+                .iter()
+                .zip(answers.into_iter().map(Some).chain(std::iter::repeat(None)))
+                .map(|((name, script), answer)| {
+                    if let Some(Answer::Ran { after, .. }) = &answer {
+                        crate::timings::record(name, (*after - before).as_secs_f64());
+                        before = *after;
+                    }
+                    remote::answer_to_result(&host, name, script, answer)
+                })
+                .collect());
+        };
+        // A dry run records the changes and runs the reads, all in one batch.
+        let mut reads = Vec::new();
+        let mut slots = Vec::new();
+        for step in steps {
+            match step.effect {
+                Effect::Changes => {
+                    let stdin = step
+                        .input
+                        .as_ref()
+                        .map_or_else(String::new, |i| format!(" (stdin: {})", i.what));
+                    plan.push(format!(
+                        "# {}{stdin}\n{}",
+                        step.name,
+                        script_body(&step.script)
+                    ));
+                    slots.push(None);
+                }
+                Effect::Reads => {
+                    slots.push(Some(reads.len()));
+                    reads.push((step.name.clone(), step.script.clone(), step));
+                }
+            }
+        }
+        let (labels, steps): (Vec<_>, Vec<_>) =
+            reads.into_iter().map(|(n, s, step)| ((n, s), step)).unzip();
+        let mut answers: Vec<Option<Answer>> = if steps.is_empty() {
+            Vec::new()
+        } else {
+            self.remote.run(steps)?.into_iter().map(Some).collect()
+        };
+        Ok(slots
+            .into_iter()
+            .map(|slot| match slot {
+                None => Ok(String::new()),
+                Some(i) => {
+                    let (name, script) = &labels[i];
+                    remote::answer_to_result(&host, name, script, answers[i].take())
+                }
+            })
+            .collect())
     }
 
-    /// A script that changes the host.
-    pub fn change(&mut self, step: &str, script: &str) -> Result<String> {
-        if let Some(plan) = &mut self.plan {
-            plan.push(format!("# {step}\n{}", script_body(script)));
-            return Ok(String::new());
-        }
-        self.check_interrupt()?;
-        crate::timings::time(step, || remote::run_root(self.remote, step, script))
+    /// How long after the start of the last batch its step `index` was answered (zero in a dry
+    /// run, or for a step that did not run).
+    pub fn answered_after(&self, index: usize) -> std::time::Duration {
+        self.answered.get(index).copied().unwrap_or_default()
     }
 
-    /// A changing script fed with data; `what` describes the data in a plan.
-    pub fn change_with_input(
-        &mut self,
-        step: &str,
-        script: &str,
-        what: &str,
-        input: &mut dyn Read,
-        progress: &dyn Fn(u64),
-    ) -> Result<String> {
-        if let Some(plan) = &mut self.plan {
-            plan.push(format!("# {step} (stdin: {what})\n{}", script_body(script)));
-            return Ok(String::new());
-        }
-        self.check_interrupt()?;
-        crate::timings::time(step, || {
-            remote::run_root_with_input(self.remote, step, script, input, progress)
-        })
+    /// One step, as a batch of its own.
+    pub fn one(&mut self, step: Step<'_>) -> Result<String> {
+        self.run(vec![step])?
+            .pop()
+            .unwrap_or_else(|| Err(anyhow::anyhow!("no answer")))
     }
 
     /// A note in the plan (a diff, a summary); nothing in a real run.
@@ -102,26 +154,18 @@ impl<'a> Runner<'a> {
     }
 }
 
-/// Plans show scripts without the variable preamble every step repeats.
+/// Plans show scripts without the preamble every step repeats.
 fn script_body(script: &str) -> String {
     script
         .lines()
-        .filter(|l| !is_preamble(l))
+        .filter(|l| !scripts::is_preamble(l))
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-fn is_preamble(line: &str) -> bool {
-    line == "set -eu"
-        || line
-            .split_once('=')
-            .is_some_and(|(k, _)| super::layout::VARIABLES.contains(&k))
-}
-
-/// The stdout of a step script that exited with `status`, which scripts use to report an
-/// outcome callers branch on (a held lock, a timer that fired).
-pub fn failed_with(error: &anyhow::Error, status: i32) -> Option<&str> {
-    let failure = crate::error::find::<remote::StepFailure>(error)?;
-    (failure.output.signal.is_none() && failure.output.status == status)
-        .then_some(failure.output.stdout.as_str())
+/// The stdout of a step that met `exit`, which scripts use to tell how (who holds the lock,
+/// what a timer did).
+pub fn failed_with(error: &anyhow::Error, exit: Exit) -> Option<&str> {
+    let failure = crate::error::find::<StepFailure>(error)?;
+    (failure.exit == exit).then_some(failure.output.stdout.as_str())
 }

@@ -1,38 +1,22 @@
-//! The deploy steps, each one named function running one shell script on the host as root.
-//! Scripts start from [`Layout::shell_vars`], so every path is quoted exactly once.
+//! The deploy steps: for each remote step, a function that builds it from its script in
+//! [`scripts`](super::scripts) and one that reads its answer. Building and reading are apart so
+//! the phases can send several steps in one batch (one round trip).
 
 use std::io::{Read, Seek, SeekFrom};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::layout::Layout;
-use super::runner::Runner;
+use super::runner::failed_with;
+use super::scripts::{self, assemble};
 use crate::build::Target;
 use crate::error::{Category, tagged};
 use crate::interrupt::Interruptible;
 use crate::package::Package;
-use crate::remote::quote;
+use crate::remote::{Exit, Input, Step, StepFailure};
 use crate::ui::Ui;
-
-/// The exit status of a step that ran out of disk space and removed what it had written
-/// (EX_IOERR).
-const NO_SPACE: i32 = 74;
-/// The exit status of a step whose `systemd-analyze verify` refused the unit (EX_CONFIG).
-const UNIT_REJECTED: i32 = 78;
-/// Shell: whether the filesystem holding $1 (or its nearest existing parent) is full, with
-/// under 1 MB or no inodes left. Asked after a write failed, to tell ENOSPC from other errors.
-const FULL: &str = concat!(
-    "full() {\n",
-    "  d=$1; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done\n",
-    "  df -Pk \"$d\" | awk 'NR == 2 { exit !($4 < 1024) }' && return 0\n",
-    "  df -Pi \"$d\" | awk 'NR == 2 { exit !($2 > 0 && $4 == 0) }'\n",
-    "}\n",
-);
-
-pub fn script(layout: &Layout, body: &str) -> String {
-    format!("set -eu\n{}{body}", layout.shell_vars())
-}
 
 /// What the first look at a host finds, before anything is written there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,16 +25,35 @@ pub struct HostFacts {
     pub systemd: u32,
 }
 
-/// The host must run systemd (239 or later) and match the package's architecture. One round
-/// trip that only reads: a host that fails it is left exactly as it was.
-pub fn preflight(runner: &mut Runner, layout: &Layout, target: Target) -> Result<HostFacts> {
-    let body = "if [ -d /run/systemd/system ]; then echo booted=yes; else echo booted=no; fi\n\
-                echo \"pid1=$(cat /proc/1/comm 2>/dev/null || echo unknown)\"\n\
-                echo \"systemd=$(systemctl --version 2>/dev/null | head -n 1)\"\n\
-                echo \"machine=$(uname -m)\"\n\
-                [ -d /run/systemd/system ] || exit 0\n\
-                for tool in tar sha256sum cmp systemctl journalctl; do command -v \"$tool\" >/dev/null || { echo \"$tool is missing\" >&2; exit 1; }; done\n";
-    let out = runner.query("checking the host", &script(layout, body))?;
+/// The host must run systemd (239 or later) and match the package's architecture. Only reads:
+/// a host that fails it is left exactly as it was, and a step batched after it does not run.
+pub fn check(layout: &Layout, target: Target) -> Step<'static> {
+    let values = [
+        ("machine", machine(target).to_string()),
+        ("oldest", crate::systemd::OLDEST.to_string()),
+    ];
+    Step::reads(
+        "checking the host",
+        assemble(layout, &values, &[scripts::CHECK]),
+    )
+}
+
+fn machine(target: Target) -> &'static str {
+    match target {
+        Target::LinuxAmd64 => "x86_64",
+        Target::LinuxArm64 => "aarch64",
+    }
+}
+
+/// What [`check`] found, or why the host cannot take the package.
+pub fn host_facts(answer: Result<String>, host: &str, target: Target) -> Result<HostFacts> {
+    let out = match answer {
+        Ok(out) => out,
+        Err(e) => match failed_with(&e, Exit::Unsuitable) {
+            Some(out) => out.to_string(),
+            None => return Err(e),
+        },
+    };
     let fact = |key: &str| {
         out.lines()
             .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
@@ -58,7 +61,6 @@ pub fn preflight(runner: &mut Runner, layout: &Layout, target: Target) -> Result
             .trim()
             .to_string()
     };
-    let host = runner.label();
     if fact("booted") != "yes" {
         return Err(tagged(
             Category::Usage,
@@ -88,17 +90,13 @@ pub fn preflight(runner: &mut Runner, layout: &Layout, target: Target) -> Result
             ),
         ));
     }
-    let machine = fact("machine");
-    let expected = match target {
-        Target::LinuxAmd64 => "x86_64",
-        Target::LinuxArm64 => "aarch64",
-    };
-    if machine != expected {
+    let found = fact("machine");
+    if found != machine(target) {
         return Err(tagged(
             Category::Usage,
             anyhow::anyhow!(
-                "{host} is {machine} but the package is for {target}\n  help: build with --target {}",
-                if machine == "aarch64" {
+                "{host} is {found} but the package is for {target}\n  help: build with --target {}",
+                if found == "aarch64" {
                     "linux-arm64"
                 } else {
                     "linux-amd64"
@@ -118,98 +116,60 @@ pub enum Upload {
     Sent { sent: u64, resumed_from: u64 },
 }
 
-/// Uploads the package into the content-addressed upload dir unless it is there already (as
-/// [`survey`] found). A
-/// partial upload left by a cut connection is continued from its size and the whole file
-/// verified; a partial that turns out corrupt is discarded and the upload starts over once.
-pub fn upload(
-    runner: &mut Runner,
-    layout: &Layout,
-    package: &Package,
-    earlier: EarlierUpload,
-    ui: &Ui,
-) -> Result<Upload> {
-    let partial = match earlier {
-        EarlierUpload::Present => return Ok(Upload::Skipped),
-        EarlierUpload::Partial(size) => size,
-    };
-    let resume_from = if partial < package.size { partial } else { 0 };
-    match send(runner, layout, package, resume_from, ui) {
-        Err(e) if resume_from > 0 && format!("{e:#}").contains("sha256 differs") => {
-            ui.status(
-                "Restarting",
-                "the upload: the partial upload on the host was corrupt",
-            );
-            send(runner, layout, package, 0, ui)
+impl Upload {
+    /// Where an upload starts, given what the host has: None when it needs none.
+    pub fn plan(earlier: EarlierUpload, package: &Package) -> Option<u64> {
+        match earlier {
+            EarlierUpload::Present => None,
+            EarlierUpload::Partial(size) if size < package.size => Some(size),
+            EarlierUpload::Partial(_) => Some(0),
         }
-        other => other,
     }
 }
 
-fn send(
-    runner: &mut Runner,
+/// Sends the package from `offset` into the content-addressed upload directory. A partial
+/// upload left by a cut connection is continued and the whole file verified; see `upload.sh`.
+pub fn upload<'a>(
     layout: &Layout,
     package: &Package,
     offset: u64,
+    host: &str,
     ui: &Ui,
-) -> Result<Upload> {
-    // A fresh upload is not hashed on the host: sha256sum there costs more than the transfer
-    // itself (about 0.3 s of a core per 100 MB), while SSH's MAC already guarantees the bytes
-    // arrive as they were sent and `prepare_release` checks every file against the manifest's
-    // sha256 before the release can be used. A resumed upload joins bytes from an earlier
-    // connection, so the whole file is hashed before it may take the package's name.
-    let receive = if offset == 0 {
-        "(umask 077; cat > \"$partial\") || no_room\ngot=$sha\n"
-    } else {
-        "cat >> \"$partial\" || no_room\ngot=$(sha256sum < \"$partial\")\n"
-    };
-    // A connection that dies looks like the end of the data to the receiving shell, so a short
-    // file is kept for the next deploy to continue; only a full-size file with the wrong sum is
-    // damaged and discarded. A full disk removes the partial: it could not be continued, and it
-    // takes the space the running service needs. Whatever fails, the rest of the data is read
-    // and dropped, so shipit's writes finish and it hears the exit status instead of waiting.
-    let body = format!(
-        "{FULL}\
-         partial=\"$upload.partial\"\n\
-         size={size}\n\
-         trap 'status=$?; if [ \"$status\" -ne 0 ]; then cat > /dev/null 2>&1; fi; exit \"$status\"' EXIT\n\
-         no_room() {{\n\
-           full \"$uploads\" || exit 1\n\
-           rm -f \"$partial\"\n\
-           echo \"no space left in $base while uploading: the partial upload was removed, the host is as it was\" >&2; exit {NO_SPACE}\n\
-         }}\n\
-         mkdir -p \"$uploads\" || no_room\n\
-         {receive}\
-         have=$(stat -c %s \"$partial\")\n\
-         if [ \"$have\" -lt \"$size\" ]; then\n\
-           echo \"the upload stopped after $have of $size bytes; deploy again to continue it\" >&2; exit 1\n\
-         fi\n\
-         if [ \"$have\" -ne \"$size\" ] || [ \"${{got%% *}}\" != \"$sha\" ]; then\n\
-           rm -f \"$partial\"; echo \"the uploaded package's sha256 differs from $sha: the partial upload was discarded\" >&2; exit 1\n\
-         fi\n\
-         mv -f \"$partial\" \"$upload\"\n",
-        size = package.size
-    );
+) -> Result<Step<'a>> {
     let mut file = std::fs::File::open(&package.path)
         .with_context(|| format!("cannot read {}", package.path.display()))?;
     file.seek(SeekFrom::Start(offset))?;
     let remaining = package.size - offset;
-    let bar = ui.bytes(remaining, format!("uploading to {}", runner.label()));
-    let what = format!(
-        "{} ({remaining} bytes from offset {offset})",
-        package.path.display()
-    );
-    let result = runner.change_with_input(
+    let bar = ui.bytes(remaining, format!("uploading to {host}"));
+    let values = [
+        ("size", package.size.to_string()),
+        ("offset", offset.to_string()),
+    ];
+    let step = Step::changes(
         "uploading the package",
-        &script(layout, &body),
-        &what,
-        &mut Interruptible(file) as &mut dyn Read,
-        &|sent| bar.set_position(sent),
+        assemble(layout, &values, &[scripts::LIB, scripts::UPLOAD]),
     );
-    bar.finish_and_clear();
-    result?;
+    Ok(step.with_direct_input(Input {
+        data: Box::new(Interruptible(file)) as Box<dyn Read>,
+        len: remaining,
+        what: format!(
+            "{} ({remaining} bytes from offset {offset})",
+            package.path.display()
+        ),
+        progress: Box::new(move |sent| {
+            bar.set_position(sent);
+            if sent == remaining {
+                bar.finish_and_clear();
+            }
+        }),
+    }))
+}
+
+/// What [`upload`] did; a corrupt partial upload is reported as such (the caller starts over).
+pub fn uploaded(answer: Result<String>, offset: u64, package: &Package) -> Result<Upload> {
+    answer?;
     Ok(Upload::Sent {
-        sent: remaining,
+        sent: package.size - offset,
         resumed_from: offset,
     })
 }
@@ -221,117 +181,51 @@ pub struct HostUnit {
     /// The package's unit without the directives this systemd does not know; None when the
     /// package's unit is right as it is.
     pub adapted: Option<String>,
+    /// The same for the package's socket unit (`[service] listen`).
+    pub socket_adapted: Option<String>,
 }
 
-/// Everything between the upload and the switch, in one script (one round trip): unpack the
-/// release, create the service user, keep the env file with the release, verify the unit.
-/// Returns whether the release was already unpacked.
-///
-/// - The upload is unpacked into its release directory, root-owned, checked file by file
-///   against the manifest (the end-to-end check of a fresh upload), and only then given its
-///   final name. An upload that fails that check is deleted, so the next deploy sends it again.
-///   A disk that fills up while unpacking loses the half-unpacked release and the upload.
-/// - The service user and its state directory are created if missing. The release keeps its
-///   copy of the env file: the new secrets when shipit.toml has an env_file (sent on stdin,
-///   never on a command line, never printed), else whatever the host has now. Switching to a
-///   release installs its copy, so a rollback restores the env file the old release ran with.
-/// - Likewise the unit for this host's systemd, when it differs from the package's: the release
-///   keeps it as `.unit`, and switching to the release installs that (see [`SWITCH`]).
-/// - `systemd-analyze verify` (with the flags this systemd has) checks the unit the host will
-///   install before anything switches. The unit names /opt/<app>/current, which may not exist
-///   yet, so a copy pointing into the release is checked. A unit byte for byte the same as the
-///   installed one was checked when it was installed and still names the same binary, which
-///   the manifest check has just seen: verifying it again would only cost the host about 50 ms
-///   of CPU per deploy.
-pub fn prepare_release(
-    runner: &mut Runner,
-    layout: &Layout,
-    package: &Package,
-    env_file: Option<&[u8]>,
-    host_unit: &HostUnit,
-) -> Result<bool> {
-    let sums: String = package
-        .manifest
-        .files
-        .iter()
-        .map(|f| format!("{}  ./{}\n", f.sha256, f.path))
-        .collect();
-    let unpack = format!(
-        "part='unpacking the release'\n\
-         if [ -f \"$rel/.shipit-complete\" ]; then\n\
-           touch \"$rel\"; echo reused\n\
-         else\n\
-           tmp=\"$releases/.$release.tmp\"\n\
-           unpacked=yes\n\
-           {{ mkdir -p \"$releases\" && rm -rf \"$tmp\" && mkdir \"$tmp\" && tar -xzf \"$upload\" -C \"$tmp\" --no-same-owner; }} || unpacked=no\n\
-           if [ \"$unpacked\" = no ] && full \"$releases\"; then\n\
-             rm -rf \"$tmp\" \"$upload\"\n\
-             echo \"no space left in $base while unpacking: the half-unpacked release and its upload were removed, the host is as it was\" >&2; exit {NO_SPACE}\n\
-           fi\n\
-           if [ \"$unpacked\" = no ] || ! (cd \"$tmp\" && printf '%s' {sums} | sha256sum -c --quiet --strict); then\n\
-             rm -rf \"$tmp\" \"$upload\"\n\
-             echo \"the uploaded package did not unpack, or its files differ from manifest.json: it was deleted, so the next deploy sends it again\" >&2; exit 1\n\
-           fi\n\
-           chown -R root:root \"$tmp\"; chmod 0755 \"$tmp\"\n\
-           touch \"$tmp/.shipit-complete\"\n\
-           rm -rf \"$rel\"; mv -T \"$tmp\" \"$rel\"\n\
-         fi\n",
-        sums = quote(&sums)
-    );
-    let user = "part='creating the service user'\n\
-                if ! id -u \"$user\" >/dev/null 2>&1; then\n\
-                  useradd --system --user-group --home-dir \"$state_dir\" --no-create-home --shell /usr/sbin/nologin \"$user\"\n\
-                fi\n\
-                install -d -m 0750 -o \"$user\" -g \"$(id -gn \"$user\")\" \"$state_dir\"\n\
-                install -d -m 0755 \"$(dirname \"$env_file\")\"\n\
-                part='keeping the env file with the release'\n";
-    let env = if env_file.is_some() {
-        "(umask 077; cat > \"$rel/.env.tmp\")\nmv -f \"$rel/.env.tmp\" \"$rel/.env\"\n"
-    } else {
-        "if [ -f \"$env_file\" ]; then (umask 077; cp \"$env_file\" \"$rel/.env\"); else rm -f \"$rel/.env\"; fi\n"
-    };
-    let unit = match &host_unit.adapted {
-        Some(unit) => format!(
-            "part='keeping the unit for this host with the release'\n\
-             printf '%s' {} > \"$rel/.unit.tmp\"\nmv -f \"$rel/.unit.tmp\" \"$rel/.unit\"\n",
-            quote(unit)
+/// Everything between the upload and the switch, in one script: unpack the release,
+/// create the service user, keep the env file and this host's unit with the release, verify
+/// the unit (see `release.sh`). The env file travels on stdin, never in the script.
+pub fn release<'a>(layout: &Layout, env_file: Option<&'a [u8]>, host_unit: &HostUnit) -> Step<'a> {
+    let values = [
+        (
+            "env_from",
+            if env_file.is_some() { "stdin" } else { "host" }.to_string(),
         ),
-        None => "rm -f \"$rel/.unit\"\n".to_string(),
-    };
-    let verify = format!(
-        "part='verifying the unit'\n\
-         new=\"$rel/$unit\"; [ ! -f \"$rel/.unit\" ] || new=\"$rel/.unit\"\n\
-         if ! cmp -s \"$new\" \"$unit_path\" && command -v systemd-analyze >/dev/null; then\n\
-           dir=$(mktemp -d)\n\
-           sed -e \"s#$current/#$rel/#g\" -e \"s#$current\\$#$rel#\" \"$new\" > \"$dir/$unit\"\n\
-           status=0; out=$(systemd-analyze verify {flags} \"$dir/$unit\" 2>&1) || status=$?\n\
-           rm -rf \"$dir\"\n\
-           if [ \"$status\" -ne 0 ] || [ -n \"$out\" ]; then printf '%s\\n' \"$out\" | sed \"s#$dir/##g\" >&2; exit {UNIT_REJECTED}; fi\n\
-         fi\n",
-        flags = crate::systemd::verify_flags(host_unit.systemd).join(" ")
+        ("host_unit", host_unit.adapted.clone().unwrap_or_default()),
+        (
+            "host_socket",
+            host_unit.socket_adapted.clone().unwrap_or_default(),
+        ),
+        (
+            "verify_flags",
+            crate::systemd::verify_flags(host_unit.systemd).join(" "),
+        ),
+    ];
+    let step = Step::changes(
+        "unpacking the release, creating the service user and verifying the unit",
+        assemble(layout, &values, &[scripts::LIB, scripts::RELEASE]),
     );
-    // Says which part failed; the parts' own messages come before it on stderr.
-    let body = format!(
-        "{FULL}trap 'status=$?; [ \"$status\" -eq 0 ] || echo \"(failed while $part)\" >&2' EXIT\n\
-         {unpack}{user}{env}{unit}{verify}"
-    );
-    let step = "unpacking the release, creating the service user and verifying the unit";
-    let script = script(layout, &body);
-    let out = match env_file {
-        Some(mut secrets) => {
+    match env_file {
+        Some(secrets) => {
             let lines = String::from_utf8_lossy(secrets).lines().count();
-            runner.change_with_input(
-                step,
-                &script,
-                &format!("env file, {lines} lines, values hidden"),
-                &mut secrets,
-                &|_| {},
-            )
+            step.with_input(Input {
+                data: Box::new(secrets),
+                len: secrets.len() as u64,
+                what: format!("env file, {lines} lines, values hidden"),
+                progress: Box::new(|_| {}),
+            })
         }
-        None => runner.change(step, &script),
+        None => step,
     }
-    .map_err(|e| match crate::remote::exit_status(&e) {
-        Some(UNIT_REJECTED) => crate::remote::with_help(
+}
+
+/// Whether [`release`] found the release unpacked already.
+pub fn released(answer: Result<String>, host_unit: &HostUnit) -> Result<bool> {
+    let out = answer.map_err(|e| match Exit::of(&e) {
+        Some(Exit::UnitRejected) => crate::remote::with_help(
             e,
             format!(
                 "the unit comes from shipit.toml and templates/service.hbs; `shipit unit generate \
@@ -346,10 +240,10 @@ pub fn prepare_release(
 
 /// A step that ran out of disk space, said in one line: what filled, what was removed.
 pub fn out_of_space(error: anyhow::Error, host: &str, layout: &Layout) -> anyhow::Error {
-    if crate::remote::exit_status(&error) != Some(NO_SPACE) {
+    if Exit::of(&error) != Some(Exit::NoSpace) {
         return error;
     }
-    let said = crate::error::find::<crate::remote::StepFailure>(&error)
+    let said = crate::error::find::<StepFailure>(&error)
         .and_then(|f| {
             f.output
                 .stderr
@@ -381,31 +275,16 @@ pub struct Release {
 }
 
 /// Releases newest first, with the current one, the previous one (the last release that passed
-/// its health gate before the current one) and failed ones marked.
-pub fn releases(runner: &mut Runner, layout: &Layout) -> Result<Vec<Release>> {
-    Ok(releases_and_clock(runner, layout)?.0)
+/// its health gate before the current one) and failed ones marked; and the host's clock (to
+/// read the journal from the restart on).
+pub fn releases(layout: &Layout) -> Step<'static> {
+    Step::reads(
+        "listing releases",
+        assemble(layout, &[], &[scripts::LIB, scripts::RELEASES]),
+    )
 }
 
-/// [`releases`] and the host's clock (to read the journal from the restart on), in one round
-/// trip.
-pub fn releases_and_clock(runner: &mut Runner, layout: &Layout) -> Result<(Vec<Release>, u64)> {
-    let body = format!("echo \"now=$(date +%s)\"\n{LIST_RELEASES}");
-    let out = runner.query("listing releases", &script(layout, &body))?;
-    Ok((parse_releases(&out), parse_now(&out)?))
-}
-
-/// Prints `current=`, `history=` and one `release=` line per release; ends the script when
-/// there are no releases yet.
-const LIST_RELEASES: &str = "cd \"$releases\" 2>/dev/null || exit 0\n\
-    echo \"current=$(basename \"$(readlink \"$current\" 2>/dev/null)\")\"\n\
-    echo \"history=$(tail -n 20 \"$history\" 2>/dev/null | tr '\\n' ' ')\"\n\
-    ls -1t | while read -r r; do\n\
-      v=$(sed -n 's/^  \"version\": \"\\(.*\\)\",$/\\1/p' \"$r/manifest.json\" 2>/dev/null)\n\
-      f=no; [ -f \"$r/.shipit-failed\" ] && f=yes\n\
-      printf 'release=%s %s %s %s\\n' \"$r\" \"$f\" \"$(date -u -r \"$r\" +%FT%TZ)\" \"$v\"\n\
-    done\n";
-
-fn parse_now(out: &str) -> Result<u64> {
+pub fn parse_now(out: &str) -> Result<u64> {
     out.lines()
         .find_map(|l| l.strip_prefix("now="))
         .and_then(|n| n.trim().parse().ok())
@@ -441,42 +320,36 @@ pub struct Room {
     pub free: u64,
 }
 
-/// One round trip for [`Survey`]. A release already unpacked and checked against the manifest
-/// needs no package at all; an upload only counts when its sha256 is right.
-pub fn survey(runner: &mut Runner, layout: &Layout) -> Result<Survey> {
-    let body = format!(
-        "if [ -f \"$rel/.shipit-complete\" ]; then echo upload=present; echo unpacked=yes\n\
-         elif [ -f \"$upload\" ] && printf '%s  %s\\n' \"$sha\" \"$upload\" | sha256sum -c --status; then echo upload=present\n\
-         else echo \"upload=$(stat -c %s \"$upload.partial\" 2>/dev/null || echo 0)\"; fi\n\
-         echo \"now=$(date +%s)\"\n\
-         room() {{\n\
-           d=$2; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done\n\
-           echo \"room=$1 $(stat -c %d \"$d\") $(df -Pk \"$d\" | awk 'NR == 2 {{ print $4 }}')\"\n\
-         }}\n\
-         room uploads \"$uploads\"; room releases \"$releases\"\n\
-         {LIST_RELEASES}"
-    );
-    let out = runner.query(
+/// A release already unpacked and checked against the manifest needs no package at all; an
+/// upload only counts when its sha256 is right.
+pub fn survey(layout: &Layout) -> Step<'static> {
+    Step::reads(
         "looking at the host's releases, uploads and free space",
-        &script(layout, &body),
-    )?;
+        assemble(layout, &[], &[scripts::LIB, scripts::SURVEY]),
+    )
+}
+
+pub fn parse_survey(out: &str) -> Result<Survey> {
     let value = |key: &str| {
         out.lines()
             .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
             .map(str::trim)
     };
-    let room = |name: &str| {
+    let numbers = |key: &str| -> Vec<u64> {
         out.lines()
-            .filter_map(|l| l.strip_prefix("room="))
-            .find_map(|r| {
-                let mut words = r.split_whitespace();
-                (words.next()? == name).then_some(())?;
-                Some(Room {
-                    device: words.next()?.parse().ok()?,
-                    free: words.next()?.parse::<u64>().ok()? * 1024,
-                })
+            .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .filter_map(|n| n.trim().parse().ok())
+            .collect()
+    };
+    let (devices, free) = (numbers("device"), numbers("free"));
+    let room = |i: usize| {
+        let found = || {
+            Some(Room {
+                device: *devices.get(i)?,
+                free: free.get(i)? * 1024,
             })
-            .with_context(|| format!("the host's `df` said nothing readable about {name}"))
+        };
+        found().context("the host's `df` said nothing readable about where the package goes")
     };
     Ok(Survey {
         earlier_upload: match value("upload").unwrap_or("0") {
@@ -484,10 +357,10 @@ pub fn survey(runner: &mut Runner, layout: &Layout) -> Result<Survey> {
             size => EarlierUpload::Partial(size.parse().unwrap_or(0)),
         },
         unpacked: value("unpacked") == Some("yes"),
-        uploads_room: room("uploads")?,
-        releases_room: room("releases")?,
-        releases: parse_releases(&out),
-        now: parse_now(&out)?,
+        uploads_room: room(0)?,
+        releases_room: room(1)?,
+        releases: parse_releases(out),
+        now: parse_now(out)?,
     })
 }
 
@@ -539,33 +412,40 @@ pub fn check_room(survey: &Survey, package: &Package, layout: &Layout, host: &st
     Ok(())
 }
 
-fn parse_releases(out: &str) -> Vec<Release> {
+/// Reads `list_releases` (lib.sh): newest first; a release is named `<version>-<sha12>`.
+pub fn parse_releases(out: &str) -> Vec<Release> {
     let mut current = "";
     let mut history: Vec<&str> = Vec::new();
-    let mut list = Vec::new();
+    let mut failed: Vec<&str> = Vec::new();
+    let mut found: Vec<(f64, &str)> = Vec::new();
     for line in out.lines() {
         if let Some(c) = line.strip_prefix("current=") {
             current = c;
         } else if let Some(h) = line.strip_prefix("history=") {
             history = h.split_whitespace().collect();
-        } else if let Some(r) = line.strip_prefix("release=") {
-            let mut words = r.splitn(4, ' ');
-            let (name, failed, deployed, version) = (
-                words.next().unwrap_or_default(),
-                words.next() == Some("yes"),
-                words.next().unwrap_or_default(),
-                words.next().unwrap_or_default(),
-            );
-            list.push(Release {
-                name: name.to_string(),
-                version: version.to_string(),
-                deployed: deployed.to_string(),
-                current: name == current,
-                previous: false,
-                failed,
-            });
+        } else if let Some(name) = line.strip_prefix("failed=yes ") {
+            failed.push(name);
+        } else if let Some((mtime, name)) =
+            line.strip_prefix("mtime=").and_then(|m| m.split_once(' '))
+        {
+            found.push((mtime.parse().unwrap_or(0.0), name));
         }
     }
+    found.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    let mut list: Vec<Release> = found
+        .into_iter()
+        .map(|(mtime, name)| Release {
+            name: name.to_string(),
+            version: name.rsplit_once('-').map_or(name, |(v, _)| v).to_string(),
+            deployed: humantime::format_rfc3339_seconds(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(mtime as u64),
+            )
+            .to_string(),
+            current: name == current,
+            previous: false,
+            failed: failed.contains(&name),
+        })
+        .collect();
     let previous = history
         .iter()
         .rev()
@@ -576,132 +456,187 @@ fn parse_releases(out: &str) -> Vec<Release> {
     list
 }
 
-/// Installs the release's unit and env file, moves `current` atomically, and restarts. The unit
-/// file is replaced, systemd reloaded and the unit enabled only when the release's unit differs
-/// from the installed one, systemd asks for a reload or the unit is not enabled: `daemon-reload`
-/// and `enable` cost about 0.1 s each, more than restarting a small service. `reset-failed`
-/// clears the start rate limit a crash-looping release may have used up, so neither the next
-/// deploy nor a rollback is refused by it.
-pub fn switch_to(runner: &mut Runner, layout: &Layout, release: &str) -> Result<()> {
-    let body = format!("target={}\n{SWITCH}", quote(release));
-    runner.change(
-        "switching and restarting the service",
-        &script(layout, &body),
-    )?;
-    Ok(())
+/// How the switch step waits for the service to listen before answering (see `started.sh`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Listen {
+    /// The health URL's port, when its host is this host.
+    pub port: Option<u16>,
+    /// At most this long.
+    pub wait: Duration,
 }
 
-/// The switch to the release in `$target` (the dead-man timer runs it on the host by itself).
-/// Once started, it finishes even if the connection drops (sshd hangs up the session): a
-/// half-done switch would leave the unit and `current` disagreeing.
-pub const SWITCH: &str = "trap '' HUP PIPE\n\
-    reload=no\n\
-    new=\"$releases/$target/$unit\"; [ ! -f \"$releases/$target/.unit\" ] || new=\"$releases/$target/.unit\"\n\
-    if ! cmp -s \"$new\" \"$unit_path\"; then\n\
-      install -m 0644 \"$new\" \"$unit_path.shipit-new\"\n\
-      mv -f \"$unit_path.shipit-new\" \"$unit_path\"\n\
-      reload=yes\n\
-    fi\n\
-    if [ -f \"$releases/$target/.env\" ]; then\n\
-      (umask 077; cp \"$releases/$target/.env\" \"$env_file.shipit-new\"); mv -f \"$env_file.shipit-new\" \"$env_file\"\n\
-    else rm -f \"$env_file\"; fi\n\
-    ln -sfn \"releases/$target\" \"$base/.current.shipit-new\"\n\
-    mv -T \"$base/.current.shipit-new\" \"$current\"\n\
-    if [ \"$reload\" = yes ] || [ \"$(systemctl show -p NeedDaemonReload --value \"$unit\")\" != no ]; then\n\
-      systemctl daemon-reload\n\
-    fi\n\
-    if [ \"$reload\" = yes ] || ! systemctl is-enabled --quiet \"$unit\"; then\n\
-      systemctl enable --quiet \"$unit\"\n\
-    fi\n\
-    systemctl reset-failed \"$unit\" 2>/dev/null || true\n\
-    systemctl restart \"$unit\"\n";
-
-/// Records a release as good (it passed its gate) or failed (it never counts as previous).
-pub fn mark(runner: &mut Runner, layout: &Layout, release: &str, healthy: bool) -> Result<()> {
-    let body = if healthy {
-        "rm -f \"$releases/$target/.shipit-failed\"\necho \"$target\" >> \"$history\"\n"
-    } else {
-        "touch \"$releases/$target/.shipit-failed\"\n"
-    };
-    let body = format!("target={}\n{body}", quote(release));
-    runner.change("recording the release outcome", &script(layout, &body))?;
-    Ok(())
-}
-
-/// With no earlier release to return to, a failed first release is stopped, not left flapping.
-pub fn stop(runner: &mut Runner, layout: &Layout) -> Result<()> {
-    runner.change(
-        "stopping the failed release",
-        &script(layout, "systemctl disable --now --quiet \"$unit\"\n"),
-    )?;
-    Ok(())
-}
-
-pub fn journal_since(runner: &mut Runner, layout: &Layout, since: u64) -> Result<String> {
-    runner.query(
-        "reading the journal",
-        &script(
-            layout,
-            &format!("journalctl -u \"$unit\" --since @{since} --no-pager -n 40 -o short-iso 2>&1 || true\n"),
+/// Switches to `release` and restarts (see `switch.sh`), then answers with the unit's state
+/// once the service listens (see `started.sh`), so the health gate starts a round trip ahead.
+pub fn switch_to(layout: &Layout, release: &str, listen: Listen) -> Step<'static> {
+    let values = [
+        ("target", release.to_string()),
+        (
+            "listen_port",
+            listen.port.map_or_else(String::new, |p| format!("{p:04X}")),
         ),
+        (
+            "listen_wait",
+            (listen.wait.as_millis() / 10).max(1).to_string(),
+        ),
+    ];
+    Step::changes(
+        "switching and restarting the service",
+        assemble(layout, &values, &[scripts::SWITCH, scripts::STARTED]),
     )
 }
 
-/// Records the new current release as good, then keeps `keep` releases: the current and previous
-/// one whatever their age, then the newest good ones; failed releases never take a place. Old
-/// uploads go the same way. One script, so one round trip. Returns what was deleted.
-pub fn mark_good_and_prune(
-    runner: &mut Runner,
-    layout: &Layout,
-    release: &str,
-    keep: usize,
-) -> Result<Vec<String>> {
-    // "previous" as `releases` reads it: the last release in the history (of the last 20) that
-    // is not the current one, still exists and did not fail.
-    let body = format!(
-        "target={}\nkeep={keep}\n\
-         rm -f \"$releases/$target/.shipit-failed\"\necho \"$target\" >> \"$history\"\n\
-         cd \"$releases\"\n\
-         cur=$(basename \"$(readlink \"$current\" 2>/dev/null)\")\n\
-         prev=\n\
-         for r in $(tail -n 20 \"$history\" 2>/dev/null); do\n\
-           if [ \"$r\" != \"$cur\" ] && [ -e \"$r\" ] && [ ! -f \"$r/.shipit-failed\" ]; then prev=$r; fi\n\
-         done\n\
-         protected=\"$cur $prev\"\n\
-         n=0\n\
-         for old in $(ls -1t); do\n\
-           case \" $protected \" in *\" $old \"*) n=$((n + 1)); continue ;; esac\n\
-           if [ ! -f \"$old/.shipit-failed\" ]; then n=$((n + 1)); [ \"$n\" -le \"$keep\" ] && continue; fi\n\
-           rm -rf -- \"$old\"; echo \"$old\"\n\
-         done\n\
-         cd \"$uploads\" 2>/dev/null && ls -1t | tail -n +$((keep + 1)) | while read -r old; do\n\
-           [ \"$old\" = \"$sha.tar.gz\" ] || rm -f -- \"$old\"\n\
-         done\n\
-         true\n",
-        quote(release)
-    );
-    let out = runner.change(
+/// The unit's state as the health gate reads it (see `started.sh`).
+pub fn unit_state(layout: &Layout) -> Step<'static> {
+    let values = [("listen_port", String::new()), ("listen_wait", "1".into())];
+    Step::reads(
+        "reading the unit state",
+        assemble(layout, &values, &[scripts::STARTED]),
+    )
+}
+
+/// Records a release as good (it passed its gate) or failed (it never counts as previous).
+pub fn mark(layout: &Layout, release: &str, healthy: bool) -> Step<'static> {
+    let values = [
+        ("target", release.to_string()),
+        ("healthy", if healthy { "yes" } else { "no" }.to_string()),
+    ];
+    Step::changes(
+        "recording the release outcome",
+        assemble(layout, &values, &[scripts::MARK]),
+    )
+}
+
+/// With no earlier release to return to, a failed first release is stopped, not left flapping.
+pub fn stop(layout: &Layout) -> Step<'static> {
+    Step::changes(
+        "stopping the failed release",
+        assemble(layout, &[], &[scripts::LIB, scripts::STOP]),
+    )
+}
+
+pub fn journal_since(layout: &Layout, since: u64) -> Step<'static> {
+    Step::reads(
+        "reading the journal",
+        assemble(layout, &[("since", since.to_string())], &[scripts::JOURNAL]),
+    )
+}
+
+/// Records the new current release as good, then keeps `keep` releases (see `finish.sh`).
+/// Returns what was deleted, through [`pruned`].
+pub fn mark_good_and_prune(layout: &Layout, release: &str, keep: usize) -> Step<'static> {
+    let values = [("target", release.to_string()), ("keep", keep.to_string())];
+    Step::changes(
         "recording the release as good and pruning old releases",
-        &script(layout, &body),
-    )?;
-    Ok(out.lines().map(str::to_string).collect())
+        assemble(layout, &values, &[scripts::FINISH]),
+    )
+}
+
+pub fn pruned(out: &str) -> Vec<String> {
+    out.lines().map(str::to_string).collect()
+}
+
+/// The socket unit's state and its listening sockets' queues, for `status` (see `socket.sh`).
+pub fn socket_state(layout: &Layout) -> Step<'static> {
+    Step::reads(
+        "reading the socket unit",
+        assemble(layout, &[], &[scripts::SOCKET]),
+    )
+}
+
+/// What [`socket_state`] found: None without a socket unit; else its state, and per address
+/// it listens on the connections waiting now and the queue's limit (when `ss` could tell).
+pub fn parse_socket_state(out: &str) -> Option<SocketState> {
+    let mut state = SocketState::default();
+    let mut found = false;
+    let mut ss = Vec::new();
+    for line in out.lines() {
+        if let Some(v) = line.strip_prefix("ActiveState=") {
+            state.active_state = v.to_string();
+            found = true;
+        } else if let Some(v) = line.strip_prefix("SubState=") {
+            state.sub_state = v.to_string();
+        } else if let Some(v) = line.strip_prefix("Listen=") {
+            let address = v.split_whitespace().next().unwrap_or(v);
+            state.listen.push(SocketQueue {
+                address: address.to_string(),
+                waiting: None,
+                limit: None,
+            });
+        } else if let Some(v) = line.strip_prefix("ss=") {
+            ss.push(v.split_whitespace().collect::<Vec<_>>());
+        }
+    }
+    // `ss` writes 0.0.0.0:80, *:80 or [::]:80 where systemd writes [::]:80 or 0.0.0.0:80: the
+    // port decides, and the address where it names one.
+    let port = |a: &str| a.rsplit_once(':').map(|(_, p)| p.to_string());
+    let host = |a: &str| {
+        a.rsplit_once(':')
+            .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
+            .filter(|h| !matches!(h.as_str(), "*" | "0.0.0.0" | "::"))
+    };
+    for queue in &mut state.listen {
+        let seen = ss.iter().find(|fields| {
+            fields.len() >= 4
+                && port(fields[3]) == port(&queue.address)
+                && (host(fields[3]).is_none()
+                    || host(&queue.address).is_none()
+                    || host(fields[3]) == host(&queue.address))
+        });
+        if let Some(fields) = seen {
+            queue.waiting = fields[1].parse().ok();
+            queue.limit = fields[2].parse().ok();
+        }
+    }
+    found.then_some(state)
+}
+
+/// A socket unit as `status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SocketState {
+    pub active_state: String,
+    pub sub_state: String,
+    pub listen: Vec<SocketQueue>,
+}
+
+/// One listening address: connections waiting to be accepted now, and how many may wait.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SocketQueue {
+    pub address: String,
+    pub waiting: Option<u64>,
+    pub limit: Option<u64>,
 }
 
 /// What is installed now, for a dry run's diff: the unit file and the running binary's sha256.
-pub fn installed(runner: &mut Runner, layout: &Layout) -> Result<(String, Option<String>)> {
-    let unit = runner.query(
-        "reading the installed unit",
-        &script(layout, "cat \"$unit_path\" 2>/dev/null || true\n"),
-    )?;
-    let sha = runner.query(
-        "reading the installed binary's checksum",
-        &script(
-            layout,
-            "sha256sum \"$current/$app\" 2>/dev/null | cut -d' ' -f1\n",
-        ),
-    )?;
+pub fn installed(layout: &Layout) -> Step<'static> {
+    Step::reads(
+        "reading the installed unit and binary",
+        assemble(layout, &[], &[scripts::INSTALLED]),
+    )
+}
+
+/// What [`installed`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Installed {
+    pub unit: String,
+    /// Empty when no socket unit is installed.
+    pub socket: String,
+    pub binary_sha256: Option<String>,
+}
+
+pub fn parse_installed(out: &str) -> Installed {
+    let (sha, rest) = out.split_once('\n').unwrap_or((out, ""));
+    let (size, rest) = rest.split_once('\n').unwrap_or((rest, ""));
+    let size = size.trim().parse::<usize>().unwrap_or(0).min(rest.len());
+    let (unit, socket) = match rest.is_char_boundary(size) {
+        true => rest.split_at(size),
+        false => (rest, ""),
+    };
     let sha = sha.trim();
-    Ok((unit, (!sha.is_empty()).then(|| sha.to_string())))
+    Installed {
+        unit: unit.to_string(),
+        socket: socket.to_string(),
+        binary_sha256: (!sha.is_empty()).then(|| sha.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -709,12 +644,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn socket_queues_are_matched_to_listen_addresses_by_port() {
+        let out = "ActiveState=active\nSubState=listening\nListen=[::]:8080 (Stream)\n\
+                   Listen=127.0.0.1:9000 (Stream)\n\
+                   ss=LISTEN 3      4096       *:8080       *:*\n\
+                   ss=LISTEN 0      128      127.0.0.1:9000 0.0.0.0:*\n\
+                   ss=LISTEN 0      128      0.0.0.0:22     0.0.0.0:*\n";
+        let state = parse_socket_state(out).unwrap();
+        assert_eq!(state.active_state, "active");
+        assert_eq!(state.sub_state, "listening");
+        let queues: Vec<_> = state
+            .listen
+            .iter()
+            .map(|q| (q.address.as_str(), q.waiting, q.limit))
+            .collect();
+        assert_eq!(
+            queues,
+            [
+                ("[::]:8080", Some(3), Some(4096)),
+                ("127.0.0.1:9000", Some(0), Some(128))
+            ]
+        );
+        assert_eq!(parse_socket_state(""), None);
+    }
+
+    #[test]
+    fn installed_units_are_told_apart_by_the_service_units_size() {
+        let out = "abc\n10\n[Service]\n[Socket]\n";
+        assert_eq!(
+            parse_installed(out),
+            Installed {
+                unit: "[Service]\n".into(),
+                socket: "[Socket]\n".into(),
+                binary_sha256: Some("abc".into()),
+            }
+        );
+        assert_eq!(parse_installed("\n0\n"), Installed::default());
+    }
+
+    #[test]
     fn previous_is_the_last_good_release_before_the_current_one() {
-        let out = "current=c\nhistory=a b a c \n\
-                   release=x yes 2026-01-04T00:00:00Z 4\n\
-                   release=c no 2026-01-03T00:00:00Z 3\n\
-                   release=b no 2026-01-02T00:00:00Z 2\n\
-                   release=a no 2026-01-01T00:00:00Z 1\n";
+        let out = "current=c-3\nhistory=a-1 b-2 a-1 c-3 \n\
+                   failed=yes x-4\nfailed=no c-3\nfailed=no b-2\nfailed=no a-1\n\
+                   mtime=1767484800.5 x-4\nmtime=1767225600.0 a-1\n\
+                   mtime=1767398400.0 c-3\nmtime=1767312000.0 b-2\n";
         let list = parse_releases(out);
         let marks: Vec<(&str, bool, bool, bool)> = list
             .iter()
@@ -723,13 +696,14 @@ mod tests {
         assert_eq!(
             marks,
             [
-                ("x", false, false, true),
-                ("c", true, false, false),
-                ("b", false, false, false),
-                ("a", false, true, false)
+                ("x-4", false, false, true),
+                ("c-3", true, false, false),
+                ("b-2", false, false, false),
+                ("a-1", false, true, false)
             ]
         );
-        assert_eq!(list[1].version, "3");
+        assert_eq!(list[1].version, "c");
+        assert_eq!(list[0].deployed, "2026-01-04T00:00:00Z");
     }
 
     fn package(size: u64, unpacked: u64) -> Package {
@@ -752,6 +726,7 @@ mod tests {
                 }],
             },
             unit: String::new(),
+            socket: None,
         }
     }
 

@@ -8,7 +8,7 @@ use super::{CONTAINER_DIR, CONTAINER_UID, Output, relative};
 use crate::build::{Target, go};
 use crate::config::{Builder, Cgo, Config, Runtime, VersionSource};
 use crate::error::{Category, Tag};
-use crate::remote::quote;
+use crate::shell::quote;
 use crate::template::Template;
 
 const DOCKERFILE: Template = Template {

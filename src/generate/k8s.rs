@@ -11,7 +11,6 @@ use super::{CONTAINER_DIR, CONTAINER_UID, Output, relative};
 use crate::config::{Config, Probe};
 use crate::error::{Category, Tag};
 use crate::template::Template;
-use crate::unit;
 
 const DEPLOYMENT: Template = Template {
     path: "templates/k8s/deployment.hbs",
@@ -325,10 +324,10 @@ fn deployment_data(
         env_config_map: yaml(&names.env),
         secret: config.service.env_file.as_ref().map(|file| SecretRef {
             name: yaml(&names.secret),
-            env_file: crate::remote::quote(&relative(config, file)),
+            env_file: crate::shell::quote(&relative(config, file)),
             plain_name: names.secret.clone(),
         }),
-        state_directory: yaml(&unit::state_dir(&names.app)),
+        state_directory: yaml(&crate::paths::state_dir(&names.app)),
         requests: Quantities {
             cpu: yaml(&k8s.requests.cpu),
             memory: yaml(&k8s.requests.memory),
@@ -383,7 +382,7 @@ fn secret_data(config: &Config, names: &Names) -> Result<SecretData> {
         }
         let key = line.split_once('=').map(|(k, _)| k.trim());
         match key {
-            Some(key) if crate::config::validate_env_key(key).is_ok() => {
+            Some(key) if crate::validate::validate_env_key(key).is_ok() => {
                 keys.insert(key.to_string());
             }
             _ => crate::fail!(

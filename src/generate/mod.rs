@@ -14,7 +14,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::cli::GenerateCommand;
 use crate::config::Config;
 use crate::error::{Category, Tag};
 use crate::ui::Ui;
@@ -26,39 +25,44 @@ const CONTAINER_UID: u32 = 65532;
 /// Where the binary and its config files live inside the image, like /opt/<app>/current on a host.
 const CONTAINER_DIR: &str = "/app";
 
-pub fn run(config: &Config, command: &GenerateCommand, ui: &Ui) -> Result<()> {
-    match command {
-        GenerateCommand::Dockerfile(args) => {
+/// What `shipit generate` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum What {
+    /// The Dockerfile and its .dockerignore; `show_dockerignore` prints the latter instead.
+    Dockerfile {
+        show_dockerignore: bool,
+    },
+    /// Deployment, Service, ConfigMaps, and a Secret template if asked.
+    K8s {
+        secret_template: bool,
+    },
+    Supervisor,
+}
+
+/// Renders `what`: to stdout, or as files into `output`.
+pub fn run(config: &Config, what: What, output: Option<&Path>, ui: &Ui) -> Result<()> {
+    match what {
+        What::Dockerfile { show_dockerignore } => {
             let [dockerfile, dockerignore] = dockerfile::render(config)?;
-            let shown = if args.dockerignore {
+            let shown = if show_dockerignore {
                 &dockerignore
             } else {
                 &dockerfile
             };
-            deliver(
-                args.output.as_deref(),
-                &[&dockerfile, &dockerignore],
-                &shown.text,
-                ui,
-            )
+            deliver(output, &[&dockerfile, &dockerignore], &shown.text, ui)
         }
-        GenerateCommand::K8s(args) => {
-            let files = k8s::render(config, args.with_secret_template)?;
+        What::K8s { secret_template } => {
+            let files = k8s::render(config, secret_template)?;
             let stream = files
                 .iter()
                 .map(|f| f.text.as_str())
                 .collect::<Vec<_>>()
                 .join("---\n");
-            deliver(
-                args.output.as_deref(),
-                &files.iter().collect::<Vec<_>>(),
-                &stream,
-                ui,
-            )
+            deliver(output, &files.iter().collect::<Vec<_>>(), &stream, ui)
         }
-        GenerateCommand::Supervisor(args) => {
+        What::Supervisor => {
             let program = supervisor::render(config)?;
-            deliver(args.output.as_deref(), &[&program], &program.text, ui)
+            deliver(output, &[&program], &program.text, ui)
         }
     }
 }

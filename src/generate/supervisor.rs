@@ -11,9 +11,8 @@ use serde::Serialize;
 
 use super::Output;
 use crate::config::Config;
-use crate::remote::quote;
+use crate::shell::quote;
 use crate::template::Template;
-use crate::unit;
 
 const SUPERVISOR: Template = Template {
     path: "templates/supervisor.hbs",
@@ -53,7 +52,7 @@ pub(super) fn render(config: &Config) -> Result<Output> {
 fn data(config: &Config) -> Result<SupervisorData> {
     let app = &config.app.name;
     let service = &config.service;
-    let binary = format!("{}/{app}", unit::current_dir(app));
+    let binary = format!("{}/{app}", crate::paths::current_dir(app));
     let command = std::iter::once(&binary)
         .chain(&service.exec_args)
         .map(|word| quote(word))
@@ -76,10 +75,13 @@ fn data(config: &Config) -> Result<SupervisorData> {
     Ok(SupervisorData {
         app: app.clone(),
         command: ini_value(&expandable(&command), "[service] exec_args")?,
-        directory: unit::current_dir(app),
+        directory: crate::paths::current_dir(app),
         user: service.user.clone(),
         environment: ini_value(&environment, "[service.env]")?,
-        env_file: service.env_file.as_ref().map(|_| unit::env_file(app)),
+        env_file: service
+            .env_file
+            .as_ref()
+            .map(|_| crate::paths::env_file(app)),
         restart: service.restart.clone(),
         autorestart,
         restart_caveat,

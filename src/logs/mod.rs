@@ -16,14 +16,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 
-use crate::cli::{ConnectArgs, LogsArgs};
 use crate::config::Config;
-use crate::deploy::{self, Layout};
+use crate::deploy::{self, Connection, Layout};
 use crate::error::{Category, tagged};
 use crate::remote::channel::{self, Wiring};
 use crate::remote::destination::Destination;
 use crate::remote::ssh::SshRemote;
-use crate::remote::{self, Remote, quote};
+use crate::remote::{self, Remote};
+use crate::shell::quote;
 use crate::ui::Ui;
 
 use journal::Entry;
@@ -35,6 +35,23 @@ const DEFAULT_LINES: u32 = 100;
 /// The longest wait between attempts to reach a host that dropped.
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
 
+/// `shipit logs`, from the command line.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub hosts: Vec<String>,
+    /// Keep printing new lines.
+    pub follow: bool,
+    /// `-n`: the last lines shown.
+    pub lines: Option<u32>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// `-g`: only lines that match this pattern.
+    pub grep: Option<String>,
+    /// Prefix each line with its host, even for one host.
+    pub host_names: bool,
+    pub connection: Connection,
+}
+
 /// What to read, checked before any host is asked.
 struct Query {
     lines: Option<u32>,
@@ -44,7 +61,7 @@ struct Query {
 }
 
 impl Query {
-    fn from(args: &LogsArgs) -> Result<Query> {
+    fn from(args: &Request) -> Result<Query> {
         let since = args
             .since
             .as_deref()
@@ -85,18 +102,18 @@ impl Query {
     }
 }
 
-pub fn run(config: &Config, args: &LogsArgs, ui: &Ui) -> Result<()> {
-    crate::remote::ssh::check_identity_files(&args.connect.identity)?;
+pub fn run(config: &Config, args: &Request, ui: &Ui) -> Result<()> {
+    crate::remote::ssh::check_identity_files(&args.connection.identity)?;
     let query = Query::from(args)?;
     let hosts = deploy::expand_groups(config, &args.hosts);
     let destinations = hosts
         .iter()
-        .map(|host| deploy::resolve(config, host, &args.connect))
+        .map(|host| deploy::resolve(config, host, &args.connection))
         .collect::<Result<Vec<_>>>()?;
     let context = Context {
         layout: deploy::app_layout(config),
         query,
-        connect: &args.connect,
+        connect: &args.connection,
         ui,
         printer: Printer::new(&destinations, args.host_names),
     };
@@ -110,7 +127,7 @@ pub fn run(config: &Config, args: &LogsArgs, ui: &Ui) -> Result<()> {
 struct Context<'a> {
     layout: Layout,
     query: Query,
-    connect: &'a ConnectArgs,
+    connect: &'a Connection,
     ui: &'a Ui,
     printer: Printer,
 }
@@ -562,7 +579,7 @@ fn run_script(
     mut line: impl FnMut(&str),
 ) -> Result<()> {
     let label = remote.label().to_string();
-    let command = remote::as_root(remote, script);
+    let command = remote::as_root(remote.is_root(), script);
     let mut lines = Lines::default();
     let mut errors = Vec::new();
     let ended = channel::run(

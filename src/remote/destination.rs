@@ -12,8 +12,18 @@ use anyhow::{Context, Result};
 
 use super::known_hosts;
 use super::proxy::{Proxy, Tokens};
-use crate::config::HostEntry;
 use crate::error::{Category, Tag};
+use crate::validate::{Spec, parse_port, parse_spec, validate_host};
+
+/// A `[hosts.NAME]` entry's SSH settings, as shipit.toml gives them.
+#[derive(Debug, Clone, Default)]
+pub struct HostAddress {
+    pub address: String,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identity_file: Option<PathBuf>,
+    pub proxy_jump: Option<String>,
+}
 
 /// A fully resolved SSH destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,23 +58,17 @@ impl Destination {
     }
 }
 
-/// A `[user@]host[:port]` as typed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Spec {
-    user: Option<String>,
-    host: String,
-    port: Option<u16>,
-}
-
-/// `ssh_config` replaces ~/.ssh/config, like `ssh -F`. A name is a sandbox host only when no
+/// HOST, with its `[hosts]` entry if it has one. `ssh_config` replaces ~/.ssh/config, like
+/// `ssh -F`; `sandbox_config` is the sandbox's ssh_config. A name is a sandbox host only when no
 /// ssh alias has it: what the user configured for OpenSSH is never shadowed silently.
 pub fn resolve(
     host: &str,
-    hosts: &std::collections::BTreeMap<String, HostEntry>,
+    entry: Option<&HostAddress>,
     extra_identities: &[PathBuf],
     ssh_config: Option<&Path>,
+    sandbox_config: &Path,
 ) -> Result<Destination> {
-    let mut destination = if let Some(entry) = hosts.get(host) {
+    let mut destination = if let Some(entry) = entry {
         let spec = Spec {
             user: entry.user.clone(),
             host: entry.address.clone(),
@@ -78,9 +82,8 @@ pub fn resolve(
     } else {
         let spec = parse_spec(host).tag(Category::Usage)?;
         let (d, alias) = from_ssh_config(host, &spec, ssh_config, None)?;
-        if !alias && spec == Spec::named(host) && sandbox_defines(host) {
-            let sandbox_config = crate::sandbox::ssh_config_path();
-            let mut d = from_ssh_config(host, &spec, Some(&sandbox_config), None)?.0;
+        if !alias && spec == Spec::named(host) && sandbox_defines(host, sandbox_config) {
+            let mut d = from_ssh_config(host, &spec, Some(sandbox_config), None)?.0;
             d.sandbox = true;
             d
         } else {
@@ -93,114 +96,12 @@ pub fn resolve(
     Ok(destination)
 }
 
-fn sandbox_defines(host: &str) -> bool {
-    std::fs::read_to_string(crate::sandbox::ssh_config_path()).is_ok_and(|text| {
+fn sandbox_defines(host: &str, sandbox_config: &Path) -> bool {
+    std::fs::read_to_string(sandbox_config).is_ok_and(|text| {
         text.lines()
             .filter_map(|l| l.trim().strip_prefix("Host "))
             .any(|names| names.split_whitespace().any(|n| n == host))
     })
-}
-
-impl Spec {
-    fn named(host: &str) -> Spec {
-        Spec {
-            user: None,
-            host: host.to_string(),
-            port: None,
-        }
-    }
-}
-
-/// One ProxyJump hop: `[user@]host[:port]` or `ssh://[user@]host[:port]`, checked so that it
-/// cannot be read as an ssh option.
-pub fn parse_hop(text: &str) -> Result<Hop> {
-    let bare = text
-        .strip_prefix("ssh://")
-        .map_or(text, |rest| rest.strip_suffix('/').unwrap_or(rest));
-    let spec = parse_spec(bare).with_context(|| format!("invalid jump host {text:?}"))?;
-    Ok(Hop {
-        user: spec.user,
-        host: spec.host,
-        port: spec.port,
-    })
-}
-
-/// A ProxyJump hop.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hop {
-    pub user: Option<String>,
-    pub host: String,
-    pub port: Option<u16>,
-}
-
-/// Every hop of a ProxyJump value (comma-separated), or `none`.
-pub fn validate_jump(hops: &str) -> Result<()> {
-    if hops == "none" {
-        return Ok(());
-    }
-    hops.split(',').try_for_each(|hop| parse_hop(hop).map(drop))
-}
-
-fn parse_spec(text: &str) -> Result<Spec> {
-    let (user, rest) = match text.rsplit_once('@') {
-        Some((user, rest)) => {
-            crate::config::validate_user_name(user)
-                .or_else(|_| validate_login(user))
-                .map_err(anyhow::Error::msg)?;
-            (Some(user.to_string()), rest)
-        }
-        None => (None, text),
-    };
-    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
-        // [v6::addr]:port
-        let (addr, after) = inner
-            .split_once(']')
-            .with_context(|| format!("{text:?}: missing ']' after an IPv6 address"))?;
-        let port = after.strip_prefix(':').map(parse_port).transpose()?;
-        (addr.to_string(), port)
-    } else {
-        match rest.rsplit_once(':') {
-            Some((host, port)) => (host.to_string(), Some(parse_port(port)?)),
-            None => (rest.to_string(), None),
-        }
-    };
-    validate_host(&host)?;
-    Ok(Spec { user, host, port })
-}
-
-fn validate_login(user: &str) -> Result<(), String> {
-    let ok = !user.is_empty()
-        && !user.starts_with('-')
-        && user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("invalid login name {user:?}"))
-    }
-}
-
-fn parse_port(port: &str) -> Result<u16> {
-    port.parse::<u16>()
-        .ok()
-        .filter(|p| *p > 0)
-        .with_context(|| format!("invalid port {port:?}: use 1-65535"))
-}
-
-/// Host names and addresses only: nothing that ssh or a shell could read as an option or syntax.
-pub fn validate_host(host: &str) -> Result<()> {
-    let ok = !host.is_empty()
-        && host.len() <= 253
-        && !host.starts_with('-')
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c));
-    anyhow::ensure!(
-        ok,
-        "invalid host {host:?}: use a name from shipit.toml [hosts], an ssh alias, or [user@]host[:port]"
-    );
-    Ok(())
 }
 
 /// Asks OpenSSH how it would connect (`ssh -G`); without an ssh binary, OpenSSH's defaults.

@@ -5,6 +5,8 @@
 
 pub mod channel;
 pub mod destination;
+#[cfg(test)]
+pub mod fake;
 pub mod known_hosts;
 pub mod probe;
 pub mod proxy;
@@ -16,6 +18,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::error::{Category, tagged};
+use crate::shell::quote;
 
 /// What a finished remote command left behind.
 #[derive(Debug, Clone, Default)]
@@ -45,22 +48,16 @@ pub trait Remote {
     fn label(&self) -> &str;
     /// Whether commands run as root already; otherwise privileged ones go through `sudo -n`.
     fn is_root(&self) -> bool;
-    /// Runs `command` through the login shell, feeding `stdin` and reporting bytes sent.
-    fn exec(
-        &mut self,
-        command: &str,
-        stdin: Option<&mut dyn Read>,
-        progress: &dyn Fn(u64),
-    ) -> Result<ExecOutput>;
+    /// Runs `steps` in order, as root, in the host's shell, and answers each: all of them are
+    /// sent before the first answer is read, so a batch costs one round trip. A step that runs
+    /// [`When::AfterSuccess`] is skipped once the step before it failed or was skipped.
+    fn run(&mut self, steps: Vec<Step<'_>>) -> Result<Vec<Answer>>;
     /// Streams a command's output lines to `sink` until it ends (for `logs -f`).
     fn exec_streaming(
         &mut self,
         command: &str,
         sink: &mut dyn std::io::Write,
     ) -> Result<ExecOutput>;
-    /// Starts `command` and returns its stdin: the command reads what is written, until the
-    /// writer is dropped or the connection dies. Other commands may run meanwhile.
-    fn open_stdin(&mut self, command: &str) -> Result<Box<dyn std::io::Write + Send>>;
     /// GET `path` from `host:port` as seen from the remote host.
     fn http_get(
         &mut self,
@@ -74,64 +71,234 @@ pub trait Remote {
     fn take_notice(&mut self) -> Option<String> {
         None
     }
+    /// How many times shipit has waited for this host's answer since connecting: a batch of
+    /// steps (the first one also opens the host's shell, as every step's exec used to), a GET.
+    fn round_trips(&self) -> u32;
 }
 
-/// Quotes one word for a POSIX shell: safe words stay readable, the rest go in single quotes.
-pub fn quote(word: &str) -> String {
-    let safe = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
-    if safe {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
+/// Whether a step depends on the one before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// Only when the step before it succeeded (the first step of a batch always runs).
+    AfterSuccess,
+    /// Whatever happened before (releasing a lock).
+    Always,
+}
+
+/// Whether a step only reads the host; a dry run runs those and records the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Reads,
+    Changes,
+}
+
+/// Data a step reads on stdin, kept out of its script: secrets, the package.
+pub struct Input<'a> {
+    pub data: Box<dyn Read + 'a>,
+    pub len: u64,
+    /// What the data is, for a dry run's plan: never the data itself.
+    pub what: String,
+    /// Told how many bytes have been sent so far.
+    pub progress: Box<dyn Fn(u64) + 'a>,
+}
+
+/// How a step's input reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// Through a pipe holding exactly its input: the step may read it or not.
+    Relay,
+    /// The step reads exactly `$input` bytes from the shell's own stdin (bulk data: one copy
+    /// fewer on the host). If it fails, the shell cannot tell where the next step starts, so it
+    /// ends after answering, and the steps after it in the batch count as skipped.
+    Direct,
+}
+
+/// One script for the host's shell, with its preamble of values.
+pub struct Step<'a> {
+    /// What it does, in words: progress, plans and errors name it.
+    pub name: String,
+    pub script: String,
+    pub input: Option<Input<'a>>,
+    pub feed: Feed,
+    pub when: When,
+    pub effect: Effect,
+}
+
+impl<'a> Step<'a> {
+    pub fn reads(name: impl Into<String>, script: String) -> Step<'a> {
+        Step {
+            name: name.into(),
+            script,
+            input: None,
+            feed: Feed::Relay,
+            when: When::AfterSuccess,
+            effect: Effect::Reads,
+        }
+    }
+
+    pub fn changes(name: impl Into<String>, script: String) -> Step<'a> {
+        Step {
+            effect: Effect::Changes,
+            ..Step::reads(name, script)
+        }
+    }
+
+    pub fn with_input(mut self, input: Input<'a>) -> Step<'a> {
+        self.input = Some(input);
+        self
+    }
+
+    /// Bulk input, read by the step itself (see [`Feed::Direct`]).
+    pub fn with_direct_input(mut self, input: Input<'a>) -> Step<'a> {
+        self.input = Some(input);
+        self.feed = Feed::Direct;
+        self
+    }
+
+    pub fn always(mut self) -> Step<'a> {
+        self.when = When::Always;
+        self
     }
 }
 
-/// Builds a shell command from words, each quoted.
-pub fn command(words: &[&str]) -> String {
-    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+/// What became of one step of a batch.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// It ran; `after` is how long after the batch was sent its answer came.
+    Ran { output: ExecOutput, after: Duration },
+    /// A step before it failed.
+    Skipped,
+}
+
+/// The exit statuses host scripts end with to say which outcome they met: shipit branches on
+/// these, never on what a script printed. Each script's header lists the ones it uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success,
+    /// The package or a file unpacked from it is not what was sent; it was deleted (EX_DATAERR).
+    Corrupt,
+    /// The upload ended before all of it arrived; the partial file waits to be continued
+    /// (EX_NOINPUT).
+    Short,
+    /// The host cannot take this deploy: no systemd, too old, another architecture, a tool
+    /// missing (EX_UNAVAILABLE).
+    Unsuitable,
+    /// A GET from the host itself found none of curl, wget or bash there (EX_OSFILE).
+    NoProbeTool,
+    /// A write met a full filesystem; what the step wrote was removed (EX_IOERR).
+    NoSpace,
+    /// Another deploy holds the lock (EX_TEMPFAIL).
+    Locked,
+    /// Another deploy's dead-man timer is armed.
+    TimerArmed,
+    /// This deploy's dead-man timer fired before it could be disarmed.
+    TimerFired,
+    /// `systemd-analyze verify` refused the unit (EX_CONFIG).
+    UnitRejected,
+    /// The new release failed its pre-flight on a scratch socket; it was marked failed.
+    PreflightFailed,
+    /// Any other failure: the script's stderr says what.
+    Failed(i32),
+}
+
+impl Exit {
+    const CODES: [(Exit, i32); 11] = [
+        (Exit::Success, 0),
+        (Exit::Corrupt, 65),
+        (Exit::Short, 66),
+        (Exit::Unsuitable, 69),
+        (Exit::NoProbeTool, 72),
+        (Exit::NoSpace, 74),
+        (Exit::Locked, 75),
+        (Exit::TimerArmed, 76),
+        (Exit::TimerFired, 77),
+        (Exit::UnitRejected, 78),
+        (Exit::PreflightFailed, 80),
+    ];
+
+    pub fn of_status(status: i32) -> Exit {
+        Exit::CODES
+            .iter()
+            .find(|(_, code)| *code == status)
+            .map_or(Exit::Failed(status), |(exit, _)| *exit)
+    }
+
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Failed(status) => status,
+            known => Exit::CODES
+                .iter()
+                .find(|(exit, _)| *exit == known)
+                .map_or(1, |(_, code)| *code),
+        }
+    }
+
+    /// The outcome a step that failed met; None for any other error (a lost connection).
+    pub fn of(error: &anyhow::Error) -> Option<Exit> {
+        crate::error::find::<StepFailure>(error).map(|f| f.exit)
+    }
+
+    /// `name=code` lines, the preamble of every host script: scripts exit with `$locked`, …
+    pub fn shell_vars() -> String {
+        Exit::CODES
+            .iter()
+            .skip(1)
+            .map(|(exit, code)| format!("{}={code}\n", exit.var()))
+            .collect()
+    }
+
+    fn var(self) -> &'static str {
+        match self {
+            Exit::Success => "ok",
+            Exit::Corrupt => "corrupt",
+            Exit::Short => "short",
+            Exit::Unsuitable => "unsuitable",
+            Exit::NoProbeTool => "no_probe_tool",
+            Exit::NoSpace => "no_space",
+            Exit::Locked => "locked",
+            Exit::TimerArmed => "timer_armed",
+            Exit::TimerFired => "timer_fired",
+            Exit::UnitRejected => "unit_rejected",
+            Exit::PreflightFailed => "preflight_failed",
+            Exit::Failed(_) => "failed",
+        }
+    }
 }
 
 /// Wraps a shell script so it runs as root: directly for root, through `sudo -n` otherwise (never
 /// prompting, so a password requirement is an error we can explain instead of a hang).
-pub fn as_root(remote: &dyn Remote, script: &str) -> String {
-    if remote.is_root() {
+pub fn as_root(is_root: bool, script: &str) -> String {
+    if is_root {
         format!("sh -c {}", quote(script))
     } else {
         format!("sudo -n sh -c {}", quote(script))
     }
 }
 
-/// Runs a privileged script and returns its stdout; a failure names the host, the step and the
-/// command with its stderr.
-pub fn run_root(remote: &mut dyn Remote, step: &str, script: &str) -> Result<String> {
-    let command = as_root(remote, script);
-    let output = remote.exec(&command, None, &|_| {})?;
-    check(remote, step, script, &output)?;
-    Ok(output.stdout)
+/// Runs one step and returns its stdout; a failure is a [`StepFailure`].
+pub fn run_one(remote: &mut dyn Remote, step: Step<'_>) -> Result<String> {
+    let (name, script) = (step.name.clone(), step.script.clone());
+    let answer = remote.run(vec![step])?.pop();
+    answer_to_result(remote.label(), &name, &script, answer)
 }
 
-/// Like [`run_root`] with data on stdin (kept out of the command line, e.g. secrets).
-pub fn run_root_with_input(
-    remote: &mut dyn Remote,
-    step: &str,
+/// A step's answer as its stdout, or the failure it met.
+pub fn answer_to_result(
+    host: &str,
+    name: &str,
     script: &str,
-    input: &mut dyn Read,
-    progress: &dyn Fn(u64),
+    answer: Option<Answer>,
 ) -> Result<String> {
-    let command = as_root(remote, script);
-    let output = remote.exec(&command, Some(input), progress)?;
-    check(remote, step, script, &output)?;
-    Ok(output.stdout)
-}
-
-/// Runs a command as the login user.
-pub fn run_user(remote: &mut dyn Remote, step: &str, command: &str) -> Result<String> {
-    let output = remote.exec(command, None, &|_| {})?;
-    check(remote, step, command, &output)?;
-    Ok(output.stdout)
+    match answer {
+        Some(Answer::Ran { output, .. }) => {
+            check(host, name, script, &output)?;
+            Ok(output.stdout)
+        }
+        Some(Answer::Skipped) | None => Err(tagged(
+            Category::Remote,
+            anyhow::anyhow!("{name} on {host} did not run: a step before it failed"),
+        )),
+    }
 }
 
 /// A remote command that ran and failed; callers that expect a particular failure (the lock's
@@ -141,6 +308,8 @@ pub struct StepFailure {
     pub host: String,
     pub step: String,
     pub output: ExecOutput,
+    /// The outcome its exit status names.
+    pub exit: Exit,
     /// How to fix it, when the step knows.
     pub help: Option<String>,
 }
@@ -210,33 +379,14 @@ pub fn with_help(mut error: anyhow::Error, help: impl Into<String>) -> anyhow::E
     error
 }
 
-/// The exit status of a step that ran and failed; None for any other error.
-pub fn exit_status(error: &anyhow::Error) -> Option<i32> {
-    crate::error::find::<StepFailure>(error)
-        .filter(|f| f.output.signal.is_none())
-        .map(|f| f.output.status)
-}
-
-fn check(remote: &dyn Remote, step: &str, script: &str, output: &ExecOutput) -> Result<()> {
+fn check(host: &str, step: &str, script: &str, output: &ExecOutput) -> Result<()> {
     if output.success() {
         return Ok(());
     }
-    let host = remote.label();
-    if output.stderr.contains("sudo: a password is required")
-        || output.stderr.contains("sudo: a terminal is required")
-    {
-        return Err(tagged(
-            Category::Remote,
-            anyhow::anyhow!(
-                "{step} on {host}: the login user needs passwordless sudo\n  \
-                 help: on {host}, add a file /etc/sudoers.d/shipit with `USER ALL=(root) NOPASSWD: ALL` \
-                 (USER = the login user), or deploy as root"
-            ),
-        ));
-    }
-    // 75 (EX_TEMPFAIL) is how a step says "not now" (a lock held elsewhere, asked again every
-    // second while waiting): an answer, not a failure whose script needs showing.
-    if crate::ui::verbose() && output.status != 75 {
+    let exit = Exit::of_status(output.status);
+    // A held lock is how a step says "not now" (asked again every second while waiting): an
+    // answer, not a failure whose script needs showing.
+    if crate::ui::verbose() && exit != Exit::Locked {
         eprintln!(
             "--- {step} on {host}: the script ---\n{}\n--- its stderr ---\n{}\n---",
             script.trim_end(),
@@ -249,6 +399,7 @@ fn check(remote: &dyn Remote, step: &str, script: &str, output: &ExecOutput) -> 
             host: host.to_string(),
             step: step.to_string(),
             output: output.clone(),
+            exit,
             help: None,
         }),
     ))
@@ -257,16 +408,6 @@ fn check(remote: &dyn Remote, step: &str, script: &str, output: &ExecOutput) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting_survives_hostile_words() {
-        assert_eq!(quote("/opt/app/current"), "/opt/app/current");
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("it's"), "'it'\\''s'");
-        assert_eq!(quote(""), "''");
-        assert_eq!(quote("$(rm -rf /)"), "'$(rm -rf /)'");
-        assert_eq!(command(&["echo", "a;b", "c"]), "echo 'a;b' c");
-    }
 
     fn failure(stderr: &str, help: Option<&str>) -> StepFailure {
         StepFailure {
@@ -278,6 +419,7 @@ mod tests {
                 stdout: String::new(),
                 stderr: stderr.into(),
             },
+            exit: Exit::UnitRejected,
             help: help.map(str::to_string),
         }
     }
@@ -301,17 +443,5 @@ mod tests {
         ));
         assert!(said.ends_with("line 20"), "{said}");
         assert_eq!(said.lines().count(), 10);
-    }
-
-    #[test]
-    fn quoted_words_round_trip_through_sh() {
-        for word in ["a b", "it's", "$(id)", "`id`", "a\nb", "\\", "*", "-n"] {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!("printf %s {}", quote(word)))
-                .output()
-                .unwrap();
-            assert_eq!(String::from_utf8_lossy(&out.stdout), word);
-        }
     }
 }

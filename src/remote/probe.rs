@@ -1,22 +1,32 @@
 //! HTTP GET from the host itself, for hosts whose sshd refuses the direct-tcpip tunnel
-//! (`AllowTcpForwarding no`, a CIS benchmark item): one exec on the open session, with the
+//! (`AllowTcpForwarding no`, a CIS benchmark item): one step in the host's shell, with the
 //! first of curl, wget or bash's `/dev/tcp` the host has.
 
 use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{HttpAnswer, Remote, quote};
+use super::{Answer, Exit, HttpAnswer, Remote, Step};
+use crate::shell::quote;
 
-/// The script's exit status when the host has none of the tools (EX_UNAVAILABLE).
-const NO_TOOL: i32 = 69;
+/// sshd refused to open a tunnel at all (`AllowTcpForwarding no`), as opposed to the service
+/// not answering behind it.
+#[derive(Debug)]
+pub struct TunnelRefused;
 
-/// Whether `error` is sshd refusing to open a tunnel at all, as opposed to the service not
-/// answering behind it (libssh2 names the SSH reason code in its message).
+impl std::fmt::Display for TunnelRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sshd refused to open a tunnel (administratively prohibited)"
+        )
+    }
+}
+
+impl std::error::Error for TunnelRefused {}
+
 pub fn is_refused(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .any(|cause| cause.to_string().contains("administratively prohibited"))
+    crate::error::find::<TunnelRefused>(error).is_some()
 }
 
 /// A host that refuses tunnels and has nothing to probe with itself.
@@ -53,8 +63,10 @@ pub fn get(
 ) -> (Option<String>, Result<HttpAnswer>) {
     let url = url(host, port, path);
     let script = script(host, port, path, &url, timeout);
-    let output = match remote.exec(&format!("sh -c {}", quote(&script)), None, &|_| {}) {
-        Ok(output) => output,
+    let step = Step::reads("probing the health URL from the host", script);
+    let output = match remote.run(vec![step]).map(|mut a| a.pop()) {
+        Ok(Some(Answer::Ran { output, .. })) => output,
+        Ok(_) => return (None, Err(anyhow::anyhow!("the probe did not run"))),
         Err(e) => return (None, Err(e)),
     };
     let (tool, response) = match output.stdout.split_once('\n') {
@@ -63,13 +75,13 @@ pub fn get(
         }
         _ => (None, output.stdout.as_str()),
     };
-    let answer = if output.status == NO_TOOL {
-        Err(anyhow::Error::new(NoProbeTool {
+    let answer = match Exit::of_status(output.status) {
+        Exit::Success => super::ssh::parse_http(response.as_bytes()),
+        Exit::NoProbeTool => Err(anyhow::Error::new(NoProbeTool {
             host: remote.label().to_string(),
             url,
-        }))
-    } else if !output.success() {
-        Err(anyhow::anyhow!(
+        })),
+        _ => Err(anyhow::anyhow!(
             "{}",
             output
                 .stderr
@@ -77,9 +89,7 @@ pub fn get(
                 .lines()
                 .last()
                 .unwrap_or("the probe failed")
-        ))
-    } else {
-        super::ssh::parse_http(response.as_bytes())
+        )),
     };
     (tool, answer)
 }
@@ -92,35 +102,20 @@ fn url(host: &str, port: u16, path: &str) -> String {
     }
 }
 
-/// Prints `tool=NAME`, then the raw HTTP response (status line, headers, body).
+/// `probe.sh`: GET `$url` (`$host`, `$port`, `$path`, `$t` seconds at most) with what the host
+/// has; deploy's pre-flight runs it too, as a function.
+pub const SCRIPT: &str = include_str!("probe.sh");
+
+/// [`probe.sh`](probe.sh) with its values.
 fn script(host: &str, port: u16, path: &str, url: &str, timeout: Duration) -> String {
     format!(
-        "host={host} port={port} path={path} url={url} t={t:.3}\n\
-         if command -v curl >/dev/null 2>&1; then\n\
-           echo tool=curl\n\
-           exec curl -sS -i --max-time \"$t\" -H 'User-Agent: shipit' \"$url\"\n\
-         elif command -v wget >/dev/null 2>&1; then\n\
-           echo tool=wget\n\
-           headers=$(mktemp)\n\
-           body=$(wget -q -S -O - -T \"$t\" --tries=1 --max-redirect=0 --content-on-error -U shipit \"$url\" 2>\"$headers\"); got=$?\n\
-           status=$(sed -n 's/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p' \"$headers\" | tail -n 1)\n\
-           if [ -z \"$status\" ]; then cat \"$headers\" >&2; rm -f \"$headers\"; exit \"$(( got == 0 ? 1 : got ))\"; fi\n\
-           rm -f \"$headers\"\n\
-           printf 'HTTP/1.0 %s -\\r\\n\\r\\n%s' \"$status\" \"$body\"\n\
-         elif command -v bash >/dev/null 2>&1; then\n\
-           echo tool=bash\n\
-           command -v timeout >/dev/null 2>&1 && limit=\"timeout $t\" || limit=\n\
-           exec $limit bash -c 'exec 3<>\"/dev/tcp/$0/$1\" || exit 7\n\
-             printf -v request \"GET %s HTTP/1.0\\r\\nHost: %s\\r\\nUser-Agent: shipit\\r\\nConnection: close\\r\\n\\r\\n\" \"$2\" \"$0\"\n\
-             printf %s \"$request\" >&3\n\
-             cat <&3' \"$host\" \"$port\" \"$path\"\n\
-         else\n\
-           exit {NO_TOOL}\n\
-         fi\n",
+        "host={host}\nport={port}\npath={path}\nurl={url}\nt={t:.3}\nno_probe_tool={code}\n{}",
+        SCRIPT,
         host = quote(host),
         path = quote(path),
         url = quote(url),
         t = timeout.as_secs_f64().max(0.1),
+        code = Exit::NoProbeTool.code(),
     )
 }
 
@@ -211,6 +206,6 @@ mod tests {
     #[test]
     fn a_host_without_tools_says_so() {
         let output = run_with(&[], 1);
-        assert_eq!(output.status.code(), Some(NO_TOOL));
+        assert_eq!(output.status.code(), Some(Exit::NoProbeTool.code()));
     }
 }

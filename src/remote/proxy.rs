@@ -83,11 +83,10 @@ impl Proxy {
             None => (None, hops),
         };
         let hop =
-            super::destination::parse_hop(last).with_context(|| format!("ProxyJump {hops:?}"))?;
+            crate::validate::parse_hop(last).with_context(|| format!("ProxyJump {hops:?}"))?;
         if let Some(earlier) = earlier {
             for hop in earlier.split(',') {
-                super::destination::parse_hop(hop)
-                    .with_context(|| format!("ProxyJump {hops:?}"))?;
+                crate::validate::parse_hop(hop).with_context(|| format!("ProxyJump {hops:?}"))?;
             }
         }
         let mut args: Vec<String> = vec!["-o".into(), "BatchMode=yes".into()];
@@ -130,7 +129,7 @@ impl Proxy {
     pub fn command_line(&self) -> String {
         std::iter::once(self.program.as_str())
             .chain(self.args.iter().map(String::as_str))
-            .map(super::quote)
+            .map(crate::shell::quote)
             .collect::<Vec<_>>()
             .join(" ")
     }

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use ssh2::{Channel, MethodType, Session};
@@ -14,7 +14,7 @@ use ssh2::{Channel, MethodType, Session};
 use super::destination::Destination;
 use super::known_hosts::{self, Verdict};
 use super::proxy::Helper;
-use super::{ExecOutput, HttpAnswer, Remote, probe};
+use super::{Answer, ExecOutput, Feed, HttpAnswer, Remote, Step, When, as_root, probe};
 use crate::error::{Category, Tag, tagged};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,6 +47,9 @@ pub struct SshRemote {
     helper: Option<Helper>,
     /// The connection was found dead after a failed command.
     lost: bool,
+    /// The host's shell that runs steps, once the first step has opened it.
+    shell: Option<Shell>,
+    round_trips: u32,
 }
 
 impl SshRemote {
@@ -140,6 +143,8 @@ fn connect(d: &Destination, options: &ConnectOptions) -> Result<SshRemote> {
         lost: false,
         tunnel_refused: false,
         notice: None,
+        shell: None,
+        round_trips: 0,
     };
     let checked = verify_host_key(&remote.session, d, options);
     remote.explain(checked)?;
@@ -326,16 +331,33 @@ impl Remote for SshRemote {
         self.user == "root"
     }
 
-    fn exec(
-        &mut self,
-        command: &str,
-        stdin: Option<&mut dyn Read>,
-        progress: &dyn Fn(u64),
-    ) -> Result<ExecOutput> {
+    fn run(&mut self, steps: Vec<Step<'_>>) -> Result<Vec<Answer>> {
         self.still_connected()?;
-        let result = exec(&self.session, &self.label, command, stdin, progress);
+        self.round_trips += 1;
+        let shell = match self.shell.take() {
+            Some(shell) => shell,
+            None => {
+                let opened = Shell::open(&self.session, self.user == "root");
+                self.explain(opened)?
+            }
+        };
+        let mut shell = shell;
+        let result = shell.run(steps, &self.label, self.user == "root");
         self.session.set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
-        self.explain(result)
+        match result {
+            Ok(answers) => {
+                if !shell.ended {
+                    self.shell = Some(shell);
+                }
+                Ok(answers)
+            }
+            Err(e) => {
+                // Whatever was half sent or half read, the shell is out of step: a later step
+                // opens a new one.
+                discard(&self.session, shell);
+                self.explain(Err(e))
+            }
+        }
     }
 
     fn exec_streaming(&mut self, command: &str, sink: &mut dyn Write) -> Result<ExecOutput> {
@@ -344,14 +366,6 @@ impl Remote for SshRemote {
         let result = exec_streaming(&self.session, command, sink);
         self.session.set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
         self.explain(result)
-    }
-
-    fn open_stdin(&mut self, command: &str) -> Result<Box<dyn Write + Send>> {
-        let mut channel = self.session.channel_session()?;
-        channel
-            .exec(command)
-            .with_context(|| format!("running `{command}` on {}", self.label))?;
-        Ok(Box::new(Stdin(channel)))
     }
 
     fn http_get(
@@ -363,6 +377,7 @@ impl Remote for SshRemote {
     ) -> Result<HttpAnswer> {
         self.still_connected()?;
         if !self.tunnel_refused {
+            self.round_trips += 1;
             self.session.set_timeout(timeout.as_millis().max(1) as u32);
             let answer = http_get(&self.session, host, port, path);
             self.session.set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
@@ -390,81 +405,247 @@ impl Remote for SshRemote {
             .filter(|n| !n.is_empty())
             .map(std::mem::take)
     }
-}
 
-/// A running command's stdin; dropping it sends EOF and closes the channel without waiting.
-struct Stdin(ssh2::Channel);
-
-impl Write for Stdin {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.write(data)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
+    fn round_trips(&self) -> u32 {
+        self.round_trips
     }
 }
 
-impl Drop for Stdin {
-    fn drop(&mut self) {
-        let _ = self.0.send_eof();
-        let _ = self.0.close();
-    }
+/// The host's shell (`shell.sh`, as root): steps go in framed on its stdin, answers come back
+/// framed on its stdout. One per connection, so a deploy pays for one sshd session, one PAM
+/// login and one `sudo`, however many steps it runs.
+struct Shell {
+    channel: Channel,
+    /// Marks the shell's answers: random, so no step's output can pass for one.
+    nonce: String,
+    /// Its first line, `<nonce> ready`, is still to come: it is read with the first answers,
+    /// so opening the shell costs no round trip of its own.
+    unready: bool,
+    /// Bytes read past the last answer taken.
+    buffer: Vec<u8>,
+    /// It ended after a direct step failed: a new one takes the next batch.
+    ended: bool,
 }
 
-fn exec(
-    session: &Session,
-    label: &str,
-    command: &str,
-    stdin: Option<&mut dyn Read>,
-    progress: &dyn Fn(u64),
-) -> Result<ExecOutput> {
-    let context = || format!("running `{command}` on {label}");
-    let mut channel = session
-        .channel_session()
-        .with_context(context)
-        .tag(Category::Connect)?;
-    let done = talk(&mut channel, command, stdin, progress)
-        .and_then(|(stdout, stderr)| finish(&mut channel, stdout, stderr))
-        .with_context(context);
-    if done.is_err() {
-        discard(session, channel);
+impl Shell {
+    fn open(session: &Session, is_root: bool) -> Result<Shell> {
+        let nonce = nonce();
+        let driver = format!("nonce={nonce}\n{}", include_str!("shell.sh"));
+        let mut channel = session
+            .channel_session()
+            .context("cannot open a channel for the host's shell")
+            .tag(Category::Connect)?;
+        channel
+            .exec(&as_root(is_root, &driver))
+            .context("cannot start the host's shell")
+            .tag(Category::Connect)?;
+        Ok(Shell {
+            channel,
+            nonce,
+            unready: true,
+            buffer: Vec::new(),
+            ended: false,
+        })
     }
-    done
-}
 
-/// Starts `command`, feeds it `stdin` and reads its stdout and stderr.
-fn talk(
-    channel: &mut Channel,
-    command: &str,
-    stdin: Option<&mut dyn Read>,
-    progress: &dyn Fn(u64),
-) -> Result<(String, String)> {
-    channel.exec(command).tag(Category::Connect)?;
-    if let Some(input) = stdin {
-        let mut buffer = vec![0; CHUNK];
-        let mut sent = 0;
-        loop {
-            let n = input
-                .read(&mut buffer)
-                .context("reading local data to send")?;
-            if n == 0 {
-                break;
+    /// Sends every step, then reads every answer.
+    fn run(&mut self, steps: Vec<Step<'_>>, label: &str, is_root: bool) -> Result<Vec<Answer>> {
+        let started = Instant::now();
+        let feeds: Vec<Feed> = steps.iter().map(|s| s.feed).collect();
+        for (index, step) in steps.into_iter().enumerate() {
+            // A batch's first step runs whatever the last batch's last step did.
+            self.send(step, index == 0)?;
+        }
+        // No `flush()`: libssh2's channel flush discards what has arrived to be read (the
+        // shell's `ready` line, say), and a blocking write has sent its bytes when it returns.
+        if self.unready {
+            self.ready(label, is_root)?;
+        }
+        let mut answers = Vec::new();
+        for feed in feeds {
+            if self.ended {
+                answers.push(Answer::Skipped);
+                continue;
             }
-            channel.write_all(&buffer[..n]).tag(Category::Connect)?;
+            let answer = self.answer(started)?;
+            if let (Feed::Direct, Answer::Ran { output, .. }) = (feed, &answer) {
+                self.ended = !output.success();
+            }
+            answers.push(answer);
+        }
+        Ok(answers)
+    }
+
+    fn send(&mut self, step: Step<'_>, first: bool) -> Result<()> {
+        let when = match step.when {
+            When::AfterSuccess if !first => "if-ok",
+            _ => "always",
+        };
+        let len = step.input.as_ref().map_or(0, |i| i.len);
+        let how = match step.feed {
+            Feed::Relay => "relay",
+            Feed::Direct => "direct",
+        };
+        let header = format!("{} {} {len} {when} {how}\n", self.nonce, step.script.len());
+        self.write(header.as_bytes())?;
+        self.write(step.script.as_bytes())?;
+        let Some(mut input) = step.input else {
+            return Ok(());
+        };
+        let mut buffer = vec![0; CHUNK];
+        let mut sent = 0u64;
+        while sent < input.len {
+            let want = (input.len - sent).min(CHUNK as u64) as usize;
+            let n = input.data.read(&mut buffer[..want]).map_err(|e| {
+                if crate::interrupt::requested() {
+                    crate::interrupt::interrupted()
+                } else {
+                    anyhow::Error::new(e).context("reading local data to send")
+                }
+            })?;
+            anyhow::ensure!(
+                n > 0,
+                "the data for {} ended after {sent} of {} bytes",
+                step.name,
+                input.len
+            );
+            self.write(&buffer[..n])?;
             sent += n as u64;
-            progress(sent);
+            (input.progress)(sent);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, mut data: &[u8]) -> Result<()> {
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        while !data.is_empty() {
+            let n = patiently(deadline, || self.channel.write(data)).tag(Category::Connect)?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// The shell's first line. Without it the shell never started: for a login user other
+    /// than root, that is `sudo -n` refusing.
+    fn ready(&mut self, label: &str, is_root: bool) -> Result<()> {
+        let line = format!("{} ready\n", self.nonce);
+        if self.read_until(line.as_bytes()).is_ok() {
+            self.unready = false;
+            return Ok(());
+        }
+        let mut stderr = String::new();
+        let _ = self.channel.stderr().read_to_string(&mut stderr);
+        let _ = self.channel.wait_close();
+        let status = self.channel.exit_status().unwrap_or(-1);
+        let said = stderr.trim();
+        if is_root {
+            crate::fail!(
+                Remote,
+                "the shell on {label} did not start (exit status {status}): {said}"
+            );
+        }
+        crate::fail!(
+            Remote,
+            "{label}: the login user needs passwordless sudo (`sudo -n sh` exited {status}: \
+             {said})\n  \
+             help: on {label}, add a file /etc/sudoers.d/shipit with `USER ALL=(root) NOPASSWD: \
+             ALL` (USER = the login user), or deploy as root"
+        )
+    }
+
+    fn answer(&mut self, started: Instant) -> Result<Answer> {
+        let mark = format!("\n{} ", self.nonce);
+        let stdout = self.read_until(mark.as_bytes())?;
+        let after = started.elapsed();
+        let status = String::from_utf8_lossy(&self.read_until(b"\n")?).into_owned();
+        if status == "skipped" {
+            return Ok(Answer::Skipped);
+        }
+        let status: i32 = status.parse().map_err(|_| {
+            tagged(
+                Category::Connect,
+                anyhow::anyhow!("the host's shell lost track of the steps ({status:?})"),
+            )
+        })?;
+        let stderr = if status == 0 {
+            Vec::new()
+        } else {
+            let end = format!("\n{} end\n", self.nonce);
+            self.read_until(end.as_bytes())?
+        };
+        Ok(Answer::Ran {
+            output: ExecOutput {
+                status,
+                signal: None,
+                stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            },
+            after,
+        })
+    }
+
+    /// What comes before the next `marker` (which is taken too).
+    fn read_until(&mut self, marker: &[u8]) -> Result<Vec<u8>> {
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        let mut searched = 0;
+        loop {
+            if let Some(at) = self.buffer[searched..]
+                .windows(marker.len())
+                .position(|w| w == marker)
+            {
+                let at = searched + at;
+                let before = self.buffer[..at].to_vec();
+                self.buffer.drain(..at + marker.len());
+                return Ok(before);
+            }
+            searched = self.buffer.len().saturating_sub(marker.len() - 1);
+            let mut chunk = [0u8; 16 * 1024];
+            let n = patiently(deadline, || self.channel.read(&mut chunk)).tag(Category::Connect)?;
+            if n == 0 {
+                return Err(tagged(
+                    Category::Connect,
+                    anyhow::anyhow!("the host's shell ended in the middle of an answer"),
+                ));
+            }
+            self.buffer.extend_from_slice(&chunk[..n]);
         }
     }
-    channel.send_eof().tag(Category::Connect)?;
-    let mut stdout = String::new();
-    channel.read_to_string(&mut stdout).tag(Category::Connect)?;
-    let mut stderr = String::new();
-    channel
-        .stderr()
-        .read_to_string(&mut stderr)
-        .tag(Category::Connect)?;
-    Ok((stdout, stderr))
+}
+
+impl Drop for Shell {
+    fn drop(&mut self) {
+        // The shell ends when its input does; nothing waits for that.
+        let _ = self.channel.send_eof();
+        let _ = self.channel.close();
+    }
+}
+
+/// Retries `io` until `deadline` while libssh2 says it timed out. A blocking libssh2 call waits
+/// only until the next keepalive is due (15 s) and then fails with "Timed out waiting on
+/// socket" instead of sending it; a step that works quietly for longer (`systemd-analyze` on a
+/// busy host) would fail with it. The retry sends the keepalive and waits on.
+fn patiently<T>(
+    deadline: Instant,
+    mut io: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    loop {
+        match io() {
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut && Instant::now() < deadline => {}
+            done => return done,
+        }
+    }
+}
+
+/// 128 random bits in hex, for markers no host output can guess.
+fn nonce() -> String {
+    let mut bytes = [0u8; 16];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if random.is_err() {
+        use sha2::Digest;
+        let seed = format!("{:?} {}", std::time::SystemTime::now(), std::process::id());
+        bytes.copy_from_slice(&sha2::Sha256::digest(seed.as_bytes())[..16]);
+    }
+    hex::encode(bytes)
 }
 
 fn exec_streaming(session: &Session, command: &str, sink: &mut dyn Write) -> Result<ExecOutput> {
@@ -502,11 +683,11 @@ fn finish(channel: &mut Channel, stdout: String, stderr: String) -> Result<ExecO
 /// connection died with a packet half sent, it retries that in a busy loop until the session's
 /// timeout (for ever with none). On a dead connection it gets no time for that at all; the
 /// caller sets the session's timeout again.
-fn discard(session: &Session, channel: Channel) {
+fn discard<T>(session: &Session, doomed: T) {
     if link_down(session) {
         session.set_timeout(1);
     }
-    drop(channel);
+    drop(doomed);
 }
 
 /// Whether the connection under the session is gone: the peer hung up, or the socket failed.
@@ -524,8 +705,16 @@ fn link_down(session: &Session) -> bool {
 fn http_get(session: &Session, host: &str, port: u16, path: &str) -> Result<HttpAnswer> {
     let mut channel = session
         .channel_direct_tcpip(host, port, None)
-        .with_context(|| {
-            format!("cannot open a tunnel to {host}:{port} (does sshd allow TCP forwarding?)")
+        .map_err(|e| {
+            let refused = refuses_tunnels(&e);
+            let e = anyhow::Error::new(e).context(format!(
+                "cannot open a tunnel to {host}:{port} (does sshd allow TCP forwarding?)"
+            ));
+            if refused {
+                e.context(probe::TunnelRefused)
+            } else {
+                e
+            }
         })?;
     write!(
         channel,
@@ -536,6 +725,16 @@ fn http_get(session: &Session, host: &str, port: u16, path: &str) -> Result<Http
     channel.read_to_end(&mut response)?;
     let _ = channel.close();
     parse_http(&response)
+}
+
+/// Whether sshd refused a direct-tcpip channel by policy (SSH reason 1, "administratively
+/// prohibited") rather than failing to reach the port (reason 2, a service not listening yet).
+/// libssh2 hands the reason code over only inside its message: this is the one place that reads
+/// it, and turns it into [`probe::TunnelRefused`].
+fn refuses_tunnels(error: &ssh2::Error) -> bool {
+    const LIBSSH2_ERROR_CHANNEL_FAILURE: ssh2::ErrorCode = ssh2::ErrorCode::Session(-21);
+    error.code() == LIBSSH2_ERROR_CHANNEL_FAILURE
+        && error.message().contains("administratively prohibited")
 }
 
 pub fn parse_http(response: &[u8]) -> Result<HttpAnswer> {

@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use super::{Host, identity_path, known_hosts_path, rootfs, ssh_config_path, write_atomic};
-use crate::build::run_tool;
+use crate::process::run_tool;
 
 /// The client's public key, generating the key pair on first use.
 pub(super) fn ensure_key() -> Result<String> {

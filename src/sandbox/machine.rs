@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::Host;
-use crate::cli::Init;
+use super::Init;
 use crate::error::{Category, Tag};
 use crate::ui::Ui;
 

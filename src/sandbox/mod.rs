@@ -25,10 +25,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{Init, Release, SandboxCommand, SandboxUpArgs};
-use crate::config::validate_app_name;
 use crate::error::{Category, Tag};
 use crate::ui::Ui;
+use crate::validate::validate_app_name;
 
 pub const DEFAULT_NAME: &str = "sandbox";
 
@@ -190,18 +189,63 @@ struct Template {
     try_overlay: Cell<bool>,
 }
 
+/// The Debian releases `shipit sandbox` boots, with the systemd each ships.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Release {
+    /// Debian 11, systemd 247
+    Bullseye,
+    /// Debian 12, systemd 252
+    Bookworm,
+    /// Debian 13, systemd 257
+    Trixie,
+}
+
+/// What runs as PID 1 in a sandbox host.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// systemd boots the host, as on a server
+    Systemd,
+    /// sshd is PID 1: reachable, but nothing shipit can deploy to
+    Sshd,
+}
+
+/// What `up` is asked for beyond the names: a running host must match it.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    pub release: Option<Release>,
+    pub init: Option<Init>,
+    /// A running sandbox host the new hosts sit behind.
+    pub behind: Option<String>,
+}
+
+/// `shipit sandbox …`, as the command line asked.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// Host names (see [`expand_names`]).
+    Up(Vec<String>, UpOptions),
+    Down(Vec<String>),
+    DownAll,
+    List,
+}
+
 /// `shipit sandbox up|down|list`.
-pub fn run(command: &SandboxCommand, ui: &Ui) -> Result<()> {
-    match command {
-        SandboxCommand::Up(args) => {
-            for host in up(&expand_names(&args.names, args.count), args, ui)? {
+pub fn run(request: &Request, ui: &Ui) -> Result<()> {
+    match request {
+        Request::Up(names, options) => {
+            for host in up(names, options, ui)? {
                 println!("{} {}", host.name, host.address);
             }
             Ok(())
         }
-        SandboxCommand::Down(args) if args.all => down_all(ui),
-        SandboxCommand::Down(args) => down(&expand_names(&args.names, 1), ui),
-        SandboxCommand::List => {
+        Request::DownAll => down_all(ui),
+        Request::Down(names) => down(names, ui),
+        Request::List => {
             print!("{}", table(&hosts()?));
             Ok(())
         }
@@ -209,7 +253,7 @@ pub fn run(command: &SandboxCommand, ui: &Ui) -> Result<()> {
 }
 
 /// The host names a command line asks for: NAME (default `sandbox`), or NAME-1..NAME-N.
-fn expand_names(names: &[String], count: u8) -> Vec<String> {
+pub fn expand_names(names: &[String], count: u8) -> Vec<String> {
     let bases = if names.is_empty() {
         vec![DEFAULT_NAME.to_string()]
     } else {
@@ -283,7 +327,7 @@ fn on_path(command: &str) -> bool {
 /// the order asked. A running host is kept unless it runs another release or init than one
 /// asked for explicitly: that is refused, not silently kept. When booting fails, the hosts this
 /// call created are removed again.
-pub fn up(names: &[String], args: &SandboxUpArgs, ui: &Ui) -> Result<Vec<Host>> {
+pub fn up(names: &[String], args: &UpOptions, ui: &Ui) -> Result<Vec<Host>> {
     validate_names(names)?;
     check_usable(UP_NEEDS)?;
     let _lock = lock_state()?;
@@ -323,7 +367,7 @@ pub fn up(names: &[String], args: &SandboxUpArgs, ui: &Ui) -> Result<Vec<Host>> 
 }
 
 /// A running host asked for with `--release`, `--init` or `--behind` must be that already.
-fn check_kept(host: &Host, args: &SandboxUpArgs) -> Result<()> {
+fn check_kept(host: &Host, args: &UpOptions) -> Result<()> {
     let other_release = args.release.filter(|r| *r != host.release);
     let other_init = args.init.filter(|i| *i != host.init);
     let behind = host.behind.as_ref().map(|b| b.name.as_str());

@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{Host, state_dir};
-use crate::build::run_tool;
+use crate::process::run_tool;
 
 const CLAIMS: &str = "/run/shipit/sandbox-net";
 

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use super::Release;
 use super::{Host, Template, dir_from_env, lock_file, remove_dir};
-use crate::build::run_tool;
-use crate::cli::Release;
+use crate::process::run_tool;
 use crate::ui::Ui;
 
 const MIRROR: &str = "http://deb.debian.org/debian";

@@ -96,6 +96,7 @@ fn lifecycle_through(sandbox: &Sandbox, host: &str, inner: &str, connect: &[&str
 
 #[test]
 fn a_host_only_a_bastion_reaches_is_deployed_through_proxy_jump() {
+    crate::needs_root!();
     let sandbox = Sandbox::up(&["bj-bastion"]);
     sandbox.up_behind("bj-bastion", &["bj-inner"]);
 
@@ -127,6 +128,7 @@ fn a_host_only_a_bastion_reaches_is_deployed_through_proxy_jump() {
 /// the host key is looked up under HostKeyAlias (in any case) as OpenSSH looks it up.
 #[test]
 fn a_proxy_command_gets_openssh_tokens_and_carries_every_command() {
+    crate::needs_root!();
     let sandbox = Sandbox::up(&["bc-bastion"]);
     sandbox.up_behind("bc-bastion", &["bc-inner"]);
     let dir = tempfile::tempdir().unwrap();
@@ -205,6 +207,7 @@ fn a_proxy_command_gets_openssh_tokens_and_carries_every_command() {
 
 #[test]
 fn a_fleet_behind_one_bastion_deploys_in_parallel_and_leaves_no_helper() {
+    crate::needs_root!();
     let hosts = ["bf-1", "bf-2", "bf-3"];
     let sandbox = Sandbox::up(&["bf-bastion"]);
     sandbox.up_behind("bf-bastion", &hosts);
@@ -275,6 +278,7 @@ fn a_fleet_behind_one_bastion_deploys_in_parallel_and_leaves_no_helper() {
 /// OpenSSH checks the bastion and says why it refuses; shipit checks the final host.
 #[test]
 fn host_keys_are_checked_on_both_sides_of_the_bastion() {
+    crate::needs_root!();
     let sandbox = Sandbox::up(&["bk-bastion"]);
     sandbox.up_behind("bk-bastion", &["bk-inner"]);
     let dir = tempfile::tempdir().unwrap();
@@ -421,6 +425,7 @@ fn a_proxy_command_that_fails_or_stalls_is_reported_and_reaped() {
 
 #[test]
 fn a_dead_bastion_connection_or_ctrl_c_leaves_no_helper_and_no_lock() {
+    crate::needs_root!();
     let sandbox = Sandbox::up(&["bd-bastion"]);
     sandbox.up_behind("bd-bastion", &["bd-inner"]);
     let small = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");

@@ -36,8 +36,9 @@ fn check_example(name: &str) {
 
     let entries = read_package(&archive);
     let paths: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
-    let service = format!("{name}.service");
-    let mut files = vec!["config.yaml", name, service.as_str()];
+    // The examples use `[service] listen`: the socket unit travels beside the service's.
+    let (service, socket) = (format!("{name}.service"), format!("{name}.socket"));
+    let mut files = vec!["config.yaml", name, service.as_str(), socket.as_str()];
     files.sort();
     let expected: Vec<&str> = std::iter::once("manifest.json").chain(files).collect();
     assert_eq!(
@@ -301,19 +302,18 @@ fn c_code_without_a_c_compiler_names_what_to_install() {
 fn rust_arm64_names_the_missing_rustup_target() {
     let toolchain = toolchain_without("aarch64-unknown-linux-musl");
     let out = tempfile::tempdir().unwrap();
-    shipit(&[
-        "-C",
-        example("hello-rust").to_str().unwrap(),
-        "build",
-        "--target",
-        "linux-arm64",
-        "--out-dir",
-        out.path().to_str().unwrap(),
-    ])
-    .env("RUSTUP_TOOLCHAIN", toolchain.path().to_str().unwrap())
-    .run()
-    .failure(3)
-    .stderr_has("rustup target add aarch64-unknown-linux-musl");
+    Project::at(&example("hello-rust"))
+        .shipit(&[
+            "build",
+            "--target",
+            "linux-arm64",
+            "--out-dir",
+            out.path().to_str().unwrap(),
+        ])
+        .env("RUSTUP_TOOLCHAIN", toolchain.path().to_str().unwrap())
+        .run()
+        .failure(3)
+        .stderr_has("rustup target add aarch64-unknown-linux-musl");
 }
 
 /// A rustup toolchain directory made of the current one's files, minus the standard library for
@@ -363,16 +363,11 @@ fn toolchain_without(missing: &str) -> tempfile::TempDir {
 
 #[test]
 fn unknown_target_lists_the_valid_ones() {
-    shipit(&[
-        "-C",
-        example("hello-go").to_str().unwrap(),
-        "build",
-        "--target",
-        "windows-amd64",
-    ])
-    .run()
-    .failure(2)
-    .stderr_has("valid targets are linux-amd64, linux-arm64");
+    Project::at(&example("hello-go"))
+        .shipit(&["build", "--target", "windows-amd64"])
+        .run()
+        .failure(2)
+        .stderr_has("valid targets are linux-amd64, linux-arm64");
 }
 
 #[test]
@@ -408,20 +403,16 @@ fn version_comes_from_git_describe() {
 #[test]
 fn without_git_the_version_must_be_given() {
     let project = project_copy("hello-go");
-    shipit(&["-C", project.path().to_str().unwrap(), "build"])
+    Project::at(project.path())
+        .shipit(&["build"])
         .run()
         .failure(2)
         .stderr_has("--version-override");
-    shipit(&[
-        "-C",
-        project.path().to_str().unwrap(),
-        "build",
-        "--version-override",
-        "1.0;rm",
-    ])
-    .run()
-    .failure(2)
-    .stderr_has("invalid version");
+    Project::at(project.path())
+        .shipit(&["build", "--version-override", "1.0;rm"])
+        .run()
+        .failure(2)
+        .stderr_has("invalid version");
 }
 
 #[test]
@@ -432,17 +423,12 @@ fn a_compile_error_is_a_build_failure_naming_the_tool() {
         "package main\nfunc broken() { undefined() }\n",
     )
     .unwrap();
-    shipit(&[
-        "-C",
-        project.path().to_str().unwrap(),
-        "build",
-        "--version-override",
-        "1",
-    ])
-    .run()
-    .failure(3)
-    .stderr_has("build your app with Go failed")
-    .stderr_has("undefined");
+    Project::at(project.path())
+        .shipit(&["build", "--version-override", "1"])
+        .run()
+        .failure(3)
+        .stderr_has("build your app with Go failed")
+        .stderr_has("undefined");
 }
 
 #[test]
@@ -466,14 +452,9 @@ fn cross_without_a_container_engine_says_so() {
         format!("[build]\nbuilder = \"cross\"\n{config}"),
     )
     .unwrap();
-    shipit(&[
-        "-C",
-        project.path().to_str().unwrap(),
-        "build",
-        "--version-override",
-        "1",
-    ])
-    .run()
-    .failure(3)
-    .stderr_has("needs a running container engine");
+    Project::at(project.path())
+        .shipit(&["build", "--version-override", "1"])
+        .run()
+        .failure(3)
+        .stderr_has("needs a running container engine");
 }

@@ -85,7 +85,8 @@ fn init_writes_a_working_config_and_keeps_an_existing_one() {
 fn init_detects_rust_projects() {
     let project = project_copy("hello-rust");
     std::fs::remove_file(project.path().join("shipit.toml")).unwrap();
-    shipit(&["-C", project.path().to_str().unwrap(), "init"])
+    Project::at(project.path())
+        .shipit(&["init"])
         .run()
         .success();
     let text = std::fs::read_to_string(project.path().join("shipit.toml")).unwrap();

@@ -6,7 +6,9 @@ use crate::support::*;
 fn with_config(config: &str) -> Run {
     let project = project_copy("hello-go");
     std::fs::write(project.path().join("shipit.toml"), config).unwrap();
-    shipit(&["-C", project.path().to_str().unwrap(), "unit", "generate"]).run()
+    Project::at(project.path())
+        .shipit(&["unit", "generate"])
+        .run()
 }
 
 #[test]
@@ -186,23 +188,18 @@ fn each_kind_of_bad_value_points_at_its_place() {
 
 #[test]
 fn a_missing_explicit_config_file_is_an_error() {
-    shipit(&[
-        "-C",
-        example("hello-go").to_str().unwrap(),
-        "-c",
-        "/nonexistent/shipit.toml",
-        "unit",
-        "generate",
-    ])
-    .run()
-    .failure(2)
-    .stderr_has("cannot read /nonexistent/shipit.toml");
+    Project::at(&example("hello-go"))
+        .shipit(&["-c", "/nonexistent/shipit.toml", "unit", "generate"])
+        .run()
+        .failure(2)
+        .stderr_has("cannot read /nonexistent/shipit.toml");
 }
 
 #[test]
 fn a_directory_without_a_project_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    shipit(&["-C", dir.path().to_str().unwrap(), "build"])
+    Project::at(dir.path())
+        .shipit(&["build"])
         .run()
         .failure(2)
         .stderr_has("no go.mod or Cargo.toml");

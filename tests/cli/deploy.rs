@@ -14,7 +14,11 @@ fn lifecycle(example_name: &str, host: &str) {
     let project = example(example_name);
     let unit = format!("{example_name}.service");
 
-    let report = deploy_json(&sandbox, &project, host, "1.0.0");
+    let report = host_report(sandbox.project(&project).deploy(
+        host,
+        Ship::Version("1.0.0"),
+        &["--json"],
+    ));
     assert_eq!(report["uploaded"], true);
     assert_eq!(health(&sandbox, host)["version"], "1.0.0");
     assert_eq!(show(&sandbox, host, &unit, "LimitNOFILE"), "65536");
@@ -44,7 +48,11 @@ fn lifecycle(example_name: &str, host: &str) {
     assert_eq!(show(&sandbox, host, &unit, "NRestarts"), "1");
 
     // A new version switches `current` and keeps the old release.
-    let second = deploy_json(&sandbox, &project, host, "1.1.0");
+    let second = host_report(sandbox.project(&project).deploy(
+        host,
+        Ship::Version("1.1.0"),
+        &["--json"],
+    ));
     assert_eq!(health(&sandbox, host)["version"], "1.1.0");
     let link = sandbox
         .ssh(host, &format!("readlink /opt/{example_name}/current"))
@@ -72,7 +80,11 @@ fn lifecycle(example_name: &str, host: &str) {
     );
 
     // The same package again: nothing is uploaded, and shipit says so.
-    let again = deploy_json(&sandbox, &project, host, "1.1.0");
+    let again = host_report(sandbox.project(&project).deploy(
+        host,
+        Ship::Version("1.1.0"),
+        &["--json"],
+    ));
     assert_eq!(again["uploaded"], false, "{again}");
     assert_eq!(again["release"], second["release"]);
 
@@ -100,11 +112,13 @@ fn lifecycle(example_name: &str, host: &str) {
 
 #[test]
 fn go_service_lifecycle() {
+    crate::needs_root!();
     lifecycle("hello-go", "t-go-life");
 }
 
 #[test]
 fn rust_service_lifecycle() {
+    crate::needs_root!();
     lifecycle("hello-rust", "t-rust-life");
 }
 
@@ -112,10 +126,15 @@ fn rust_service_lifecycle() {
 /// code answers in /health on the host.
 #[test]
 fn services_with_c_code_deploy_and_answer_health() {
+    crate::needs_root!();
     let apps = [("hello-cgo", "t-cgo"), ("hello-rust-c", "t-rust-c")];
     let sandbox = Sandbox::up(&apps.map(|(_, host)| host));
     for (name, host) in apps {
-        let report = deploy_json(&sandbox, &example(name), host, "1.0.0");
+        let report = host_report(sandbox.project(&example(name)).deploy(
+            host,
+            Ship::Version("1.0.0"),
+            &["--json"],
+        ));
         assert_eq!(report["uploaded"], true, "{name}");
         let health = health(&sandbox, host);
         assert_eq!(health["version"], "1.0.0", "{name}");
@@ -129,12 +148,17 @@ fn services_with_c_code_deploy_and_answer_health() {
 
 #[test]
 fn failing_releases_roll_back_or_stop() {
+    crate::needs_root!();
     let host = "t-fail";
     let sandbox = Sandbox::up(&[host]);
     let good = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
     let unhealthy = variant("HELLO_HEALTH_DOWN = \"1\"", "[\"--port\", \"8080\"]");
     let crashing = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"not-a-port\"]");
-    let deploy = |project: &Path, version: &str| deploy(&sandbox, project, host, version, &[]);
+    let deploy = |project: &Path, version: &str| {
+        sandbox
+            .project(project)
+            .deploy(host, Ship::Version(version), &[])
+    };
 
     // A first release that is unhealthy has nothing to return to: it is stopped, exit 5.
     deploy(unhealthy.path(), "0.9.0")
@@ -164,6 +188,7 @@ fn failing_releases_roll_back_or_stop() {
 /// before anything switches, and skips it for the unit it already runs (checked back then).
 #[test]
 fn the_host_verifies_each_new_unit_once() {
+    crate::needs_root!();
     let host = "t-verify";
     let sandbox = Sandbox::up(&[host]);
     // A wrapper that logs each call, so the test sees when the host verifies.
@@ -188,9 +213,17 @@ fn the_host_verifies_each_new_unit_once() {
             .unwrap()
     };
     let project = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
-    deploy_json(&sandbox, project.path(), host, "1.0.0");
+    host_report(
+        sandbox
+            .project(project.path())
+            .deploy(host, Ship::Version("1.0.0"), &["--json"]),
+    );
     assert_eq!(calls(), 1, "a new unit is verified");
-    deploy_json(&sandbox, project.path(), host, "1.0.1");
+    host_report(
+        sandbox
+            .project(project.path())
+            .deploy(host, Ship::Version("1.0.1"), &["--json"]),
+    );
     assert_eq!(calls(), 1, "the installed unit is not verified again");
 
     // systemd-analyze exits 0 on this bad value; the host still refuses it, and 1.0.1 serves on.
@@ -222,7 +255,8 @@ fn the_host_verifies_each_new_unit_once() {
     // -v adds the script that failed.
     deploy_bad(&["-v"])
         .stderr_has("set -eu")
-        .stderr_has("systemd-analyze verify --man=no --generators=no --recursive-errors=no");
+        .stderr_has("systemd-analyze verify $verify_flags")
+        .stderr_has("verify_flags='--man=no --generators=no --recursive-errors=no'");
     assert_eq!(calls(), 3);
     assert_eq!(health(&sandbox, host)["version"], "1.0.1");
     let after = host_state(&sandbox, host);
@@ -244,6 +278,7 @@ fn the_host_verifies_each_new_unit_once() {
 
 #[test]
 fn host_keys_are_checked_like_openssh() {
+    crate::needs_root!();
     let host = "t-keys";
     let sandbox = Sandbox::up(&[host]);
     let dir = tempfile::tempdir().unwrap();
@@ -292,6 +327,7 @@ fn host_keys_are_checked_like_openssh() {
 
 #[test]
 fn non_root_users_deploy_through_sudo() {
+    crate::needs_root!();
     let host = "t-sudo";
     let sandbox = Sandbox::up(&[host]);
     let pubkey = std::fs::read_to_string(sandbox.state_dir().join("id_ed25519.pub")).unwrap();
@@ -321,12 +357,10 @@ fn non_root_users_deploy_through_sudo() {
     std::fs::write(project.path().join("shipit.toml"), config).unwrap();
     let ssh_config = sandbox_ssh_config(&sandbox, project.path());
 
-    let dir = project.path().to_str().unwrap();
     let ssh_config = ssh_config.to_str().unwrap();
     sandbox
+        .project(project.path())
         .shipit(&[
-            "-C",
-            dir,
             "deploy",
             "as-deploy",
             "-F",
@@ -338,9 +372,8 @@ fn non_root_users_deploy_through_sudo() {
         .success();
     assert_eq!(health(&sandbox, host)["version"], "1.0.0");
     sandbox
+        .project(project.path())
         .shipit(&[
-            "-C",
-            dir,
             "deploy",
             "as-pwuser",
             "-F",
@@ -386,6 +419,7 @@ fn bad_destinations_fail_before_connecting() {
 /// libssh2 offers only the agent's first key unless asked for each: shipit tries them all.
 #[test]
 fn every_agent_identity_is_tried() {
+    crate::needs_root!();
     let host = "t-agent";
     let sandbox = Sandbox::up(&[host]);
     let dir = tempfile::tempdir().unwrap();
@@ -453,6 +487,7 @@ fn every_agent_identity_is_tried() {
 /// systemd itself reads the installed unit and env file back on the host.
 #[test]
 fn values_reach_the_service_exactly_as_written() {
+    crate::needs_root!();
     let host = "t-escape";
     let sandbox = Sandbox::up(&[host]);
     let project = variant("", "[\"--port\", \"8080\"]");
@@ -516,9 +551,8 @@ fn values_reach_the_service_exactly_as_written() {
     std::fs::write(project.path().join("shipit.toml"), config).unwrap();
     let ssh_config = sandbox_ssh_config(&sandbox, project.path());
     sandbox
+        .project(project.path())
         .shipit(&[
-            "-C",
-            project.path().to_str().unwrap(),
             "deploy",
             "box",
             "-F",

@@ -41,6 +41,7 @@ fn exec(sandbox: &Sandbox, project: &Path, args: &[&str]) -> Run {
 /// directive the host's systemd lacks, or a specifier, is reported. On 247, 252 and 257.
 #[test]
 fn exec_runs_as_the_service_runs_on_every_release() {
+    crate::needs_root!();
     let hosts = a_host_per_release("x");
     let project = exec_project();
     let package = build(project.path(), "1.4.0");
@@ -53,7 +54,10 @@ fn exec_runs_as_the_service_runs_on_every_release() {
 }
 
 fn exec_on(sandbox: &Sandbox, host: &str, systemd: u32, project: &Path, package: &Path) {
-    let run = deploy_package(sandbox, project, host, package, &["--json"]).success();
+    let run = sandbox
+        .project(project)
+        .deploy(host, Ship::Package(package), &["--json"])
+        .success();
     let deployed: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let release = deployed["hosts"][0]["release"]
         .as_str()
@@ -227,6 +231,7 @@ fn exec_on(sandbox: &Sandbox, host: &str, systemd: u32, project: &Path, package:
 /// transient units take, too.
 #[test]
 fn systemd_run_takes_each_directive_from_its_release_on() {
+    crate::needs_root!();
     let names: Vec<&str> = shipit::systemd::DIRECTIVES
         .iter()
         .filter(|d| d.section != shipit::systemd::Section::Socket)
@@ -364,20 +369,17 @@ const SAMPLES: &[(&str, &str)] = &[
 /// gives one host a terminal; Ctrl-C stops the command on the host.
 #[test]
 fn exec_on_a_group_prefixes_lines_and_sums_up() {
+    crate::needs_root!();
     let hosts = ["ex-1", "ex-2", "ex-3"];
     let sandbox = Sandbox::up(&hosts);
     let (project, ssh_config) = fleet_project(&sandbox, &hosts, "two = [\"ex-1\", \"ex-2\"]\n");
     let ssh_config = ssh_config.as_str();
     let package = build(project.path(), "2.0.0");
     for host in ["ex-1", "ex-2"] {
-        deploy_package(
-            &sandbox,
-            project.path(),
-            host,
-            &package,
-            &["-F", ssh_config],
-        )
-        .success();
+        sandbox
+            .project(project.path())
+            .deploy(host, Ship::Package(&package), &["-F", ssh_config])
+            .success();
     }
     let script = "echo \"out of $(hostname)\"; echo \"err of $(hostname)\" >&2; \
                   [ \"$(hostname)\" != ex-2 ] || exit 3";

@@ -19,22 +19,20 @@ fn app(mb: usize) -> tempfile::TempDir {
 
 #[test]
 fn a_cut_upload_keeps_the_old_release_and_the_rerun_resumes() {
+    crate::needs_root!();
     let host = "t-cut";
     let sandbox = Sandbox::up(&[host]);
     let project = app(24);
-    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("1.0.0"), &[])
+        .success();
     let before = host_state(&sandbox, host);
 
     // The same host through a proxy that dies halfway through the package.
     let package = sandbox
-        .shipit(&[
-            "-C",
-            project.path().to_str().unwrap(),
-            "build",
-            "--version-override",
-            "2.0.0",
-            "-q",
-        ])
+        .project(project.path())
+        .shipit(&["build", "--version-override", "2.0.0", "-q"])
         .run()
         .success()
         .stdout;
@@ -120,11 +118,15 @@ fn a_cut_upload_keeps_the_old_release_and_the_rerun_resumes() {
 
 #[test]
 fn concurrent_deploys_wait_for_the_lock_or_are_refused() {
+    crate::needs_root!();
     let host = "t-lock";
     let sandbox = Sandbox::up(&[host]);
     let project = app(0);
     let dir = project.path().to_str().unwrap();
-    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("1.0.0"), &[])
+        .success();
     // The first deploy settles for 10 s, so the others surely meet its lock.
     let slow = app(0);
     let config = std::fs::read_to_string(slow.path().join("shipit.toml")).unwrap();
@@ -134,7 +136,8 @@ fn concurrent_deploys_wait_for_the_lock_or_are_refused() {
     )
     .unwrap();
     let package = sandbox
-        .shipit(&["-C", dir, "build", "-q", "--version-override", "3.0.0"])
+        .project(project.path())
+        .shipit(&["build", "-q", "--version-override", "3.0.0"])
         .run()
         .success()
         .stdout;
@@ -155,7 +158,8 @@ fn concurrent_deploys_wait_for_the_lock_or_are_refused() {
     first.wait_for_line("Starting");
     // While the first holds the lock: refused at once, naming the holder…
     sandbox
-        .shipit(&["-C", dir, "deploy", host, "--package", package])
+        .project(project.path())
+        .shipit(&["deploy", host, "--package", package])
         .run()
         .failure(8)
         .stderr_has("holds the lock")
@@ -202,11 +206,15 @@ fn queued<'a>(dir: &'a str, host: &'a str, package: &'a str, wait: &'a str) -> [
 
 #[test]
 fn ctrl_c_releases_the_lock_and_keeps_the_old_release() {
+    crate::needs_root!();
     let host = "t-sigint";
     let sandbox = Sandbox::up(&[host]);
     let project = app(0);
     let dir = project.path().to_str().unwrap();
-    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("1.0.0"), &[])
+        .success();
 
     // Interrupted during the health gate, after the switch: back to 1.0.0.
     let mut running = Running::start(
@@ -227,7 +235,8 @@ fn ctrl_c_releases_the_lock_and_keeps_the_old_release() {
         .ssh(host, "test ! -e /opt/hello-go/.shipit/lock")
         .success();
     let releases = sandbox
-        .shipit(&["-C", dir, "releases", host, "--json"])
+        .project(project.path())
+        .shipit(&["releases", host, "--json"])
         .run()
         .success()
         .stdout;
@@ -272,6 +281,7 @@ fn ctrl_c_releases_the_lock_and_keeps_the_old_release() {
 
 #[test]
 fn dry_run_prints_the_plan_and_changes_nothing() {
+    crate::needs_root!();
     let host = "t-dry";
     let sandbox = Sandbox::up(&[host]);
     let project = app(0);
@@ -279,7 +289,10 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     let config = std::fs::read_to_string(project.path().join("shipit.toml")).unwrap();
     let with_env = config.replace("[service]\n", "[service]\nenv_file = \".env.prod\"\n");
     std::fs::write(project.path().join("shipit.toml"), &with_env).unwrap();
-    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("1.0.0"), &[])
+        .success();
     let env = sandbox
         .ssh(
             host,
@@ -296,7 +309,10 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     .unwrap();
     std::fs::write(project.path().join(".env.prod"), "API_TOKEN=n3w-s3cr3t\n").unwrap();
     let before = host_state(&sandbox, host);
-    let run = deploy(&sandbox, project.path(), host, "2.0.0", &["--dry-run"]).success();
+    let run = sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("2.0.0"), &["--dry-run"])
+        .success();
     assert_eq!(
         before,
         host_state(&sandbox, host),
@@ -324,17 +340,24 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
 
 #[test]
 fn releases_marks_failures_and_rollback_never_picks_one() {
+    crate::needs_root!();
     let host = "t-rollback";
     let sandbox = Sandbox::up(&[host]);
     let good = app(0);
     let unhealthy = variant("HELLO_HEALTH_DOWN = \"1\"", "[\"--port\", \"8080\"]");
     for version in ["1.0.0", "1.1.0"] {
-        deploy(&sandbox, good.path(), host, version, &[]).success();
+        sandbox
+            .project(good.path())
+            .deploy(host, Ship::Version(version), &[])
+            .success();
     }
-    deploy(&sandbox, unhealthy.path(), host, "1.2.0", &[]).failure(6);
-    let dir = good.path().to_str().unwrap();
+    sandbox
+        .project(unhealthy.path())
+        .deploy(host, Ship::Version("1.2.0"), &[])
+        .failure(6);
     let list = sandbox
-        .shipit(&["-C", dir, "releases", host])
+        .project(good.path())
+        .shipit(&["releases", host])
         .run()
         .success()
         .stdout;
@@ -358,51 +381,50 @@ fn releases_marks_failures_and_rollback_never_picks_one() {
         "{list}"
     );
     sandbox
-        .shipit(&["-C", dir, "rollback", host])
+        .project(good.path())
+        .shipit(&["rollback", host])
         .run()
         .success();
     assert_eq!(health(&sandbox, host)["version"], "1.0.0");
     sandbox
-        .shipit(&["-C", dir, "rollback", host, "--to", "1.2.0"])
+        .project(good.path())
+        .shipit(&["rollback", host, "--to", "1.2.0"])
         .run()
         .failure(2)
         .stderr_has("no good release");
     sandbox
-        .shipit(&["-C", dir, "rollback", host, "--to", "1.1.0"])
+        .project(good.path())
+        .shipit(&["rollback", host, "--to", "1.1.0"])
         .run()
         .success();
     assert_eq!(health(&sandbox, host)["version"], "1.1.0");
     // --no-rollback leaves a failing release where it is.
-    deploy(
-        &sandbox,
-        unhealthy.path(),
-        host,
-        "1.3.0",
-        &["--no-rollback"],
-    )
-    .failure(5)
-    .stderr_has("--no-rollback");
+    sandbox
+        .project(unhealthy.path())
+        .deploy(host, Ship::Version("1.3.0"), &["--no-rollback"])
+        .failure(5)
+        .stderr_has("--no-rollback");
     assert_eq!(health(&sandbox, host)["status"], "DOWN");
 }
 
 #[test]
 fn the_host_heals_itself_when_shipit_dies_mid_deploy() {
+    crate::needs_root!();
     let host = "t-deadman";
     let sandbox = Sandbox::up(&[host]);
     let project = app(0);
     let dir = project.path().to_str().unwrap();
-    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("1.0.0"), &[])
+        .success();
 
     // Confirmed: the timer is gone afterwards.
-    deploy(
-        &sandbox,
-        project.path(),
-        host,
-        "1.1.0",
-        &["--confirm-timeout", "40s"],
-    )
-    .success()
-    .stderr_has("Confirmed");
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("1.1.0"), &["--confirm-timeout", "40s"])
+        .success()
+        .stderr_has("Confirmed");
     let timer = sandbox
         .ssh(host, "systemctl is-active shipit-deadman-hello-go.timer")
         .stdout;
@@ -443,7 +465,10 @@ fn the_host_heals_itself_when_shipit_dies_mid_deploy() {
 /// A fresh sandbox host `host` running `project` 1.0.0.
 fn running_1_0_0(host: &str, project: &Path) -> Sandbox {
     let sandbox = Sandbox::up(&[host]);
-    deploy(&sandbox, project, host, "1.0.0", &[]).success();
+    sandbox
+        .project(project)
+        .deploy(host, Ship::Version("1.0.0"), &[])
+        .success();
     sandbox
 }
 
@@ -546,20 +571,23 @@ fn lock_owner(sandbox: &Sandbox, host: &str) -> String {
 /// nothing but say so.
 #[test]
 fn dead_man_timer_never_touches_a_host_another_deploy_holds() {
+    crate::needs_root!();
     let host = "t-dm-lock";
     let project = quick_app();
-    let dir = project.path().to_str().unwrap();
     let sandbox = running_1_0_0(host, project.path());
     deploy_unconfirmed(&sandbox, project.path(), host, "2.0.0");
 
-    deploy(&sandbox, project.path(), host, "3.0.0", &[])
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("3.0.0"), &[])
         .failure(8)
         .stderr_has("dead-man timer is armed")
         .stderr_has("switches back to 1.0.0-")
         .stderr_has("--force-disarm");
     assert_eq!(health(&sandbox, host)["version"], "2.0.0");
     sandbox
-        .shipit(&["-C", dir, "lock", "status", host])
+        .project(project.path())
+        .shipit(&["lock", "status", host])
         .run()
         .success();
 
@@ -579,12 +607,16 @@ fn dead_man_timer_never_touches_a_host_another_deploy_holds() {
 
     // Once that deploy lets go, B deploys.
     let released = sandbox
-        .shipit(&["-C", dir, "lock", "release", host])
+        .project(project.path())
+        .shipit(&["lock", "release", host])
         .run()
         .success()
         .stdout;
     assert!(released.contains("deployer-b"), "{released}");
-    deploy(&sandbox, project.path(), host, "3.0.0", &[]).success();
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("3.0.0"), &[])
+        .success();
     assert_eq!(health(&sandbox, host)["version"], "3.0.0");
 }
 
@@ -593,17 +625,21 @@ fn dead_man_timer_never_touches_a_host_another_deploy_holds() {
 /// timer whose release is no longer current leaves the host alone.
 #[test]
 fn dead_man_timer_without_an_earlier_release_never_stops_a_later_deploy() {
+    crate::needs_root!();
     let host = "t-dm-first";
     let sandbox = Sandbox::up(&[host]);
     let project = quick_app();
-    let dir = project.path().to_str().unwrap();
     let armed = std::time::Instant::now();
     deploy_unconfirmed(&sandbox, project.path(), host, "1.0.0");
 
-    deploy(&sandbox, project.path(), host, "2.0.0", &[])
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("2.0.0"), &[])
         .failure(8)
         .stderr_has("stops the service");
-    deploy(&sandbox, project.path(), host, "2.0.0", &["--force-disarm"])
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("2.0.0"), &["--force-disarm"])
         .success()
         .stderr_has("Disarmed");
     // Well past the moment A's timer was due: 2.0.0 still runs, enabled.
@@ -622,7 +658,8 @@ fn dead_man_timer_without_an_earlier_release_never_stops_a_later_deploy() {
     // A timer armed for 3.0.0, then a rollback: when it fires, 3.0.0 is no longer current.
     deploy_unconfirmed(&sandbox, project.path(), host, "3.0.0");
     sandbox
-        .shipit(&["-C", dir, "rollback", host])
+        .project(project.path())
+        .shipit(&["rollback", host])
         .run()
         .success()
         .stderr_has("stays armed");
@@ -642,6 +679,7 @@ fn dead_man_timer_without_an_earlier_release_never_stops_a_later_deploy() {
 /// timer whose release to return to is gone leaves the host as it is.
 #[test]
 fn dead_man_timer_never_returns_to_a_pruned_release() {
+    crate::needs_root!();
     let host = "t-dm-prune";
     let project = quick_app();
     std::fs::write(project.path().join(".env.prod"), "API_TOKEN=s3cr3t\n").unwrap();
@@ -653,7 +691,9 @@ fn dead_man_timer_never_returns_to_a_pruned_release() {
     let sandbox = running_1_0_0(host, project.path());
     deploy_unconfirmed(&sandbox, project.path(), host, "2.0.0");
 
-    deploy(&sandbox, project.path(), host, "3.0.0", &[])
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("3.0.0"), &[])
         .failure(8)
         .stderr_has("dead-man timer is armed");
     // What B's prune did: keep_releases = 2 kept only B's release and 2.0.0.
@@ -680,7 +720,10 @@ fn dead_man_timer_never_returns_to_a_pruned_release() {
     assert_eq!(show(&sandbox, host, "hello-go.service", "MainPID"), pid);
     assert_eq!(health(&sandbox, host)["version"], "2.0.0");
 
-    deploy(&sandbox, project.path(), host, "3.0.0", &[]).success();
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("3.0.0"), &[])
+        .success();
     assert_eq!(health(&sandbox, host)["version"], "3.0.0");
 }
 
@@ -688,6 +731,7 @@ fn dead_man_timer_never_returns_to_a_pruned_release() {
 /// however its PID looks here; it is taken over only once it has not been refreshed for 10 min.
 #[test]
 fn a_lock_of_another_machine_with_our_host_name_is_not_taken_over() {
+    crate::needs_root!();
     let host = "t-lock-twin";
     let project = app(0);
     let sandbox = running_1_0_0(host, project.path());
@@ -698,7 +742,9 @@ fn a_lock_of_another_machine_with_our_host_name_is_not_taken_over() {
     child.wait().unwrap();
     hold_lock(&sandbox, host, "7e1a", hostname.trim(), gone);
 
-    deploy(&sandbox, project.path(), host, "2.0.0", &[])
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("2.0.0"), &[])
         .failure(8)
         .stderr_has("holds the lock")
         .stderr_has("machine 00000000");
@@ -708,7 +754,9 @@ fn a_lock_of_another_machine_with_our_host_name_is_not_taken_over() {
     sandbox
         .ssh(host, "touch -d '11 minutes ago' /opt/hello-go/.shipit/lock")
         .success();
-    deploy(&sandbox, project.path(), host, "2.0.0", &[])
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("2.0.0"), &[])
         .success()
         .stderr_has("Unlocking");
     assert_eq!(health(&sandbox, host)["version"], "2.0.0");
@@ -718,12 +766,14 @@ fn a_lock_of_another_machine_with_our_host_name_is_not_taken_over() {
 /// in turn, and every deploy runs alone.
 #[test]
 fn waiters_for_one_stale_lock_take_it_one_after_the_other() {
+    crate::needs_root!();
     let host = "t-lock-race";
     let project = app(0);
     let dir = project.path().to_str().unwrap();
     let sandbox = running_1_0_0(host, project.path());
     let package = sandbox
-        .shipit(&["-C", dir, "build", "-q", "--version-override", "2.0.0"])
+        .project(project.path())
+        .shipit(&["build", "-q", "--version-override", "2.0.0"])
         .run()
         .success()
         .stdout;
@@ -769,6 +819,7 @@ type Case<'a> = ((&'a str, &'a str), Vec<&'a str>, i32, &'a str);
 /// Every kind of bad input is refused with its reason, and the host is exactly as it was.
 #[test]
 fn bad_input_is_refused_and_the_host_is_untouched() {
+    crate::needs_root!();
     let host = "t-bad";
     let project = app(0);
     let sandbox = running_1_0_0(host, project.path());

@@ -53,6 +53,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[test]
 fn a_group_deploys_in_parallel_and_status_shows_it_side_by_side() {
+    crate::needs_root!();
     let hosts = ["fp-1", "fp-2", "fp-3"];
     let sandbox = Sandbox::up(&hosts);
     let (project, ssh_config) = fleet_project(
@@ -90,9 +91,9 @@ fn a_group_deploys_in_parallel_and_status_shows_it_side_by_side() {
         .ssh("fp-1", "test ! -e /etc/hello-go/hello-go.env")
         .success();
 
-    let dir = project.path().to_str().unwrap();
     let table = sandbox
-        .shipit(&["-C", dir, "status", "web", "-F", &ssh_config])
+        .project(project.path())
+        .shipit(&["status", "web", "-F", &ssh_config])
         .run()
         .success()
         .stdout;
@@ -105,6 +106,7 @@ fn a_group_deploys_in_parallel_and_status_shows_it_side_by_side() {
 
 #[test]
 fn a_rolling_deploy_stops_at_the_first_unhealthy_host() {
+    crate::needs_root!();
     let hosts = ["fr-1", "fr-2", "fr-3"];
     let sandbox = Sandbox::up(&hosts);
     let (good, ssh_config) = fleet_project(&sandbox, &hosts, "");
@@ -164,9 +166,9 @@ fn a_rolling_deploy_stops_at_the_first_unhealthy_host() {
     );
 
     // Mixed versions stand out in status.
-    let dir = good.path().to_str().unwrap();
     let table = sandbox
-        .shipit(&["-C", dir, "status", "web", "-F", &ssh_config])
+        .project(good.path())
+        .shipit(&["status", "web", "-F", &ssh_config])
         .run()
         .success()
         .stdout;
@@ -177,7 +179,8 @@ fn a_rolling_deploy_stops_at_the_first_unhealthy_host() {
         .collect();
     assert_eq!(marked, ["fr-1"], "{table}");
     let json = sandbox
-        .shipit(&["-C", dir, "status", "web", "-F", &ssh_config, "--json"])
+        .project(good.path())
+        .shipit(&["status", "web", "-F", &ssh_config, "--json"])
         .run()
         .success()
         .stdout;
@@ -206,6 +209,7 @@ fn a_rolling_deploy_stops_at_the_first_unhealthy_host() {
 
 #[test]
 fn a_host_that_dies_mid_rollout_fails_alone() {
+    crate::needs_root!();
     let hosts = ["fd-1", "fd-2", "fd-3"];
     let sandbox = Sandbox::up(&hosts);
     let (project, ssh_config) = fleet_project(&sandbox, &hosts, "");

@@ -16,6 +16,7 @@ const WRONG: &str =
 /// spaced, cased or hashed, and a new key is recorded under the same name.
 #[test]
 fn known_hosts_forms_get_openssh_s_answer() {
+    crate::needs_root!();
     let host = "t-khforms";
     let sandbox = Sandbox::up(&[host]);
     let address = sandbox.address(host);
@@ -141,6 +142,7 @@ fn read(path: &Path) -> String {
 /// when no alias has it.
 #[test]
 fn an_ssh_alias_wins_over_a_sandbox_host_of_the_same_name() {
+    crate::needs_root!();
     let host = "t-shadow";
     let sandbox = Sandbox::up(&[host]);
     let dir = tempfile::tempdir().unwrap();

@@ -36,6 +36,7 @@ struct Packages {
 /// dead-man timer and a non-root user with sudo: on bullseye, bookworm and trixie at once.
 #[test]
 fn the_lifecycle_runs_on_every_debian_release() {
+    crate::needs_root!();
     let hosts = a_host_per_release("m");
     let good = hardened("[\"--port\", \"8080\"]");
     let crashing = hardened("[\"--port\", \"not-a-port\"]");
@@ -76,7 +77,10 @@ fn lifecycle(
     crashing: &Path,
 ) {
     let unit = "hello-go.service";
-    let run = deploy_package(sandbox, good, host, &packages.first, &["--json"]).success();
+    let run = sandbox
+        .project(good)
+        .deploy(host, Ship::Package(&packages.first), &["--json"])
+        .success();
     let first: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let first = &first["hosts"][0];
     assert_eq!(first["uploaded"], true, "{host}");
@@ -125,7 +129,10 @@ fn lifecycle(
     assert_eq!(verified.stdout, "", "{host}");
 
     // A dry run says the same, in the plan too, and shows the unit this host would get.
-    let plan = deploy_package(sandbox, good, host, &packages.second, &["--dry-run"]).success();
+    let plan = sandbox
+        .project(good)
+        .deploy(host, Ship::Package(&packages.second), &["--dry-run"])
+        .success();
     assert!(
         plan.stdout.contains(&format!(
             "on {host} (systemd {systemd}): nothing below has run"
@@ -160,7 +167,10 @@ fn lifecycle(
     assert_eq!(show(sandbox, host, unit, "NRestarts"), "1", "{host}");
 
     // A second release switches `current` and keeps the first as previous.
-    let run = deploy_package(sandbox, good, host, &packages.second, &["--json"]).success();
+    let run = sandbox
+        .project(good)
+        .deploy(host, Ship::Package(&packages.second), &["--json"])
+        .success();
     let second: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let second = &second["hosts"][0];
     assert_eq!(health_version(sandbox, host), "1.1.0", "{host}");
@@ -175,7 +185,9 @@ fn lifecycle(
     );
 
     // A release that crashes is rolled back.
-    deploy_package(sandbox, crashing, host, &packages.crashing, &[])
+    sandbox
+        .project(crashing)
+        .deploy(host, Ship::Package(&packages.crashing), &[])
         .failure(6)
         .stderr_has("rolled back")
         .stderr_has("journal of hello-go.service");
@@ -216,14 +228,14 @@ fn lifecycle(
     // A non-root user deploys through sudo.
     let ssh_config = add_sudo_user(sandbox, host, "deploy");
     let as_deploy = format!("deploy@{}", sandbox.address(host));
-    deploy_package(
-        sandbox,
-        good,
-        &as_deploy,
-        &packages.via_sudo,
-        &["-F", ssh_config.to_str().unwrap()],
-    )
-    .success();
+    sandbox
+        .project(good)
+        .deploy(
+            &as_deploy,
+            Ship::Package(&packages.via_sudo),
+            &["-F", ssh_config.to_str().unwrap()],
+        )
+        .success();
     assert_eq!(health_version(sandbox, host), "1.2.0", "{host}");
 }
 
@@ -231,6 +243,7 @@ fn lifecycle(
 /// says: the real systemd-analyze of each release reports the others as unknown.
 #[test]
 fn the_directive_table_matches_each_systemd_release() {
+    crate::needs_root!();
     let script = || {
         let mut script = String::from("set -e\nmkdir -p /tmp/units\ncd /tmp/units\n");
         for d in shipit::systemd::DIRECTIVES {
@@ -284,6 +297,7 @@ fn the_directive_table_matches_each_systemd_release() {
 /// A host whose PID 1 is not systemd is refused at the first look, and nothing is written.
 #[test]
 fn a_host_without_systemd_is_refused_and_untouched() {
+    crate::needs_root!();
     let host = "t-nosd";
     let sandbox = Sandbox::up_with(&[host], &["--init", "sshd"]);
     let list = sandbox.shipit(&["sandbox", "list"]).run().success().stdout;
@@ -318,6 +332,7 @@ fn a_host_without_systemd_is_refused_and_untouched() {
 /// connection and probes from the host, so deploys, rollbacks and status tell the truth.
 #[test]
 fn health_probes_run_on_the_host_when_sshd_refuses_tunnels() {
+    crate::needs_root!();
     let host = "t-notcp";
     let sandbox = Sandbox::up(&[host]);
     sandbox
@@ -343,12 +358,17 @@ fn health_probes_run_on_the_host_when_sshd_refuses_tunnels() {
                   the host itself with curl";
     let good = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
     let unhealthy = variant("HELLO_HEALTH_DOWN = \"1\"", "[\"--port\", \"8080\"]");
-    let run = deploy(&sandbox, good.path(), host, "1.0.0", &[]).success();
+    let run = sandbox
+        .project(good.path())
+        .deploy(host, Ship::Version("1.0.0"), &[])
+        .success();
     assert_eq!(run.stderr.matches(notice).count(), 1, "{}", run.stderr);
     assert_eq!(health_version(&sandbox, host), "1.0.0");
 
     // The bad release fails its probes and the good one passes them again: exit 6, not 7.
-    let run = deploy(&sandbox, unhealthy.path(), host, "2.0.0", &[])
+    let run = sandbox
+        .project(unhealthy.path())
+        .deploy(host, Ship::Version("2.0.0"), &[])
         .failure(6)
         .stderr_has("status 503")
         .stderr_has("rolled back: 1.0.0-");
@@ -356,13 +376,8 @@ fn health_probes_run_on_the_host_when_sshd_refuses_tunnels() {
     assert_eq!(health_version(&sandbox, host), "1.0.0");
 
     let status = sandbox
-        .shipit(&[
-            "-C",
-            good.path().to_str().unwrap(),
-            "status",
-            host,
-            "--json",
-        ])
+        .project(good.path())
+        .shipit(&["status", host, "--json"])
         .run()
         .success();
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
@@ -374,6 +389,7 @@ fn health_probes_run_on_the_host_when_sshd_refuses_tunnels() {
 /// a disk that fills mid-upload or mid-unpack loses only what the deploy wrote.
 #[test]
 fn a_full_disk_is_refused_up_front_and_enospc_leaves_the_host_as_it_was() {
+    crate::needs_root!();
     let host = "t-disk";
     let sandbox = Sandbox::up(&[host]);
     sandbox
@@ -383,7 +399,10 @@ fn a_full_disk_is_refused_up_front_and_enospc_leaves_the_host_as_it_was() {
         )
         .success();
     let project = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
-    deploy(&sandbox, project.path(), host, "1.0.0", &[]).success();
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("1.0.0"), &[])
+        .success();
     let kept = || {
         sandbox
             .ssh(
@@ -397,7 +416,11 @@ fn a_full_disk_is_refused_up_front_and_enospc_leaves_the_host_as_it_was() {
     let before = kept();
     add_filler(project.path(), 16);
     let package = build(project.path(), "2.0.0");
-    let deploy_it = || deploy_package(&sandbox, project.path(), host, &package, &[]);
+    let deploy_it = || {
+        sandbox
+            .project(project.path())
+            .deploy(host, Ship::Package(&package), &[])
+    };
 
     // 20 MB left for a package that needs about twice that, unpacked beside its upload.
     sandbox

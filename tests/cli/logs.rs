@@ -18,14 +18,10 @@ fn deployed(sandbox: &Sandbox, hosts: &[&str], extra: &str) -> (tempfile::TempDi
     let (project, ssh_config) = fleet_project(sandbox, hosts, extra);
     let package = build(project.path(), "3.0.0");
     for host in hosts {
-        deploy_package(
-            sandbox,
-            project.path(),
-            host,
-            &package,
-            &["-F", &ssh_config],
-        )
-        .success();
+        sandbox
+            .project(project.path())
+            .deploy(host, Ship::Package(&package), &["-F", &ssh_config])
+            .success();
     }
     (project, ssh_config)
 }
@@ -54,6 +50,7 @@ fn restart(sandbox: &Sandbox, host: &str) {
 /// its host, timestamps never going back; one host keeps journalctl's own look.
 #[test]
 fn logs_of_two_hosts_merge_in_time_order_with_host_names() {
+    crate::needs_root!();
     let hosts = ["lg-1", "lg-2"];
     let sandbox = Sandbox::up(&hosts);
     let (project, ssh_config) = deployed(&sandbox, &hosts, "");
@@ -187,6 +184,7 @@ fn logs_of_two_hosts_merge_in_time_order_with_host_names() {
 /// to (stderr says so) and lines logged while it was away arrive once.
 #[test]
 fn logs_follow_resumes_a_host_that_dropped() {
+    crate::needs_root!();
     let hosts = ["lf-1", "lf-2"];
     let sandbox = Sandbox::up(&hosts);
     let proxy = CuttingProxy::passing(format!("{}:22", sandbox.address("lf-2")));

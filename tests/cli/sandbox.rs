@@ -16,6 +16,7 @@ fn cached_rootfs() -> PathBuf {
 
 #[test]
 fn sandbox_hosts_boot_systemd_and_ssh_and_go_away() {
+    crate::needs_root!();
     let sandbox = Sandbox::empty();
     let up = sandbox
         .shipit(&["sandbox", "up", "node", "--count", "2"])
@@ -99,6 +100,7 @@ fn sandbox_hosts_boot_systemd_and_ssh_and_go_away() {
 
 #[test]
 fn sandbox_copies_the_rootfs_where_overlayfs_cannot_be_used() {
+    crate::needs_root!();
     let sandbox = Sandbox::on_overlayfs();
     let up = sandbox
         .shipit(&["sandbox", "up", "copy", "--count", "2"])
@@ -135,6 +137,7 @@ fn sandbox_copies_the_rootfs_where_overlayfs_cannot_be_used() {
 
 #[test]
 fn sandbox_down_unmounts_busy_and_half_set_up_hosts() {
+    crate::needs_root!();
     let sandbox = Sandbox::up(&["busy"]);
     let rootfs = sandbox.rootfs("busy");
     // A process outside the container with its working directory in the rootfs keeps it busy.
@@ -167,6 +170,7 @@ fn sandbox_down_unmounts_busy_and_half_set_up_hosts() {
 
 #[test]
 fn sandbox_rejects_bad_host_names() {
+    crate::needs_root!();
     let sandbox = Sandbox::empty();
     sandbox
         .shipit(&["sandbox", "up", "Web_1"])

@@ -2,6 +2,11 @@
 
 use crate::support::*;
 
+/// hello-go without `[service] listen` (the example has it): one unit, the service.
+fn plain_hello_go() -> tempfile::TempDir {
+    project_without_listen("hello-go")
+}
+
 fn generate(project: &std::path::Path, extra: &[&str]) -> Run {
     let mut args = vec!["-C", project.to_str().unwrap(), "unit", "generate"];
     args.extend_from_slice(extra);
@@ -27,7 +32,8 @@ fn generated_units_pass_systemd_analyze_verify() {
 fn output_file_gets_the_unit_and_stdout_stays_empty() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("unit.service");
-    let run = generate(&example("hello-go"), &["-o", file.to_str().unwrap()]).success();
+    let plain = plain_hello_go();
+    let run = generate(plain.path(), &["-o", file.to_str().unwrap()]).success();
     assert!(run.stdout.is_empty(), "{}", run.stdout);
     let unit = std::fs::read_to_string(&file).unwrap();
     assert!(
@@ -105,7 +111,7 @@ ProtectSystem = "full"
 
 #[test]
 fn a_project_template_overrides_the_built_in_one() {
-    let project = project_copy("hello-go");
+    let project = plain_hello_go();
     std::fs::create_dir(project.path().join("templates")).unwrap();
     let template = "[Unit]\nDescription={{description}}\n\n[Service]\nExecStart={{exec_start}}\nLimitNOFILE=lots\n";
     std::fs::write(project.path().join("templates/service.hbs"), template).unwrap();
@@ -139,16 +145,14 @@ fn a_template_typo_is_an_error_in_strict_mode() {
 /// For an older systemd, newer directives become comments (line numbers stay), each with a note.
 #[test]
 fn a_unit_for_systemd_239_leaves_out_what_239_does_not_know() {
-    let run = generate(
-        &example("hello-go"),
-        &["--systemd-version", "239", "--verify"],
-    )
-    .success()
-    .stderr_has("Note ProtectClock= needs systemd 245, the unit is for 239: left out")
-    .stderr_has("ProtectKernelLogs= needs systemd 244")
-    .stderr_has("ProtectHostname= needs systemd 242")
-    .stderr_has("RestrictSUIDSGID= needs systemd 242")
-    .stderr_has("Verified");
+    let plain = plain_hello_go();
+    let run = generate(plain.path(), &["--systemd-version", "239", "--verify"])
+        .success()
+        .stderr_has("Note ProtectClock= needs systemd 245, the unit is for 239: left out")
+        .stderr_has("ProtectKernelLogs= needs systemd 244")
+        .stderr_has("ProtectHostname= needs systemd 242")
+        .stderr_has("RestrictSUIDSGID= needs systemd 242")
+        .stderr_has("Verified");
     let unit = run.stdout;
     assert!(
         unit.lines()
@@ -159,15 +163,15 @@ fn a_unit_for_systemd_239_leaves_out_what_239_does_not_know() {
         !unit.lines().any(|l| l.starts_with("ProtectClock=")),
         "{unit}"
     );
-    let full = generate(&example("hello-go"), &[]).success().stdout;
+    let full = generate(plain.path(), &[]).success().stdout;
     assert_eq!(unit.lines().count(), full.lines().count());
     assert_eq!(
-        generate(&example("hello-go"), &["--systemd-version", "257"])
+        generate(plain.path(), &["--systemd-version", "257"])
             .success()
             .stdout,
         full
     );
-    generate(&example("hello-go"), &["--systemd-version", "200"])
+    generate(plain.path(), &["--systemd-version", "200"])
         .failure(2)
         .stderr_has("239");
 }
@@ -176,7 +180,7 @@ fn a_unit_for_systemd_239_leaves_out_what_239_does_not_know() {
 /// building, and says what the host would say; values are left to the host's systemd.
 #[test]
 fn build_refuses_a_directive_systemd_does_not_know() {
-    let project = project_copy("hello-go");
+    let project = plain_hello_go();
     std::fs::create_dir(project.path().join("templates")).unwrap();
     std::fs::write(
         project.path().join("templates/service.hbs"),
@@ -209,7 +213,7 @@ fn listen_adds_a_socket_unit_the_service_requires() {
     let service = std::fs::read_to_string(dir.join("hello-go.service")).unwrap();
     insta::assert_snapshot!("hello_go_socket_unit", socket);
     insta::assert_snapshot!("hello_go_service_unit_with_listen", service);
-    let plain = generate(&example("hello-go"), &[]).success().stdout;
+    let plain = generate(plain_hello_go().path(), &[]).success().stdout;
     let added: Vec<&str> = service
         .lines()
         .filter(|l| !plain.lines().any(|p| p == *l))
@@ -241,7 +245,7 @@ fn output_takes_a_file_for_one_unit_and_a_directory_for_several() {
     let out = tempfile::tempdir().unwrap();
     let existing = out.path().join("existing");
     std::fs::create_dir(&existing).unwrap();
-    generate(&example("hello-go"), &["-o", existing.to_str().unwrap()]).success();
+    generate(plain_hello_go().path(), &["-o", existing.to_str().unwrap()]).success();
     let names = |dir: &std::path::Path| {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()

@@ -7,64 +7,6 @@ use super::*;
 use std::io::Read;
 use std::process::{Command, Stdio};
 
-/// `shipit deploy HOST --version-override VERSION` in `project`, with `extra` arguments.
-pub fn deploy(sandbox: &Sandbox, project: &Path, host: &str, version: &str, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "-C",
-        project.to_str().unwrap(),
-        "deploy",
-        host,
-        "--version-override",
-        version,
-    ];
-    args.extend_from_slice(extra);
-    sandbox.shipit(&args).run()
-}
-
-/// `shipit deploy HOST --package PACKAGE` in `project`, with `extra` arguments.
-pub fn deploy_package(
-    sandbox: &Sandbox,
-    project: &Path,
-    host: &str,
-    package: &Path,
-    extra: &[&str],
-) -> Run {
-    let mut args = vec![
-        "-C",
-        project.to_str().unwrap(),
-        "deploy",
-        host,
-        "--package",
-        package.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    sandbox.shipit(&args).run()
-}
-
-pub fn deploy_json(
-    sandbox: &Sandbox,
-    project: &Path,
-    host: &str,
-    version: &str,
-) -> serde_json::Value {
-    let run = sandbox
-        .shipit(&[
-            "-C",
-            project.to_str().unwrap(),
-            "deploy",
-            host,
-            "--json",
-            "--version-override",
-            version,
-        ])
-        .run()
-        .success();
-    let summary: serde_json::Value =
-        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout));
-    assert_eq!(summary["ok"], true, "{summary}");
-    summary["hosts"][0].clone()
-}
-
 pub fn health(sandbox: &Sandbox, host: &str) -> serde_json::Value {
     let run = sandbox
         .ssh(host, "curl -s --max-time 5 http://127.0.0.1:8080/health")
@@ -117,6 +59,20 @@ pub fn variant(env_lines: &str, exec_args: &str) -> tempfile::TempDir {
 }
 
 /// An ssh config (for `-F`) that keeps known_hosts in `dir` instead of ~/.ssh.
+/// [`variant`] with `[service] listen = ["8080"]`: socket activation and pre-flight.
+pub fn listening_variant(env_lines: &str, exec_args: &str) -> tempfile::TempDir {
+    let project = variant(env_lines, exec_args);
+    let path = project.path().join("shipit.toml");
+    let files = "files = [\"config.yaml\"]\n";
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        config.replace(files, &format!("{files}listen = [\"8080\"]\n")),
+    )
+    .unwrap();
+    project
+}
+
 pub fn private_ssh_config(dir: &Path, identity: &Path) -> PathBuf {
     let config = dir.join("ssh_config");
     std::fs::write(

@@ -283,6 +283,12 @@ impl Report {
             .unwrap_or_default()
     }
 
+    /// Not one request failed.
+    #[track_caller]
+    pub fn assert_none_failed(&self) {
+        assert!(self.failures().is_empty(), "{self}: {:?}", self.failures());
+    }
+
     /// `first` answered, then `second`, and never `first` again: every answer from `first`
     /// started before every answer from `second` ended. That holds for any correct switch
     /// (an old process's connection was made before it stopped listening, a new one's answer

@@ -106,6 +106,75 @@ impl Shipit {
     }
 }
 
+/// A project the tests run shipit in: `.shipit(args)` is `shipit -C DIR args`, with the
+/// sandbox's environment when it belongs to a [`sandbox::Sandbox`] (see `Sandbox::project`).
+pub struct Project<'a> {
+    dir: PathBuf,
+    sandbox: Option<&'a sandbox::Sandbox>,
+}
+
+/// What a deploy ships: a version built from the project, or a package built before.
+pub enum Ship<'a> {
+    Version(&'a str),
+    Package(&'a Path),
+}
+
+impl<'a> Project<'a> {
+    /// A project outside any sandbox.
+    pub fn at(dir: &Path) -> Project<'a> {
+        Project {
+            dir: dir.to_path_buf(),
+            sandbox: None,
+        }
+    }
+
+    pub fn in_sandbox(dir: &Path, sandbox: &'a sandbox::Sandbox) -> Project<'a> {
+        Project {
+            dir: dir.to_path_buf(),
+            sandbox: Some(sandbox),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `shipit -C DIR args…`, in the sandbox's environment if any.
+    pub fn shipit(&self, args: &[&str]) -> Shipit {
+        let dir = self.dir.to_str().expect("a UTF-8 project path");
+        let args = [&["-C", dir][..], args].concat();
+        match self.sandbox {
+            Some(sandbox) => sandbox.shipit(&args),
+            None => shipit(&args),
+        }
+    }
+
+    /// The one deploy helper: `deploy HOST` with `--version-override VERSION` or
+    /// `--package FILE`, then `extra`.
+    pub fn deploy(&self, host: &str, ship: Ship, extra: &[&str]) -> Run {
+        let package;
+        let mut args = vec!["deploy", host];
+        match ship {
+            Ship::Version(version) => args.extend(["--version-override", version]),
+            Ship::Package(path) => {
+                package = path.to_str().expect("a UTF-8 package path").to_string();
+                args.extend(["--package", package.as_str()]);
+            }
+        }
+        args.extend_from_slice(extra);
+        self.shipit(&args).run()
+    }
+}
+
+/// The first host's report from a successful `deploy --json`.
+pub fn host_report(run: Run) -> serde_json::Value {
+    let run = run.success();
+    let summary: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout));
+    assert_eq!(summary["ok"], true, "{summary}");
+    summary["hosts"][0].clone()
+}
+
 /// A temporary project: a copy of an example (without build output), or an empty directory.
 pub fn project_copy(example_name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -113,15 +182,25 @@ pub fn project_copy(example_name: &str) -> tempfile::TempDir {
     dir
 }
 
+/// The `listen` line the examples' shipit.toml have.
+const EXAMPLE_LISTEN: &str = "listen = [\"8080\"]\n";
+
 /// A copy of example `name` whose shipit.toml sets `[service] listen` to `listen`, a TOML array.
 pub fn project_with_listen(name: &str, listen: &str) -> tempfile::TempDir {
+    edit_listen(name, &format!("listen = {listen}\n"))
+}
+
+/// A copy of example `name` without `[service] listen`: the service binds its port itself.
+pub fn project_without_listen(name: &str) -> tempfile::TempDir {
+    edit_listen(name, "")
+}
+
+fn edit_listen(name: &str, line: &str) -> tempfile::TempDir {
     let project = project_copy(name);
     let path = project.path().join("shipit.toml");
-    let files = "files = [\"config.yaml\"]\n";
     let config = std::fs::read_to_string(&path).unwrap();
-    assert!(config.contains(files), "{config}");
-    let config = config.replace(files, &format!("{files}listen = {listen}\n"));
-    std::fs::write(&path, config).unwrap();
+    assert!(config.contains(EXAMPLE_LISTEN), "{config}");
+    std::fs::write(&path, config.replace(EXAMPLE_LISTEN, line)).unwrap();
     project
 }
 

@@ -1,0 +1,981 @@
+//! The rollout's logic against fake hosts ([`crate::remote::fake`]): batches, canaries,
+//! max-fail, rollback-all, a host failing in each phase, Ctrl-C at each safe point, and the
+//! exit code a fleet deploy ends with. No root, no network: the deploy path itself is tested
+//! against real hosts in tests/cli.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::fleet::{self, Amount, Canary, Connect, Context, HostReport, Outcome, Rollout, Target};
+use super::lock::ArmedPolicy;
+use super::phases::OnFailure;
+use super::{Layout, Options, outcome};
+use crate::config::Health;
+use crate::error::{Category, category_of};
+use crate::package::{FileEntry, Manifest, Package};
+use crate::remote::destination::Destination;
+use crate::remote::fake::{Host, Hosts, Reply};
+use crate::remote::{Exit, Remote};
+use crate::ui::Ui;
+
+/// The interrupt flag is one per process: tests that run a rollout take turns.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    crate::interrupt::reset();
+    guard
+}
+
+struct Fakes(Hosts);
+
+impl Connect for Fakes {
+    fn connect(&self, destination: &Destination) -> Result<Box<dyn Remote + Send>> {
+        Ok(Box::new(self.0.connect(&destination.label)?))
+    }
+}
+
+/// Fake hosts, a package of version 2.0.0 and what a deploy is given.
+struct World {
+    hosts: Hosts,
+    host: Vec<Arc<Mutex<Host>>>,
+    names: Vec<String>,
+    package: Package,
+    _dir: tempfile::TempDir,
+    rollout: Rollout,
+    options: Options,
+    health: Health,
+    env_file: Option<Vec<u8>>,
+    preflight: bool,
+}
+
+fn world(hosts: Vec<(&str, Host)>) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app-2.0.0-linux-amd64.tar.gz");
+    std::fs::write(&path, vec![7u8; 3000]).unwrap();
+    let fakes = Hosts::default();
+    let mut host = Vec::new();
+    let mut names = Vec::new();
+    for (name, fake) in hosts {
+        host.push(fakes.add(name, fake));
+        names.push(name.to_string());
+    }
+    World {
+        hosts: fakes,
+        host,
+        names,
+        package: Package {
+            path,
+            sha256: "ab".repeat(32),
+            size: 3000,
+            manifest: Manifest {
+                app: "app".into(),
+                version: "2.0.0".into(),
+                commit: None,
+                build_time: String::new(),
+                target: "linux-amd64".into(),
+                builder: "go".into(),
+                files: vec![FileEntry {
+                    path: "app".into(),
+                    mode: "0755".into(),
+                    size: 5000,
+                    sha256: "cd".repeat(32),
+                }],
+            },
+            unit: "[Service]\nExecStart=/opt/app/current/app\n".into(),
+            socket: None,
+        },
+        _dir: dir,
+        rollout: Rollout {
+            parallel: 4,
+            batch: Amount::Percent(100),
+            canary: None,
+            max_fail: Amount::Count(0),
+            rollback_all_on_failure: false,
+        },
+        options: Options {
+            dry_run: false,
+            on_failure: OnFailure::RollBack,
+            lock_wait: Duration::ZERO,
+            confirm_timeout: None,
+            armed: ArmedPolicy::Refuse,
+        },
+        health: Health {
+            url: "http://127.0.0.1:8080/health".into(),
+            expect_status: 200,
+            interval: Duration::from_millis(5),
+            timeout: Duration::from_millis(5),
+            retries: 2,
+            settle: Duration::ZERO,
+            check_version: true,
+        },
+        env_file: None,
+        preflight: false,
+    }
+}
+
+fn healthy(names: &[&'static str]) -> Vec<(&'static str, Host)> {
+    names.iter().map(|n| (*n, Host::healthy())).collect()
+}
+
+fn destination(name: &str, index: usize) -> Destination {
+    Destination {
+        label: name.to_string(),
+        hostname: format!("10.0.0.{}", index + 1),
+        port: 22,
+        user: "root".into(),
+        identity_files: Vec::new(),
+        known_hosts: Vec::new(),
+        hash_known_hosts: false,
+        host_key_alias: None,
+        proxy: None,
+        sandbox: false,
+    }
+}
+
+impl World {
+    fn layout(&self) -> Layout {
+        Layout {
+            app: "app".into(),
+            user: "app".into(),
+            release: format!("2.0.0-{}", &self.package.sha256[..12]),
+            sha256: self.package.sha256.clone(),
+        }
+    }
+
+    fn deploy(&self) -> Vec<(HostReport, Option<anyhow::Error>)> {
+        let layout = self.layout();
+        let targets: Vec<Target> = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Target {
+                destination: destination(name, i),
+                env_file: self.env_file.clone(),
+                health: Some(self.health.clone()),
+            })
+            .collect();
+        let connector = Fakes(self.hosts.clone());
+        let ui = Ui::new(true);
+        let context = Context {
+            package: &self.package,
+            layout: &layout,
+            options: &self.options,
+            rollout: &self.rollout,
+            keep_releases: 5,
+            preflight: self.preflight,
+            connector: &connector,
+            ui: &ui,
+        };
+        fleet::deploy(&context, &targets)
+    }
+
+    fn outcomes(&self) -> Vec<Outcome> {
+        self.deploy().iter().map(|(r, _)| r.outcome).collect()
+    }
+
+    fn steps(&self, host: usize) -> Vec<String> {
+        let host = self.host[host].lock().unwrap();
+        host.steps().into_iter().map(str::to_string).collect()
+    }
+
+    fn current(&self, host: usize) -> String {
+        self.host[host].lock().unwrap().current.clone()
+    }
+
+    fn round_trips(&self, host: usize) -> u32 {
+        self.host[host].lock().unwrap().round_trips
+    }
+}
+
+/// One host, `web1`.
+fn lone(host: Host) -> World {
+    world(vec![("web1", host)])
+}
+
+/// The first host's error, with its causes.
+fn error_of(result: &[(HostReport, Option<anyhow::Error>)]) -> String {
+    format!("{:#}", result[0].1.as_ref().expect("an error"))
+}
+
+/// One host whose step starting with `prefix` fails with `exit`, saying `stderr`: the world
+/// after the deploy, and the error.
+fn failing(prefix: &str, exit: Exit, stderr: &str) -> (World, String, Option<Category>) {
+    let w = lone(Host::healthy().on(prefix, Reply::exit(exit.code(), stderr)));
+    let result = w.deploy();
+    let error = error_of(&result);
+    (w, error, self::exit(result))
+}
+
+fn count(steps: &[String], prefix: &str) -> usize {
+    steps.iter().filter(|s| s.starts_with(prefix)).count()
+}
+
+fn exit(result: Vec<(HostReport, Option<anyhow::Error>)>) -> Option<Category> {
+    outcome(result)
+        .err()
+        .map(|e| category_of(&e).unwrap_or(Category::Remote))
+}
+
+// --- One host -----------------------------------------------------------------------------
+
+#[test]
+fn a_lone_host_deploys_in_four_round_trips() {
+    let _serial = serial();
+    let w = world(healthy(&["web1"]));
+    let result = w.deploy();
+    assert_eq!(result[0].0.outcome, Outcome::Deployed, "{:?}", result[0].1);
+    assert_eq!(result[0].0.round_trips, 4);
+    assert_eq!(w.round_trips(0), 4);
+    assert!(w.current(0).starts_with("2.0.0-"));
+    assert_eq!(
+        w.steps(0),
+        [
+            "checking the host",
+            "taking the deploy lock",
+            "looking at the host's releases, uploads and free space",
+            "uploading the package",
+            "unpacking the release, creating the service user and verifying the unit",
+            "switching and restarting the service",
+            "recording the release as good and pruning old releases",
+            "releasing the deploy lock",
+        ]
+    );
+    assert!(outcome(result).is_ok());
+}
+
+#[test]
+fn the_upload_carries_the_whole_package_and_the_report_says_so() {
+    let _serial = serial();
+    let w = world(healthy(&["web1"]));
+    let result = w.deploy();
+    let report = &result[0].0;
+    assert_eq!(
+        (report.upload, report.uploaded, report.resumed_from),
+        ("sent", true, 0)
+    );
+    let host = w.host[0].lock().unwrap();
+    let upload = host
+        .log
+        .iter()
+        .find(|(n, _, _)| n == "uploading the package")
+        .unwrap();
+    assert_eq!(upload.2.len(), 3000);
+    assert!(upload.1.contains("offset=0\n"), "{}", upload.1);
+}
+
+#[test]
+fn a_partial_upload_is_continued_where_it_stopped() {
+    let _serial = serial();
+    let survey = "upload=1200\nnow=1000\ndevice=1\ndevice=1\nfree=10000000\nfree=10000000\n";
+    let w = lone(Host::healthy().on("looking at the host", Reply::ok(survey)));
+    let result = w.deploy();
+    assert_eq!(
+        (result[0].0.upload, result[0].0.resumed_from),
+        ("resumed", 1200)
+    );
+    let host = w.host[0].lock().unwrap();
+    let upload = host
+        .log
+        .iter()
+        .find(|(n, _, _)| n == "uploading the package")
+        .unwrap();
+    assert_eq!(upload.2.len(), 1800);
+}
+
+#[test]
+fn a_corrupt_partial_upload_is_sent_again_whole() {
+    let _serial = serial();
+    let survey = "upload=1200\nnow=1000\ndevice=1\ndevice=1\nfree=10000000\nfree=10000000\n";
+    let w = lone(
+        Host::healthy()
+            .on("looking at the host", Reply::ok(survey))
+            .once(
+                "uploading",
+                Reply::exit(Exit::Corrupt.code(), "sha256 differs"),
+            ),
+    );
+    let result = w.deploy();
+    assert_eq!(result[0].0.outcome, Outcome::Deployed, "{:?}", result[0].1);
+    assert_eq!((result[0].0.upload, result[0].0.resumed_from), ("sent", 0));
+    assert_eq!(count(&w.steps(0), "uploading"), 2);
+}
+
+#[test]
+fn an_unchanged_release_is_not_uploaded() {
+    let _serial = serial();
+    let survey = "upload=present\nunpacked=yes\nnow=1000\ndevice=1\ndevice=1\nfree=1\nfree=1\n";
+    let w = lone(Host::healthy().on("looking at the host", Reply::ok(survey)));
+    let result = w.deploy();
+    assert_eq!(result[0].0.upload, "skipped");
+    assert_eq!(count(&w.steps(0), "uploading"), 0);
+    assert_eq!(result[0].0.round_trips, 4);
+}
+
+#[test]
+fn a_host_without_systemd_is_left_alone_and_not_locked() {
+    let _serial = serial();
+    let facts = "booted=no\npid1=sshd\nsystemd=\nmachine=x86_64\n";
+    let w = lone(Host::healthy().on(
+        "checking the host",
+        Reply::exit(Exit::Unsuitable.code(), "").with_stdout(facts),
+    ));
+    let result = w.deploy();
+    let error = error_of(&result);
+    assert!(
+        error.contains("does not run systemd (PID 1 is sshd)"),
+        "{error}"
+    );
+    assert_eq!(w.steps(0), ["checking the host"]);
+    assert_eq!(exit(result), Some(Category::Usage));
+}
+
+#[test]
+fn a_host_of_another_architecture_is_refused() {
+    let _serial = serial();
+    let facts = "booted=yes\npid1=systemd\nsystemd=systemd 252\nmachine=aarch64\n";
+    let w = lone(Host::healthy().on(
+        "checking the host",
+        Reply::exit(Exit::Unsuitable.code(), "").with_stdout(facts),
+    ));
+    let result = w.deploy();
+    let error = error_of(&result);
+    assert!(error.contains("build with --target linux-arm64"), "{error}");
+}
+
+#[test]
+fn a_lock_held_elsewhere_fails_with_the_locked_exit_code() {
+    let _serial = serial();
+    let held = "age=5\nowner={\"user\":\"ann\",\"from\":\"laptop\",\"pid\":7,\"version\":\"1.9\",\"since\":\"t\"}\n";
+    let w = lone(Host::healthy().on(
+        "taking the deploy lock",
+        Reply::exit(Exit::Locked.code(), "").with_stdout(held),
+    ));
+    let result = w.deploy();
+    let error = error_of(&result);
+    assert!(
+        error.contains("ann@laptop (pid 7) deploying 1.9"),
+        "{error}"
+    );
+    assert_eq!(count(&w.steps(0), "uploading"), 0);
+    assert_eq!(exit(result), Some(Category::Locked));
+}
+
+#[test]
+fn a_full_disk_while_uploading_fails_before_the_switch() {
+    let _serial = serial();
+    let said = "no space left in /opt/app while uploading: the partial upload was removed";
+    let (w, error, category) = failing("uploading", Exit::NoSpace, said);
+    assert!(
+        error.contains(said) && error.contains("help: free space"),
+        "{error}"
+    );
+    assert_eq!(w.current(0), "old-aaaaaaaaaaaa");
+    assert_eq!(count(&w.steps(0), "switching"), 0);
+    assert_eq!(w.steps(0).last().unwrap(), "releasing the deploy lock");
+    assert_eq!(category, Some(Category::Remote));
+}
+
+#[test]
+fn a_unit_the_host_refuses_fails_with_a_fix() {
+    let _serial = serial();
+    let said = "app.service:6: bad\n(failed while verifying the unit)";
+    let (w, error, category) = failing("unpacking", Exit::UnitRejected, said);
+    assert!(
+        error.starts_with("verifying the unit failed on web1 (exit status 78)")
+            && error.contains("help: the unit comes from shipit.toml"),
+        "{error}"
+    );
+    assert_eq!(w.current(0), "old-aaaaaaaaaaaa");
+    assert_eq!(category, Some(Category::Remote));
+}
+
+#[test]
+fn no_room_on_the_host_sends_nothing() {
+    let _serial = serial();
+    let survey = "upload=0\nnow=1000\ndevice=1\ndevice=1\nfree=1\nfree=1\n";
+    let w = lone(Host::healthy().on("looking at the host", Reply::ok(survey)));
+    let result = w.deploy();
+    let error = error_of(&result);
+    assert!(error.contains("nothing was sent"), "{error}");
+    assert_eq!(count(&w.steps(0), "uploading"), 0);
+    assert_eq!(w.steps(0).last().unwrap(), "releasing the deploy lock");
+}
+
+#[test]
+fn an_unhealthy_release_is_rolled_back_and_marked_failed() {
+    let _serial = serial();
+    let w = lone(Host::healthy().unhealthy("2.0.0"));
+    let result = w.deploy();
+    assert_eq!(result[0].0.outcome, Outcome::RolledBack);
+    assert_eq!(result[0].0.health, "failed");
+    assert_eq!(w.current(0), "old-aaaaaaaaaaaa");
+    let steps = w.steps(0);
+    assert_eq!(count(&steps, "switching"), 2);
+    assert_eq!(count(&steps, "recording the release outcome"), 1);
+    assert_eq!(count(&steps, "recording the release as good"), 0);
+    assert_eq!(exit(result), Some(Category::RolledBack));
+}
+
+#[test]
+fn a_failed_switch_is_rolled_back_and_reported_as_the_step_that_failed() {
+    let _serial = serial();
+    let w = lone(Host::healthy().once("switching", Reply::exit(1, "restart failed")));
+    let result = w.deploy();
+    // The step's own failure (a remote command) decides the exit code: the innermost tag wins.
+    assert_eq!(result[0].0.outcome, Outcome::Failed);
+    assert_eq!(result[0].0.health, "-");
+    let error = error_of(&result);
+    assert!(
+        error.contains("rolled back: old-aaaaaaaaaaaa is running again"),
+        "{error}"
+    );
+    assert_eq!(w.current(0), "old-aaaaaaaaaaaa");
+    assert_eq!(exit(result), Some(Category::Remote));
+}
+
+#[test]
+fn a_rollback_that_fails_too_says_so_with_its_own_exit_code() {
+    let _serial = serial();
+    let w = lone(Host::healthy().unhealthy("2.0.0").unhealthy("old"));
+    let result = w.deploy();
+    let error = error_of(&result);
+    assert!(
+        error.contains("rolling back to old-aaaaaaaaaaaa failed too"),
+        "{error}"
+    );
+    assert_eq!(exit(result), Some(Category::RollbackFailed));
+}
+
+#[test]
+fn a_first_release_that_fails_is_stopped() {
+    let _serial = serial();
+    let survey = "upload=0\nnow=1000\ndevice=1\ndevice=1\nfree=10000000\nfree=10000000\n";
+    let w = lone(
+        Host::healthy()
+            .unhealthy("2.0.0")
+            .on("looking at the host", Reply::ok(survey)),
+    );
+    let result = w.deploy();
+    let error = error_of(&result);
+    assert!(error.contains("no earlier release to return to"), "{error}");
+    assert_eq!(count(&w.steps(0), "stopping the failed release"), 1);
+    assert_eq!(exit(result), Some(Category::Remote));
+}
+
+#[test]
+fn no_rollback_leaves_the_failed_release_in_place() {
+    let _serial = serial();
+    let mut w = lone(Host::healthy().unhealthy("2.0.0"));
+    w.options.on_failure = OnFailure::Stay;
+    let result = w.deploy();
+    let error = error_of(&result);
+    assert!(error.contains("--no-rollback"), "{error}");
+    assert!(w.current(0).starts_with("2.0.0-"));
+    assert_eq!(count(&w.steps(0), "switching"), 1);
+    assert_eq!(exit(result), Some(Category::Remote));
+}
+
+#[test]
+fn secrets_travel_on_stdin_never_in_a_script() {
+    let _serial = serial();
+    let mut w = world(healthy(&["web1"]));
+    w.env_file = Some(b"TOKEN=s3cr3t\n".to_vec());
+    w.deploy();
+    let host = w.host[0].lock().unwrap();
+    assert!(
+        host.log
+            .iter()
+            .all(|(_, script, _)| !script.contains("s3cr3t"))
+    );
+    let release = host
+        .log
+        .iter()
+        .find(|(n, _, _)| n.starts_with("unpacking"))
+        .unwrap();
+    assert_eq!(release.2, b"TOKEN=s3cr3t\n");
+    assert!(release.1.contains("env_from=stdin"));
+}
+
+#[test]
+fn a_dead_man_timer_is_armed_before_the_switch_and_disarmed_when_rolling_back() {
+    let _serial = serial();
+    let mut w = lone(Host::healthy().unhealthy("2.0.0"));
+    w.options.confirm_timeout = Some(Duration::from_secs(60));
+    w.deploy();
+    let steps = w.steps(0);
+    let at = |name: &str| steps.iter().position(|s| s.starts_with(name)).unwrap();
+    assert!(at("arming the dead-man timer") < at("switching"));
+    assert!(at("disarming the dead-man timer") > at("switching"));
+}
+
+// --- Pre-flight (`[service] listen`) -------------------------------------------------------------
+
+const PREFLIGHT: &str = "running the new release on a scratch socket";
+
+/// With a socket unit in the package and pre-flight on.
+fn with_socket(mut w: World) -> World {
+    w.package.socket = Some("[Socket]\nListenStream=8080\n".into());
+    w.preflight = true;
+    w
+}
+
+#[test]
+fn the_preflight_runs_before_the_switch_in_the_same_round_trip() {
+    let _serial = serial();
+    let w = with_socket(world(healthy(&["web1"])));
+    let result = w.deploy();
+    assert_eq!(result[0].0.outcome, Outcome::Deployed, "{:?}", result[0].1);
+    assert_eq!(result[0].0.round_trips, 4);
+    let steps = w.steps(0);
+    let at = |name: &str| steps.iter().position(|s| s.starts_with(name)).unwrap();
+    assert!(at("unpacking") < at(PREFLIGHT) && at(PREFLIGHT) < at("switching"));
+    let host = w.host[0].lock().unwrap();
+    let (_, script, _) = host
+        .log
+        .iter()
+        .find(|(n, _, _)| n.starts_with(PREFLIGHT))
+        .unwrap();
+    // The new release's binary, in its own directory, never `current`.
+    assert!(
+        script.contains("-- /opt/app/releases/2.0.0-abababababab/app\n"),
+        "{script}"
+    );
+    assert!(script.contains("version=2.0.0\n"), "{script}");
+}
+
+#[test]
+fn a_release_that_fails_preflight_is_never_switched_to() {
+    let _serial = serial();
+    let w = with_socket(lone(Host::healthy().on(
+        PREFLIGHT,
+        Reply::exit(Exit::PreflightFailed.code(), "it answered 503 on /health"),
+    )));
+    let result = w.deploy();
+    let error = error_of(&result);
+    assert!(error.contains("failed pre-flight on web1"), "{error}");
+    assert!(error.contains("it answered 503 on /health"), "{error}");
+    let steps = w.steps(0);
+    assert_eq!(count(&steps, "switching"), 0, "{steps:?}");
+    assert_eq!(count(&steps, "recording"), 0, "{steps:?}");
+    assert_eq!(steps.last().unwrap(), "releasing the deploy lock");
+    assert!(!w.current(0).starts_with("2.0.0-"));
+    assert_eq!(exit(result), Some(Category::Preflight));
+}
+
+#[test]
+fn a_host_failing_preflight_counts_as_failed_in_a_fleet() {
+    let _serial = serial();
+    let mut w = with_socket(world(vec![
+        ("a", Host::healthy()),
+        (
+            "b",
+            Host::healthy().on(
+                PREFLIGHT,
+                Reply::exit(Exit::PreflightFailed.code(), "crashed"),
+            ),
+        ),
+        ("c", Host::healthy()),
+    ]));
+    w.rollout.max_fail = Amount::Count(1);
+    let result = w.deploy();
+    let outcomes: Vec<Outcome> = result.iter().map(|(r, _)| r.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [Outcome::Deployed, Outcome::Failed, Outcome::Deployed]
+    );
+    assert_eq!(count(&w.steps(1), "switching"), 0);
+    assert_eq!(exit(result), Some(Category::Preflight));
+}
+
+// --- Ctrl-C at each safe point ---------------------------------------------------------------
+
+fn interrupt() {
+    crate::interrupt::request();
+}
+
+#[test]
+fn ctrl_c_after_the_checks_leaves_a_fleet_unlocked() {
+    let _serial = serial();
+    let w = world(vec![
+        ("a", Host::healthy().when("checking the host", interrupt)),
+        ("b", Host::healthy()),
+    ]);
+    let result = w.deploy();
+    for (report, error) in &result {
+        let error = format!("{:#}", error.as_ref().unwrap());
+        assert!(
+            error.contains("interrupted before locking"),
+            "{}: {error}",
+            report.host
+        );
+    }
+    for host in 0..2 {
+        assert_eq!(w.steps(host), ["checking the host"]);
+    }
+    assert_eq!(exit(result), Some(Category::Interrupted));
+}
+
+#[test]
+fn ctrl_c_after_locking_stops_before_the_upload() {
+    let _serial = serial();
+    let w = lone(Host::healthy().when("looking at the host", interrupt));
+    let result = w.deploy();
+    let error = error_of(&result);
+    assert!(
+        error.contains("interrupted before switching: web1 still runs the release it had"),
+        "{error}"
+    );
+    assert_eq!(count(&w.steps(0), "uploading"), 0);
+    assert_eq!(w.steps(0).last().unwrap(), "releasing the deploy lock");
+    assert_eq!(exit(result), Some(Category::Interrupted));
+}
+
+#[test]
+fn ctrl_c_during_the_upload_stops_before_the_switch() {
+    let _serial = serial();
+    let w = lone(Host::healthy().when("uploading", interrupt));
+    let result = w.deploy();
+    let error = error_of(&result);
+    assert!(error.contains("interrupted before switching"), "{error}");
+    assert_eq!(w.current(0), "old-aaaaaaaaaaaa");
+    assert_eq!(count(&w.steps(0), "switching"), 0);
+    assert_eq!(w.steps(0).last().unwrap(), "releasing the deploy lock");
+    assert_eq!(exit(result), Some(Category::Interrupted));
+}
+
+#[test]
+fn ctrl_c_during_the_health_gate_rolls_back() {
+    let _serial = serial();
+    let mut w = lone(Host::healthy().when("switching", interrupt));
+    w.health.settle = Duration::from_millis(20);
+    let result = w.deploy();
+    assert_eq!(result[0].0.outcome, Outcome::RolledBack);
+    let error = error_of(&result);
+    assert!(error.contains("interrupted while app"), "{error}");
+    assert_eq!(w.current(0), "old-aaaaaaaaaaaa");
+    assert_eq!(w.steps(0).last().unwrap(), "releasing the deploy lock");
+    assert_eq!(exit(result), Some(Category::Interrupted));
+}
+
+#[test]
+fn ctrl_c_between_batches_skips_the_rest() {
+    let _serial = serial();
+    let mut w = world(vec![
+        ("a", Host::healthy().when("switching", interrupt)),
+        ("b", Host::healthy()),
+        ("c", Host::healthy()),
+    ]);
+    w.rollout.batch = Amount::Count(1);
+    w.health.settle = Duration::ZERO;
+    let outcomes = w.outcomes();
+    assert_eq!(
+        outcomes,
+        [Outcome::Deployed, Outcome::Skipped, Outcome::Skipped]
+    );
+    assert_eq!(w.current(1), "old-aaaaaaaaaaaa");
+}
+
+// --- Fleets --------------------------------------------------------------------------------
+
+#[test]
+fn a_fleet_checks_hosts_before_locking_them_in_address_order() {
+    let _serial = serial();
+    let w = world(healthy(&["a", "b", "c"]));
+    let result = w.deploy();
+    assert!(result.iter().all(|(r, _)| r.outcome == Outcome::Deployed));
+    for host in 0..3 {
+        assert_eq!(w.steps(host)[0], "checking the host");
+        // check; lock + survey; transfer; switch; probe; finish + unlock
+        assert_eq!(w.round_trips(host), 6);
+    }
+}
+
+#[test]
+fn batches_switch_a_count_at_a_time() {
+    let _serial = serial();
+    let mut w = world(healthy(&["a", "b", "c", "d", "e"]));
+    w.rollout.batch = Amount::Count(2);
+    let ctx_batches = fleet::batch_plan(&w.rollout, &w.names);
+    assert_eq!(ctx_batches, [vec![0, 1], vec![2, 3], vec![4]]);
+    assert!(w.outcomes().iter().all(|o| *o == Outcome::Deployed));
+}
+
+#[test]
+fn batches_by_percentage_round_up() {
+    let mut rollout = world(vec![]).rollout;
+    rollout.batch = Amount::Percent(30);
+    let names: Vec<String> = (0..7).map(|i| format!("h{i}")).collect();
+    assert_eq!(
+        fleet::batch_plan(&rollout, &names),
+        [vec![0, 1, 2], vec![3, 4, 5], vec![6]]
+    );
+}
+
+#[test]
+fn the_first_host_as_canary_goes_alone() {
+    let mut rollout = world(vec![]).rollout;
+    rollout.canary = Some(Canary::First);
+    let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(fleet::batch_plan(&rollout, &names), [vec![0], vec![1, 2]]);
+}
+
+#[test]
+fn a_named_canary_goes_alone_then_the_batches() {
+    let mut rollout = world(vec![]).rollout;
+    rollout.canary = Some(Canary::Host("c".into()));
+    rollout.batch = Amount::Count(1);
+    let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        fleet::batch_plan(&rollout, &names),
+        [vec![2], vec![0], vec![1]]
+    );
+}
+
+#[test]
+fn a_failing_canary_stops_the_rollout() {
+    let _serial = serial();
+    let mut w = world(vec![
+        ("a", Host::healthy()),
+        ("b", Host::healthy().unhealthy("2.0.0")),
+        ("c", Host::healthy()),
+    ]);
+    w.rollout.canary = Some(Canary::Host("b".into()));
+    assert_eq!(
+        w.outcomes(),
+        [Outcome::Skipped, Outcome::RolledBack, Outcome::Skipped]
+    );
+    assert_eq!(w.current(0), "old-aaaaaaaaaaaa");
+}
+
+#[test]
+fn the_rollout_stops_at_the_first_unhealthy_batch() {
+    let _serial = serial();
+    let mut w = world(vec![
+        ("a", Host::healthy()),
+        ("b", Host::healthy().unhealthy("2.0.0")),
+        ("c", Host::healthy()),
+    ]);
+    w.rollout.batch = Amount::Count(1);
+    let result = w.deploy();
+    let outcomes: Vec<Outcome> = result.iter().map(|(r, _)| r.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [Outcome::Deployed, Outcome::RolledBack, Outcome::Skipped]
+    );
+    assert!(w.current(0).starts_with("2.0.0-"));
+    assert_eq!(exit(result), Some(Category::RolledBack));
+}
+
+#[test]
+fn max_fail_as_a_count_lets_the_rollout_go_on() {
+    let _serial = serial();
+    let mut w = world(vec![
+        ("a", Host::healthy().unhealthy("2.0.0")),
+        ("b", Host::healthy()),
+        ("c", Host::healthy()),
+    ]);
+    w.rollout.batch = Amount::Count(1);
+    w.rollout.max_fail = Amount::Count(1);
+    assert_eq!(
+        w.outcomes(),
+        [Outcome::RolledBack, Outcome::Deployed, Outcome::Deployed]
+    );
+}
+
+#[test]
+fn max_fail_as_a_percentage_counts_hosts_rounding_up() {
+    let _serial = serial();
+    let mut w = world(vec![
+        ("a", Host::healthy().unhealthy("2.0.0")),
+        ("b", Host::healthy().unhealthy("2.0.0")),
+        ("c", Host::healthy()),
+        ("d", Host::healthy()),
+    ]);
+    w.rollout.batch = Amount::Count(1);
+    // 25% of 4 hosts: one failure is tolerated, the second stops the rollout.
+    w.rollout.max_fail = Amount::Percent(25);
+    assert_eq!(
+        w.outcomes(),
+        [
+            Outcome::RolledBack,
+            Outcome::RolledBack,
+            Outcome::Skipped,
+            Outcome::Skipped
+        ]
+    );
+}
+
+#[test]
+fn rollback_all_switches_the_healthy_hosts_back() {
+    let _serial = serial();
+    let mut w = world(vec![
+        ("a", Host::healthy()),
+        ("b", Host::healthy().unhealthy("2.0.0")),
+        ("c", Host::healthy()),
+    ]);
+    w.rollout.batch = Amount::Count(1);
+    w.rollout.rollback_all_on_failure = true;
+    let result = w.deploy();
+    let outcomes: Vec<Outcome> = result.iter().map(|(r, _)| r.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [Outcome::SwitchedBack, Outcome::RolledBack, Outcome::Skipped]
+    );
+    for host in 0..3 {
+        assert_eq!(w.current(host), "old-aaaaaaaaaaaa", "host {host}");
+    }
+    // A host switched back is not recorded as good.
+    assert_eq!(count(&w.steps(0), "recording the release as good"), 0);
+    assert_eq!(exit(result), Some(Category::RolledBack));
+}
+
+#[test]
+fn a_host_failing_its_check_stops_a_fleet_before_anything_switches() {
+    let _serial = serial();
+    let facts = "booted=no\npid1=init\nsystemd=\nmachine=x86_64\n";
+    let w = world(vec![
+        ("a", Host::healthy()),
+        (
+            "b",
+            Host::healthy().on(
+                "checking the host",
+                Reply::exit(Exit::Unsuitable.code(), "").with_stdout(facts),
+            ),
+        ),
+    ]);
+    assert_eq!(w.outcomes(), [Outcome::Skipped, Outcome::Failed]);
+    assert_eq!(w.current(0), "old-aaaaaaaaaaaa");
+    // The healthy host was locked and prepared, and let go of.
+    assert_eq!(w.steps(0).last().unwrap(), "releasing the deploy lock");
+}
+
+#[test]
+fn a_host_failing_its_upload_in_a_fleet_keeps_its_release() {
+    let _serial = serial();
+    let mut w = world(vec![
+        ("a", Host::healthy()),
+        (
+            "b",
+            Host::healthy().on(
+                "uploading",
+                Reply::exit(Exit::Short.code(), "the upload stopped"),
+            ),
+        ),
+    ]);
+    w.rollout.max_fail = Amount::Count(1);
+    assert_eq!(w.outcomes(), [Outcome::Deployed, Outcome::Failed]);
+    assert_eq!(w.current(1), "old-aaaaaaaaaaaa");
+}
+
+// --- The exit code ---------------------------------------------------------------------------
+
+fn report(host: &str, outcome: Outcome, category: Option<Category>) -> HostReport {
+    HostReport {
+        host: host.into(),
+        outcome,
+        old_version: None,
+        new_version: "2".into(),
+        release: "2-x".into(),
+        uploaded: false,
+        upload: "-",
+        resumed_from: 0,
+        upload_seconds: 0.0,
+        reused_release: false,
+        previous: None,
+        pruned: Vec::new(),
+        seconds: 0.0,
+        round_trips: 0,
+        health: "-",
+        error: None,
+        category,
+        still_locked: false,
+    }
+}
+
+fn failed(category: Category, message: &str) -> Option<anyhow::Error> {
+    Some(crate::error::tagged(category, anyhow::anyhow!("{message}")))
+}
+
+#[test]
+fn one_host_ends_with_its_own_error() {
+    let result = vec![(
+        report("a", Outcome::Failed, Some(Category::Locked)),
+        failed(Category::Locked, "held"),
+    )];
+    let error = outcome(result).unwrap_err();
+    assert_eq!(category_of(&error), Some(Category::Locked));
+    assert_eq!(error.to_string(), "held");
+}
+
+#[test]
+fn several_hosts_end_with_the_most_severe_category_and_every_reason() {
+    let result = vec![
+        (report("a", Outcome::Deployed, None), None),
+        (
+            report("b", Outcome::RolledBack, Some(Category::RolledBack)),
+            failed(Category::RolledBack, "rolled back"),
+        ),
+        (
+            report("c", Outcome::Failed, Some(Category::RollbackFailed)),
+            failed(Category::RollbackFailed, "both failed"),
+        ),
+    ];
+    let error = outcome(result).unwrap_err();
+    assert_eq!(category_of(&error), Some(Category::RollbackFailed));
+    let text = format!("{error:#}");
+    assert!(text.starts_with("2 of 3 hosts did not deploy"), "{text}");
+    assert!(
+        text.contains("  b: rolled back") && text.contains("  c: both failed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn skipped_and_switched_back_hosts_count_as_not_deployed() {
+    let result = vec![
+        (report("a", Outcome::SwitchedBack, None), None),
+        (report("b", Outcome::Skipped, None), None),
+    ];
+    let error = outcome(result).unwrap_err();
+    assert_eq!(category_of(&error), Some(Category::Remote));
+    assert!(format!("{error:#}").contains("a: switched back"));
+}
+
+#[test]
+fn every_host_deployed_is_success() {
+    let result = vec![
+        (report("a", Outcome::Deployed, None), None),
+        (report("b", Outcome::Deployed, None), None),
+    ];
+    assert!(outcome(result).is_ok());
+}
+
+#[test]
+fn exit_statuses_map_to_outcomes_and_back() {
+    for code in [0, 1, 2, 65, 66, 69, 72, 74, 75, 76, 77, 78, 127] {
+        assert_eq!(Exit::of_status(code).code(), code);
+    }
+    assert_eq!(Exit::of_status(75), Exit::Locked);
+    assert_eq!(Exit::of_status(3), Exit::Failed(3));
+    assert!(Exit::shell_vars().contains("locked=75\n"));
+}
+
+#[test]
+fn amounts_parse_as_counts_or_percentages() {
+    assert_eq!("3".parse(), Ok(Amount::Count(3)));
+    assert_eq!("25%".parse(), Ok(Amount::Percent(25)));
+    for bad in ["101%", "x", "-1", "%"] {
+        assert!(bad.parse::<Amount>().is_err(), "{bad}");
+    }
+    assert_eq!(Amount::Percent(25).of(5), 2);
+    assert_eq!(Amount::Count(3).of(100), 3);
+}
+
+#[test]
+fn the_layout_names_the_release_by_version_and_package() {
+    let w = world(vec![]);
+    assert_eq!(w.layout().release, "2.0.0-abababababab");
+}
