@@ -55,6 +55,8 @@ pub struct HostEntry {
     /// Extra environment for this host only; it goes into the host's env file, so every host
     /// runs the same unit.
     pub env: BTreeMap<String, String>,
+    /// Secrets for this host only, from a command run here at deploy; after the shared ones.
+    pub env_command: Option<EnvCommand>,
     /// This host's health URL, when it differs from `[health] url`.
     pub health_url: Option<String>,
     /// Jump hosts, as OpenSSH's ProxyJump (`ssh -J`): `[user@]host[:port]`, comma-separated.
@@ -191,6 +193,8 @@ pub struct Service {
     pub env: BTreeMap<String, String>,
     /// A local file of KEY=VALUE lines with secrets, relative to the root.
     pub env_file: Option<PathBuf>,
+    /// A command run here at deploy whose stdout is KEY=VALUE lines (a password manager's).
+    pub env_command: Option<EnvCommand>,
     /// Hardening directives after the user's overrides; `false` in shipit.toml drops one.
     pub hardening: Vec<(String, String)>,
     /// Capabilities the service keeps (e.g. CAP_NET_BIND_SERVICE for ports below 1024).
@@ -201,6 +205,14 @@ pub struct Service {
     /// Sockets systemd listens on for the service (`<app>.socket`), in the order written;
     /// empty: no socket unit, the service binds its own.
     pub listen: Vec<Listen>,
+}
+
+/// `env_command`: argv (no shell), and where it is written, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvCommand {
+    pub argv: Vec<String>,
+    /// `shipit.toml:LINE:COL`
+    pub location: String,
 }
 
 /// One `[service] listen` entry: a TCP socket as systemd's `ListenStream=` takes it.
@@ -314,6 +326,7 @@ struct RawHost {
     identity_file: Option<Spanned<String>>,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, Spanned<String>>,
+    env_command: Option<Spanned<Vec<Spanned<String>>>>,
     health_url: Option<Spanned<String>>,
     proxy_jump: Option<Spanned<String>>,
 }
@@ -366,6 +379,7 @@ struct RawService {
     #[serde(default)]
     env: BTreeMap<Spanned<String>, Spanned<String>>,
     env_file: Option<Spanned<String>>,
+    env_command: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     hardening: BTreeMap<Spanned<String>, Spanned<HardeningValue>>,
     #[serde(default)]
@@ -616,6 +630,10 @@ fn parse_hosts(
             src.check(&value, |v| validate_line(v, "an env value"))?;
             env.insert(key.into_inner(), value.into_inner());
         }
+        let env_command = host
+            .env_command
+            .map(|c| parse_env_command(src, c))
+            .transpose()?;
         if let Some(jump) = &host.proxy_jump {
             src.check(jump, |j| {
                 crate::validate::validate_jump(j).map_err(|e| format!("{e:#}"))
@@ -639,6 +657,7 @@ fn parse_hosts(
                 port: host.port.map(Spanned::into_inner),
                 identity_file,
                 env,
+                env_command,
                 health_url: host.health_url.map(Spanned::into_inner),
                 proxy_jump: host.proxy_jump.map(Spanned::into_inner),
             },
@@ -927,11 +946,33 @@ fn parse_service(src: &Source, root: &Path, raw: RawService, app: &str) -> Resul
         files,
         env,
         env_file,
+        env_command: raw
+            .env_command
+            .map(|c| parse_env_command(src, c))
+            .transpose()?,
         hardening: merge_hardening(src, raw.hardening)?,
         capabilities,
         port: raw.port.map(Spanned::into_inner),
         listen,
     })
+}
+
+/// argv, run without a shell: a word with a newline or NUL could not be a word of a command.
+fn parse_env_command(src: &Source, raw: Spanned<Vec<Spanned<String>>>) -> Result<EnvCommand> {
+    let location = src.location(&raw.span());
+    if raw.get_ref().is_empty() || raw.get_ref()[0].get_ref().is_empty() {
+        return Err(src.error(
+            &raw.span(),
+            "env_command needs a program and its arguments, like [\"op\", \"inject\", \"-i\", \
+             \".env.tpl\"]",
+        ));
+    }
+    let mut argv = Vec::new();
+    for word in raw.into_inner() {
+        src.check(&word, |w| validate_line(w, "a word of env_command"))?;
+        argv.push(word.into_inner());
+    }
+    Ok(EnvCommand { argv, location })
 }
 
 fn merge_hardening(

@@ -6,6 +6,7 @@
 
 mod deadman;
 mod dry_run;
+mod env;
 mod fleet;
 mod health;
 pub mod inspect;
@@ -81,7 +82,7 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
     check_confirm_timeout(config, options)?;
     let rollout = &request.rollout;
     check_identity_files(&request.connection.identity)?;
-    let targets = targets::targets(config, &request.hosts, &request.connection)?;
+    let targets = targets::targets(config, &request.hosts, &request.connection, ui)?;
     if let Some(Canary::Host(name)) = &rollout.canary
         && !targets.iter().any(|t| t.destination.label == *name)
     {

@@ -70,6 +70,21 @@ fn each_kind_of_bad_value_points_at_its_place() {
             "newline",
         ),
         (
+            "[service]\nenv_command = []\n",
+            "shipit.toml:2:15",
+            "env_command needs a program",
+        ),
+        (
+            "[service]\nenv_command = [\"op\", \"read\\nx\"]\n",
+            "shipit.toml:2:22",
+            "a word of env_command must not contain a newline",
+        ),
+        (
+            "[hosts.a]\naddress = \"10.0.0.1\"\nenv_command = \"op read x\"\n",
+            "shipit.toml:3:15",
+            "invalid type: string",
+        ),
+        (
             "[health]\nurl = \"https://x/health\"\n",
             "shipit.toml:2:7",
             "must start with http://",

@@ -16,5 +16,6 @@ mod host_keys;
 mod hosts;
 mod logs;
 mod sandbox;
+mod secrets;
 mod sockets;
 mod unit;
