@@ -20,7 +20,8 @@ use crate::sandbox::{Init, Release};
         shipit cross-compiles a Go or Rust project for Linux, packages it reproducibly \
         (tar + gzip with a manifest), and renders a hardened systemd unit for it.",
     after_help = "Exit codes: 0 ok, 1 internal error, 2 usage or config, 3 build, 4 connection, \
-        5 remote command, 6 rolled back, 7 rollback failed, 8 locked, 130 interrupted.",
+        5 remote command, 6 rolled back, 7 rollback failed, 8 locked, 10 a hook before the switch \
+        failed, 130 interrupted.",
     propagate_version = true
 )]
 pub struct Cli {
@@ -63,6 +64,14 @@ pub enum Command {
     /// the target; a missing toolchain is named with how to install it.
     Build(BuildArgs),
     /// Build (or take --package), upload, install and restart on HOST, then prove it healthy
+    ///
+    /// The host's env file is [service] env_file, then the output of [service] env_command (run
+    /// here before the build; never shown), then [hosts.NAME] env_command and env. [hooks]
+    /// before_switch runs on the host as the new release's service, after its release is ready
+    /// and before any switch: once per rollout on the first host (the canary), or on each
+    /// (before_switch_on = "each"); if it fails, no host switches (exit 10). after_switch runs
+    /// after the health gate (a failure is a warning); local_before and local_after run here.
+    /// --dry-run shows the hooks and runs none.
     Deploy(DeployArgs),
     /// Show the deployed version, unit state, restarts and health on HOST
     Status(StatusArgs),

@@ -39,6 +39,8 @@ pub struct Config {
     /// `[groups]`: a name for several hosts, in the order written.
     pub groups: BTreeMap<String, Vec<String>>,
     pub deploy: Deploy,
+    /// `[hooks]`: commands run around the switch.
+    pub hooks: Hooks,
     /// `[container]`, for `shipit generate dockerfile`.
     pub container: Container,
     /// `[k8s]`, for `shipit generate k8s`.
@@ -56,11 +58,46 @@ pub struct HostEntry {
     /// runs the same unit.
     pub env: BTreeMap<String, String>,
     /// Secrets for this host only, from a command run here at deploy; after the shared ones.
-    pub env_command: Option<EnvCommand>,
+    pub env_command: Option<Argv>,
     /// This host's health URL, when it differs from `[health] url`.
     pub health_url: Option<String>,
     /// Jump hosts, as OpenSSH's ProxyJump (`ssh -J`): `[user@]host[:port]`, comma-separated.
     pub proxy_jump: Option<String>,
+}
+
+/// `[hooks]`: each an argv (no shell unless it names one), with where it is written.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    /// On the host, with the new release, after it is unpacked and verified, before the switch.
+    pub before_switch: Option<Argv>,
+    pub before_switch_on: HookHosts,
+    /// On each host that deployed, after its health gate; a failure does not roll back.
+    pub after_switch: Option<Argv>,
+    /// Here, before anything connects, and after every host is done.
+    pub local_before: Option<Argv>,
+    pub local_after: Option<Argv>,
+}
+
+/// Where `before_switch` runs: once per rollout, on the first host to switch (the canary when
+/// there is one), or on every host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HookHosts {
+    #[default]
+    First,
+    Each,
+}
+
+impl HookHosts {
+    pub const NAMES: [(&str, HookHosts); 2] =
+        [("first", HookHosts::First), ("each", HookHosts::Each)];
+}
+
+/// A command as words, run without a shell, and where shipit.toml says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Argv {
+    pub words: Vec<String>,
+    /// `shipit.toml:LINE:COL`
+    pub location: String,
 }
 
 #[derive(Debug, Clone)]
@@ -194,7 +231,7 @@ pub struct Service {
     /// A local file of KEY=VALUE lines with secrets, relative to the root.
     pub env_file: Option<PathBuf>,
     /// A command run here at deploy whose stdout is KEY=VALUE lines (a password manager's).
-    pub env_command: Option<EnvCommand>,
+    pub env_command: Option<Argv>,
     /// Hardening directives after the user's overrides; `false` in shipit.toml drops one.
     pub hardening: Vec<(String, String)>,
     /// Capabilities the service keeps (e.g. CAP_NET_BIND_SERVICE for ports below 1024).
@@ -205,14 +242,6 @@ pub struct Service {
     /// Sockets systemd listens on for the service (`<app>.socket`), in the order written;
     /// empty: no socket unit, the service binds its own.
     pub listen: Vec<Listen>,
-}
-
-/// `env_command`: argv (no shell), and where it is written, for messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvCommand {
-    pub argv: Vec<String>,
-    /// `shipit.toml:LINE:COL`
-    pub location: String,
 }
 
 /// One `[service] listen` entry: a TCP socket as systemd's `ListenStream=` takes it.
@@ -312,6 +341,8 @@ struct RawConfig {
     #[serde(default)]
     groups: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
     #[serde(default)]
+    hooks: RawHooks,
+    #[serde(default)]
     container: generate::RawContainer,
     #[serde(default)]
     k8s: generate::RawK8s,
@@ -326,9 +357,21 @@ struct RawHost {
     identity_file: Option<Spanned<String>>,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, Spanned<String>>,
-    env_command: Option<Spanned<Vec<Spanned<String>>>>,
+    env_command: Option<RawArgv>,
     health_url: Option<Spanned<String>>,
     proxy_jump: Option<Spanned<String>>,
+}
+
+type RawArgv = Spanned<Vec<Spanned<String>>>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHooks {
+    before_switch: Option<RawArgv>,
+    before_switch_on: Option<Spanned<String>>,
+    after_switch: Option<RawArgv>,
+    local_before: Option<RawArgv>,
+    local_after: Option<RawArgv>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -379,7 +422,7 @@ struct RawService {
     #[serde(default)]
     env: BTreeMap<Spanned<String>, Spanned<String>>,
     env_file: Option<Spanned<String>>,
-    env_command: Option<Spanned<Vec<Spanned<String>>>>,
+    env_command: Option<RawArgv>,
     #[serde(default)]
     hardening: BTreeMap<Spanned<String>, Spanned<HardeningValue>>,
     #[serde(default)]
@@ -529,6 +572,7 @@ pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
     let hosts = parse_hosts(&src, root, raw.hosts, health.is_some())?;
     let groups = parse_groups(&src, raw.groups, &hosts)?;
     let deploy = parse_deploy(&src, raw.deploy, !service.listen.is_empty())?;
+    let hooks = parse_hooks(&src, raw.hooks)?;
     let container = generate::parse_container(&src, raw.container)?;
     let k8s = generate::parse_k8s(&src, raw.k8s, &name)?;
 
@@ -541,6 +585,7 @@ pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
         hosts,
         groups,
         deploy,
+        hooks,
         container,
         k8s,
     })
@@ -632,7 +677,7 @@ fn parse_hosts(
         }
         let env_command = host
             .env_command
-            .map(|c| parse_env_command(src, c))
+            .map(|c| parse_argv(src, c, "env_command"))
             .transpose()?;
         if let Some(jump) = &host.proxy_jump {
             src.check(jump, |j| {
@@ -948,7 +993,7 @@ fn parse_service(src: &Source, root: &Path, raw: RawService, app: &str) -> Resul
         env_file,
         env_command: raw
             .env_command
-            .map(|c| parse_env_command(src, c))
+            .map(|c| parse_argv(src, c, "env_command"))
             .transpose()?,
         hardening: merge_hardening(src, raw.hardening)?,
         capabilities,
@@ -957,22 +1002,44 @@ fn parse_service(src: &Source, root: &Path, raw: RawService, app: &str) -> Resul
     })
 }
 
-/// argv, run without a shell: a word with a newline or NUL could not be a word of a command.
-fn parse_env_command(src: &Source, raw: Spanned<Vec<Spanned<String>>>) -> Result<EnvCommand> {
+/// A command as words, run without a shell: a program first (no `$`, which systemd would
+/// expand in a hook's program name), and no word with a newline or NUL.
+fn parse_argv(src: &Source, raw: RawArgv, key: &str) -> Result<Argv> {
     let location = src.location(&raw.span());
-    if raw.get_ref().is_empty() || raw.get_ref()[0].get_ref().is_empty() {
+    let program = raw.get_ref().first().map(|p| p.get_ref().as_str());
+    if program.is_none_or(|p| p.is_empty() || p.contains('$')) {
         return Err(src.error(
             &raw.span(),
-            "env_command needs a program and its arguments, like [\"op\", \"inject\", \"-i\", \
-             \".env.tpl\"]",
+            format!(
+                "{key} needs a program and its arguments, like [\"./app\", \"migrate\"] (no \
+                 shell: for one, write [\"sh\", \"-c\", \"…\"]; no `$` in the program's name)"
+            ),
         ));
     }
-    let mut argv = Vec::new();
+    let mut words = Vec::new();
     for word in raw.into_inner() {
-        src.check(&word, |w| validate_line(w, "a word of env_command"))?;
-        argv.push(word.into_inner());
+        src.check(&word, |w| validate_line(w, &format!("a word of {key}")))?;
+        words.push(word.into_inner());
     }
-    Ok(EnvCommand { argv, location })
+    Ok(Argv { words, location })
+}
+
+fn parse_hooks(src: &Source, raw: RawHooks) -> Result<Hooks> {
+    let argv = |value: Option<RawArgv>, key| value.map(|v| parse_argv(src, v, key)).transpose();
+    let before_switch_on = match &raw.before_switch_on {
+        None => HookHosts::First,
+        Some(on) if raw.before_switch.is_none() => {
+            return Err(src.error(&on.span(), "before_switch_on needs a before_switch hook"));
+        }
+        Some(on) => choice(src, on, "before_switch_on", &HookHosts::NAMES)?,
+    };
+    Ok(Hooks {
+        before_switch: argv(raw.before_switch, "before_switch")?,
+        before_switch_on,
+        after_switch: argv(raw.after_switch, "after_switch")?,
+        local_before: argv(raw.local_before, "local_before")?,
+        local_after: argv(raw.local_after, "local_after")?,
+    })
 }
 
 fn merge_hardening(

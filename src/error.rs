@@ -22,6 +22,9 @@ pub enum Category {
     RollbackFailed = 7,
     /// Another deploy holds the lock for this app on the host.
     Locked = 8,
+    /// A hook before the switch (`before_switch` on a host, or `local_before` here) failed; no
+    /// host was switched.
+    Hook = 10,
     /// Stopped by Ctrl-C or SIGTERM; the host was left on its previous release.
     Interrupted = 130,
 }

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
 
-use crate::config::{Config, EnvCommand};
+use crate::config::{Argv, Config};
 use crate::error::{Category, Tag};
 use crate::ui::Ui;
 
@@ -149,23 +149,18 @@ fn warn_quoted(at: &dyn Fn(usize) -> String, quoted: &[QuotedValue], ui: &Ui) {
 /// never shown; its stderr goes to the terminal as it comes (sign-in prompts and errors of
 /// `op`, `vault` or `pass` are what a user needs, and they do not print the secret there).
 /// `SHIPIT_HOST` names the host for a `[hosts.X] env_command`.
-fn run_env_command(
-    config: &Config,
-    command: &EnvCommand,
-    host: Option<&str>,
-    ui: &Ui,
-) -> Result<Pairs> {
+fn run_env_command(config: &Config, command: &Argv, host: Option<&str>, ui: &Ui) -> Result<Pairs> {
     let origin = match host {
         Some(host) => format!("env_command of {host} ({})", command.location),
         None => format!("env_command ({})", command.location),
     };
     ui.status(
         "Reading",
-        format_args!("secrets: {}", command.argv.join(" ")),
+        format_args!("secrets: {}", command.words.join(" ")),
     );
-    let mut process = Command::new(&command.argv[0]);
+    let mut process = Command::new(&command.words[0]);
     process
-        .args(&command.argv[1..])
+        .args(&command.words[1..])
         .current_dir(&config.root)
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())
@@ -179,10 +174,10 @@ fn run_env_command(
             if e.kind() == std::io::ErrorKind::NotFound {
                 anyhow::anyhow!(
                     "{origin}: `{}` is not installed or not on PATH",
-                    command.argv[0]
+                    command.words[0]
                 )
             } else {
-                anyhow::anyhow!("{origin}: cannot run `{}`: {e}", command.argv[0])
+                anyhow::anyhow!("{origin}: cannot run `{}`: {e}", command.words[0])
             }
         })
         .tag(Category::Usage)?;
@@ -194,15 +189,15 @@ fn run_env_command(
         .read_to_end(&mut stdout);
     let status = child
         .wait()
-        .with_context(|| format!("{origin}: waiting for `{}`", command.argv[0]))?;
-    read.with_context(|| format!("{origin}: reading the output of `{}`", command.argv[0]))?;
+        .with_context(|| format!("{origin}: waiting for `{}`", command.words[0]))?;
+    read.with_context(|| format!("{origin}: reading the output of `{}`", command.words[0]))?;
     if !status.success() {
         crate::fail!(
             Usage,
             "{origin}: `{}` failed ({status}); nothing was uploaded (its output is not shown \
              because it may hold a secret; what it printed on stderr is above)\n  help: run \
              the command yourself to see why, e.g. whether you are signed in",
-            command.argv.join(" ")
+            command.words.join(" ")
         );
     }
     let text = String::from_utf8(stdout)
