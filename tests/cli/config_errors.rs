@@ -70,6 +70,31 @@ fn each_kind_of_bad_value_points_at_its_place() {
             "newline",
         ),
         (
+            "[hooks]\nbefore_switch = []\n",
+            "shipit.toml:2:17",
+            "before_switch needs a program",
+        ),
+        (
+            "[hooks]\nlocal_after = [\"$HOME/x\"]\n",
+            "shipit.toml:2:15",
+            "no `$` in the program's name",
+        ),
+        (
+            "[hooks]\nbefore_switch_on = \"each\"\n",
+            "shipit.toml:2:20",
+            "before_switch_on needs a before_switch hook",
+        ),
+        (
+            "[hooks]\nbefore_switch = [\"./app\"]\nbefore_switch_on = \"all\"\n",
+            "shipit.toml:3:20",
+            "unknown before_switch_on \"all\": use \"first\", \"each\"",
+        ),
+        (
+            "[hooks]\nafter = [\"./app\"]\n",
+            "shipit.toml:2:1",
+            "unknown field `after`",
+        ),
+        (
             "[service]\nenv_command = []\n",
             "shipit.toml:2:15",
             "env_command needs a program",
