@@ -98,8 +98,16 @@ pub enum Command {
         hosts: 0 when it exited 0 everywhere, 5 when it failed somewhere, 4 when a host could \
         not be reached. Ctrl-C stops the command on the hosts: 130.")]
     Exec(ExecArgs),
-    /// List the releases kept on HOST, marking current, previous and failed ones
+    /// List the releases kept on HOST, marking current, previous and failed ones, and who
+    /// deployed each
     Releases(ReleasesArgs),
+    /// Show the deploys and rollbacks each host logged: when, by whom, what, how it ended
+    ///
+    /// Each host keeps its own append-only log (/opt/<app>/.shipit/log, its last 1000
+    /// entries): every deploy and `shipit rollback` that reached it, with the time (the
+    /// deploying machine's clock, UTC), user@machine, version, release, the release before,
+    /// the outcome and how long it took. Several hosts are merged in time order.
+    History(HistoryArgs),
     /// Switch HOST back to the previous good release (or --to VERSION) and check its health
     Rollback(RollbackArgs),
     /// Inspect or remove the deploy lock on HOST
@@ -275,6 +283,20 @@ pub struct ReleasesArgs {
     #[arg(default_value = "sandbox", help = HOST_HELP)]
     pub host: String,
     /// Print the releases as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[arg(value_name = "HOST", default_value = "sandbox", help = HOSTS_HELP)]
+    pub hosts: Vec<String>,
+    /// Show each host's last N entries
+    #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 20)]
+    pub lines: usize,
+    /// Print the entries as JSON, each with its host
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -544,6 +566,12 @@ impl StatusArgs {
 }
 
 impl ReleasesArgs {
+    pub fn format(&self) -> Format {
+        format(self.json)
+    }
+}
+
+impl HistoryArgs {
     pub fn format(&self) -> Format {
         format(self.json)
     }

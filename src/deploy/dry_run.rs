@@ -83,7 +83,7 @@ pub fn plan(
         ui,
     )?;
     let keep = Some(config.deploy.keep_releases);
-    let (_, error) = phases::finish(&mut runner, &layout, keep, phases::Lock::Held);
+    let (_, error) = phases::finish(&mut runner, &layout, keep, None, phases::Lock::Held);
     if let Some(e) = error {
         return Err(e);
     }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 
+use super::history;
 use super::hooks::{self, OnHost};
 use super::phases::{self, Then, Transfer};
 use super::runner::Runner;
@@ -133,6 +134,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// As `--json` and the host's deploy log say it.
+    pub fn kebab(self) -> &'static str {
+        match self {
+            Outcome::Deployed => "deployed",
+            Outcome::Failed => "failed",
+            Outcome::RolledBack => "rolled-back",
+            Outcome::SwitchedBack => "switched-back",
+            Outcome::Skipped => "skipped",
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Deployed => "deployed",
@@ -598,6 +610,7 @@ fn finish(ctx: &Context, run: &mut HostRun) {
             &mut run.runner(),
             ctx.layout,
             Some(ctx.keep_releases),
+            None,
             phases::Lock::NotHeld,
         );
         run.pruned = finished.pruned;
@@ -633,7 +646,17 @@ fn finish(ctx: &Context, run: &mut HostRun) {
         phases::Lock::NotHeld
     };
     let keep = record.then_some(ctx.keep_releases);
-    let (finished, error) = phases::finish(&mut run.runner(), ctx.layout, keep, lock);
+    let outcome = run.outcome.unwrap_or(Outcome::Failed);
+    let entry = history::Entry::now(
+        ctx.layout,
+        "deploy",
+        &ctx.package.manifest.version,
+        run.transfer.as_ref().and_then(|t| t.previous.as_deref()),
+        outcome.kebab(),
+        run.started.elapsed().as_secs_f64(),
+    );
+    let log = run.locked.then_some(&entry);
+    let (finished, error) = phases::finish(&mut run.runner(), ctx.layout, keep, log, lock);
     if record {
         run.pruned = finished.pruned;
     }

@@ -9,6 +9,7 @@ mod dry_run;
 mod env;
 mod fleet;
 mod health;
+pub mod history;
 mod hooks;
 pub mod inspect;
 mod layout;

@@ -239,6 +239,7 @@ fn a_lone_host_deploys_in_four_round_trips() {
             "unpacking the release, creating the service user and verifying the unit",
             "switching and restarting the service",
             "recording the release as good and pruning old releases",
+            "recording the deploy in the host's log",
             "releasing the deploy lock",
         ]
     );
@@ -416,6 +417,63 @@ fn an_unhealthy_release_is_rolled_back_and_marked_failed() {
     assert_eq!(count(&steps, "recording the release outcome"), 1);
     assert_eq!(count(&steps, "recording the release as good"), 0);
     assert_eq!(exit(result), Some(Category::RolledBack));
+}
+
+/// The entry a host's deploy log got in this deploy.
+fn logged(w: &World, host: usize) -> Option<crate::deploy::history::Entry> {
+    let host = w.host[host].lock().unwrap();
+    let (_, script, _) = host
+        .log
+        .iter()
+        .find(|(n, _, _)| n == "recording the deploy in the host's log")?;
+    let line = script.lines().find_map(|l| l.strip_prefix("entry="))?;
+    let json = line.trim_matches('\'').replace("'\\''", "'");
+    Some(serde_json::from_str(&json).unwrap())
+}
+
+#[test]
+fn every_locked_host_logs_how_its_deploy_ended_with_the_unlock() {
+    let _serial = serial();
+    let mut w = world(vec![
+        ("a", Host::healthy()),
+        ("b", Host::healthy().unhealthy("2.0.0")),
+    ]);
+    w.env_file = Some(b"TOKEN=s3cr3t\n".to_vec());
+    let result = w.deploy();
+    let outcomes: Vec<Outcome> = result.iter().map(|(r, _)| r.outcome).collect();
+    assert_eq!(outcomes, [Outcome::Deployed, Outcome::RolledBack]);
+    for (host, outcome) in [(0, "deployed"), (1, "rolled-back")] {
+        let entry = logged(&w, host).expect("an entry");
+        assert_eq!(
+            (entry.action.as_str(), entry.outcome.as_str()),
+            ("deploy", outcome)
+        );
+        assert_eq!(entry.version, "2.0.0");
+        assert_eq!(entry.release, w.layout().release);
+        assert_eq!(entry.previous.as_deref(), Some("old-aaaaaaaaaaaa"));
+        assert!(entry.by.contains('@'), "{}", entry.by);
+        let steps = w.steps(host);
+        let at = |name: &str| steps.iter().position(|s| s.starts_with(name)).unwrap();
+        assert_eq!(
+            at("recording the deploy") + 1,
+            at("releasing the deploy lock")
+        );
+        let host = w.host[host].lock().unwrap();
+        assert!(
+            host.log
+                .iter()
+                .all(|(_, script, _)| !script.contains("s3cr3t"))
+        );
+    }
+    // Same number of round trips: the entry rides with the unlock.
+    assert_eq!(result[0].0.round_trips, w.round_trips(0));
+    // A host never locked is never written to.
+    let w = lone(Host::healthy().on(
+        "checking the host",
+        Reply::exit(Exit::Unsuitable.code(), ""),
+    ));
+    w.deploy();
+    assert_eq!(logged(&w, 0), None);
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod exec;
 mod faults;
 mod fleet;
 mod generate;
+mod history;
 mod hooks;
 mod host_keys;
 mod hosts;
