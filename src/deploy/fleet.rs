@@ -15,7 +15,7 @@ use super::runner::Runner;
 use super::steps::{self, HostUnit, Survey, Upload};
 use super::{Layout, Options, deadman};
 use crate::build::Target as Platform;
-use crate::config::{Health, Hooks};
+use crate::config::{Argv, Health, Hooks};
 use crate::error::Category;
 use crate::interrupt;
 use crate::package::Package;
@@ -432,17 +432,8 @@ fn before_switch(ctx: &Context, runs: &mut [HostRun]) {
         if run.before_switch.is_none() {
             return;
         }
-        let result = interrupt::check().and_then(|()| {
-            let transfer = run.transfer.as_ref().expect("prepared");
-            let release = hooks::Release {
-                layout: ctx.layout,
-                package: ctx.package,
-                host_unit: run.host_unit.as_ref().expect("checked before preparing"),
-                previous_version: transfer.previous_version.as_deref(),
-            };
-            let remote = run.remote.as_mut().expect("connected").as_mut();
-            hooks::run_on_host(remote, &release, OnHost::BeforeSwitch, argv, ctx.ui)
-        });
+        let result =
+            interrupt::check().and_then(|()| run_hook(ctx, run, OnHost::BeforeSwitch, argv));
         match result {
             Ok(()) => run.before_switch = Some(true),
             Err(e) => run.fail(e, Outcome::Failed),
@@ -455,11 +446,8 @@ fn before_switch(ctx: &Context, runs: &mut [HostRun]) {
     }
 }
 
-/// `[hooks] after_switch` on a host that deployed; a failure is a warning, never a rollback.
-fn after_switch(ctx: &Context, run: &mut HostRun) {
-    let Some(argv) = &ctx.hooks.after_switch else {
-        return;
-    };
+/// A hook on a prepared host, with its new release.
+fn run_hook(ctx: &Context, run: &mut HostRun, which: OnHost, argv: &Argv) -> Result<()> {
     let transfer = run.transfer.as_ref().expect("prepared");
     let release = hooks::Release {
         layout: ctx.layout,
@@ -468,7 +456,15 @@ fn after_switch(ctx: &Context, run: &mut HostRun) {
         previous_version: transfer.previous_version.as_deref(),
     };
     let remote = run.remote.as_mut().expect("connected").as_mut();
-    let result = hooks::run_on_host(remote, &release, OnHost::AfterSwitch, argv, ctx.ui);
+    hooks::run_on_host(remote, &release, which, argv, ctx.ui)
+}
+
+/// `[hooks] after_switch` on a host that deployed; a failure is a warning, never a rollback.
+fn after_switch(ctx: &Context, run: &mut HostRun) {
+    let Some(argv) = &ctx.hooks.after_switch else {
+        return;
+    };
+    let result = run_hook(ctx, run, OnHost::AfterSwitch, argv);
     if let Err(e) = &result {
         ctx.ui.diagnostic(format!("warning: {e:#}"));
     }

@@ -564,13 +564,7 @@ fn values_reach_the_service_exactly_as_written() {
         .success();
 
     // What the service got, from systemd's reading of Environment= and the EnvironmentFile.
-    let environ = sandbox
-        .ssh(
-            host,
-            "tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value hello-go.service)/environ",
-        )
-        .success()
-        .stdout;
+    let environ = service_environ(&sandbox, host);
     let got: std::collections::BTreeMap<&str, &str> =
         environ.lines().filter_map(|l| l.split_once('=')).collect();
     for (key, value) in unit_env.iter().chain(&host_env).chain(&file_env) {

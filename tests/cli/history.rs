@@ -56,12 +56,14 @@ fn history_shows_deploys_and_rollbacks_of_each_host_and_releases_who_deployed() 
     let row = |h: &str, a: &str, v: &str, o: &str| (h.into(), a.into(), v.into(), o.into());
     // hs-1's last 5 (filler first), hs-2's 3, merged by time (the deploys of a version to
     // both hosts share their second, and a host's order is kept).
-    let mine: Vec<_> = seen.iter().filter(|r| r.2 != "0.1.0").cloned().collect();
-    assert_eq!(
-        mine.iter()
-            .filter(|r| r.0 == "hs-1")
+    let of = |host: &str| -> Vec<_> {
+        seen.iter()
+            .filter(|r| r.0 == host && r.2 != "0.1.0")
             .cloned()
-            .collect::<Vec<_>>(),
+            .collect()
+    };
+    assert_eq!(
+        of("hs-1"),
         [
             row("hs-1", "deploy", "1.0.0", "deployed"),
             row("hs-1", "deploy", "2.0.0", "deployed"),
@@ -69,10 +71,7 @@ fn history_shows_deploys_and_rollbacks_of_each_host_and_releases_who_deployed() 
         ]
     );
     assert_eq!(
-        mine.iter()
-            .filter(|r| r.0 == "hs-2")
-            .cloned()
-            .collect::<Vec<_>>(),
+        of("hs-2"),
         [
             row("hs-2", "deploy", "1.0.0", "deployed"),
             row("hs-2", "deploy", "2.0.0", "deployed"),

@@ -176,23 +176,28 @@ fn a_migration_runs_once_per_rollout_with_the_new_release_and_a_failing_one_swit
             .success();
         assert_eq!(after.stdout, "warm\n");
     }
+    let has_lines = |text: &str, lines: &[&str]| {
+        for line in lines {
+            assert!(text.lines().any(|l| l == *line), "{line} in\n{text}");
+        }
+    };
     let before = fleet.local("local-before.txt");
-    for line in [
+    let variables = [
         "SHIPIT_APP=hello-go",
         "SHIPIT_HOSTS=hk-1 hk-2",
         "SHIPIT_VERSION=1.0.0",
-    ] {
-        assert!(before.lines().any(|l| l == line), "{line} in\n{before}");
-    }
+    ];
+    has_lines(&before, &variables);
     assert!(before.contains("SHIPIT_DEPLOYER=") && !before.contains("SHIPIT_OUTCOME"));
     let after = fleet.local("local-after.txt");
-    for line in [
-        "SHIPIT_OUTCOME=ok",
-        "SHIPIT_DEPLOYED=hk-1 hk-2",
-        "SHIPIT_FAILED=",
-    ] {
-        assert!(after.lines().any(|l| l == line), "{line} in\n{after}");
-    }
+    has_lines(
+        &after,
+        &[
+            "SHIPIT_OUTCOME=ok",
+            "SHIPIT_DEPLOYED=hk-1 hk-2",
+            "SHIPIT_FAILED=",
+        ],
+    );
 
     // The next release's hook sees the next env file and the version it replaces.
     fleet.configure(&format!("before_switch = {MIGRATE}\n{LOCAL}"), "two");

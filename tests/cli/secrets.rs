@@ -174,13 +174,7 @@ fn a_secret_from_a_command_reaches_the_env_file_and_nothing_else() {
     assert!(run.stderr.contains(warning), "{}", run.stderr);
 
     // What the service runs with: env_file < env_command < the host's command < the host's env.
-    let environ = sandbox
-        .ssh(
-            host,
-            "tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value hello-go.service)/environ",
-        )
-        .success()
-        .stdout;
+    let environ = service_environ(&sandbox, host);
     for line in [
         format!("DB_PASSWORD={secret}"),
         "SHARED=command".into(),
