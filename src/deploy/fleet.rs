@@ -439,9 +439,14 @@ fn before_switch(ctx: &Context, runs: &mut [HostRun]) {
             Err(e) => run.fail(e, Outcome::Failed),
         }
     });
-    if runs.iter().any(|r| r.before_switch == Some(false)) {
+    // A Ctrl-C while a hook ran let it finish; nothing switches after it.
+    let interrupted = interrupt::requested();
+    if interrupted || runs.iter().any(|r| r.before_switch == Some(false)) {
         for run in runs.iter_mut().filter(|r| r.alive()) {
             run.outcome = Some(Outcome::Skipped);
+            if interrupted {
+                run.error = Some(interrupt::interrupted());
+            }
         }
     }
 }

@@ -575,6 +575,24 @@ fn interrupt() {
 }
 
 #[test]
+fn ctrl_c_during_before_switch_lets_it_finish_and_switches_nothing() {
+    let _serial = serial();
+    let mut w = world(vec![
+        ("a", Host::healthy().when(HOOK, interrupt)),
+        ("b", Host::healthy()),
+    ]);
+    w.hooks.before_switch = hook(&["./app", "migrate"]);
+    let result = w.deploy();
+    assert_eq!(hook_reports(&result), [("ok", "-"), ("-", "-")]);
+    for host in 0..2 {
+        assert_eq!(w.current(host), "old-aaaaaaaaaaaa");
+        assert_eq!(count(&w.steps(host), "switching"), 0);
+        assert_eq!(count(&w.steps(host), "releasing the deploy lock"), 1);
+    }
+    assert_eq!(exit(result), Some(Category::Interrupted));
+}
+
+#[test]
 fn ctrl_c_after_the_checks_leaves_a_fleet_unlocked() {
     let _serial = serial();
     let w = world(vec![
