@@ -21,7 +21,7 @@ use crate::sandbox::{Init, Release};
         (tar + gzip with a manifest), and renders a hardened systemd unit for it.",
     after_help = "Exit codes: 0 ok, 1 internal error, 2 usage or config, 3 build, 4 connection, \
         5 remote command, 6 rolled back, 7 rollback failed, 8 locked, 9 failed pre-flight, \
-        130 interrupted.",
+        10 a hook before the switch failed, 130 interrupted.",
     propagate_version = true
 )]
 pub struct Cli {
@@ -64,6 +64,14 @@ pub enum Command {
     /// the target; a missing toolchain is named with how to install it.
     Build(BuildArgs),
     /// Build (or take --package), upload, install and restart on HOST, then prove it healthy
+    ///
+    /// The host's env file is [service] env_file, then the output of [service] env_command (run
+    /// here before the build; never shown), then [hosts.NAME] env_command and env. [hooks]
+    /// before_switch runs on the host as the new release's service, after its release is ready
+    /// and before any switch: once per rollout on the first host (the canary), or on each
+    /// (before_switch_on = "each"); if it fails, no host switches (exit 10). after_switch runs
+    /// after the health gate (a failure is a warning); local_before and local_after run here.
+    /// --dry-run shows the hooks and runs none.
     Deploy(DeployArgs),
     /// Show the deployed version, unit state, restarts and health on HOST
     Status(StatusArgs),
@@ -90,8 +98,16 @@ pub enum Command {
         hosts: 0 when it exited 0 everywhere, 5 when it failed somewhere, 4 when a host could \
         not be reached. Ctrl-C stops the command on the hosts: 130.")]
     Exec(ExecArgs),
-    /// List the releases kept on HOST, marking current, previous and failed ones
+    /// List the releases kept on HOST, marking current, previous and failed ones, and who
+    /// deployed each
     Releases(ReleasesArgs),
+    /// Show the deploys and rollbacks each host logged: when, by whom, what, how it ended
+    ///
+    /// Each host keeps its own append-only log (/opt/<app>/.shipit/log, its last 1000
+    /// entries): every deploy and `shipit rollback` that reached it, with the time (the
+    /// deploying machine's clock, UTC), user@machine, version, release, the release before,
+    /// the outcome and how long it took. Several hosts are merged in time order.
+    History(HistoryArgs),
     /// Switch HOST back to the previous good release (or --to VERSION) and check its health
     Rollback(RollbackArgs),
     /// Inspect or remove the deploy lock on HOST
@@ -267,6 +283,20 @@ pub struct ReleasesArgs {
     #[arg(default_value = "sandbox", help = HOST_HELP)]
     pub host: String,
     /// Print the releases as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[arg(value_name = "HOST", default_value = "sandbox", help = HOSTS_HELP)]
+    pub hosts: Vec<String>,
+    /// Show each host's last N entries
+    #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 20)]
+    pub lines: usize,
+    /// Print the entries as JSON, each with its host
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -536,6 +566,12 @@ impl StatusArgs {
 }
 
 impl ReleasesArgs {
+    pub fn format(&self) -> Format {
+        format(self.json)
+    }
+}
+
+impl HistoryArgs {
     pub fn format(&self) -> Format {
         format(self.json)
     }

@@ -39,6 +39,8 @@ pub struct Config {
     /// `[groups]`: a name for several hosts, in the order written.
     pub groups: BTreeMap<String, Vec<String>>,
     pub deploy: Deploy,
+    /// `[hooks]`: commands run around the switch.
+    pub hooks: Hooks,
     /// `[container]`, for `shipit generate dockerfile`.
     pub container: Container,
     /// `[k8s]`, for `shipit generate k8s`.
@@ -55,10 +57,47 @@ pub struct HostEntry {
     /// Extra environment for this host only; it goes into the host's env file, so every host
     /// runs the same unit.
     pub env: BTreeMap<String, String>,
+    /// Secrets for this host only, from a command run here at deploy; after the shared ones.
+    pub env_command: Option<Argv>,
     /// This host's health URL, when it differs from `[health] url`.
     pub health_url: Option<String>,
     /// Jump hosts, as OpenSSH's ProxyJump (`ssh -J`): `[user@]host[:port]`, comma-separated.
     pub proxy_jump: Option<String>,
+}
+
+/// `[hooks]`: each an argv (no shell unless it names one), with where it is written.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    /// On the host, with the new release, after it is unpacked and verified, before the switch.
+    pub before_switch: Option<Argv>,
+    pub before_switch_on: HookHosts,
+    /// On each host that deployed, after its health gate; a failure does not roll back.
+    pub after_switch: Option<Argv>,
+    /// Here, before anything connects, and after every host is done.
+    pub local_before: Option<Argv>,
+    pub local_after: Option<Argv>,
+}
+
+/// Where `before_switch` runs: once per rollout, on the first host to switch (the canary when
+/// there is one), or on every host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HookHosts {
+    #[default]
+    First,
+    Each,
+}
+
+impl HookHosts {
+    pub const NAMES: [(&str, HookHosts); 2] =
+        [("first", HookHosts::First), ("each", HookHosts::Each)];
+}
+
+/// A command as words, run without a shell, and where shipit.toml says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Argv {
+    pub words: Vec<String>,
+    /// `shipit.toml:LINE:COL`
+    pub location: String,
 }
 
 #[derive(Debug, Clone)]
@@ -191,6 +230,8 @@ pub struct Service {
     pub env: BTreeMap<String, String>,
     /// A local file of KEY=VALUE lines with secrets, relative to the root.
     pub env_file: Option<PathBuf>,
+    /// A command run here at deploy whose stdout is KEY=VALUE lines (a password manager's).
+    pub env_command: Option<Argv>,
     /// Hardening directives after the user's overrides; `false` in shipit.toml drops one.
     pub hardening: Vec<(String, String)>,
     /// Capabilities the service keeps (e.g. CAP_NET_BIND_SERVICE for ports below 1024).
@@ -300,6 +341,8 @@ struct RawConfig {
     #[serde(default)]
     groups: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
     #[serde(default)]
+    hooks: RawHooks,
+    #[serde(default)]
     container: generate::RawContainer,
     #[serde(default)]
     k8s: generate::RawK8s,
@@ -314,8 +357,21 @@ struct RawHost {
     identity_file: Option<Spanned<String>>,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, Spanned<String>>,
+    env_command: Option<RawArgv>,
     health_url: Option<Spanned<String>>,
     proxy_jump: Option<Spanned<String>>,
+}
+
+type RawArgv = Spanned<Vec<Spanned<String>>>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHooks {
+    before_switch: Option<RawArgv>,
+    before_switch_on: Option<Spanned<String>>,
+    after_switch: Option<RawArgv>,
+    local_before: Option<RawArgv>,
+    local_after: Option<RawArgv>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -366,6 +422,7 @@ struct RawService {
     #[serde(default)]
     env: BTreeMap<Spanned<String>, Spanned<String>>,
     env_file: Option<Spanned<String>>,
+    env_command: Option<RawArgv>,
     #[serde(default)]
     hardening: BTreeMap<Spanned<String>, Spanned<HardeningValue>>,
     #[serde(default)]
@@ -515,6 +572,7 @@ pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
     let hosts = parse_hosts(&src, root, raw.hosts, health.is_some())?;
     let groups = parse_groups(&src, raw.groups, &hosts)?;
     let deploy = parse_deploy(&src, raw.deploy, !service.listen.is_empty())?;
+    let hooks = parse_hooks(&src, raw.hooks)?;
     let container = generate::parse_container(&src, raw.container)?;
     let k8s = generate::parse_k8s(&src, raw.k8s, &name)?;
 
@@ -527,6 +585,7 @@ pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
         hosts,
         groups,
         deploy,
+        hooks,
         container,
         k8s,
     })
@@ -616,6 +675,10 @@ fn parse_hosts(
             src.check(&value, |v| validate_line(v, "an env value"))?;
             env.insert(key.into_inner(), value.into_inner());
         }
+        let env_command = host
+            .env_command
+            .map(|c| parse_argv(src, c, "env_command"))
+            .transpose()?;
         if let Some(jump) = &host.proxy_jump {
             src.check(jump, |j| {
                 crate::validate::validate_jump(j).map_err(|e| format!("{e:#}"))
@@ -639,6 +702,7 @@ fn parse_hosts(
                 port: host.port.map(Spanned::into_inner),
                 identity_file,
                 env,
+                env_command,
                 health_url: host.health_url.map(Spanned::into_inner),
                 proxy_jump: host.proxy_jump.map(Spanned::into_inner),
             },
@@ -927,10 +991,54 @@ fn parse_service(src: &Source, root: &Path, raw: RawService, app: &str) -> Resul
         files,
         env,
         env_file,
+        env_command: raw
+            .env_command
+            .map(|c| parse_argv(src, c, "env_command"))
+            .transpose()?,
         hardening: merge_hardening(src, raw.hardening)?,
         capabilities,
         port: raw.port.map(Spanned::into_inner),
         listen,
+    })
+}
+
+/// A command as words, run without a shell: a program first (no `$`, which systemd would
+/// expand in a hook's program name), and no word with a newline or NUL.
+fn parse_argv(src: &Source, raw: RawArgv, key: &str) -> Result<Argv> {
+    let location = src.location(&raw.span());
+    let program = raw.get_ref().first().map(|p| p.get_ref().as_str());
+    if program.is_none_or(|p| p.is_empty() || p.contains('$')) {
+        return Err(src.error(
+            &raw.span(),
+            format!(
+                "{key} needs a program and its arguments, like [\"./app\", \"migrate\"] (no \
+                 shell: for one, write [\"sh\", \"-c\", \"…\"]; no `$` in the program's name)"
+            ),
+        ));
+    }
+    let mut words = Vec::new();
+    for word in raw.into_inner() {
+        src.check(&word, |w| validate_line(w, &format!("a word of {key}")))?;
+        words.push(word.into_inner());
+    }
+    Ok(Argv { words, location })
+}
+
+fn parse_hooks(src: &Source, raw: RawHooks) -> Result<Hooks> {
+    let argv = |value: Option<RawArgv>, key| value.map(|v| parse_argv(src, v, key)).transpose();
+    let before_switch_on = match &raw.before_switch_on {
+        None => HookHosts::First,
+        Some(on) if raw.before_switch.is_none() => {
+            return Err(src.error(&on.span(), "before_switch_on needs a before_switch hook"));
+        }
+        Some(on) => choice(src, on, "before_switch_on", &HookHosts::NAMES)?,
+    };
+    Ok(Hooks {
+        before_switch: argv(raw.before_switch, "before_switch")?,
+        before_switch_on,
+        after_switch: argv(raw.after_switch, "after_switch")?,
+        local_before: argv(raw.local_before, "local_before")?,
+        local_after: argv(raw.local_after, "local_after")?,
     })
 }
 

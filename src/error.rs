@@ -25,6 +25,9 @@ pub enum Category {
     /// The new release failed its pre-flight on a scratch socket: it never took traffic and
     /// nothing was switched.
     Preflight = 9,
+    /// A hook before the switch (`before_switch` on a host, or `local_before` here) failed; no
+    /// host was switched.
+    Hook = 10,
     /// Stopped by Ctrl-C or SIGTERM; the host was left on its previous release.
     Interrupted = 130,
 }

@@ -101,6 +101,14 @@ pub fn run(cli: Cli) -> Result<()> {
             &args.connect.connection(),
             &ui,
         ),
+        Command::History(args) => deploy::history::history(
+            &config,
+            &args.hosts,
+            args.lines,
+            args.format(),
+            &args.connect.connection(),
+            &ui,
+        ),
         Command::Rollback(args) => deploy::rollback(
             &config,
             &args.host,

@@ -46,6 +46,14 @@ impl Ui {
         }
     }
 
+    /// Output of a command run for the user (a hook's lines): stderr, none with `--quiet`.
+    pub fn output(&self, line: impl std::fmt::Display) {
+        if !self.quiet {
+            let line = line.to_string();
+            self.multi.suspend(|| eprintln!("{line}"));
+        }
+    }
+
     /// Diagnostics that belong with an error (a journal tail): printed even with `--quiet`.
     pub fn diagnostic(&self, text: impl std::fmt::Display) {
         let text = text.to_string();

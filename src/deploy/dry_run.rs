@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use super::runner::Runner;
-use super::{Options, fleet, layout_for, phases, steps};
+use super::{Options, fleet, hooks, layout_for, phases, steps};
 use crate::build::Target;
 use crate::config::Config;
 use crate::package::Package;
@@ -18,6 +18,7 @@ pub fn plan(
     package: &Package,
     target: &fleet::Target,
     options: &Options,
+    first: bool,
     ui: &Ui,
 ) -> Result<Vec<String>> {
     let layout = layout_for(config, package);
@@ -81,6 +82,15 @@ pub fn plan(
         phases::Then::Wait,
         ui,
     )?;
+    let release = hooks::Release {
+        layout: &layout,
+        package,
+        host_unit: &host_unit,
+        previous_version: transfer.previous_version.as_deref(),
+    };
+    for line in hooks::plan(&config.hooks, &release, first)? {
+        runner.note(line);
+    }
     phases::activate(
         &mut runner,
         &layout,
@@ -91,7 +101,7 @@ pub fn plan(
         ui,
     )?;
     let keep = Some(config.deploy.keep_releases);
-    let (_, error) = phases::finish(&mut runner, &layout, keep, phases::Lock::Held);
+    let (_, error) = phases::finish(&mut runner, &layout, keep, None, phases::Lock::Held);
     if let Some(e) = error {
         return Err(e);
     }

@@ -8,12 +8,14 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 
+use super::history;
+use super::hooks::{self, OnHost};
 use super::phases::{self, Then, Transfer};
 use super::runner::Runner;
 use super::steps::{self, HostUnit, Survey, Upload};
 use super::{Layout, Options, deadman};
 use crate::build::Target as Platform;
-use crate::config::Health;
+use crate::config::{Argv, Health, Hooks};
 use crate::error::Category;
 use crate::interrupt;
 use crate::package::Package;
@@ -105,6 +107,9 @@ pub struct HostReport {
     pub round_trips: u32,
     /// "ok", "failed" (its health gate said so), or "-" (never got that far).
     pub health: &'static str,
+    /// `[hooks]` on this host: "ok", "failed", or "-" (not run here).
+    pub before_switch: &'static str,
+    pub after_switch: &'static str,
     pub error: Option<String>,
     #[serde(skip)]
     pub category: Option<Category>,
@@ -129,6 +134,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// As `--json` and the host's deploy log say it.
+    pub fn kebab(self) -> &'static str {
+        match self {
+            Outcome::Deployed => "deployed",
+            Outcome::Failed => "failed",
+            Outcome::RolledBack => "rolled-back",
+            Outcome::SwitchedBack => "switched-back",
+            Outcome::Skipped => "skipped",
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Deployed => "deployed",
@@ -152,6 +168,9 @@ struct HostRun<'a> {
     outcome: Option<Outcome>,
     /// Its health gate judged the new release (true: healthy).
     gate: Option<bool>,
+    /// How its hooks went (true: ok), when they ran here.
+    before_switch: Option<bool>,
+    after_switch: Option<bool>,
     error: Option<anyhow::Error>,
     pruned: Vec<String>,
     started: Instant,
@@ -204,6 +223,7 @@ pub struct Context<'a> {
     pub keep_releases: usize,
     /// `[deploy] preflight`: the new release runs on a scratch socket before the switch.
     pub preflight: bool,
+    pub hooks: &'a Hooks,
     pub connector: &'a dyn Connect,
     pub ui: &'a Ui,
 }
@@ -228,6 +248,8 @@ pub fn deploy(ctx: &Context, targets: &[Target]) -> Vec<(HostReport, Option<anyh
             transfer: None,
             outcome: None,
             gate: None,
+            before_switch: None,
+            after_switch: None,
             error: None,
             pruned: Vec::new(),
             started: Instant::now(),
@@ -240,6 +262,7 @@ pub fn deploy(ctx: &Context, targets: &[Target]) -> Vec<(HostReport, Option<anyh
     in_parallel(&mut runs, ctx.rollout.parallel, |run| {
         prepare(ctx, run, shape)
     });
+    before_switch(ctx, &mut runs);
     let stopped = activate_in_batches(ctx, &mut runs);
     if stopped && ctx.rollout.rollback_all_on_failure {
         in_parallel(&mut runs, ctx.rollout.parallel, |run| switch_back(ctx, run));
@@ -366,7 +389,8 @@ fn prepare(ctx: &Context, run: &mut HostRun, shape: Shape) {
     let health = run.target.health.clone();
     let host_unit = run.host_unit.clone().expect("checked before preparing");
     let survey = run.survey.take().expect("surveyed before preparing");
-    let then = if shape == Shape::Lone {
+    // A before_switch hook needs the release ready and the switch not yet made.
+    let then = if shape == Shape::Lone && ctx.hooks.before_switch.is_none() {
         Then::Switch {
             options: ctx.options,
             health: health.as_ref(),
@@ -395,6 +419,71 @@ fn prepare(ctx: &Context, run: &mut HostRun, shape: Shape) {
         Ok(transfer) => run.transfer = Some(transfer),
         Err(e) => run.fail(e, Outcome::Failed),
     }
+}
+
+/// `[hooks] before_switch` on the hosts that run it (in parallel, before any host switches); a
+/// failure anywhere stops the rollout: every other host still in it is skipped.
+fn before_switch(ctx: &Context, runs: &mut [HostRun]) {
+    let Some(argv) = &ctx.hooks.before_switch else {
+        return;
+    };
+    // A rollout that stops at its first batch anyway gets no migration.
+    let failed = runs.iter().filter(|r| r.error.is_some()).count();
+    if failed > ctx.rollout.max_fail.of(runs.len()) {
+        return;
+    }
+    let labels: Vec<String> = runs.iter().map(|r| r.label().to_string()).collect();
+    let order = batch_plan(ctx.rollout, &labels).concat();
+    let due = hooks::before_switch_hosts(ctx.hooks.before_switch_on, &order, |i| runs[i].alive());
+    for &i in &due {
+        runs[i].before_switch = Some(false);
+    }
+    in_parallel(runs, ctx.rollout.parallel, |run| {
+        if run.before_switch.is_none() {
+            return;
+        }
+        let result =
+            interrupt::check().and_then(|()| run_hook(ctx, run, OnHost::BeforeSwitch, argv));
+        match result {
+            Ok(()) => run.before_switch = Some(true),
+            Err(e) => run.fail(e, Outcome::Failed),
+        }
+    });
+    // A Ctrl-C while a hook ran let it finish; nothing switches after it.
+    let interrupted = interrupt::requested();
+    if interrupted || runs.iter().any(|r| r.before_switch == Some(false)) {
+        for run in runs.iter_mut().filter(|r| r.alive()) {
+            run.outcome = Some(Outcome::Skipped);
+            if interrupted {
+                run.error = Some(interrupt::interrupted());
+            }
+        }
+    }
+}
+
+/// A hook on a prepared host, with its new release.
+fn run_hook(ctx: &Context, run: &mut HostRun, which: OnHost, argv: &Argv) -> Result<()> {
+    let transfer = run.transfer.as_ref().expect("prepared");
+    let release = hooks::Release {
+        layout: ctx.layout,
+        package: ctx.package,
+        host_unit: run.host_unit.as_ref().expect("checked before preparing"),
+        previous_version: transfer.previous_version.as_deref(),
+    };
+    let remote = run.remote.as_mut().expect("connected").as_mut();
+    hooks::run_on_host(remote, &release, which, argv, ctx.ui)
+}
+
+/// `[hooks] after_switch` on a host that deployed; a failure is a warning, never a rollback.
+fn after_switch(ctx: &Context, run: &mut HostRun) {
+    let Some(argv) = &ctx.hooks.after_switch else {
+        return;
+    };
+    let result = run_hook(ctx, run, OnHost::AfterSwitch, argv);
+    if let Err(e) = &result {
+        ctx.ui.diagnostic(format!("warning: {e:#}"));
+    }
+    run.after_switch = Some(result.is_ok());
 }
 
 /// The hosts (by index) in switching order, split into batches: the canary alone, then
@@ -532,6 +621,7 @@ fn finish(ctx: &Context, run: &mut HostRun) {
             &mut run.runner(),
             ctx.layout,
             Some(ctx.keep_releases),
+            None,
             phases::Lock::NotHeld,
         );
         run.pruned = finished.pruned;
@@ -557,6 +647,9 @@ fn finish(ctx: &Context, run: &mut HostRun) {
             Err(e) => run.error = Some(e),
         }
     }
+    if deployed {
+        after_switch(ctx, run);
+    }
     let record = deployed && !confirm;
     let lock = if run.locked {
         phases::Lock::Held
@@ -564,7 +657,17 @@ fn finish(ctx: &Context, run: &mut HostRun) {
         phases::Lock::NotHeld
     };
     let keep = record.then_some(ctx.keep_releases);
-    let (finished, error) = phases::finish(&mut run.runner(), ctx.layout, keep, lock);
+    let outcome = run.outcome.unwrap_or(Outcome::Failed);
+    let entry = history::Entry::now(
+        ctx.layout,
+        "deploy",
+        &ctx.package.manifest.version,
+        run.transfer.as_ref().and_then(|t| t.previous.as_deref()),
+        outcome.kebab(),
+        run.started.elapsed().as_secs_f64(),
+    );
+    let log = run.locked.then_some(&entry);
+    let (finished, error) = phases::finish(&mut run.runner(), ctx.layout, keep, log, lock);
     if record {
         run.pruned = finished.pruned;
     }
@@ -607,6 +710,8 @@ fn report(ctx: &Context, run: HostRun) -> (HostReport, Option<anyhow::Error>) {
             Some(false) => "failed",
             None => "-",
         },
+        before_switch: hook_label(run.before_switch),
+        after_switch: hook_label(run.after_switch),
         error: run.error.as_ref().map(|e| format!("{e:#}")),
         category: run
             .error
@@ -617,6 +722,14 @@ fn report(ctx: &Context, run: HostRun) -> (HostReport, Option<anyhow::Error>) {
     (report, run.error)
 }
 
+fn hook_label(ran: Option<bool>) -> &'static str {
+    match ran {
+        Some(true) => "ok",
+        Some(false) => "failed",
+        None => "-",
+    }
+}
+
 /// The hosts' errors, most severe first, for the exit code and message.
 pub fn severity(category: Category) -> u8 {
     match category {
@@ -625,9 +738,10 @@ pub fn severity(category: Category) -> u8 {
         Category::RolledBack => 2,
         Category::Preflight => 3,
         Category::Locked => 4,
-        Category::Remote => 5,
-        Category::Connect => 6,
-        Category::Build => 7,
-        Category::Usage => 8,
+        Category::Hook => 5,
+        Category::Remote => 6,
+        Category::Connect => 7,
+        Category::Build => 8,
+        Category::Usage => 9,
     }
 }

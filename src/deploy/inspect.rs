@@ -9,12 +9,12 @@ use serde::Serialize;
 use super::health::unit_properties;
 use super::runner::Runner;
 use super::targets::{Connection, connect, expand_groups, health_for, resolve};
-use super::{Format, Layout, app_layout, deadman, lock, steps};
+use super::{Format, Layout, app_layout, deadman, history, lock, steps};
 use crate::config::Config;
 use crate::remote::Remote;
 use crate::ui::Ui;
 
-fn open(
+pub(super) fn open(
     config: &Config,
     host: &str,
     args: &Connection,
@@ -235,8 +235,18 @@ pub fn releases(
     ui: &Ui,
 ) -> Result<()> {
     let (mut remote, layout) = open(config, host, connection, ui)?;
-    let out = Runner::apply(remote.as_mut()).one(steps::releases(&layout))?;
-    let list = steps::parse_releases(&out);
+    let mut answers = Runner::apply(remote.as_mut())
+        .run(vec![
+            steps::releases(&layout),
+            history::read(&layout, history::KEEP_LINES),
+        ])?
+        .into_iter();
+    let out = answers.next().expect("answered")?;
+    let log = history::parse(&answers.next().expect("answered")?);
+    let mut list = steps::parse_releases(&out);
+    for release in &mut list {
+        release.deployed_by = history::deployed_by(&log, &release.name);
+    }
     if format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
@@ -251,9 +261,14 @@ pub fn releases(
         } else {
             ""
         };
+        // The version stays last, where scripts read it.
         println!(
-            "{:<9}{:<40}{:<22}{}",
-            mark, release.name, release.deployed, release.version
+            "{:<9}{:<40}{:<22}{:<24}{}",
+            mark,
+            release.name,
+            release.deployed,
+            release.deployed_by.as_deref().unwrap_or("-"),
+            release.version
         );
     }
     Ok(())

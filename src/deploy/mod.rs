@@ -6,8 +6,11 @@
 
 mod deadman;
 mod dry_run;
+mod env;
 mod fleet;
 mod health;
+pub mod history;
+mod hooks;
 pub mod inspect;
 mod layout;
 mod lock;
@@ -28,6 +31,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::config::Config;
+use crate::error::{Category, tagged};
 use crate::interrupt;
 use crate::package::{BuildOptions, Package};
 use crate::remote::ssh::check_identity_files;
@@ -82,7 +86,7 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
     check_confirm_timeout(config, options)?;
     let rollout = &request.rollout;
     check_identity_files(&request.connection.identity)?;
-    let targets = targets::targets(config, &request.hosts, &request.connection)?;
+    let targets = targets::targets(config, &request.hosts, &request.connection, ui)?;
     if let Some(Canary::Host(name)) = &rollout.canary
         && !targets.iter().any(|t| t.destination.label == *name)
     {
@@ -100,16 +104,48 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
             Package::open(&archive, &config.app.name)?
         }
     };
-    interrupt::install()?;
     let layout = layout_for(config, &package);
+    let labels: Vec<String> = targets
+        .iter()
+        .map(|t| t.destination.label.clone())
+        .collect();
     if options.dry_run {
-        for target in &targets {
+        interrupt::install()?;
+        let first = fleet::batch_plan(rollout, &labels)
+            .concat()
+            .first()
+            .copied();
+        for (i, target) in targets.iter().enumerate() {
             let mut remote = connect(&target.destination, &request.connection, ui)?;
-            let plan = dry_run::plan(&mut remote, config, &package, target, options, ui)?;
+            let plan = dry_run::plan(
+                &mut remote,
+                config,
+                &package,
+                target,
+                options,
+                first == Some(i),
+                ui,
+            )?;
             println!("{}\n", plan.join("\n\n"));
         }
         return Ok(());
     }
+    let mut local = hooks::Local {
+        layout: &layout,
+        version: &package.manifest.version,
+        hosts: &labels,
+        ended: None,
+    };
+    if let Some(argv) = &config.hooks.local_before {
+        // Before the handler: Ctrl-C ends the hook and shipit together, before any connection.
+        hooks::run_local("local_before", argv, &local, &config.root, ui).map_err(|e| {
+            tagged(
+                Category::Hook,
+                anyhow::anyhow!("{e:#}; nothing was deployed"),
+            )
+        })?;
+    }
+    interrupt::install()?;
     let connector = SshConnector {
         connection: &request.connection,
         ui,
@@ -121,6 +157,7 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
         rollout,
         keep_releases: config.deploy.keep_releases,
         preflight: config.deploy.preflight,
+        hooks: &config.hooks,
         connector: &connector,
         ui,
     };
@@ -132,6 +169,16 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
     }
     let reports: Vec<&HostReport> = results.iter().map(|(r, _)| r).collect();
     print_summary(&reports, &package, &layout, request.format)?;
+    if let Some(argv) = &config.hooks.local_after {
+        let (deployed, failed): (Vec<&HostReport>, Vec<&HostReport>) = reports
+            .iter()
+            .partition(|r| r.outcome == fleet::Outcome::Deployed);
+        let hosts = |list: Vec<&HostReport>| list.iter().map(|r| r.host.clone()).collect();
+        local.ended = Some((hosts(deployed), hosts(failed)));
+        if let Err(e) = hooks::run_local("local_after", argv, &local, &config.root, ui) {
+            ui.diagnostic(format!("warning: {e:#}"));
+        }
+    }
     outcome(results)
 }
 

@@ -10,6 +10,7 @@ use anyhow::Result;
 
 use super::deadman::{self, ArmedTimer, Disarm};
 use super::health::{self, OnInterrupt, UnitState};
+use super::history::{self, Entry};
 use super::lock;
 use super::runner::Runner;
 use super::steps::{self, HostFacts, HostUnit, Listen, Survey, Upload};
@@ -390,12 +391,13 @@ pub enum Lock {
 }
 
 /// Ends a host's deploy in one batch: with `keep`, records the release as good and prunes to
-/// that many releases; then lets go of the lock, whatever happened before. Returns the first
-/// error beside what was done.
+/// that many releases; appends `log` to the host's deploy log; then lets go of the lock,
+/// whatever happened before. Returns the first error beside what was done.
 pub fn finish(
     runner: &mut Runner,
     layout: &Layout,
     keep: Option<usize>,
+    log: Option<&Entry>,
     lock: Lock,
 ) -> (Finished, Option<anyhow::Error>) {
     runner.clean_up();
@@ -404,6 +406,8 @@ pub fn finish(
     if let Some(keep) = keep {
         batch.push(steps::mark_good_and_prune(layout, &layout.release, keep));
     }
+    let logged = log.is_some();
+    batch.extend(log.map(|entry| history::record(layout, entry)));
     if locked {
         batch.push(lock::unlock_step(layout));
     }
@@ -424,6 +428,10 @@ pub fn finish(
             Ok(out) => finished.pruned = steps::pruned(&out),
             Err(e) => error = Some(e),
         }
+    }
+    // A log that could not be written loses one line of history, not the deploy.
+    if logged {
+        let _ = next(&mut answers);
     }
     if locked && next(&mut answers).is_ok() {
         finished.still_locked = false;

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use super::runner::Runner;
 use super::targets::{Connection, connect, health_for, resolve};
-use super::{Layout, OnFailure, app_layout, health, lock, phases, steps};
+use super::{Layout, OnFailure, app_layout, health, history, lock, phases, steps};
 use crate::config::{Config, Health};
 use crate::error::{Category, Tag};
 use crate::interrupt;
@@ -46,9 +46,26 @@ pub fn rollback(
         );
     }
     let health = health_for(config, host);
-    let result = rollback_locked(&mut runner, health.as_ref(), &layout, to, ui);
+    let started = std::time::Instant::now();
+    let mut chosen = Chosen::default();
+    let result = rollback_locked(&mut runner, health.as_ref(), &layout, to, &mut chosen, ui);
     runner.clean_up();
-    let unlocked = lock::unlock(&mut runner, &layout);
+    let entry = history::Entry::now(
+        &Layout {
+            release: chosen.target.clone().unwrap_or_default(),
+            ..layout.clone()
+        },
+        "rollback",
+        chosen.version.as_deref().or(to).unwrap_or_default(),
+        chosen.from.as_deref(),
+        if result.is_ok() {
+            "rolled-back"
+        } else {
+            "failed"
+        },
+        started.elapsed().as_secs_f64(),
+    );
+    let unlocked = history::record_and_unlock(&mut runner, &layout, &entry);
     let release = result?;
     unlocked?;
     println!(
@@ -59,16 +76,26 @@ pub fn rollback(
     Ok(())
 }
 
+/// What a rollback found, for the host's deploy log, however far it got.
+#[derive(Default)]
+struct Chosen {
+    from: Option<String>,
+    target: Option<String>,
+    version: Option<String>,
+}
+
 fn rollback_locked(
     runner: &mut Runner,
     health: Option<&Health>,
     layout: &Layout,
     to: Option<&str>,
+    chosen: &mut Chosen,
     ui: &Ui,
 ) -> Result<String> {
     let out = runner.one(steps::releases(layout))?;
     let (releases, since) = (steps::parse_releases(&out), steps::parse_now(&out)?);
     let current = releases.iter().find(|r| r.current).map(|r| r.name.clone());
+    chosen.from.clone_from(&current);
     let target = match to {
         Some(version) => releases
             .iter()
@@ -97,6 +124,8 @@ fn rollback_locked(
             .context("there is no previous good release to return to")
             .tag(Category::Usage)?,
     };
+    chosen.target = Some(target.name.clone());
+    chosen.version = Some(target.version.clone());
     ui.status(
         "Rolling back",
         format_args!("to {} on {}", target.name, runner.label()),

@@ -12,7 +12,7 @@ use super::fleet::{self, Amount, Canary, Connect, Context, HostReport, Outcome, 
 use super::lock::ArmedPolicy;
 use super::phases::OnFailure;
 use super::{Layout, Options, outcome};
-use crate::config::Health;
+use crate::config::{Argv, Health, HookHosts, Hooks};
 use crate::error::{Category, category_of};
 use crate::package::{FileEntry, Manifest, Package};
 use crate::remote::destination::Destination;
@@ -49,6 +49,7 @@ struct World {
     health: Health,
     env_file: Option<Vec<u8>>,
     preflight: bool,
+    hooks: Hooks,
 }
 
 fn world(hosts: Vec<(&str, Host)>) -> World {
@@ -113,6 +114,7 @@ fn world(hosts: Vec<(&str, Host)>) -> World {
         },
         env_file: None,
         preflight: false,
+        hooks: Hooks::default(),
     }
 }
 
@@ -166,6 +168,7 @@ impl World {
             rollout: &self.rollout,
             keep_releases: 5,
             preflight: self.preflight,
+            hooks: &self.hooks,
             connector: &connector,
             ui: &ui,
         };
@@ -240,6 +243,7 @@ fn a_lone_host_deploys_in_four_round_trips() {
             "unpacking the release, creating the service user and verifying the unit",
             "switching and restarting the service",
             "recording the release as good and pruning old releases",
+            "recording the deploy in the host's log",
             "releasing the deploy lock",
         ]
     );
@@ -419,6 +423,63 @@ fn an_unhealthy_release_is_rolled_back_and_marked_failed() {
     assert_eq!(exit(result), Some(Category::RolledBack));
 }
 
+/// The entry a host's deploy log got in this deploy.
+fn logged(w: &World, host: usize) -> Option<crate::deploy::history::Entry> {
+    let host = w.host[host].lock().unwrap();
+    let (_, script, _) = host
+        .log
+        .iter()
+        .find(|(n, _, _)| n == "recording the deploy in the host's log")?;
+    let line = script.lines().find_map(|l| l.strip_prefix("entry="))?;
+    let json = line.trim_matches('\'').replace("'\\''", "'");
+    Some(serde_json::from_str(&json).unwrap())
+}
+
+#[test]
+fn every_locked_host_logs_how_its_deploy_ended_with_the_unlock() {
+    let _serial = serial();
+    let mut w = world(vec![
+        ("a", Host::healthy()),
+        ("b", Host::healthy().unhealthy("2.0.0")),
+    ]);
+    w.env_file = Some(b"TOKEN=s3cr3t\n".to_vec());
+    let result = w.deploy();
+    let outcomes: Vec<Outcome> = result.iter().map(|(r, _)| r.outcome).collect();
+    assert_eq!(outcomes, [Outcome::Deployed, Outcome::RolledBack]);
+    for (host, outcome) in [(0, "deployed"), (1, "rolled-back")] {
+        let entry = logged(&w, host).expect("an entry");
+        assert_eq!(
+            (entry.action.as_str(), entry.outcome.as_str()),
+            ("deploy", outcome)
+        );
+        assert_eq!(entry.version, "2.0.0");
+        assert_eq!(entry.release, w.layout().release);
+        assert_eq!(entry.previous.as_deref(), Some("old-aaaaaaaaaaaa"));
+        assert!(entry.by.contains('@'), "{}", entry.by);
+        let steps = w.steps(host);
+        let at = |name: &str| steps.iter().position(|s| s.starts_with(name)).unwrap();
+        assert_eq!(
+            at("recording the deploy") + 1,
+            at("releasing the deploy lock")
+        );
+        let host = w.host[host].lock().unwrap();
+        assert!(
+            host.log
+                .iter()
+                .all(|(_, script, _)| !script.contains("s3cr3t"))
+        );
+    }
+    // Same number of round trips: the entry rides with the unlock.
+    assert_eq!(result[0].0.round_trips, w.round_trips(0));
+    // A host never locked is never written to.
+    let w = lone(Host::healthy().on(
+        "checking the host",
+        Reply::exit(Exit::Unsuitable.code(), ""),
+    ));
+    w.deploy();
+    assert_eq!(logged(&w, 0), None);
+}
+
 #[test]
 fn a_failed_switch_is_rolled_back_and_reported_as_the_step_that_failed() {
     let _serial = serial();
@@ -594,6 +655,24 @@ fn a_host_failing_preflight_counts_as_failed_in_a_fleet() {
 
 fn interrupt() {
     crate::interrupt::request();
+}
+
+#[test]
+fn ctrl_c_during_before_switch_lets_it_finish_and_switches_nothing() {
+    let _serial = serial();
+    let mut w = world(vec![
+        ("a", Host::healthy().when(HOOK, interrupt)),
+        ("b", Host::healthy()),
+    ]);
+    w.hooks.before_switch = hook(&["./app", "migrate"]);
+    let result = w.deploy();
+    assert_eq!(hook_reports(&result), [("ok", "-"), ("-", "-")]);
+    for host in 0..2 {
+        assert_eq!(w.current(host), "old-aaaaaaaaaaaa");
+        assert_eq!(count(&w.steps(host), "switching"), 0);
+        assert_eq!(count(&w.steps(host), "releasing the deploy lock"), 1);
+    }
+    assert_eq!(exit(result), Some(Category::Interrupted));
 }
 
 #[test]
@@ -870,6 +949,168 @@ fn a_host_failing_its_upload_in_a_fleet_keeps_its_release() {
     assert_eq!(w.current(1), "old-aaaaaaaaaaaa");
 }
 
+// --- Hooks ---------------------------------------------------------------------------------
+
+fn hook(words: &[&str]) -> Option<Argv> {
+    Some(Argv {
+        words: words.iter().map(|w| w.to_string()).collect(),
+        location: "shipit.toml:2:17".into(),
+    })
+}
+
+const HOOK: &str = "streaming a command";
+
+fn hook_reports(result: &[(HostReport, Option<anyhow::Error>)]) -> Vec<(&str, &str)> {
+    result
+        .iter()
+        .map(|(r, _)| (r.before_switch, r.after_switch))
+        .collect()
+}
+
+#[test]
+fn before_switch_runs_once_per_rollout_on_the_first_host_before_any_switch() {
+    let _serial = serial();
+    let mut w = world(healthy(&["a", "b", "c"]));
+    w.hooks.before_switch = hook(&["./app", "migrate"]);
+    let result = w.deploy();
+    assert!(result.iter().all(|(r, _)| r.outcome == Outcome::Deployed));
+    assert_eq!(hook_reports(&result), [("ok", "-"), ("-", "-"), ("-", "-")]);
+    assert_eq!(count(&w.steps(1), HOOK) + count(&w.steps(2), HOOK), 0);
+    // On a: after its release is ready, before its switch, as the new release would run.
+    let steps = w.steps(0);
+    let at = |name: &str| steps.iter().position(|s| s.starts_with(name)).unwrap();
+    assert!(
+        at("unpacking") < at(HOOK) && at(HOOK) < at("switching"),
+        "{steps:?}"
+    );
+    let host = w.host[0].lock().unwrap();
+    let (_, command, _) = host.log.iter().find(|(n, _, _)| n == HOOK).unwrap();
+    let release = format!("/opt/app/releases/{}", w.layout().release);
+    for expected in [
+        format!("WorkingDirectory={release}"),
+        format!("EnvironmentFile=-{release}/.env"),
+        "--setenv=SHIPIT_VERSION=2.0.0".into(),
+        "--setenv=SHIPIT_PREVIOUS_VERSION=old".into(),
+        "shipit-before-switch-app-".into(),
+        "./app migrate".into(),
+    ] {
+        assert!(command.contains(&expected), "{expected} in\n{command}");
+    }
+}
+
+#[test]
+fn before_switch_runs_on_the_canary_or_on_each_host() {
+    let _serial = serial();
+    let mut w = world(healthy(&["a", "b", "c"]));
+    w.hooks.before_switch = hook(&["./app", "migrate"]);
+    w.rollout.canary = Some(Canary::Host("b".into()));
+    assert_eq!(
+        hook_reports(&w.deploy()),
+        [("-", "-"), ("ok", "-"), ("-", "-")]
+    );
+    let mut w = world(healthy(&["a", "b", "c"]));
+    w.hooks.before_switch = hook(&["./app", "migrate"]);
+    w.hooks.before_switch_on = HookHosts::Each;
+    assert_eq!(
+        hook_reports(&w.deploy()),
+        [("ok", "-"), ("ok", "-"), ("ok", "-")]
+    );
+    for host in 0..3 {
+        assert_eq!(count(&w.steps(host), HOOK), 1);
+    }
+}
+
+#[test]
+fn a_failing_before_switch_switches_no_host_and_unlocks_all() {
+    let _serial = serial();
+    let mut w = world(vec![
+        (
+            "a",
+            Host::healthy().on(HOOK, Reply::exit(3, "").with_stdout("relation exists\n")),
+        ),
+        ("b", Host::healthy()),
+    ]);
+    w.hooks.before_switch = hook(&["./app", "migrate"]);
+    let result = w.deploy();
+    let error = error_of(&result);
+    assert!(
+        error.contains(
+            "before_switch hook `./app migrate` (shipit.toml:2:17) failed on a (exit status 3)"
+        ) && error.contains("| relation exists"),
+        "{error}"
+    );
+    let outcomes: Vec<Outcome> = result.iter().map(|(r, _)| r.outcome).collect();
+    assert_eq!(outcomes, [Outcome::Failed, Outcome::Skipped]);
+    for host in 0..2 {
+        assert_eq!(w.current(host), "old-aaaaaaaaaaaa");
+        let steps = w.steps(host);
+        assert_eq!(count(&steps, "switching"), 0, "{steps:?}");
+        assert_eq!(count(&steps, "releasing the deploy lock"), 1, "{steps:?}");
+    }
+    assert_eq!(exit(result), Some(Category::Hook));
+}
+
+#[test]
+fn before_switch_skips_a_host_that_dropped_out_and_a_rollout_that_will_stop() {
+    let _serial = serial();
+    let broken = || Host::healthy().on("uploading", Reply::exit(1, "connection reset"));
+    let mut w = world(vec![("a", broken()), ("b", Host::healthy())]);
+    w.hooks.before_switch = hook(&["./app", "migrate"]);
+    w.rollout.max_fail = Amount::Count(1);
+    let result = w.deploy();
+    assert_eq!(hook_reports(&result), [("-", "-"), ("ok", "-")]);
+    assert_eq!(result[1].0.outcome, Outcome::Deployed);
+    // With no failure allowed, nothing would switch: the hook does not run at all.
+    let mut w = world(vec![("a", broken()), ("b", Host::healthy())]);
+    w.hooks.before_switch = hook(&["./app", "migrate"]);
+    let result = w.deploy();
+    assert_eq!(hook_reports(&result), [("-", "-"), ("-", "-")]);
+    assert_eq!(count(&w.steps(1), HOOK), 0);
+    assert_eq!(w.current(1), "old-aaaaaaaaaaaa");
+}
+
+#[test]
+fn a_lone_host_runs_before_switch_between_its_release_and_its_switch() {
+    let _serial = serial();
+    let mut w = lone(Host::healthy());
+    w.hooks.before_switch = hook(&["./app", "migrate"]);
+    let result = w.deploy();
+    assert_eq!(result[0].0.outcome, Outcome::Deployed);
+    let steps = w.steps(0);
+    let names: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let from = names
+        .iter()
+        .position(|s| s.starts_with("unpacking"))
+        .unwrap();
+    assert_eq!(
+        names[from + 1..from + 3],
+        [HOOK, "switching and restarting the service"]
+    );
+    // The hook costs its own round trip, and the switch one more.
+    assert_eq!(w.round_trips(0), 6);
+}
+
+#[test]
+fn a_failing_after_switch_is_reported_without_a_rollback() {
+    let _serial = serial();
+    let mut w = world(vec![
+        ("a", Host::healthy().on(HOOK, Reply::exit(1, ""))),
+        ("b", Host::healthy()),
+    ]);
+    w.hooks.after_switch = hook(&["./app", "warm-cache"]);
+    let result = w.deploy();
+    assert_eq!(hook_reports(&result), [("-", "failed"), ("-", "ok")]);
+    assert!(result.iter().all(|(r, _)| r.outcome == Outcome::Deployed));
+    assert!(w.current(0).starts_with("2.0.0-"));
+    let steps = w.steps(0);
+    let at = |name: &str| steps.iter().position(|s| s.starts_with(name)).unwrap();
+    assert!(
+        at("switching") < at(HOOK) && at(HOOK) < at("recording"),
+        "{steps:?}"
+    );
+    assert!(outcome(result).is_ok());
+}
+
 // --- The exit code ---------------------------------------------------------------------------
 
 fn report(host: &str, outcome: Outcome, category: Option<Category>) -> HostReport {
@@ -889,6 +1130,8 @@ fn report(host: &str, outcome: Outcome, category: Option<Category>) -> HostRepor
         seconds: 0.0,
         round_trips: 0,
         health: "-",
+        before_switch: "-",
+        after_switch: "-",
         error: None,
         category,
         still_locked: false,

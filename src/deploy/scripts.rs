@@ -29,6 +29,8 @@ pub const HEALED: &str = include_str!("scripts/healed.sh");
 pub const DISARM: &str = include_str!("scripts/disarm.sh");
 pub const SOCKET: &str = include_str!("scripts/socket.sh");
 pub const PREFLIGHT: &str = include_str!("scripts/preflight.sh");
+pub const LOG: &str = include_str!("scripts/log.sh");
+pub const LOG_READ: &str = include_str!("scripts/log-read.sh");
 
 /// `set -eu`, the preamble, then `files` (each without its header comment, which is for the
 /// reader of the file: plans stay short).
@@ -108,6 +110,14 @@ mod tests {
                 ),
             ),
             ("survey", assemble(&layout, &[], &[LIB, SURVEY])),
+            (
+                "log",
+                assemble(&layout, &v(&["entry", "log", "keep_lines"]), &[LOG]),
+            ),
+            (
+                "log-read",
+                assemble(&layout, &v(&["log", "lines"]), &[LOG_READ]),
+            ),
             (
                 "upload",
                 assemble(&layout, &v(&["size", "offset"]), &[LIB, UPLOAD]),

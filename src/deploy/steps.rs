@@ -272,6 +272,8 @@ pub struct Release {
     pub current: bool,
     pub previous: bool,
     pub failed: bool,
+    /// `user@machine` of its last deploy, from the host's deploy log (`releases` fills it in).
+    pub deployed_by: Option<String>,
 }
 
 /// Releases newest first, with the current one, the previous one (the last release that passed
@@ -444,6 +446,7 @@ pub fn parse_releases(out: &str) -> Vec<Release> {
             current: name == current,
             previous: false,
             failed: failed.contains(&name),
+            deployed_by: None,
         })
         .collect();
     let previous = history

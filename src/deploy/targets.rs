@@ -2,17 +2,15 @@
 //! `[groups]` expanded, each resolved to a [`Destination`] with its env file and health URL,
 //! and the SSH connections to them.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::Layout;
 use super::fleet;
 use super::lock;
 use super::runner::Runner;
 use crate::config::{Config, Health};
-use crate::error::{Category, Tag};
 use crate::remote::Remote;
 use crate::remote::destination::{self, Destination};
 use crate::remote::ssh::{ConnectOptions, SshRemote};
@@ -54,20 +52,24 @@ pub fn health_for(config: &Config, host: &str) -> Option<Health> {
 }
 
 /// HOST arguments → the hosts, groups expanded in order, each resolved and given its env file
-/// and health settings.
+/// (commands for secrets run only once every host resolved) and health settings.
 pub fn targets(
     config: &Config,
     names: &[String],
     connection: &Connection,
+    ui: &Ui,
 ) -> Result<Vec<fleet::Target>> {
     let hosts = expand_groups(config, names);
-    let shared_env = read_env_file(config)?;
+    let destinations = hosts
+        .iter()
+        .map(|name| resolve(config, name, connection))
+        .collect::<Result<Vec<_>>>()?;
+    let env_files = super::env::host_env_files(config, &hosts, ui)?;
     hosts
         .into_iter()
-        .map(|name| {
-            let destination = resolve(config, name, connection)?;
-            let entry = config.hosts.get(name);
-            let env_file = host_env_file(shared_env.as_deref(), entry.map(|e| &e.env));
+        .zip(destinations)
+        .zip(env_files)
+        .map(|((name, destination), env_file)| {
             Ok(fleet::Target {
                 destination,
                 env_file,
@@ -92,67 +94,6 @@ pub fn expand_groups<'a>(config: &'a Config, names: &'a [String]) -> Vec<&'a str
         }
     }
     hosts
-}
-
-/// shipit.toml's env file plus a host's own `env`, which wins where both set a key (systemd
-/// keeps the last assignment). Every value is written so systemd reads it back as written.
-fn host_env_file(
-    shared: Option<&[(String, String)]>,
-    own: Option<&BTreeMap<String, String>>,
-) -> Option<Vec<u8>> {
-    let own = own.filter(|e| !e.is_empty());
-    if shared.is_none() && own.is_none() {
-        return None;
-    }
-    let lines = shared
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .chain(
-            own.into_iter()
-                .flatten()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-    Some(
-        lines
-            .map(|(key, value)| crate::unit::env_file_line(key, value))
-            .collect::<String>()
-            .into_bytes(),
-    )
-}
-
-/// The env file's `KEY=VALUE` lines, checked locally; values are never shown, even in errors.
-/// A value is everything after the first `=`, quotes and spaces included, as Docker's and
-/// kubectl's `--env-file` read it; blank lines and `#` comments are skipped.
-fn read_env_file(config: &Config) -> Result<Option<Vec<(String, String)>>> {
-    let Some(path) = &config.service.env_file else {
-        return Ok(None);
-    };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the env file {}", path.display()))
-        .tag(Category::Usage)?;
-    let mut pairs = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line.strip_suffix('\r').unwrap_or(line).trim_start();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        match line.split_once('=') {
-            Some((key, value))
-                if crate::validate::validate_env_key(key.trim_end()).is_ok()
-                    && !value.contains('\0') =>
-            {
-                pairs.push((key.trim_end().to_string(), value.to_string()));
-            }
-            _ => crate::fail!(
-                Usage,
-                "{}:{}: expected KEY=VALUE (the value is not shown because it may be a secret)",
-                path.display(),
-                index + 1
-            ),
-        }
-    }
-    Ok(Some(pairs))
 }
 
 /// When the connection died mid-deploy, the lock is still ours on the host: a fresh connection

@@ -239,12 +239,26 @@ impl Remote for FakeRemote {
         Ok(answers)
     }
 
+    /// Logged as a step named "streaming a command" (its script: the command), answered by
+    /// the rules for that name: the reply's stdout goes to `sink`.
     fn exec_streaming(
         &mut self,
-        _command: &str,
-        _sink: &mut dyn std::io::Write,
+        command: &str,
+        sink: &mut dyn std::io::Write,
     ) -> Result<ExecOutput> {
-        Ok(ExecOutput::default())
+        let mut host = self.host.lock().expect("fake host");
+        host.round_trips += 1;
+        let name = "streaming a command";
+        host.start(name);
+        host.log.push((name.into(), command.into(), Vec::new()));
+        let reply = host.reply(name);
+        sink.write_all(reply.stdout.as_bytes())?;
+        Ok(ExecOutput {
+            status: reply.status,
+            signal: None,
+            stdout: String::new(),
+            stderr: reply.stderr,
+        })
     }
 
     fn http_get(

@@ -362,6 +362,7 @@ impl Remote for SshRemote {
 
     fn exec_streaming(&mut self, command: &str, sink: &mut dyn Write) -> Result<ExecOutput> {
         self.still_connected()?;
+        self.round_trips += 1;
         self.session.set_timeout(0);
         let result = exec_streaming(&self.session, command, sink);
         self.session.set_timeout(COMMAND_TIMEOUT.as_millis() as u32);

@@ -13,6 +13,7 @@ fn help_snapshots() {
         ("generate_help", &["generate", "--help"]),
         ("exec_help", &["exec", "--help"]),
         ("logs_help", &["logs", "--help"]),
+        ("history_help", &["history", "--help"]),
     ] {
         let run = shipit(args).env("COLUMNS", "100").run().success();
         insta::assert_snapshot!(name, run.stdout);

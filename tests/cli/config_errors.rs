@@ -70,6 +70,46 @@ fn each_kind_of_bad_value_points_at_its_place() {
             "newline",
         ),
         (
+            "[hooks]\nbefore_switch = []\n",
+            "shipit.toml:2:17",
+            "before_switch needs a program",
+        ),
+        (
+            "[hooks]\nlocal_after = [\"$HOME/x\"]\n",
+            "shipit.toml:2:15",
+            "no `$` in the program's name",
+        ),
+        (
+            "[hooks]\nbefore_switch_on = \"each\"\n",
+            "shipit.toml:2:20",
+            "before_switch_on needs a before_switch hook",
+        ),
+        (
+            "[hooks]\nbefore_switch = [\"./app\"]\nbefore_switch_on = \"all\"\n",
+            "shipit.toml:3:20",
+            "unknown before_switch_on \"all\": use \"first\", \"each\"",
+        ),
+        (
+            "[hooks]\nafter = [\"./app\"]\n",
+            "shipit.toml:2:1",
+            "unknown field `after`",
+        ),
+        (
+            "[service]\nenv_command = []\n",
+            "shipit.toml:2:15",
+            "env_command needs a program",
+        ),
+        (
+            "[service]\nenv_command = [\"op\", \"read\\nx\"]\n",
+            "shipit.toml:2:22",
+            "a word of env_command must not contain a newline",
+        ),
+        (
+            "[hosts.a]\naddress = \"10.0.0.1\"\nenv_command = \"op read x\"\n",
+            "shipit.toml:3:15",
+            "invalid type: string",
+        ),
+        (
             "[health]\nurl = \"https://x/health\"\n",
             "shipit.toml:2:7",
             "must start with http://",

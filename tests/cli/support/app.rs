@@ -23,6 +23,17 @@ pub fn health_version(sandbox: &Sandbox, host: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The service's environment as its process has it, a `KEY=value` line each.
+pub fn service_environ(sandbox: &Sandbox, host: &str) -> String {
+    sandbox
+        .ssh(
+            host,
+            "tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value hello-go.service)/environ",
+        )
+        .success()
+        .stdout
+}
+
 pub fn show(sandbox: &Sandbox, host: &str, unit: &str, property: &str) -> String {
     sandbox
         .ssh(
