@@ -169,3 +169,8 @@ pub fn app_layout(config: &Config) -> Layout {
         sha256: String::new(),
     }
 }
+
+/// The script that reads what `shipit exec` needs from a host (`scripts/deployed.sh`).
+pub fn deployed_script(layout: &Layout) -> String {
+    scripts::assemble(layout, &[], &[scripts::DEPLOYED])
+}
