@@ -81,6 +81,7 @@ impl SshRemote {
     /// the socket tells.
     fn explain<T>(&mut self, result: Result<T>) -> Result<T> {
         let Err(e) = result else { return result };
+        let known = self.lost;
         self.lost = self.lost || link_down(&self.session);
         let Some(helper) = self.helper.as_mut() else {
             return Err(e);
@@ -89,8 +90,13 @@ impl SshRemote {
             return Err(e);
         }
         // A dying helper's end of the socket closes a moment before its exit status can be
-        // read (longer on a busy machine): it gets that moment.
-        let report = helper.report(HELPER_EXIT_PATIENCE);
+        // read (longer on a busy machine): it gets that moment, once.
+        let patience = if known {
+            Duration::ZERO
+        } else {
+            HELPER_EXIT_PATIENCE
+        };
+        let report = helper.report(patience);
         Err(tagged(
             Category::Connect,
             e.context(format!(
