@@ -292,19 +292,12 @@ fn prepare_on(
 }
 
 fn deployed(remote: &mut dyn Remote, layout: &Layout) -> Result<Deployed> {
-    let script = format!(
-        "{vars}echo \"systemd=$(systemctl --version | head -n 1)\"\n\
-         if [ -d \"$current/\" ]; then\n\
-           echo \"release=$(basename \"$(readlink -f \"$current\")\")\"\n\
-           echo \"version=$(sed -n 's/^  \"version\": \"\\(.*\\)\",$/\\1/p' \"$current/manifest.json\" 2>/dev/null)\"\n\
-         fi\n\
-         echo '--- unit'\n\
-         systemctl cat \"$unit\" 2>/dev/null || true\n",
-        vars = layout.shell_vars()
-    );
     let out = remote::run_one(
         remote,
-        remote::Step::reads("reading the deployed release", script),
+        remote::Step::reads(
+            "reading the deployed release",
+            deploy::deployed_script(layout),
+        ),
     )?;
     let (head, unit) = out.split_once("--- unit\n").unwrap_or((&out, ""));
     let field = |name: &str| {

@@ -620,7 +620,11 @@ fn a_release_that_fails_preflight_is_never_switched_to() {
     assert!(error.contains("it answered 503 on /health"), "{error}");
     let steps = w.steps(0);
     assert_eq!(count(&steps, "switching"), 0, "{steps:?}");
-    assert_eq!(count(&steps, "recording the release as good"), 0, "{steps:?}");
+    assert_eq!(
+        count(&steps, "recording the release as good"),
+        0,
+        "{steps:?}"
+    );
     assert_eq!(steps.last().unwrap(), "releasing the deploy lock");
     assert!(!w.current(0).starts_with("2.0.0-"));
     assert_eq!(exit(result), Some(Category::Preflight));

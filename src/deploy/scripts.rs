@@ -23,6 +23,7 @@ pub const UNLOCK: &str = include_str!("scripts/unlock.sh");
 pub const LOCK_STATUS: &str = include_str!("scripts/lock-status.sh");
 pub const RELEASES: &str = include_str!("scripts/releases.sh");
 pub const INSTALLED: &str = include_str!("scripts/installed.sh");
+pub const DEPLOYED: &str = include_str!("scripts/deployed.sh");
 pub const ARM: &str = include_str!("scripts/arm.sh");
 pub const HEAL: &str = include_str!("scripts/heal.sh");
 pub const HEALED: &str = include_str!("scripts/healed.sh");
@@ -176,6 +177,7 @@ mod tests {
                     ],
                 ),
             ),
+            ("deployed", assemble(&layout, &[], &[DEPLOYED])),
             (
                 "arm",
                 assemble(

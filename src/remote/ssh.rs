@@ -24,6 +24,8 @@ const PROXY_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Long enough for `systemctl restart` of a slow service; `logs -f` lifts it.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 const KEEPALIVE_SECS: u32 = 15;
+/// How long a helper whose end of the link has closed may take to finish exiting.
+const HELPER_EXIT_PATIENCE: Duration = Duration::from_secs(2);
 /// The channel is fed in large writes: libssh2 pipelines only within one write call.
 const CHUNK: usize = 1 << 20;
 /// libssh2's LIBSSH2_ERROR_TIMEOUT.
@@ -73,22 +75,36 @@ impl SshRemote {
         self.explain(Err(tagged(Category::Connect, lost)))
     }
 
-    /// Notes a dead connection; an error on a session whose helper has died says why it died.
+    /// Notes a dead connection; an error on a session whose helper has died, or whose link
+    /// the helper no longer holds, says so and how the helper ended. Whatever libssh2 calls
+    /// the failure ("Failure while draining incoming flow", "Unable to send channel data", …),
+    /// the socket tells.
     fn explain<T>(&mut self, result: Result<T>) -> Result<T> {
         let Err(e) = result else { return result };
+        let known = self.lost;
         self.lost = self.lost || link_down(&self.session);
         let Some(helper) = self.helper.as_mut() else {
             return Err(e);
         };
-        if !helper.has_exited() {
+        if !self.lost && !helper.has_exited() {
             return Err(e);
         }
-        let report = helper.report(Duration::ZERO);
-        Err(e.context(format!(
-            "the connection to {} through {} is gone: {report}",
-            self.label,
-            helper.label()
-        )))
+        // A dying helper's end of the socket closes a moment before its exit status can be
+        // read (longer on a busy machine): it gets that moment, once.
+        let patience = if known {
+            Duration::ZERO
+        } else {
+            HELPER_EXIT_PATIENCE
+        };
+        let report = helper.report(patience);
+        Err(tagged(
+            Category::Connect,
+            e.context(format!(
+                "the connection to {} through {} is gone: {report}",
+                self.label,
+                helper.label()
+            )),
+        ))
     }
 }
 
@@ -342,7 +358,7 @@ impl Remote for SshRemote {
             }
         };
         let mut shell = shell;
-        let result = shell.run(steps, &self.label, self.user == "root");
+        let result = shell.run(&self.session, steps, &self.label, self.user == "root");
         self.session.set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
         match result {
             Ok(answers) => {
@@ -384,7 +400,7 @@ impl Remote for SshRemote {
             self.session.set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
             match answer {
                 Err(e) if probe::is_refused(&e) => self.tunnel_refused = true,
-                answer => return answer,
+                answer => return self.explain(answer),
             }
         }
         let first = self.notice.is_none();
@@ -424,6 +440,9 @@ struct Shell {
     unready: bool,
     /// Bytes read past the last answer taken.
     buffer: Vec<u8>,
+    /// What the shell itself wrote on stderr while steps were sent (steps' own stderr comes
+    /// with their answers): `sudo` refusing, say.
+    said: Vec<u8>,
     /// It ended after a direct step failed: a new one takes the next batch.
     ended: bool,
 }
@@ -445,20 +464,39 @@ impl Shell {
             nonce,
             unready: true,
             buffer: Vec::new(),
+            said: Vec::new(),
             ended: false,
         })
     }
 
     /// Sends every step, then reads every answer.
-    fn run(&mut self, steps: Vec<Step<'_>>, label: &str, is_root: bool) -> Result<Vec<Answer>> {
+    fn run(
+        &mut self,
+        session: &Session,
+        steps: Vec<Step<'_>>,
+        label: &str,
+        is_root: bool,
+    ) -> Result<Vec<Answer>> {
         let started = Instant::now();
         let feeds: Vec<Feed> = steps.iter().map(|s| s.feed).collect();
-        for (index, step) in steps.into_iter().enumerate() {
-            // A batch's first step runs whatever the last batch's last step did.
-            self.send(step, index == 0)?;
-        }
+        // Sent without blocking, so what the shell answers meanwhile is read as it comes: a
+        // direct step that fails ends the shell with its answer while its input is still on
+        // the way (a full disk during the upload), and a blocking write would wait for a window
+        // sshd no longer opens. A shell that ended gets nothing more; its answers are read.
+        session.set_blocking(false);
+        let sent = (|| {
+            for (index, step) in steps.into_iter().enumerate() {
+                // A batch's first step runs whatever the last batch's last step did.
+                if !self.send(session, step, index == 0)? {
+                    break;
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        })();
+        session.set_blocking(true);
+        sent?;
         // No `flush()`: libssh2's channel flush discards what has arrived to be read (the
-        // shell's `ready` line, say), and a blocking write has sent its bytes when it returns.
+        // shell's `ready` line, say), and every write above has handed its bytes to libssh2.
         if self.unready {
             self.ready(label, is_root)?;
         }
@@ -477,7 +515,8 @@ impl Shell {
         Ok(answers)
     }
 
-    fn send(&mut self, step: Step<'_>, first: bool) -> Result<()> {
+    /// Sends one step; false when the shell ended before taking all of it.
+    fn send(&mut self, session: &Session, step: Step<'_>, first: bool) -> Result<bool> {
         let when = match step.when {
             When::AfterSuccess if !first => "if-ok",
             _ => "always",
@@ -488,10 +527,13 @@ impl Shell {
             Feed::Direct => "direct",
         };
         let header = format!("{} {} {len} {when} {how}\n", self.nonce, step.script.len());
-        self.write(header.as_bytes())?;
-        self.write(step.script.as_bytes())?;
+        if !self.write(session, header.as_bytes())?
+            || !self.write(session, step.script.as_bytes())?
+        {
+            return Ok(false);
+        }
         let Some(mut input) = step.input else {
-            return Ok(());
+            return Ok(true);
         };
         let mut buffer = vec![0; CHUNK];
         let mut sent = 0u64;
@@ -510,18 +552,68 @@ impl Shell {
                 step.name,
                 input.len
             );
-            self.write(&buffer[..n])?;
+            if !self.write(session, &buffer[..n])? {
+                return Ok(false);
+            }
             sent += n as u64;
             (input.progress)(sent);
         }
-        Ok(())
+        Ok(true)
     }
 
-    fn write(&mut self, mut data: &[u8]) -> Result<()> {
-        let deadline = Instant::now() + COMMAND_TIMEOUT;
+    /// Writes all of `data` on the non-blocking session, unless the shell ends first (false).
+    /// While the channel takes nothing, what the shell says is read: unread, it would keep
+    /// the shell's end from being seen.
+    fn write(&mut self, session: &Session, mut data: &[u8]) -> Result<bool> {
+        let mut deadline = Instant::now() + COMMAND_TIMEOUT;
         while !data.is_empty() {
-            let n = patiently(deadline, || self.channel.write(data)).tag(Category::Connect)?;
-            data = &data[n..];
+            match self.channel.write(data) {
+                Ok(n) => {
+                    data = &data[n..];
+                    deadline = Instant::now() + COMMAND_TIMEOUT;
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context("sending steps to the host's shell"))
+                        .tag(Category::Connect);
+                }
+            }
+            self.take_output()?;
+            if self.channel.eof() {
+                return Ok(false);
+            }
+            if Instant::now() >= deadline {
+                return Err(tagged(
+                    Category::Connect,
+                    anyhow::anyhow!(
+                        "the host's shell took nothing for {} s",
+                        COMMAND_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+            wait_for_socket(session, deadline)?;
+        }
+        Ok(true)
+    }
+
+    /// Moves what has arrived on the non-blocking channel into `buffer` (stdout) and `said`
+    /// (stderr).
+    fn take_output(&mut self) -> Result<()> {
+        let mut chunk = [0u8; 16 * 1024];
+        for id in [0, 1] {
+            loop {
+                match self.channel.stream(id).read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) if id == 0 => self.buffer.extend_from_slice(&chunk[..n]),
+                    Ok(n) => self.said.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e).context("reading the host's shell"))
+                            .tag(Category::Connect);
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -534,11 +626,11 @@ impl Shell {
             self.unready = false;
             return Ok(());
         }
-        let mut stderr = String::new();
-        let _ = self.channel.stderr().read_to_string(&mut stderr);
+        let _ = self.channel.stderr().read_to_end(&mut self.said);
         let _ = self.channel.wait_close();
         let status = self.channel.exit_status().unwrap_or(-1);
-        let said = stderr.trim();
+        let said = String::from_utf8_lossy(&self.said);
+        let said = said.trim();
         if is_root {
             crate::fail!(
                 Remote,
@@ -635,6 +727,38 @@ fn patiently<T>(
             done => return done,
         }
     }
+}
+
+/// Sleeps until the non-blocking session's socket is ready for what libssh2 waits for, a
+/// keepalive is due, or `deadline`; sends the keepalive a blocking call would have sent.
+fn wait_for_socket(session: &Session, deadline: Instant) -> Result<()> {
+    // A keepalive that cannot go out now goes with the next round.
+    let next_keepalive = session.keepalive_send().unwrap_or(1).max(1);
+    let mut events = libc::POLLIN;
+    if matches!(
+        session.block_directions(),
+        ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both
+    ) {
+        events |= libc::POLLOUT;
+    }
+    let mut socket = libc::pollfd {
+        fd: session.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    let wait = deadline
+        .saturating_duration_since(Instant::now())
+        .min(Duration::from_secs(u64::from(next_keepalive)));
+    // SAFETY: one valid pollfd for the duration of the call.
+    let ready = unsafe { libc::poll(&mut socket, 1, wait.as_millis() as i32) };
+    if ready < 0 {
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(anyhow::Error::new(error).context("waiting for the connection"))
+                .tag(Category::Connect);
+        }
+    }
+    Ok(())
 }
 
 /// 128 random bits in hex, for markers no host output can guess.
