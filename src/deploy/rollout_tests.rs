@@ -198,6 +198,11 @@ fn lone(host: Host) -> World {
     world(vec![("web1", host)])
 }
 
+/// One host whose `step` ends with `exit`, printing `stdout` (the facts its Rust side reads).
+fn lone_failing_at(step: &str, exit: Exit, stdout: &str) -> World {
+    lone(Host::healthy().on(step, Reply::exit(exit.code(), "").with_stdout(stdout)))
+}
+
 /// The first host's error, with its causes.
 fn error_of(result: &[(HostReport, Option<anyhow::Error>)]) -> String {
     format!("{:#}", result[0].1.as_ref().expect("an error"))
@@ -322,10 +327,7 @@ fn an_unchanged_release_is_not_uploaded() {
 fn a_host_without_systemd_is_left_alone_and_not_locked() {
     let _serial = serial();
     let facts = "booted=no\npid1=sshd\nsystemd=\nmachine=x86_64\n";
-    let w = lone(Host::healthy().on(
-        "checking the host",
-        Reply::exit(Exit::Unsuitable.code(), "").with_stdout(facts),
-    ));
+    let w = lone_failing_at("checking the host", Exit::Unsuitable, facts);
     let result = w.deploy();
     let error = error_of(&result);
     assert!(
@@ -340,10 +342,7 @@ fn a_host_without_systemd_is_left_alone_and_not_locked() {
 fn a_host_of_another_architecture_is_refused() {
     let _serial = serial();
     let facts = "booted=yes\npid1=systemd\nsystemd=systemd 252\nmachine=aarch64\n";
-    let w = lone(Host::healthy().on(
-        "checking the host",
-        Reply::exit(Exit::Unsuitable.code(), "").with_stdout(facts),
-    ));
+    let w = lone_failing_at("checking the host", Exit::Unsuitable, facts);
     let result = w.deploy();
     let error = error_of(&result);
     assert!(error.contains("build with --target linux-arm64"), "{error}");
@@ -353,10 +352,7 @@ fn a_host_of_another_architecture_is_refused() {
 fn a_lock_held_elsewhere_fails_with_the_locked_exit_code() {
     let _serial = serial();
     let held = "age=5\nowner={\"user\":\"ann\",\"from\":\"laptop\",\"pid\":7,\"version\":\"1.9\",\"since\":\"t\"}\n";
-    let w = lone(Host::healthy().on(
-        "taking the deploy lock",
-        Reply::exit(Exit::Locked.code(), "").with_stdout(held),
-    ));
+    let w = lone_failing_at("taking the deploy lock", Exit::Locked, held);
     let result = w.deploy();
     let error = error_of(&result);
     assert!(
