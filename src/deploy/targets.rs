@@ -139,13 +139,13 @@ pub fn connect(destination: &Destination, connection: &Connection, ui: &Ui) -> R
     ui.status(
         "Connected",
         format_args!(
-            "{}@{}:{} ({}){}{}",
+            "{}@{}:{} ({}{}){}",
             destination.user,
             destination.hostname,
             destination.port,
             destination.label,
             if destination.sandbox {
-                " (sandbox)"
+                ", a sandbox host"
             } else {
                 ""
             },

@@ -119,7 +119,7 @@ fn a_host_only_a_bastion_reaches_is_deployed_through_proxy_jump() {
         "bj-inner",
         "bj-inner",
         &[],
-        "(bj-inner) (sandbox) via ProxyJump bj-bastion",
+        "(bj-inner, a sandbox host) via ProxyJump bj-bastion",
     );
     assert_eq!(helpers_of(&sandbox.ssh_config()), []);
 }

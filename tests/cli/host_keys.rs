@@ -156,10 +156,12 @@ fn an_ssh_alias_wins_over_a_sandbox_host_of_the_same_name() {
         }
         sandbox.shipit(&args).run()
     };
-    status(None).success().stderr_has("(t-shadow) (sandbox)");
+    status(None)
+        .success()
+        .stderr_has("(t-shadow, a sandbox host)");
     status(Some("Host *\n  ConnectTimeout 5\n"))
         .success()
-        .stderr_has("(t-shadow) (sandbox)");
+        .stderr_has("(t-shadow, a sandbox host)");
     for alias in [
         "Host t-shadow\n  HostName 127.0.0.1\n  Port 1\n  User root\n",
         "Host t-shad*\n  Port 1\n  User root\nHost *\n  HostName 127.0.0.1\n",
