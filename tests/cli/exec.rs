@@ -31,9 +31,10 @@ pub fn exec_project() -> tempfile::TempDir {
 }
 
 fn exec(sandbox: &Sandbox, project: &Path, args: &[&str]) -> Run {
-    let mut all = vec!["-C", project.to_str().unwrap(), "exec"];
-    all.extend_from_slice(args);
-    sandbox.shipit(&all).run()
+    sandbox
+        .project(project)
+        .shipit(&[&["exec"], args].concat())
+        .run()
 }
 
 /// A command runs as the service: its user, the current release as working directory, the
@@ -193,9 +194,10 @@ fn exec_on(sandbox: &Sandbox, host: &str, systemd: u32, project: &Path, package:
     // Logs on every release: -g searches (journalctl has PCRE2 on all three), lower case
     // matches any case, and a host's journalctl without it is explained.
     let logs = |args: &[&str]| {
-        let mut all = vec!["-C", project.to_str().unwrap(), "logs", host];
-        all.extend_from_slice(args);
-        sandbox.shipit(&all).run()
+        sandbox
+            .project(project)
+            .shipit(&[&["logs", host], args].concat())
+            .run()
     };
     let found = logs(&["-g", "LISTENING ON", "-n", "5"]).success().stdout;
     assert!(found.is_empty(), "{host}: capitals match case: {found}");
@@ -472,16 +474,8 @@ fn exec_on_a_group_prefixes_lines_and_sums_up() {
     .unwrap();
     std::fs::write(&data, &bytes).unwrap();
     let run = sandbox
-        .shipit(&[
-            "-C",
-            project.path().to_str().unwrap(),
-            "exec",
-            "ex-1",
-            "-F",
-            ssh_config,
-            "--",
-            "sha256sum",
-        ])
+        .project(project.path())
+        .shipit(&["exec", "ex-1", "-F", ssh_config, "--", "sha256sum"])
         .stdin(std::fs::File::open(&data).unwrap())
         .run()
         .success();

@@ -27,9 +27,10 @@ fn deployed(sandbox: &Sandbox, hosts: &[&str], extra: &str) -> (tempfile::TempDi
 }
 
 fn logs(sandbox: &Sandbox, project: &Path, args: &[&str]) -> Run {
-    let mut all = vec!["-C", project.to_str().unwrap(), "logs"];
-    all.extend_from_slice(args);
-    sandbox.shipit(&all).run()
+    sandbox
+        .project(project)
+        .shipit(&[&["logs"], args].concat())
+        .run()
 }
 
 fn epoch_seconds() -> u64 {

@@ -32,17 +32,16 @@ fn build_with_listen(name: &'static str, listen: &str) -> Built {
     let project = project_with_listen(name, listen);
     let out = tempfile::tempdir().unwrap();
     let build = |version: &str| {
-        let run = shipit(&[
-            "-C",
-            project.path().to_str().unwrap(),
-            "build",
-            "--version-override",
-            version,
-            "--out-dir",
-            out.path().to_str().unwrap(),
-        ])
-        .run()
-        .success();
+        let run = Project::at(project.path())
+            .shipit(&[
+                "build",
+                "--version-override",
+                version,
+                "--out-dir",
+                out.path().to_str().unwrap(),
+            ])
+            .run()
+            .success();
         let package = PathBuf::from(run.stdout.trim());
         let binary = out.path().join(format!("{name}-{version}"));
         std::fs::write(&binary, &package_map(&package)[name].data).unwrap();
@@ -104,16 +103,10 @@ fn the_package_carries_the_socket_unit(built: &Built) {
 
     let units = tempfile::tempdir().unwrap();
     let dir = format!("{}/", units.path().display());
-    shipit(&[
-        "-C",
-        built.project.path().to_str().unwrap(),
-        "unit",
-        "generate",
-        "-o",
-        &dir,
-    ])
-    .run()
-    .success();
+    Project::at(built.project.path())
+        .shipit(&["unit", "generate", "-o", &dir])
+        .run()
+        .success();
     for unit in [&service, &socket] {
         assert_eq!(
             String::from_utf8_lossy(&entries[unit].data),
