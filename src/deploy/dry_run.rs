@@ -50,7 +50,7 @@ pub fn plan(
         layout.shell_vars().trim_end()
     ));
     let host_unit = phases::host_unit(&mut runner, package, facts, ui);
-    let new_unit = host_unit.adapted.as_deref().unwrap_or(&package.unit);
+    let new_unit = host_unit.service(package);
     runner.note(unit_diff(&installed.unit, new_unit, &layout.unit_path()));
     let new_socket = host_unit
         .socket_adapted

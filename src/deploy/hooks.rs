@@ -86,15 +86,9 @@ impl Release<'_> {
 
     /// The systemd-run script for `argv`, as root; the masked one for showing.
     pub fn prepare(&self, which: OnHost, argv: &Argv) -> Result<service_run::Prepared> {
-        let unit = self
-            .host_unit
-            .adapted
-            .as_deref()
-            .unwrap_or(&self.package.unit);
+        let unit = self.host_unit.service(self.package);
         let release_dir = self.layout.release_dir();
-        // The release's copy of the env file is the one it will run with (see release.sh);
-        // `-`: a release without one runs without.
-        let env_files = [format!("-{release_dir}/.env")];
+        let env_files = [self.layout.release_env_file()];
         let env = self.env();
         service_run::prepare(&ServiceRun {
             app: &self.layout.app,

@@ -23,6 +23,11 @@ impl Layout {
     pub fn release_dir(&self) -> String {
         format!("{}/{}", self.releases(), self.release)
     }
+    /// The release's copy of the env file, as an `EnvironmentFile=` value: the one the release
+    /// runs with (see release.sh), and `-` because a release without one runs without.
+    pub fn release_env_file(&self) -> String {
+        format!("-{}/.env", self.release_dir())
+    }
     pub fn current(&self) -> String {
         crate::paths::current_dir(&self.app)
     }

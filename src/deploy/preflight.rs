@@ -65,7 +65,7 @@ pub fn step(
     host_unit: &HostUnit,
     health: &Health,
 ) -> Result<Step<'static>> {
-    let unit = host_unit.adapted.as_deref().unwrap_or(&package.unit);
+    let unit = host_unit.service(package);
     let release = layout.release_dir();
     let current = layout.current();
     let in_release = |word: &str| match word.strip_prefix(&current) {
@@ -86,7 +86,7 @@ pub fn step(
         .iter()
         .map(|word| in_release(word))
         .collect();
-    let env_files = [format!("-{release}/.env")];
+    let env_files = [layout.release_env_file()];
     let prepared = service_run::prepare_on_socket(&ServiceRun {
         app: &layout.app,
         purpose: "preflight",

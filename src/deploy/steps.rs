@@ -185,6 +185,13 @@ pub struct HostUnit {
     pub socket_adapted: Option<String>,
 }
 
+impl HostUnit {
+    /// The service unit this host runs the package with: its adaptation, or the package's own.
+    pub fn service<'a>(&'a self, package: &'a Package) -> &'a str {
+        self.adapted.as_deref().unwrap_or(&package.unit)
+    }
+}
+
 /// Everything between the upload and the switch, in one script: unpack the release,
 /// create the service user, keep the env file and this host's unit with the release, verify
 /// the unit (see `release.sh`). The env file travels on stdin, never in the script.
