@@ -5,11 +5,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::build::Target;
-use crate::deploy::{self, Amount, ArmedPolicy, Canary, Format, OnFailure};
+use crate::hosts::Connection;
+use crate::ops;
+use crate::rollout::{self, Amount, ArmedPolicy, Canary, OnFailure};
 use crate::sandbox::{Init, Release};
+use crate::ui::Format;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -512,8 +516,8 @@ impl BuildArgs {
 }
 
 impl ConnectArgs {
-    pub fn connection(&self) -> deploy::Connection {
-        deploy::Connection {
+    pub fn connection(&self) -> Connection {
+        Connection {
             accept_new_host_key: self.accept_new_host_key,
             identity: self.identity.clone(),
             ssh_config: self.ssh_config.clone(),
@@ -526,13 +530,13 @@ fn format(json: bool) -> Format {
 }
 
 impl DeployArgs {
-    pub fn request(&self) -> deploy::Request {
-        deploy::Request {
+    pub fn request(&self) -> rollout::Request {
+        rollout::Request {
             hosts: self.hosts.clone(),
             package: self.package.clone(),
             build: self.build.options(),
             format: format(self.json),
-            options: deploy::Options {
+            options: rollout::Options {
                 dry_run: self.dry_run,
                 on_failure: if self.no_rollback {
                     OnFailure::Stay
@@ -547,7 +551,7 @@ impl DeployArgs {
                     ArmedPolicy::Refuse
                 },
             },
-            rollout: deploy::Rollout {
+            rollout: rollout::Rollout {
                 parallel: usize::from(self.parallel),
                 batch: self.batch,
                 canary: self.canary.clone(),
@@ -560,20 +564,43 @@ impl DeployArgs {
 }
 
 impl StatusArgs {
-    pub fn format(&self) -> Format {
-        format(self.json)
+    pub fn request(&self) -> ops::status::Request {
+        ops::status::Request {
+            hosts: self.hosts.clone(),
+            format: format(self.json),
+            connection: self.connect.connection(),
+        }
     }
 }
 
 impl ReleasesArgs {
-    pub fn format(&self) -> Format {
-        format(self.json)
+    pub fn request(&self) -> ops::releases::Request {
+        ops::releases::Request {
+            host: self.host.clone(),
+            format: format(self.json),
+            connection: self.connect.connection(),
+        }
     }
 }
 
 impl HistoryArgs {
-    pub fn format(&self) -> Format {
-        format(self.json)
+    pub fn request(&self) -> ops::history::Request {
+        ops::history::Request {
+            hosts: self.hosts.clone(),
+            lines: self.lines,
+            format: format(self.json),
+            connection: self.connect.connection(),
+        }
+    }
+}
+
+impl RollbackArgs {
+    pub fn request(&self) -> ops::rollback::Request {
+        ops::rollback::Request {
+            host: self.host.clone(),
+            to: self.to.clone(),
+            connection: self.connect.connection(),
+        }
     }
 }
 
@@ -604,10 +631,15 @@ impl ExecArgs {
 }
 
 impl LockCommand {
-    pub fn action(&self) -> (deploy::inspect::LockAction, &HostArgs) {
-        match self {
-            LockCommand::Status(args) => (deploy::inspect::LockAction::Show, args),
-            LockCommand::Release(args) => (deploy::inspect::LockAction::Release, args),
+    pub fn request(&self) -> ops::lock::Request {
+        let (action, args) = match self {
+            LockCommand::Status(args) => (ops::lock::LockAction::Show, args),
+            LockCommand::Release(args) => (ops::lock::LockAction::Release, args),
+        };
+        ops::lock::Request {
+            action,
+            host: args.host.clone(),
+            connection: args.connect.connection(),
         }
     }
 }
@@ -668,6 +700,27 @@ impl SandboxCommand {
             SandboxCommand::Down(args) => Request::Down(expand_names(&args.names, 1)),
             SandboxCommand::List => Request::List,
         }
+    }
+}
+
+// The sandbox's choices, offered on the command line without the sandbox knowing clap.
+impl ValueEnum for Release {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Release::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.suite()).help(self.describe()))
+    }
+}
+
+impl ValueEnum for Init {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Init::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.name()).help(self.describe()))
     }
 }
 

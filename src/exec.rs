@@ -6,11 +6,13 @@
 use std::io::Write;
 use std::sync::Mutex;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
+use crate::cancel::{Cancel, interrupted};
 use crate::config::Config;
-use crate::deploy::{self, Connection, Layout};
 use crate::error::{Category, PassThrough, tagged};
+use crate::hosts::deployed::Deployed;
+use crate::hosts::{self, Connection, Layout};
 use crate::remote::channel::{self, Ended, RawMode, Terminal, Wiring};
 use crate::remote::destination::Destination;
 use crate::remote::{self, Remote};
@@ -30,7 +32,7 @@ pub struct Request {
 
 pub fn run(config: &Config, args: &Request, ui: &Ui) -> Result<()> {
     crate::remote::ssh::check_identity_files(&args.connection.identity)?;
-    let hosts = deploy::expand_groups(config, &args.hosts);
+    let hosts = hosts::expand_groups(config, &args.hosts);
     if args.tty && hosts.len() > 1 {
         crate::fail!(
             Usage,
@@ -42,17 +44,31 @@ pub fn run(config: &Config, args: &Request, ui: &Ui) -> Result<()> {
     service_run::check_command(&args.command)?;
     let destinations = hosts
         .iter()
-        .map(|host| deploy::resolve(config, host, &args.connection))
+        .map(|host| hosts::resolve(config, host, &args.connection))
         .collect::<Result<Vec<_>>>()?;
-    crate::interrupt::install()?;
-    let layout = deploy::app_layout(config);
+    let cancel = Cancel::on_signals()?;
+    let layout = Layout::of_app(config);
+    let run = Run {
+        layout: &layout,
+        args,
+        cancel: &cancel,
+        ui,
+    };
     match destinations.as_slice() {
-        [only] => on_one_host(only, &layout, args, ui),
-        _ => on_each_host(&destinations, &layout, args, ui),
+        [only] => on_one_host(only, &run),
+        _ => on_each_host(&destinations, &run),
     }
 }
 
-fn on_one_host(destination: &Destination, layout: &Layout, args: &Request, ui: &Ui) -> Result<()> {
+/// What every host's run shares.
+struct Run<'a> {
+    layout: &'a Layout,
+    args: &'a Request,
+    cancel: &'a Cancel,
+    ui: &'a Ui,
+}
+
+fn on_one_host(destination: &Destination, run: &Run) -> Result<()> {
     let mut stdout = |data: &[u8]| {
         let mut out = std::io::stdout().lock();
         out.write_all(data)?;
@@ -60,16 +76,17 @@ fn on_one_host(destination: &Destination, layout: &Layout, args: &Request, ui: &
     };
     let mut stderr = |data: &[u8]| std::io::stderr().lock().write_all(data);
     let wiring = Wiring {
-        terminal: args.tty.then(Terminal::like_this_one),
+        terminal: run.args.tty.then(Terminal::like_this_one),
         stdin: true,
         stdout: &mut stdout,
         stderr: &mut stderr,
+        cancel: run.cancel.clone(),
         on_interrupt: None,
     };
-    match run_on(destination, layout, args, wiring, ui)? {
+    match run_on(destination, run, wiring)? {
         Ended {
             interrupted: true, ..
-        } => Err(crate::interrupt::interrupted()),
+        } => Err(interrupted()),
         Ended {
             signal: Some(signal),
             ..
@@ -87,22 +104,16 @@ fn on_one_host(destination: &Destination, layout: &Layout, args: &Request, ui: &
 
 /// Connects, reads what is deployed and runs the command wired as asked; Ctrl-C stops its
 /// unit on the host.
-fn run_on(
-    destination: &Destination,
-    layout: &Layout,
-    args: &Request,
-    wiring: Wiring,
-    ui: &Ui,
-) -> Result<Ended> {
-    let mut remote = deploy::connect(destination, &args.connection, ui)?;
+fn run_on(destination: &Destination, run: &Run, wiring: Wiring) -> Result<Ended> {
+    let mut remote = hosts::connect(destination, &run.args.connection, run.ui)?;
     let terminal = wiring.terminal.is_some();
-    let prepared = prepare_on(&mut remote, layout, &args.command, terminal, ui)?;
+    let prepared = prepare_on(&mut remote, run.layout, &run.args.command, terminal, run.ui)?;
     let command = remote::as_root(remote.is_root(), &prepared.script);
     let stop = remote::as_root(
         remote.is_root(),
         &service_run::stop_script(&prepared.unit_name),
     );
-    crate::interrupt::check()?;
+    run.cancel.check()?;
     let _raw = terminal.then(RawMode::enter);
     channel::run(
         remote.session(),
@@ -121,12 +132,7 @@ enum Outcome {
     Failed(anyhow::Error),
 }
 
-fn on_each_host(
-    destinations: &[Destination],
-    layout: &Layout,
-    args: &Request,
-    ui: &Ui,
-) -> Result<()> {
+fn on_each_host(destinations: &[Destination], run: &Run) -> Result<()> {
     let width = destinations
         .iter()
         .map(|d| d.label.len())
@@ -138,12 +144,10 @@ fn on_each_host(
             .iter()
             .map(|destination| {
                 let output = &output;
-                scope.spawn(
-                    move || match on_host(destination, layout, args, width, output, ui) {
-                        Ok(ended) => Outcome::Ran(ended),
-                        Err(e) => Outcome::Failed(e),
-                    },
-                )
+                scope.spawn(move || match on_host(destination, run, width, output) {
+                    Ok(ended) => Outcome::Ran(ended),
+                    Err(e) => Outcome::Failed(e),
+                })
             })
             .collect();
         running
@@ -161,11 +165,9 @@ fn on_each_host(
 /// One of several hosts: output lines prefixed with its name, no stdin.
 fn on_host(
     destination: &Destination,
-    layout: &Layout,
-    args: &Request,
+    run: &Run,
     width: usize,
     output: &Mutex<()>,
-    ui: &Ui,
 ) -> Result<Ended> {
     let prefix = format!("{:<width$} | ", destination.label);
     let mut out = Prefixed::new(&prefix, output, false);
@@ -175,9 +177,10 @@ fn on_host(
         stdin: false,
         stdout: &mut |data| out.write(data),
         stderr: &mut |data| err.write(data),
+        cancel: run.cancel.clone(),
         on_interrupt: None,
     };
-    let ended = run_on(destination, layout, args, wiring, ui);
+    let ended = run_on(destination, run, wiring);
     out.finish()?;
     err.finish()?;
     ended
@@ -225,7 +228,7 @@ fn summarize(destinations: &[Destination], outcomes: &[Outcome], width: usize) -
         return Ok(());
     }
     if category == Some(Category::Interrupted) {
-        return Err(crate::interrupt::interrupted());
+        return Err(interrupted());
     }
     Err(tagged(
         category.unwrap_or(Category::Remote),
@@ -246,15 +249,6 @@ fn first_line(error: &anyhow::Error) -> String {
         .to_string()
 }
 
-/// What the host has deployed, read in one round trip: its systemd, the current release and
-/// the installed unit (with drop-ins).
-struct Deployed {
-    systemd: u32,
-    release: String,
-    version: String,
-    unit: String,
-}
-
 fn prepare_on(
     remote: &mut dyn Remote,
     layout: &Layout,
@@ -262,7 +256,7 @@ fn prepare_on(
     terminal: bool,
     ui: &Ui,
 ) -> Result<Prepared> {
-    let deployed = deployed(remote, layout)?;
+    let deployed = Deployed::read(remote, layout)?;
     let env = [
         ("SHIPIT_RELEASE".to_string(), deployed.release.clone()),
         ("SHIPIT_VERSION".to_string(), deployed.version.clone()),
@@ -289,57 +283,6 @@ fn prepare_on(
         ));
     }
     Ok(prepared)
-}
-
-fn deployed(remote: &mut dyn Remote, layout: &Layout) -> Result<Deployed> {
-    let out = remote::run_one(
-        remote,
-        remote::Step::reads(
-            "reading the deployed release",
-            deploy::deployed_script(layout),
-        ),
-    )?;
-    let (head, unit) = out.split_once("--- unit\n").unwrap_or((&out, ""));
-    let field = |name: &str| {
-        head.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
-            .map(str::trim)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let host = remote.label().to_string();
-    let release = field("release");
-    if release.is_empty() {
-        return Err(tagged(
-            Category::Remote,
-            anyhow::anyhow!(
-                "{} has no deployed release on {host} ({} does not exist)\n  \
-                 help: deploy it first: `shipit deploy {host}`",
-                layout.app,
-                layout.current()
-            ),
-        ));
-    }
-    if unit.trim().is_empty() {
-        return Err(tagged(
-            Category::Remote,
-            anyhow::anyhow!(
-                "{host} has release {release} of {} but no unit {}\n  \
-                 help: deploy again to install it: `shipit deploy {host}`",
-                layout.app,
-                layout.unit_name()
-            ),
-        ));
-    }
-    let systemd = crate::systemd::parse_version(&field("systemd"))
-        .with_context(|| format!("{host} did not say which systemd it runs"))
-        .map_err(|e| tagged(Category::Remote, e))?;
-    Ok(Deployed {
-        systemd,
-        version: field("version"),
-        release,
-        unit: unit.to_string(),
-    })
 }
 
 /// Output of one of several hosts, written a whole line at a time with the host's prefix, so

@@ -1,28 +1,32 @@
 //! shipit: build a static Linux binary, package it, render its systemd unit and ship it.
 //!
 //! The modules follow the pipeline: [`config`] → [`build`] → [`package`] → [`unit`] →
-//! [`remote`] → [`deploy`]; [`exec`] and [`logs`] work with what is deployed; [`sandbox`] boots
-//! local hosts to rehearse deploys on; [`generate`] describes the same service for Docker,
-//! Kubernetes and supervisord.
+//! [`remote`] → [`hosts`] → [`rollout`]; [`ops`], [`exec`] and [`logs`] work with what is
+//! deployed; [`sandbox`] boots local hosts to rehearse deploys on; [`generate`] describes the
+//! same service for Docker, Kubernetes and supervisord. ARCHITECTURE.md has the map.
 
 pub mod build;
+pub mod cancel;
 pub mod cli;
 pub mod config;
-pub mod deploy;
 pub mod error;
 pub mod exec;
 pub mod generate;
+pub mod hosts;
 pub mod init;
-pub mod interrupt;
 pub mod logs;
 #[cfg(test)]
 mod module_graph;
+pub mod ops;
 pub mod package;
 pub mod paths;
 pub mod process;
 pub mod project;
 pub mod remote;
+pub mod rollout;
 pub mod sandbox;
+#[cfg(test)]
+mod scripts_check;
 pub mod service_run;
 pub mod shell;
 pub mod systemd;
@@ -84,42 +88,14 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", archive.display());
             Ok(())
         }
-        Command::Deploy(args) => deploy::run(&config, &args.request(), &ui),
-        Command::Status(args) => deploy::inspect::status(
-            &config,
-            &args.hosts,
-            args.format(),
-            &args.connect.connection(),
-            &ui,
-        ),
+        Command::Deploy(args) => rollout::run(&config, &args.request(), &ui),
+        Command::Status(args) => ops::status::run(&config, &args.request(), &ui),
         Command::Logs(args) => logs::run(&config, &args.request(), &ui),
         Command::Exec(args) => exec::run(&config, &args.request(), &ui),
-        Command::Releases(args) => deploy::inspect::releases(
-            &config,
-            &args.host,
-            args.format(),
-            &args.connect.connection(),
-            &ui,
-        ),
-        Command::History(args) => deploy::history::history(
-            &config,
-            &args.hosts,
-            args.lines,
-            args.format(),
-            &args.connect.connection(),
-            &ui,
-        ),
-        Command::Rollback(args) => deploy::rollback(
-            &config,
-            &args.host,
-            args.to.as_deref(),
-            &args.connect.connection(),
-            &ui,
-        ),
-        Command::Lock(command) => {
-            let (action, args) = command.action();
-            deploy::inspect::lock(&config, action, &args.host, &args.connect.connection(), &ui)
-        }
+        Command::Releases(args) => ops::releases::run(&config, &args.request(), &ui),
+        Command::History(args) => ops::history::run(&config, &args.request(), &ui),
+        Command::Rollback(args) => ops::rollback::run(&config, &args.request(), &ui),
+        Command::Lock(command) => ops::lock::run(&config, &command.request(), &ui),
         Command::Unit(UnitCommand::Generate(args)) => unit::generate(&config, &args.options(), &ui),
         Command::Generate(command) => {
             let (what, output) = command.what();

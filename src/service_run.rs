@@ -26,7 +26,7 @@ use std::fmt;
 
 use anyhow::Result;
 
-use crate::shell::quote;
+use crate::shell::{self, quote, without_header};
 use crate::systemd;
 
 /// What to run, and as which service.
@@ -216,17 +216,12 @@ pub fn prepare_on_socket(run: &ServiceRun) -> Result<Prepared> {
     let unit_name = format!("shipit-{}-{}-{}", run.purpose, run.app, random_suffix());
     let (words, shown, left_out) = invocation(run, &unit_name, &["--collect"]);
     let as_function = |words: &[String], argv: Vec<String>| {
-        let dir = quote(run.working_directory);
-        let program = quote(&run.argv[0]);
-        let command = words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ");
-        let argv = argv.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ");
+        let (command, argv) = (shell::command(words), shell::command(&argv));
         format!(
-            "start_on_socket() {{\n\
-             \x20   cd {dir} || {{ printf 'shipit: cannot enter %s\\n' {dir} >&2; return 127; }}\n\
-             \x20   command -v -- {program} >/dev/null 2>&1 || \
-             {{ printf 'shipit: %s: command not found (in %s)\\n' {program} {dir} >&2; return 127; }}\n\
-             \x20   {command} \"--socket-property=ListenStream=$1\" -- {argv}\n\
-             }}\n"
+            "{}start_on_socket() {{\n    {} || return $?\n    {command} \
+             \"--socket-property=ListenStream=$1\" -- {argv}\n}}\n",
+            without_header(ENTER),
+            enter(run)
         )
     };
     // systemd expands $VAR in a command's arguments; $$ is a literal $.
@@ -375,15 +370,24 @@ pub fn check_command(argv: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn script(run: &ServiceRun, words: &[String]) -> String {
-    let dir = quote(run.working_directory);
-    let program = quote(&run.argv[0]);
-    let command = words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ");
+/// `enter.sh`: the working directory entered and the program checked, first.
+const ENTER: &str = include_str!("service_run/enter.sh");
+
+/// The call of `enter` for `run`.
+fn enter(run: &ServiceRun) -> String {
     format!(
-        "cd {dir} || {{ printf 'shipit: cannot enter %s\\n' {dir} >&2; exit 127; }}\n\
-         command -v -- {program} >/dev/null 2>&1 || \
-         {{ printf 'shipit: %s: command not found (in %s)\\n' {program} {dir} >&2; exit 127; }}\n\
-         exec {command}\n"
+        "enter {} {}",
+        quote(run.working_directory),
+        quote(&run.argv[0])
+    )
+}
+
+fn script(run: &ServiceRun, words: &[String]) -> String {
+    let command = shell::command(words);
+    format!(
+        "{}{} || exit $?\nexec {command}\n",
+        without_header(ENTER),
+        enter(run)
     )
 }
 
@@ -573,7 +577,10 @@ mod tests {
         assert!(!prepared.unit_name.ends_with(".service"));
         let script = &prepared.script;
         assert!(
-            script.starts_with("start_on_socket() {\n    cd /opt/app/releases/2 ||"),
+            script.contains(
+                "start_on_socket() {\n    enter /opt/app/releases/2 /opt/app/releases/2/app \
+                 || return $?\n"
+            ),
             "{script}"
         );
         assert!(
@@ -685,11 +692,11 @@ mod tests {
         assert!(prepared.unit_name.ends_with(".service"));
         let script = &prepared.script;
         assert!(
-            script.starts_with("cd /opt/app/releases/1.0.0-abc || "),
+            script.starts_with("enter() {\n") && script.contains("command -v -- \"$2\""),
             "{script}"
         );
         assert!(
-            script.contains("command -v -- ./app >/dev/null"),
+            script.contains("\nenter /opt/app/releases/1.0.0-abc ./app || exit $?\n"),
             "{script}"
         );
         assert!(
@@ -721,7 +728,7 @@ mod tests {
         let prepared = prepare(&run(&argv, &[])).unwrap();
         let script = prepared
             .script
-            .replace("cd /opt/app/releases/1.0.0-abc", "cd /")
+            .replace("enter /opt/app/releases/1.0.0-abc", "enter /")
             .replace("exec systemd-run", "shift_to_command() { while [ \"$1\" != -- ]; do shift; done; shift; printf '%s|' \"$@\"; }; shift_to_command");
         let out = std::process::Command::new("sh")
             .arg("-c")
@@ -773,5 +780,39 @@ mod tests {
         assert_eq!(unescape_specifiers("100%% sure").unwrap(), "100% sure");
         assert_eq!(unescape_specifiers("%t/x"), Err('t'));
         assert_eq!(unescape_specifiers("50%"), Err('%'));
+    }
+
+    #[test]
+    fn a_missing_directory_or_program_answers_127_before_anything_runs() {
+        let argv = words(&["./no-such-program"]);
+        let spec = ServiceRun {
+            working_directory: "/",
+            ..run(&argv, &[])
+        };
+        let script = prepare(&spec).unwrap().script;
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(127));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "shipit: ./no-such-program: command not found (in /)\n"
+        );
+        let spec = ServiceRun {
+            working_directory: "/no/such/dir",
+            ..run(&argv, &[])
+        };
+        let script = prepare(&spec).unwrap().script;
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(127));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).ends_with("shipit: cannot enter /no/such/dir\n")
+        );
     }
 }

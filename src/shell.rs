@@ -15,8 +15,21 @@ pub fn quote(word: &str) -> String {
 }
 
 /// Builds a shell command from words, each quoted.
-pub fn command(words: &[&str]) -> String {
-    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+pub fn command<S: AsRef<str>>(words: &[S]) -> String {
+    words
+        .iter()
+        .map(|w| quote(w.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A shell file's body, without its header comment (which is for the reader of the file: the
+/// scripts shipit sends, and their plans, stay short).
+pub fn without_header(file: &str) -> String {
+    file.lines()
+        .skip_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 #[cfg(test)]

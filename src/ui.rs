@@ -19,6 +19,13 @@ pub fn verbose() -> bool {
     VERBOSE.load(Ordering::Relaxed)
 }
 
+/// How a command prints its result on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone)]
 pub struct Ui {
     quiet: bool,

@@ -16,14 +16,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 
+use crate::cancel::Cancel;
 use crate::config::Config;
-use crate::deploy::{self, Connection, Layout};
 use crate::error::{Category, tagged};
+use crate::hosts::{self, Connection, Layout};
 use crate::remote::channel::{self, Wiring};
 use crate::remote::destination::Destination;
 use crate::remote::ssh::SshRemote;
 use crate::remote::{self, Remote};
-use crate::shell::quote;
+use crate::shell::{command, quote, without_header};
 use crate::ui::Ui;
 
 use journal::Entry;
@@ -105,13 +106,13 @@ impl Query {
 pub fn run(config: &Config, args: &Request, ui: &Ui) -> Result<()> {
     crate::remote::ssh::check_identity_files(&args.connection.identity)?;
     let query = Query::from(args)?;
-    let hosts = deploy::expand_groups(config, &args.hosts);
+    let hosts = hosts::expand_groups(config, &args.hosts);
     let destinations = hosts
         .iter()
-        .map(|host| deploy::resolve(config, host, &args.connection))
+        .map(|host| hosts::resolve(config, host, &args.connection))
         .collect::<Result<Vec<_>>>()?;
     let context = Context {
-        layout: deploy::app_layout(config),
+        layout: Layout::of_app(config),
         query,
         connect: &args.connection,
         ui,
@@ -191,7 +192,7 @@ fn once(context: &Context, destinations: &[Destination]) -> Result<()> {
             .iter()
             .map(|d| {
                 scope.spawn(move || {
-                    let mut remote = deploy::connect(d, context.connect, context.ui)?;
+                    let mut remote = hosts::connect(d, context.connect, context.ui)?;
                     first_look(&mut remote, context)
                 })
             })
@@ -429,7 +430,7 @@ fn follow_host(
     let mut pause = Duration::from_secs(1);
     loop {
         let followed =
-            deploy::connect(destination, context.connect, context.ui).and_then(|mut remote| {
+            hosts::connect(destination, context.connect, context.ui).and_then(|mut remote| {
                 let resume = match &mut resume {
                     Some(resume) => {
                         let _ = send.send(Event::Note(format!(
@@ -508,17 +509,10 @@ fn follow_from(
         Some(cursor) => words.push(format!("--after-cursor={cursor}")),
         None => words.push(format!("--since=@{}", resume.since.div_euclid(1_000_000))),
     }
-    let journalctl = words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ");
-    // journalctl -f follows past --until (and 257 shows what comes after it): `timeout` ends
-    // it there by the host's clock, and lines after it are dropped here.
-    let script = match resume.until {
-        Some(until) => format!(
-            "export SYSTEMD_COLORS=0 SYSTEMD_LOG_COLOR=0\nleft=$(({} - $(date +%s)))\n[ \"$left\" -gt 0 ] || exit 0\n\
-             timeout \"$left\" {journalctl}\ns=$?; [ $s = 124 ] && exit 0; exit $s\n",
-            (until + 999_999).div_euclid(1_000_000)
-        ),
-        None => format!("export SYSTEMD_COLORS=0 SYSTEMD_LOG_COLOR=0\nexec {journalctl}\n"),
-    };
+    let end = resume
+        .until
+        .map(|until| (until + 999_999).div_euclid(1_000_000).to_string());
+    let script = follow_script(end.as_deref().unwrap_or_default(), &words);
     let until = resume.until;
     run_script(remote, &script, context, |line| {
         let Some(entry) = Entry::parse(line) else {
@@ -547,10 +541,7 @@ fn first_look(remote: &mut SshRemote, context: &Context) -> Result<FirstLook> {
     if let Some(until) = &query.until {
         words.push(format!("--until={}", until.text));
     }
-    let journalctl = words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ");
-    let script = format!(
-        "echo \"clock=$(date +%s%N) $(date +%z)\"\nexport SYSTEMD_COLORS=0 SYSTEMD_LOG_COLOR=0\nexec {journalctl}\n"
-    );
+    let script = first_look_script(&words);
     let mut clock = None;
     let mut entries = Vec::new();
     run_script(remote, &script, context, |line| {
@@ -597,6 +588,8 @@ fn run_script(
                 errors.extend_from_slice(data);
                 Ok(())
             },
+            // shipit logs sets no handler: Ctrl-C ends it, and with it the follow.
+            cancel: Cancel::new(),
             on_interrupt: None,
         },
     )?;
@@ -606,6 +599,26 @@ fn run_script(
         return Ok(());
     }
     Err(journalctl_failed(&label, &errors, &context.query))
+}
+
+/// `first-look.sh` with journalctl's words.
+pub(crate) fn first_look_script(journalctl: &[String]) -> String {
+    format!(
+        "set -- {}\n{}",
+        command(journalctl),
+        without_header(include_str!("first-look.sh"))
+    )
+}
+
+/// `follow.sh` with journalctl's words, ending at `until` (the host's clock, in seconds; empty
+/// for no end).
+pub(crate) fn follow_script(until: &str, journalctl: &[String]) -> String {
+    format!(
+        "until={}\nset -- {}\n{}",
+        quote(until),
+        command(journalctl),
+        without_header(include_str!("follow.sh"))
+    )
 }
 
 /// `journalctl` for the app's unit as JSON, with the pattern if any.

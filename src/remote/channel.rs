@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ssh2::{BlockDirections, Channel, Session};
 
+use crate::cancel::Cancel;
 use crate::error::{Category, Tag, tagged};
 
 /// How long the loop sleeps at most between checks for Ctrl-C and a resized terminal.
@@ -61,8 +62,10 @@ pub struct Wiring<'a> {
     pub stdin: bool,
     pub stdout: &'a mut dyn FnMut(&[u8]) -> std::io::Result<()>,
     pub stderr: &'a mut dyn FnMut(&[u8]) -> std::io::Result<()>,
-    /// Run once on the same connection after Ctrl-C (see [`crate::interrupt`]), to stop the
-    /// command on the host; its own output then ends and [`run`] returns.
+    /// Set by Ctrl-C (see [`crate::cancel`]).
+    pub cancel: Cancel,
+    /// Run once on the same connection once `cancel` is set, to stop the command on the host;
+    /// its own output then ends and [`run`] returns.
     pub on_interrupt: Option<String>,
 }
 
@@ -177,7 +180,7 @@ impl<'a, 's> Pump<'a, 's> {
             }
             self.feed()?;
             self.follow_the_terminal();
-            if !self.interrupted && crate::interrupt::requested() {
+            if !self.interrupted && self.wiring.cancel.requested() {
                 self.interrupted = true;
                 if let Some(stop) = self.wiring.on_interrupt.take() {
                     self.run_aside(&stop).tag(Category::Remote)?;

@@ -1,6 +1,6 @@
 //! A [`Remote`] for unit tests of logic no real host can exercise deterministically (a host
 //! failing in one phase of a rollout, a Ctrl-C at an exact point): it records every step and
-//! answers each from a rule for its name, or with what a healthy host says.
+//! answers each from a rule for its [`Kind`], or with what a healthy host says.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{Answer, ExecOutput, HttpAnswer, Remote, Step, When};
+use super::{Answer, ExecOutput, HttpAnswer, Kind, Remote, Step, When};
 
 /// What a fake host answers to a step: its stdout and exit status.
 #[derive(Debug, Clone)]
@@ -42,13 +42,16 @@ impl Reply {
     }
 }
 
-/// A rule: the step whose name starts with `prefix` gets `reply` (the first `times` times, or
-/// always), and may run `effect` (to ask for an interruption, say) when it does.
+/// Something a rule does as its step starts (ask for an interruption, say).
+pub type Effect = Arc<dyn Fn() + Send + Sync>;
+
+/// A rule: a step of `kind` gets `reply` (the first `times` times, or always), and may run
+/// `effect` when it does.
 pub struct Rule {
-    pub prefix: String,
+    pub kind: Kind,
     pub reply: Reply,
     pub times: Option<usize>,
-    pub effect: Option<fn()>,
+    pub effect: Option<Effect>,
 }
 
 /// How one fake host behaves; shared by every connection to it.
@@ -59,8 +62,8 @@ pub struct Host {
     pub current: String,
     /// Versions whose `/health` answers 503.
     pub unhealthy: Vec<String>,
-    /// Every step run on it, in order: (name, script, stdin).
-    pub log: Vec<(String, String, Vec<u8>)>,
+    /// Every step run on it, in order: (kind, script, stdin).
+    pub log: Vec<(Kind, String, Vec<u8>)>,
     pub round_trips: u32,
     pub gets: u32,
 }
@@ -81,9 +84,9 @@ impl Host {
         self
     }
 
-    pub fn on(mut self, prefix: &str, reply: Reply) -> Host {
+    pub fn on(mut self, kind: Kind, reply: Reply) -> Host {
         self.rules.push(Rule {
-            prefix: prefix.to_string(),
+            kind,
             reply,
             times: None,
             effect: None,
@@ -91,9 +94,9 @@ impl Host {
         self
     }
 
-    pub fn once(mut self, prefix: &str, reply: Reply) -> Host {
+    pub fn once(mut self, kind: Kind, reply: Reply) -> Host {
         self.rules.push(Rule {
-            prefix: prefix.to_string(),
+            kind,
             reply,
             times: Some(1),
             effect: None,
@@ -101,66 +104,64 @@ impl Host {
         self
     }
 
-    /// Runs `effect` whenever a step starting with `prefix` runs.
-    pub fn when(mut self, prefix: &str, effect: fn()) -> Host {
+    /// Runs `effect` whenever a step of `kind` starts.
+    pub fn when(mut self, kind: Kind, effect: impl Fn() + Send + Sync + 'static) -> Host {
         self.rules.push(Rule {
-            prefix: prefix.to_string(),
+            kind,
             reply: Reply::ok(""),
             times: Some(0),
-            effect: Some(effect),
+            effect: Some(Arc::new(effect)),
         });
         self
     }
 
-    /// The names of the steps run, in order.
-    pub fn steps(&self) -> Vec<&str> {
-        self.log.iter().map(|(name, _, _)| name.as_str()).collect()
+    /// The kinds of the steps run, in order.
+    pub fn steps(&self) -> Vec<Kind> {
+        self.log.iter().map(|(kind, _, _)| *kind).collect()
     }
 
-    /// Runs the effects of the rules for `name`, as the step starts.
-    fn start(&self, name: &str) {
+    /// Runs the effects of the rules for `kind`, as the step starts.
+    fn start(&self, kind: Kind) {
         for rule in &self.rules {
-            if name.starts_with(&rule.prefix)
-                && let Some(effect) = rule.effect
+            if rule.kind == kind
+                && let Some(effect) = &rule.effect
             {
                 effect();
             }
         }
     }
 
-    fn reply(&mut self, name: &str) -> Reply {
+    fn reply(&mut self, kind: Kind) -> Reply {
         let rule = self
             .rules
             .iter_mut()
-            .find(|r| name.starts_with(&r.prefix) && r.times != Some(0) && r.effect.is_none());
+            .find(|r| r.kind == kind && r.times != Some(0) && r.effect.is_none());
         if let Some(rule) = rule {
             if let Some(times) = &mut rule.times {
                 *times -= 1;
             }
             return rule.reply.clone();
         }
-        Reply::ok(default_stdout(name))
+        Reply::ok(default_stdout(kind))
     }
 }
 
 /// What a healthy host with release `old-aaaaaaaaaaaa` running says to each step.
-fn default_stdout(name: &str) -> &'static str {
-    match name {
-        n if n.starts_with("checking the host") => {
-            "booted=yes\npid1=systemd\nsystemd=systemd 252 (252.39-1)\nmachine=x86_64\n"
-        }
-        n if n.starts_with("taking the deploy lock") => "now=1000\n",
-        n if n.starts_with("looking at the host") || n.starts_with("listing releases") => {
+fn default_stdout(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Check => "booted=yes\npid1=systemd\nsystemd=systemd 252 (252.39-1)\nmachine=x86_64\n",
+        Kind::Lock => "now=1000\n",
+        Kind::Survey | Kind::Releases => {
             "upload=0\nnow=1000\ndevice=1\ndevice=1\nfree=10000000\nfree=10000000\n\
              current=old-aaaaaaaaaaaa\nhistory=old-aaaaaaaaaaaa\nfailed=no old-aaaaaaaaaaaa\n\
              mtime=100 old-aaaaaaaaaaaa\n"
         }
-        n if n.starts_with("switching") || n.starts_with("reading the unit state") => {
+        Kind::Switch | Kind::UnitState => {
             "ActiveState=active\nSubState=running\nMainPID=42\nNRestarts=0\n"
         }
-        n if n.starts_with("releasing the deploy lock") => "released\n",
-        n if n.starts_with("disarming") => "disarmed\n",
-        n if n.starts_with("reading the journal") => "-- the journal --\n",
+        Kind::Unlock => "released\n",
+        Kind::Disarm => "disarmed\n",
+        Kind::Journal => "-- the journal --\n",
         _ => "",
     }
 }
@@ -198,19 +199,16 @@ impl Remote for FakeRemote {
                 answers.push(Answer::Skipped);
                 continue;
             }
-            host.start(&step.name);
+            host.start(step.kind);
             let mut stdin = Vec::new();
             if let Some(mut input) = step.input {
                 // Read as the shell does, so an interrupted upload fails here.
                 let mut buffer = vec![0; 64 * 1024];
                 while (stdin.len() as u64) < input.len {
-                    let n = input.data.read(&mut buffer).map_err(|e| {
-                        if crate::interrupt::requested() {
-                            crate::interrupt::interrupted()
-                        } else {
-                            anyhow::Error::new(e)
-                        }
-                    })?;
+                    let n = input
+                        .data
+                        .read(&mut buffer)
+                        .map_err(crate::cancel::read_error)?;
                     if n == 0 {
                         break;
                     }
@@ -218,10 +216,9 @@ impl Remote for FakeRemote {
                     (input.progress)(stdin.len() as u64);
                 }
             }
-            host.log
-                .push((step.name.clone(), step.script.clone(), stdin));
-            let reply = host.reply(&step.name);
-            if reply.status == 0 && step.name.starts_with("switching") {
+            host.log.push((step.kind, step.script.clone(), stdin));
+            let reply = host.reply(step.kind);
+            if reply.status == 0 && step.kind == Kind::Switch {
                 let target = step.script.lines().find_map(|l| l.strip_prefix("target="));
                 host.current = target.unwrap_or_default().trim_matches('\'').to_string();
             }
@@ -239,19 +236,19 @@ impl Remote for FakeRemote {
         Ok(answers)
     }
 
-    /// Logged as a step named "streaming a command" (its script: the command), answered by
-    /// the rules for that name: the reply's stdout goes to `sink`.
+    /// Logged as a step of `kind` (its script: the command), answered by the rules for it:
+    /// the reply's stdout goes to `sink`.
     fn exec_streaming(
         &mut self,
+        kind: Kind,
         command: &str,
         sink: &mut dyn std::io::Write,
     ) -> Result<ExecOutput> {
         let mut host = self.host.lock().expect("fake host");
         host.round_trips += 1;
-        let name = "streaming a command";
-        host.start(name);
-        host.log.push((name.into(), command.into(), Vec::new()));
-        let reply = host.reply(name);
+        host.start(kind);
+        host.log.push((kind, command.into(), Vec::new()));
+        let reply = host.reply(kind);
         sink.write_all(reply.stdout.as_bytes())?;
         Ok(ExecOutput {
             status: reply.status,

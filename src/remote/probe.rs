@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{Answer, Exit, HttpAnswer, Remote, Step};
+use super::{Answer, Exit, HttpAnswer, Kind, Remote, Step};
 use crate::shell::quote;
 
 /// sshd refused to open a tunnel at all (`AllowTcpForwarding no`), as opposed to the service
@@ -63,7 +63,7 @@ pub fn get(
 ) -> (Option<String>, Result<HttpAnswer>) {
     let url = url(host, port, path);
     let script = script(host, port, path, &url, timeout);
-    let step = Step::reads("probing the health URL from the host", script);
+    let step = Step::new(Kind::Probe, script);
     let output = match remote.run(vec![step]).map(|mut a| a.pop()) {
         Ok(Some(Answer::Ran { output, .. })) => output,
         Ok(_) => return (None, Err(anyhow::anyhow!("the probe did not run"))),
@@ -106,8 +106,14 @@ fn url(host: &str, port: u16, path: &str) -> String {
 /// has; deploy's pre-flight runs it too, as a function.
 pub const SCRIPT: &str = include_str!("probe.sh");
 
+/// `probe.sh` as a shell function named `name`, for a script that probes from the host with
+/// values of its own (deploy's pre-flight).
+pub fn function(name: &str) -> String {
+    format!("{name}() {{\n{SCRIPT}}}\n")
+}
+
 /// [`probe.sh`](probe.sh) with its values.
-fn script(host: &str, port: u16, path: &str, url: &str, timeout: Duration) -> String {
+pub fn script(host: &str, port: u16, path: &str, url: &str, timeout: Duration) -> String {
     format!(
         "host={host}\nport={port}\npath={path}\nurl={url}\nt={t:.3}\nno_probe_tool={code}\n{}",
         SCRIPT,

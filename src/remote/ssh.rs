@@ -14,7 +14,7 @@ use ssh2::{Channel, MethodType, Session};
 use super::destination::Destination;
 use super::known_hosts::{self, Verdict};
 use super::proxy::Helper;
-use super::{Answer, ExecOutput, Feed, HttpAnswer, Remote, Step, When, as_root, probe};
+use super::{Answer, ExecOutput, Feed, HttpAnswer, Kind, Remote, Step, When, as_root, probe};
 use crate::error::{Category, Tag, tagged};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -376,7 +376,12 @@ impl Remote for SshRemote {
         }
     }
 
-    fn exec_streaming(&mut self, command: &str, sink: &mut dyn Write) -> Result<ExecOutput> {
+    fn exec_streaming(
+        &mut self,
+        _kind: Kind,
+        command: &str,
+        sink: &mut dyn Write,
+    ) -> Result<ExecOutput> {
         self.still_connected()?;
         self.round_trips += 1;
         self.session.set_timeout(0);
@@ -539,17 +544,17 @@ impl Shell {
         let mut sent = 0u64;
         while sent < input.len {
             let want = (input.len - sent).min(CHUNK as u64) as usize;
-            let n = input.data.read(&mut buffer[..want]).map_err(|e| {
-                if crate::interrupt::requested() {
-                    crate::interrupt::interrupted()
-                } else {
-                    anyhow::Error::new(e).context("reading local data to send")
-                }
-            })?;
+            let n =
+                input.data.read(&mut buffer[..want]).map_err(
+                    |e| match crate::cancel::read_error(e) {
+                        e if crate::error::category_of(&e).is_some() => e,
+                        e => e.context("reading local data to send"),
+                    },
+                )?;
             anyhow::ensure!(
                 n > 0,
                 "the data for {} ended after {sent} of {} bytes",
-                step.name,
+                step.kind,
                 input.len
             );
             if !self.write(session, &buffer[..n])? {

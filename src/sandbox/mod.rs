@@ -116,12 +116,40 @@ fn default_init() -> Init {
 }
 
 impl Release {
+    pub const ALL: [Release; 3] = [Release::Bullseye, Release::Bookworm, Release::Trixie];
+
     /// The Debian suite name, as debootstrap takes it.
     pub fn suite(self) -> &'static str {
         match self {
             Release::Bullseye => "bullseye",
             Release::Bookworm => "bookworm",
             Release::Trixie => "trixie",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Release::Bullseye => "Debian 11, systemd 247",
+            Release::Bookworm => "Debian 12, systemd 252",
+            Release::Trixie => "Debian 13, systemd 257",
+        }
+    }
+}
+
+impl Init {
+    pub const ALL: [Init; 2] = [Init::Systemd, Init::Sshd];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Init::Systemd => "systemd",
+            Init::Sshd => "sshd",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Init::Systemd => "systemd boots the host, as on a server",
+            Init::Sshd => "sshd is PID 1: reachable, but nothing shipit can deploy to",
         }
     }
 }
@@ -190,9 +218,7 @@ struct Template {
 }
 
 /// The Debian releases `shipit sandbox` boots, with the systemd each ships.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Release {
     /// Debian 11, systemd 247
@@ -204,9 +230,7 @@ pub enum Release {
 }
 
 /// What runs as PID 1 in a sandbox host.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Init {
     /// systemd boots the host, as on a server

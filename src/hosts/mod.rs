@@ -1,0 +1,18 @@
+//! The hosts shipit talks to, and what every command that talks to them stands on: which hosts
+//! (HOST arguments and `[groups]`, resolved through `[hosts]`, `ssh -G` or the sandbox), how to
+//! connect ([`connection`]), where an app lives on a host ([`layout`]), the host's scripts as
+//! types ([`script`]), running them in batches or as a dry run's plan ([`runner`]), and what is
+//! deployed there ([`deployed`]).
+
+pub mod connection;
+pub mod deployed;
+pub mod layout;
+pub mod resolve;
+pub mod runner;
+pub mod script;
+
+pub use connection::{Connect, Connection, SshConnector, connect};
+pub use layout::Layout;
+pub use resolve::{expand_groups, health_for, open, resolve};
+pub use runner::Runner;
+pub use script::Script;

@@ -1,0 +1,175 @@
+//! `shipit rollback`: back to the previous good release, or the newest good one of a version,
+//! health-checked, under the deploy lock.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::cancel::Cancel;
+use crate::config::{Config, Health};
+use crate::error::{Category, Tag};
+use crate::hosts::script::Script;
+use crate::hosts::{self, Connection, Layout, Runner};
+use crate::rollout::phases::{self, Transfer};
+use crate::rollout::releases::{ListReleases, parse_now, parse_releases};
+use crate::rollout::switch::{Listen, MarkRelease, switch_to};
+use crate::rollout::upload::Upload;
+use crate::rollout::{ArmedPolicy, OnFailure, health, lock, log};
+use crate::ui::Ui;
+
+/// `shipit rollback`, as the command line asked for it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub host: String,
+    /// A version to return to, instead of the previous good release.
+    pub to: Option<String>,
+    pub connection: Connection,
+}
+
+/// `shipit rollback`: back to the previous good release, or the newest good one of a version.
+pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
+    let (host, to, connection) = (&request.host, request.to.as_deref(), &request.connection);
+    let destination = hosts::resolve(config, host, connection)?;
+    let cancel = Cancel::on_signals()?;
+    let mut remote = hosts::connect(&destination, connection, ui)?;
+    let layout = Layout::of_app(config);
+    let mut runner = Runner::apply(&mut remote, &cancel);
+    let armed = lock::lock(&mut runner, &layout, Duration::ZERO, ArmedPolicy::Keep, ui)?;
+    for timer in armed {
+        ui.status(
+            "Note",
+            format_args!(
+                "the dead-man timer armed by {} stays armed on {}: it acts only while {} is \
+                 current",
+                timer.owner.who(),
+                runner.label(),
+                timer.release
+            ),
+        );
+    }
+    let health = hosts::health_for(config, host);
+    let started = std::time::Instant::now();
+    let mut chosen = Chosen::default();
+    let result = rollback_locked(&mut runner, health.as_ref(), &layout, to, &mut chosen, ui);
+    runner.clean_up();
+    let entry = log::Entry::now(
+        &layout.with_release(&chosen.target.clone().unwrap_or_default()),
+        "rollback",
+        chosen.version.as_deref().or(to).unwrap_or_default(),
+        chosen.from.as_deref(),
+        if result.is_ok() {
+            "rolled-back"
+        } else {
+            "failed"
+        },
+        started.elapsed().as_secs_f64(),
+    );
+    let unlocked = log::record_and_unlock(&mut runner, &layout, &entry);
+    let release = result?;
+    unlocked?;
+    println!(
+        "rolled back {} on {} to {release}",
+        layout.app,
+        runner.label()
+    );
+    Ok(())
+}
+
+/// What a rollback found, for the host's deploy log, however far it got.
+#[derive(Default)]
+struct Chosen {
+    from: Option<String>,
+    target: Option<String>,
+    version: Option<String>,
+}
+
+fn rollback_locked(
+    runner: &mut Runner,
+    health: Option<&Health>,
+    layout: &Layout,
+    to: Option<&str>,
+    chosen: &mut Chosen,
+    ui: &Ui,
+) -> Result<String> {
+    let out = runner.one(ListReleases.step(layout))?;
+    let (releases, since) = (parse_releases(&out), parse_now(&out)?);
+    let current = releases.iter().find(|r| r.current).map(|r| r.name.clone());
+    chosen.from.clone_from(&current);
+    let target = match to {
+        Some(version) => releases
+            .iter()
+            .find(|r| r.version == version && !r.failed && !r.current)
+            .with_context(|| {
+                let mut versions: Vec<&str> = releases
+                    .iter()
+                    .filter(|r| !r.failed && !r.current)
+                    .map(|r| r.version.as_str())
+                    .collect();
+                versions.sort_unstable();
+                versions.dedup();
+                format!(
+                    "no good release of version {version:?} to return to (available: {})",
+                    if versions.is_empty() {
+                        "none".into()
+                    } else {
+                        versions.join(", ")
+                    }
+                )
+            })
+            .tag(Category::Usage)?,
+        None => releases
+            .iter()
+            .find(|r| r.previous)
+            .context("there is no previous good release to return to")
+            .tag(Category::Usage)?,
+    };
+    chosen.target = Some(target.name.clone());
+    chosen.version = Some(target.version.clone());
+    ui.status(
+        "Rolling back",
+        format_args!("to {} on {}", target.name, runner.label()),
+    );
+    let switched = runner
+        .one(switch_to(layout, &target.name, Listen::default()))
+        .and_then(|out| {
+            let state = phases::switched_state(runner, layout, &out, ui);
+            health::gate(
+                runner,
+                layout,
+                health,
+                Some(&target.version),
+                Some(state),
+                health::OnInterrupt::Stop,
+                ui,
+            )
+        });
+    match switched {
+        Ok(()) => {
+            runner.one(
+                MarkRelease {
+                    release: target.name.clone(),
+                    healthy: true,
+                }
+                .step(layout),
+            )?;
+            Ok(target.name.clone())
+        }
+        Err(failure) => Err(phases::recover(
+            runner,
+            &layout.with_release(&target.name),
+            health,
+            &Transfer {
+                upload: Upload::Skipped,
+                upload_seconds: 0.0,
+                reused_release: true,
+                previous: current,
+                previous_version: None,
+                since,
+                started: None,
+            },
+            failure,
+            OnFailure::RollBack,
+            ui,
+        )),
+    }
+}

@@ -1,0 +1,300 @@
+//! The health gate: systemd says active and the restart count holds still for the settle period
+//! (a crash loop shows up there), then the HTTP probe answers as configured, with the deployed
+//! version when the service reports one.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::switch::ReadUnitState;
+use crate::cancel::Cancel;
+use crate::config::Health;
+use crate::hosts::script::Script;
+use crate::hosts::{Layout, Runner};
+use crate::remote::probe::NoProbeTool;
+use crate::remote::{self, Remote};
+use crate::ui::Ui;
+
+/// What a Ctrl-C does to a gate: stops a new release's, not a rollback's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnInterrupt {
+    Stop,
+    Continue,
+}
+
+/// The gate's verdict that the release is not healthy, as opposed to the gate failing to ask
+/// (a lost connection): the fleet summary's HEALTH column reads this, not the message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotHealthy(pub String);
+
+/// Whether `error` is the gate's verdict (the release is not healthy, or cannot be probed).
+pub fn judged_unhealthy(error: &anyhow::Error) -> bool {
+    crate::error::find::<NotHealthy>(error).is_some()
+        || crate::error::find::<NoProbeTool>(error).is_some()
+}
+
+fn not_healthy(why: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(NotHealthy(why.into()))
+}
+
+/// The unit's state as `systemctl show` prints it.
+pub type UnitState = BTreeMap<String, String>;
+
+pub fn parse_state(out: &str) -> UnitState {
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+const POLL: Duration = Duration::from_millis(500);
+/// How often a health URL that refuses connections is tried during the first interval.
+const EARLY_POLL: Duration = Duration::from_millis(20);
+/// How long a unit may take to become active when no health table sets a pace.
+const DEFAULT_START_WAIT: Duration = Duration::from_secs(30);
+
+/// `systemctl show` for the app's unit, as a map.
+pub fn unit_properties(remote: &mut dyn Remote, layout: &Layout) -> Result<UnitState> {
+    let out = remote::run_one(remote, ReadUnitState.step(layout))?;
+    Ok(parse_state(&out))
+}
+
+/// The longest the gate can take; a dead-man timer must outlast it.
+pub fn budget(health: Option<&Health>) -> Duration {
+    let start_wait = health.map_or(DEFAULT_START_WAIT, |h| {
+        (h.interval * h.retries).max(Duration::from_secs(5))
+    });
+    let settle = health.map_or(Duration::from_secs(3), |h| h.settle);
+    let probes = health.map_or(Duration::ZERO, |h| (h.interval + h.timeout) * h.retries);
+    start_wait + settle + probes
+}
+
+/// How long the gate waits for the unit to become active; the switch step also waits up to
+/// the first probe interval on the host for the service to listen.
+pub fn start_wait(health: Option<&Health>) -> Duration {
+    health.map_or(DEFAULT_START_WAIT, |h| {
+        (h.interval * h.retries).max(Duration::from_secs(5))
+    })
+}
+
+/// Passes, or fails with the reason in words ([`NotHealthy`] when the release is not).
+/// `started`: the unit's state as the switch step found it, which saves asking again.
+pub fn gate(
+    runner: &mut Runner,
+    layout: &Layout,
+    health: Option<&Health>,
+    expected_version: Option<&str>,
+    started: Option<UnitState>,
+    interruptible: OnInterrupt,
+    ui: &Ui,
+) -> Result<()> {
+    // A gate that must finish (a rollback's) gets a token nothing sets.
+    let cancel = match interruptible {
+        OnInterrupt::Stop => runner.cancel.clone(),
+        OnInterrupt::Continue => Cancel::new(),
+    };
+    let interruptible = &cancel;
+    let remote = &mut *runner.remote;
+    let start_wait = start_wait(health);
+    crate::timings::time("health: active", || {
+        wait_active(remote, layout, start_wait, started, interruptible)
+    })?;
+    let settle = health.map_or(Duration::from_secs(3), |h| h.settle);
+    crate::timings::time("health: settle", || {
+        hold_still(remote, layout, settle, interruptible)
+    })?;
+    if let Some(health) = health {
+        crate::timings::time("health: probe", || {
+            probe(remote, health, expected_version, interruptible, ui)
+        })?;
+    }
+    Ok(())
+}
+
+fn wait_active(
+    remote: &mut dyn Remote,
+    layout: &Layout,
+    limit: Duration,
+    started: Option<UnitState>,
+    interruptible: &Cancel,
+) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    let mut known = started;
+    loop {
+        let props = match known.take() {
+            Some(props) => props,
+            None => unit_properties(remote, layout)?,
+        };
+        let state = prop(&props, "ActiveState");
+        if state == "active" {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(not_healthy(format!(
+                "{} did not become active within {} (it is {}/{}, restarted {} times)",
+                layout.unit_name(),
+                humantime::format_duration(limit),
+                state,
+                prop(&props, "SubState"),
+                prop(&props, "NRestarts")
+            )));
+        }
+        nap(POLL, interruptible)?;
+    }
+}
+
+/// Active is not enough: a service that exits after a second and is restarted looks active most
+/// of the time. The restart count and main PID must not move for the whole settle period.
+fn hold_still(
+    remote: &mut dyn Remote,
+    layout: &Layout,
+    settle: Duration,
+    interruptible: &Cancel,
+) -> Result<()> {
+    if settle.is_zero() {
+        return Ok(());
+    }
+    let first = unit_properties(remote, layout)?;
+    let deadline = Instant::now() + settle;
+    while Instant::now() < deadline {
+        nap(POLL.min(settle), interruptible)?;
+        let now = unit_properties(remote, layout)?;
+        let moved = ["NRestarts", "MainPID"]
+            .iter()
+            .any(|p| prop(&now, p) != prop(&first, p));
+        if prop(&now, "ActiveState") != "active" || moved {
+            return Err(not_healthy(format!(
+                "{} is not staying up: within {} of starting it went {}/{} and was restarted {} times (crash loop?)",
+                layout.unit_name(),
+                humantime::format_duration(settle),
+                prop(&now, "ActiveState"),
+                prop(&now, "SubState"),
+                prop(&now, "NRestarts")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn probe(
+    remote: &mut dyn Remote,
+    health: &Health,
+    expected_version: Option<&str>,
+    interruptible: &Cancel,
+    ui: &Ui,
+) -> Result<()> {
+    let (host, port, path) = health.endpoint();
+    let mut last;
+    let started = Instant::now();
+    let mut tries = 0;
+    loop {
+        let answer = get(remote, &host, port, &path, health.timeout, ui);
+        let unreachable = answer.is_err();
+        match answer {
+            Ok(answer) if answer.status == health.expect_status => {
+                if let Some(expected) = expected_version.filter(|_| health.check_version) {
+                    check_version(&answer.body, expected).map_err(|e| {
+                        not_healthy(format!("{} answered {}: {e}", health.url, answer.status))
+                    })?;
+                }
+                return Ok(());
+            }
+            Ok(answer) => {
+                last = format!(
+                    "status {} (expected {}): {}",
+                    answer.status,
+                    health.expect_status,
+                    snippet(&answer.body)
+                )
+            }
+            // No try can succeed: say so now rather than after every retry.
+            Err(e) if crate::error::find::<NoProbeTool>(&e).is_some() => return Err(e),
+            Err(e) => last = format!("{e:#}"),
+        }
+        // The first try lasts the first interval: while nothing answers yet, the URL is polled
+        // every EARLY_POLL, so a service that starts in milliseconds is not held back by a
+        // whole interval. The number of tries and the longest the probes can take stay the same.
+        if tries == 0 && unreachable && started.elapsed() + EARLY_POLL < health.interval {
+            nap(EARLY_POLL, interruptible)?;
+            continue;
+        }
+        tries += 1;
+        if tries >= health.retries.max(1) {
+            break;
+        }
+        let pause = if tries == 1 {
+            health.interval.saturating_sub(started.elapsed())
+        } else {
+            health.interval
+        };
+        nap(pause, interruptible)?;
+    }
+    Err(not_healthy(format!(
+        "{} failed {} probes; last: {last}",
+        health.url,
+        health.retries.max(1)
+    )))
+}
+
+/// GET through the remote, passing on (once) how it had to do it.
+pub fn get(
+    remote: &mut dyn Remote,
+    host: &str,
+    port: u16,
+    path: &str,
+    timeout: Duration,
+    ui: &Ui,
+) -> Result<remote::HttpAnswer> {
+    let answer = remote.http_get(host, port, path, timeout);
+    if let Some(notice) = remote.take_notice() {
+        ui.status("Note", notice);
+    }
+    answer
+}
+
+/// A JSON `version` that differs means the old binary is still answering, or the wrong one runs.
+fn check_version(body: &str, expected: &str) -> Result<()> {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(body) else {
+        return Ok(());
+    };
+    match json.get("version").and_then(|v| v.as_str()) {
+        Some(reported) if reported != expected => {
+            anyhow::bail!("the service reports version {reported:?}, but {expected:?} was deployed")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn snippet(body: &str) -> String {
+    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    one_line.chars().take(200).collect()
+}
+
+/// Sleeps, unless a Ctrl-C asks the gate to stop.
+fn nap(duration: Duration, cancel: &Cancel) -> Result<()> {
+    cancel.check()?;
+    std::thread::sleep(duration);
+    cancel.check()
+}
+
+fn prop<'a>(props: &'a UnitState, key: &str) -> &'a str {
+    props.get(key).map_or("?", String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_check_reads_json_only() {
+        assert!(check_version(r#"{"status":"UP","version":"1.2.3"}"#, "1.2.3").is_ok());
+        let err = check_version(r#"{"version":"1.2.2"}"#, "1.2.3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"1.2.2\""), "{err}");
+        assert!(check_version("plain OK", "1.2.3").is_ok());
+        assert!(check_version(r#"{"status":"UP"}"#, "1.2.3").is_ok());
+    }
+}

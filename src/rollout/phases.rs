@@ -1,0 +1,599 @@
+//! One host's deploy in phases, so a fleet can run them host by host or batch by batch:
+//! [`begin`] (check the host, lock, survey), [`transfer`] (everything before the switch; the
+//! running release is untouched — for a lone host, the switch goes in the same batch),
+//! [`activate`] (switch, health gate, rollback on failure) and [`finish`] (record, prune,
+//! unlock). Each is one round trip on a healthy path.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::check::{CheckHost, HostFacts, HostUnit};
+use super::deadman::{self, ArmTimer, ArmedTimer, Disarm, DisarmTimer};
+use super::health::{self, OnInterrupt, UnitState};
+use super::log::{Entry, RecordLog};
+use super::release::{UnpackRelease, out_of_space};
+use super::request::{OnFailure, Options};
+use super::survey::{Survey, SurveyHost, check_room};
+use super::switch::{FinishRelease, Listen, MarkRelease, ReadJournal, StopService, switch_to};
+use super::upload::{SendPackage, Upload};
+use super::{lock, preflight};
+use crate::build::Target;
+use crate::config::Health;
+use crate::error::{Category, tagged};
+use crate::hosts::script::Script;
+use crate::hosts::{Layout, Runner};
+use crate::package::Package;
+use crate::remote::{Exit, Step};
+use crate::ui::Ui;
+
+/// What [`begin`] found: the host's facts (when it checked the host too), other deploys'
+/// dead-man timers and what the host has.
+pub struct Begun {
+    pub facts: Option<HostFacts>,
+    pub armed: Vec<ArmedTimer>,
+    pub survey: Survey,
+}
+
+/// Why [`begin`] failed, and whether the lock was taken before it did (then the caller still
+/// has to let go of it).
+pub struct BeginFailure {
+    pub error: anyhow::Error,
+    pub locked: bool,
+}
+
+/// Checks the host (when `check` names the package's platform), takes the lock and surveys the
+/// host, in one batch. A host that fails the check is not locked; a lock held elsewhere is
+/// waited for as the options say.
+pub fn begin(
+    runner: &mut Runner,
+    layout: &Layout,
+    check: Option<Target>,
+    options: &Options,
+    ui: &Ui,
+) -> Result<Begun, BeginFailure> {
+    let host = runner.label();
+    let unlocked = |error| BeginFailure {
+        error,
+        locked: false,
+    };
+    let check = check.map(|target| CheckHost { target });
+    let mut batch: Vec<Step> = Vec::new();
+    batch.extend(check.as_ref().map(|check| check.step(layout)));
+    batch.push(lock::TakeLock::first(layout, options.armed).step(layout));
+    batch.push(SurveyHost.step(layout));
+    let mut answers = runner
+        .run(batch)
+        .map_err(|e| unlocked(interrupted_or(e, &host, "locking")))?
+        .into_iter();
+    let facts = match &check {
+        Some(check) => Some(check.read(next(&mut answers), &host).map_err(unlocked)?),
+        None => None,
+    };
+    let first = next(&mut answers);
+    let taken = lock::settle(runner, layout, first, options.lock_wait, options.armed, ui)
+        .map_err(|e| unlocked(interrupted_or(e, &host, "locking")))?;
+    let survey = match taken.retried {
+        false => next(&mut answers),
+        true => runner.one(SurveyHost.step(layout)),
+    }
+    .and_then(|out| Survey::parse(&out))
+    .map_err(|error| BeginFailure {
+        error: interrupted_or(error, &host, "switching"),
+        locked: true,
+    })?;
+    Ok(Begun {
+        facts,
+        armed: taken.armed,
+        survey,
+    })
+}
+
+fn next(answers: &mut impl Iterator<Item = Result<String>>) -> Result<String> {
+    answers
+        .next()
+        .unwrap_or_else(|| Err(anyhow::anyhow!("a step got no answer")))
+}
+
+/// What the transfer phase found and did on one host.
+#[derive(Debug)]
+pub struct Transfer {
+    pub upload: Upload,
+    pub upload_seconds: f64,
+    pub reused_release: bool,
+    /// The healthy release running before this deploy, to return to on failure.
+    pub previous: Option<String>,
+    pub previous_version: Option<String>,
+    /// The host's clock before the switch, to show the journal from there.
+    pub since: u64,
+    /// Set when the switch went in the same batch: the unit's state after the restart, or
+    /// how the switch failed. [`activate`] takes it.
+    pub started: Option<Result<UnitState>>,
+}
+
+/// Whether the transfer also switches (a lone host: nothing waits for other hosts between).
+pub enum Then<'o> {
+    Wait,
+    Switch {
+        options: &'o Options,
+        health: Option<&'o Health>,
+    },
+}
+
+/// Upload, unpack, prepare the user and env file, verify the unit, in one batch; nothing the
+/// running release uses changes, unless `then` switches too. A partial upload found corrupt is
+/// sent again whole.
+#[allow(clippy::too_many_arguments)]
+pub fn transfer(
+    runner: &mut Runner,
+    layout: &Layout,
+    package: &Package,
+    secrets: Option<&[u8]>,
+    host_unit: &HostUnit,
+    survey: &Survey,
+    preflight: Option<&Health>,
+    then: Then,
+    ui: &Ui,
+) -> Result<Transfer> {
+    let host = runner.label();
+    let before = |e| interrupted_or(out_of_space(e, &host, layout), &host, "switching");
+    check_room(survey, package, layout, &host)?;
+    let running = survey
+        .releases
+        .iter()
+        .find(|r| r.current && r.name != layout.release && !r.failed);
+    let previous = running.map(|r| r.name.clone());
+    let mut offset = Upload::plan(survey.earlier_upload, package);
+    loop {
+        let send = offset.map(|offset| SendPackage {
+            size: package.size,
+            offset,
+        });
+        let mut batch = Vec::new();
+        if let Some(send) = &send {
+            batch.push(send.with_package(layout, package, &host, &runner.cancel, ui)?);
+        }
+        batch.push(UnpackRelease::with_env_file(layout, secrets, host_unit));
+        if let Some(health) = preflight {
+            batch.push(preflight::Preflight::new(layout, package, host_unit, health)?.step(layout));
+        }
+        let switching = match &then {
+            Then::Wait => false,
+            Then::Switch { options, health } => {
+                runner.cancel.check().map_err(before)?;
+                if let Some(timeout) = options.confirm_timeout {
+                    batch.push(ArmTimer::new(layout, previous.as_deref(), timeout).step(layout));
+                }
+                starting(runner, layout, package, ui);
+                batch.push(switch_to(layout, &layout.release, listen(*health)));
+                true
+            }
+        };
+        let mut answers = runner.run(batch).map_err(before)?.into_iter();
+        let mut upload_seconds = 0.0;
+        let upload = match &send {
+            None => Upload::Skipped,
+            Some(send) => {
+                let answer = next(&mut answers);
+                upload_seconds = runner.answered_after(0).as_secs_f64();
+                match answer {
+                    Err(e) if send.offset > 0 && Exit::of(&e) == Some(Exit::Corrupt) => {
+                        ui.status(
+                            "Restarting",
+                            "the upload: the partial upload on the host was corrupt",
+                        );
+                        offset = Some(0);
+                        continue;
+                    }
+                    answer => send.read(answer).map_err(before)?,
+                }
+            }
+        };
+        report_upload(runner, upload, upload_seconds, package, ui);
+        let reused_release = UnpackRelease::read(next(&mut answers), host_unit).map_err(before)?;
+        if preflight.is_some() {
+            preflight::passed(next(&mut answers), layout, &host).map_err(before)?;
+            if !runner.is_dry_run() {
+                ui.status(
+                    "Pre-flight",
+                    format_args!(
+                        "{} {} answered on a scratch socket on {host}",
+                        layout.app, package.manifest.version
+                    ),
+                );
+            }
+        }
+        let mut transfer = Transfer {
+            upload,
+            upload_seconds,
+            reused_release,
+            previous: previous.clone(),
+            previous_version: running.map(|r| r.version.clone()),
+            since: survey.now,
+            started: None,
+        };
+        if let (true, Then::Switch { options, .. }) = (switching, &then) {
+            let armed = match options.confirm_timeout {
+                Some(_) => next(&mut answers).map(|_| ()),
+                None => Ok(()),
+            };
+            let switched = armed.and_then(|()| next(&mut answers));
+            transfer.started = Some(switched.map(|out| switched_state(runner, layout, &out, ui)));
+        }
+        return Ok(transfer);
+    }
+}
+
+/// How long the switch step waits on the host for the health URL's port to listen: the first
+/// probe interval, when the URL is on the host itself.
+fn listen(health: Option<&Health>) -> Listen {
+    let Some(health) = health else {
+        return Listen::default();
+    };
+    let (host, port, _) = health.endpoint();
+    let local = matches!(host.as_str(), "127.0.0.1" | "localhost" | "::1" | "0.0.0.0");
+    Listen {
+        port: local.then_some(port),
+        wait: health.interval.min(Duration::from_secs(5)),
+    }
+}
+
+fn report_upload(runner: &Runner, upload: Upload, seconds: f64, package: &Package, ui: &Ui) {
+    let host = runner.label();
+    match upload {
+        Upload::Skipped => ui.status(
+            "Skipped",
+            format_args!("upload: {host} already has {}", &package.sha256[..12]),
+        ),
+        Upload::Sent { sent, resumed_from } if !runner.is_dry_run() => ui.status(
+            "Uploaded",
+            format_args!(
+                "{sent} bytes to {host} in {seconds:.1}s{}",
+                if resumed_from > 0 {
+                    format!(", resuming at byte {resumed_from}")
+                } else {
+                    String::new()
+                }
+            ),
+        ),
+        Upload::Sent { .. } => {}
+    }
+}
+
+/// The unit's state after a switch, saying so when the switch had to stop the service before
+/// its socket unit could take the port (see `switch.sh`).
+pub fn switched_state(runner: &Runner, layout: &Layout, out: &str, ui: &Ui) -> UnitState {
+    if out.lines().any(|l| l == "socket=first") {
+        ui.status(
+            "Note",
+            format_args!(
+                "{}: {} bound its port itself, so it stopped before {} could take the port: \
+                 connections were refused for this one restart; from now on they wait in the \
+                 socket's queue",
+                runner.label(),
+                layout.unit_name(),
+                layout.socket_name()
+            ),
+        );
+    }
+    health::parse_state(out)
+}
+
+fn starting(runner: &Runner, layout: &Layout, package: &Package, ui: &Ui) {
+    ui.status(
+        "Starting",
+        format_args!(
+            "{} {} on {}",
+            layout.app,
+            package.manifest.version,
+            runner.label()
+        ),
+    );
+}
+
+/// Switch to the new release (unless [`transfer`] did) and prove it healthy; on failure, roll
+/// back (unless told not to) and return the outcome as the error.
+pub fn activate(
+    runner: &mut Runner,
+    layout: &Layout,
+    package: &Package,
+    health: Option<&Health>,
+    transfer: &mut Transfer,
+    options: &Options,
+    ui: &Ui,
+) -> Result<()> {
+    let host = runner.label();
+    let started = match transfer.started.take() {
+        Some(state) => state.map(Some),
+        None => {
+            runner
+                .cancel
+                .check()
+                .map_err(|e| interrupted_or(e, &host, "switching"))?;
+            let mut batch = Vec::new();
+            if let Some(timeout) = options.confirm_timeout {
+                let arm = ArmTimer::new(layout, transfer.previous.as_deref(), timeout);
+                batch.push(arm.step(layout));
+            }
+            starting(runner, layout, package, ui);
+            batch.push(switch_to(layout, &layout.release, listen(health)));
+            let armed = options.confirm_timeout.is_some();
+            let mut answers = runner
+                .run(batch)
+                .map_err(|e| interrupted_or(e, &host, "switching"))?
+                .into_iter();
+            if armed {
+                next(&mut answers).map_err(|e| interrupted_or(e, &host, "switching"))?;
+            }
+            next(&mut answers).map(|out| Some(switched_state(runner, layout, &out, ui)))
+        }
+    };
+    let healthy = started.and_then(|state| {
+        if runner.is_dry_run() {
+            runner.note(
+                "# then: the health gate; on failure, roll back to the previous release".into(),
+            );
+            return Ok(());
+        }
+        health::gate(
+            runner,
+            layout,
+            health,
+            Some(&package.manifest.version),
+            state,
+            OnInterrupt::Stop,
+            ui,
+        )
+    });
+    if let Err(failure) = healthy {
+        return Err(recover(
+            runner,
+            layout,
+            health,
+            transfer,
+            failure,
+            options.on_failure,
+            ui,
+        ));
+    }
+    if !runner.is_dry_run() {
+        ui.status(
+            "Healthy",
+            format_args!("{} {} on {host}", layout.app, package.manifest.version),
+        );
+    }
+    Ok(())
+}
+
+/// What [`finish`] did.
+#[derive(Debug, Default)]
+pub struct Finished {
+    pub pruned: Vec<String>,
+    /// The lock is still held (releasing it failed, e.g. the connection died).
+    pub still_locked: bool,
+}
+
+/// Whether this deploy holds a host's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    Held,
+    NotHeld,
+}
+
+/// Ends a host's deploy in one batch: with `keep`, records the release as good and prunes to
+/// that many releases; appends `log` to the host's deploy log; then lets go of the lock,
+/// whatever happened before. Returns the first error beside what was done.
+pub fn finish(
+    runner: &mut Runner,
+    layout: &Layout,
+    keep: Option<usize>,
+    log: Option<&Entry>,
+    lock: Lock,
+) -> (Finished, Option<anyhow::Error>) {
+    runner.clean_up();
+    let (deployed, locked) = (keep.is_some(), lock == Lock::Held);
+    let mut batch = Vec::new();
+    if let Some(keep) = keep {
+        let finish = FinishRelease {
+            release: layout.release.clone(),
+            keep,
+        };
+        batch.push(finish.step(layout));
+    }
+    let logged = log.is_some();
+    batch.extend(log.map(|entry| RecordLog::new(layout, entry).step(layout)));
+    if locked {
+        batch.push(lock::unlock_step(layout));
+    }
+    let mut finished = Finished {
+        still_locked: locked,
+        ..Finished::default()
+    };
+    if batch.is_empty() {
+        return (finished, None);
+    }
+    let mut answers = match runner.run(batch) {
+        Ok(answers) => answers.into_iter(),
+        Err(e) => return (finished, Some(e)),
+    };
+    let mut error = None;
+    if deployed {
+        match next(&mut answers) {
+            Ok(out) => finished.pruned = FinishRelease::pruned(&out),
+            Err(e) => error = Some(e),
+        }
+    }
+    // A log that could not be written loses one line of history, not the deploy.
+    if logged {
+        let _ = next(&mut answers);
+    }
+    if locked && next(&mut answers).is_ok() {
+        finished.still_locked = false;
+    }
+    (finished, error)
+}
+
+/// Switches a healthy host back to `previous` because the rollout elsewhere failed; its
+/// dead-man timer (armed with `--confirm-timeout`) is disarmed first.
+pub fn switch_back(
+    runner: &mut Runner,
+    layout: &Layout,
+    previous: &str,
+    health: Option<&Health>,
+    options: &Options,
+    ui: &Ui,
+) -> Result<()> {
+    runner.clean_up();
+    if options.confirm_timeout.is_some()
+        && let Disarm::Fired(verdict) = deadman::disarm(runner, layout)?
+    {
+        anyhow::bail!("its dead-man timer fired first: {verdict}");
+    }
+    restore(runner, layout, previous, health, ui)
+}
+
+/// Switches to `previous` and proves it healthy, whatever Ctrl-C says.
+fn restore(
+    runner: &mut Runner,
+    layout: &Layout,
+    previous: &str,
+    health: Option<&Health>,
+    ui: &Ui,
+) -> Result<()> {
+    let state = runner.one(switch_to(layout, previous, listen(health)))?;
+    let state = switched_state(runner, layout, &state, ui);
+    health::gate(
+        runner,
+        layout,
+        health,
+        None,
+        Some(state),
+        OnInterrupt::Continue,
+        ui,
+    )
+}
+
+/// An interruption before the switch leaves the host as it was; say so.
+pub fn interrupted_or(error: anyhow::Error, host: &str, before: &str) -> anyhow::Error {
+    if crate::error::category_of(&error) == Some(Category::Interrupted) {
+        tagged(
+            Category::Interrupted,
+            anyhow::anyhow!("interrupted before {before}: {host} still runs the release it had"),
+        )
+    } else {
+        error
+    }
+}
+
+/// After a failed start: show the journal, then return to the previous release (or stop the
+/// service when there is none) and check it; say which of those happened.
+pub fn recover(
+    runner: &mut Runner,
+    layout: &Layout,
+    health: Option<&Health>,
+    transfer: &Transfer,
+    failure: anyhow::Error,
+    on_failure: OnFailure,
+    ui: &Ui,
+) -> anyhow::Error {
+    runner.clean_up();
+    let host = runner.label();
+    let interrupted = crate::error::category_of(&failure) == Some(Category::Interrupted);
+    // The timer must not fire into the rollback; if it fired already, it does the rollback.
+    // Disarming, the journal and marking the release failed go in one batch.
+    let mut answers = runner
+        .run(vec![
+            DisarmTimer::new(layout).step(layout),
+            ReadJournal {
+                since: transfer.since,
+            }
+            .step(layout)
+            .always(),
+            MarkRelease {
+                release: layout.release.clone(),
+                healthy: false,
+            }
+            .step(layout)
+            .always(),
+        ])
+        .map(Vec::into_iter);
+    let mut take = || match &mut answers {
+        Ok(answers) => next(answers),
+        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+    };
+    let disarmed = DisarmTimer::read(take(), runner.is_dry_run());
+    if let Ok(Disarm::Fired(verdict)) = disarmed {
+        return tagged(
+            Category::RollbackFailed,
+            failure.context(format!(
+                "{} {} failed on {host}, and its dead-man timer fired before shipit could roll \
+                 back: {verdict}\n  help: inspect with `shipit status {host}`",
+                layout.app, layout.release
+            )),
+        );
+    }
+    if let Ok(journal) = take() {
+        ui.diagnostic(format_args!(
+            "--- journal of {} on {host} since the restart ---\n{}\n---",
+            layout.unit_name(),
+            journal.trim_end()
+        ));
+    }
+    let _ = take();
+    let failure = if interrupted {
+        anyhow::anyhow!(
+            "interrupted while {} {} was starting on {host}",
+            layout.app,
+            layout.release
+        )
+    } else {
+        failure.context(format!(
+            "{} {} failed its health check on {host}",
+            layout.app, layout.release
+        ))
+    };
+    if on_failure == OnFailure::Stay && !interrupted {
+        return tagged(
+            Category::Remote,
+            failure.context(format!(
+                "--no-rollback: {} stays on {host} as it is",
+                layout.release
+            )),
+        );
+    }
+    let Some(previous) = transfer.previous.as_deref() else {
+        return match runner.one(StopService.step(layout)) {
+            Ok(_) => tagged(
+                if interrupted {
+                    Category::Interrupted
+                } else {
+                    Category::Remote
+                },
+                failure.context(
+                    "there is no earlier release to return to, so the service was stopped",
+                ),
+            ),
+            Err(e) => tagged(Category::RollbackFailed, e.context(format!("{failure:#}"))),
+        };
+    };
+    ui.status("Rolling back", format_args!("to {previous} on {host}"));
+    match restore(runner, layout, previous, health, ui) {
+        Ok(()) => tagged(
+            if interrupted {
+                Category::Interrupted
+            } else {
+                Category::RolledBack
+            },
+            failure.context(format!(
+                "rolled back: {previous} is running again on {host} and passed its health check"
+            )),
+        ),
+        Err(e) => tagged(
+            Category::RollbackFailed,
+            anyhow::anyhow!(
+                "{failure:#}\nand rolling back to {previous} failed too: {e:#}\n  \
+                 help: inspect with `shipit status {host}` and `shipit logs {host}`"
+            ),
+        ),
+    }
+}

@@ -1,0 +1,119 @@
+//! Everything between the upload and the switch, in one script (`release.sh`): unpack the
+//! release, create the service user, keep the env file and this host's unit with the release,
+//! verify the unit with the host's own `systemd-analyze`. The env file travels on stdin, never
+//! in the script.
+
+use std::borrow::Cow;
+
+use anyhow::Result;
+
+use super::check::HostUnit;
+use crate::error::{Category, tagged};
+use crate::hosts::Layout;
+use crate::hosts::script::{LIB, Script};
+use crate::remote::{Exit, Input, Kind, Step, StepFailure};
+
+/// The script: where the env file comes from, and this host's units and verify flags.
+pub struct UnpackRelease {
+    /// The env file is on stdin (else the host keeps the one it has).
+    pub env_on_stdin: bool,
+    pub host_unit: HostUnit,
+}
+
+impl Script for UnpackRelease {
+    fn kind(&self) -> Kind {
+        Kind::Release
+    }
+
+    fn values(&self) -> Vec<(&'static str, String)> {
+        let unit = &self.host_unit;
+        vec![
+            (
+                "env_from",
+                if self.env_on_stdin { "stdin" } else { "host" }.to_string(),
+            ),
+            ("host_unit", unit.adapted.clone().unwrap_or_default()),
+            (
+                "host_socket",
+                unit.socket_adapted.clone().unwrap_or_default(),
+            ),
+            (
+                "verify_flags",
+                crate::systemd::verify_flags(unit.systemd).join(" "),
+            ),
+        ]
+    }
+
+    fn body(&self) -> Vec<Cow<'static, str>> {
+        vec![LIB.into(), include_str!("scripts/release.sh").into()]
+    }
+}
+
+impl UnpackRelease {
+    /// The step, with the env file (when there is one) on its stdin, described in plans by its
+    /// size alone.
+    pub fn with_env_file<'a>(
+        layout: &Layout,
+        env_file: Option<&'a [u8]>,
+        host_unit: &HostUnit,
+    ) -> Step<'a> {
+        let script = UnpackRelease {
+            env_on_stdin: env_file.is_some(),
+            host_unit: host_unit.clone(),
+        };
+        let step = script.step(layout);
+        match env_file {
+            Some(secrets) => {
+                let lines = String::from_utf8_lossy(secrets).lines().count();
+                step.with_input(Input {
+                    data: Box::new(secrets),
+                    len: secrets.len() as u64,
+                    what: format!("env file, {lines} lines, values hidden"),
+                    progress: Box::new(|_| {}),
+                })
+            }
+            None => step,
+        }
+    }
+
+    /// Whether the release was unpacked already.
+    pub fn read(answer: Result<String>, host_unit: &HostUnit) -> Result<bool> {
+        let out = answer.map_err(|e| match Exit::of(&e) {
+            Some(Exit::UnitRejected) => crate::remote::with_help(
+                e,
+                format!(
+                    "the unit comes from shipit.toml and templates/service.hbs; `shipit unit \
+                     generate --systemd-version {} --verify` checks it on this machine",
+                    host_unit.systemd
+                ),
+            ),
+            _ => e,
+        })?;
+        Ok(out.trim() == "reused")
+    }
+}
+
+/// A step that ran out of disk space, said in one line: what filled, what was removed.
+pub fn out_of_space(error: anyhow::Error, host: &str, layout: &Layout) -> anyhow::Error {
+    if Exit::of(&error) != Some(Exit::NoSpace) {
+        return error;
+    }
+    let said = crate::error::find::<StepFailure>(&error)
+        .and_then(|f| {
+            f.output
+                .stderr
+                .lines()
+                .rev()
+                .find(|l| l.starts_with("no space left"))
+        })
+        .unwrap_or("no space left")
+        .to_string();
+    tagged(
+        Category::Remote,
+        anyhow::anyhow!(
+            "{host}: {said}\n  help: free space for {} on {host} (`shipit releases {host}` lists \
+             the releases kept there; [deploy] keep_releases keeps fewer), then deploy again",
+            layout.base()
+        ),
+    )
+}

@@ -1,0 +1,114 @@
+//! What a deploy says when it ends: the summary (a line, a table or `--json`) and the exit
+//! code the hosts' outcomes add up to.
+
+use anyhow::Result;
+
+use super::fleet::{self, HostReport, Outcome};
+use crate::error::{Category, tagged};
+use crate::hosts::Layout;
+use crate::package::Package;
+use crate::ui::Format;
+
+/// The JSON result of `deploy --json`: the same for one host or many.
+#[derive(Debug, serde::Serialize)]
+struct Summary<'a> {
+    app: &'a str,
+    version: &'a str,
+    release: &'a str,
+    ok: bool,
+    hosts: Vec<&'a HostReport>,
+}
+
+/// The exit: success when every host deployed; one host's own error when there is one host;
+/// otherwise a summary with the most severe host's category.
+pub fn outcome(results: Vec<(HostReport, Option<anyhow::Error>)>) -> Result<()> {
+    let total = results.len();
+    let mut failed: Vec<(HostReport, anyhow::Error)> = results
+        .into_iter()
+        .filter_map(|(report, error)| match (report.outcome, error) {
+            (_, Some(e)) => Some((report, e)),
+            (Outcome::Skipped | Outcome::SwitchedBack, None) => {
+                let e = anyhow::anyhow!("{}", report.outcome.label());
+                Some((report, tagged(Category::Remote, e)))
+            }
+            _ => None,
+        })
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    if total == 1 {
+        return Err(failed.remove(0).1);
+    }
+    failed.sort_by_key(|(r, _)| fleet::severity(r.category.unwrap_or(Category::Remote)));
+    let category = failed[0].0.category.unwrap_or(Category::Remote);
+    let lines: Vec<String> = failed
+        .iter()
+        .map(|(r, e)| format!("  {}: {}", r.host, format!("{e:#}").replace('\n', "\n    ")))
+        .collect();
+    Err(tagged(
+        category,
+        anyhow::anyhow!(
+            "{} of {total} hosts did not deploy:\n{}",
+            failed.len(),
+            lines.join("\n")
+        ),
+    ))
+}
+
+pub fn print_summary(
+    reports: &[&HostReport],
+    package: &Package,
+    layout: &Layout,
+    format: Format,
+) -> Result<()> {
+    if format == Format::Json {
+        let summary = Summary {
+            app: &layout.app,
+            version: &package.manifest.version,
+            release: &layout.release,
+            ok: reports.iter().all(|r| r.outcome == Outcome::Deployed),
+            hosts: reports.to_vec(),
+        };
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    if let [only] = reports {
+        if only.outcome == Outcome::Deployed {
+            println!(
+                "deployed {} {} to {} (release {}{})",
+                layout.app,
+                only.new_version,
+                only.host,
+                only.release,
+                if only.uploaded {
+                    ""
+                } else {
+                    ", upload skipped"
+                }
+            );
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<14} {:<22} {:<9} {:>7}  HEALTH",
+        "HOST", "OUTCOME", "VERSION", "UPLOAD", "TIME"
+    );
+    for r in reports {
+        let versions = format!(
+            "{} -> {}",
+            r.old_version.as_deref().unwrap_or("none"),
+            r.new_version
+        );
+        println!(
+            "{:<20} {:<14} {:<22} {:<9} {:>6.1}s  {}",
+            r.host,
+            r.outcome.label(),
+            versions,
+            r.upload,
+            r.seconds,
+            r.health
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! What `shipit deploy` is asked to do, typed at the edge: the request, the deploy's options
+//! and the rollout's plan (batches, canary, max-fail).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::hosts::Connection;
+use crate::package::BuildOptions;
+use crate::ui::Format;
+
+/// How a deploy behaves, from the command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub dry_run: bool,
+    /// What a release that fails its gate gets: rolled back, or left (`--no-rollback`).
+    pub on_failure: OnFailure,
+    pub lock_wait: Duration,
+    pub confirm_timeout: Option<Duration>,
+    /// What to do about another deploy's armed dead-man timer (`--force-disarm` disarms it).
+    pub armed: ArmedPolicy,
+}
+
+/// `shipit deploy`, as the command line asked for it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub hosts: Vec<String>,
+    /// Deploy this package instead of building one.
+    pub package: Option<PathBuf>,
+    pub build: BuildOptions,
+    pub format: Format,
+    pub options: Options,
+    pub rollout: Rollout,
+    pub connection: Connection,
+}
+
+/// Whether a failed release stays in place (`--no-rollback`) or the previous one comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    RollBack,
+    Stay,
+}
+
+/// What to do about another deploy's armed dead-man timer once the lock is ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArmedPolicy {
+    /// Let go of the lock and fail: the timer may still switch the host back.
+    Refuse,
+    /// Disarm it (`--force-disarm`).
+    Disarm,
+    /// Leave it armed; it will find `current` moved and do nothing (`shipit rollback`).
+    Keep,
+}
+
+/// How to roll out, from `--batch`, `--canary`, `--max-fail`, `--rollback-all-on-failure`.
+#[derive(Debug, Clone)]
+pub struct Rollout {
+    pub parallel: usize,
+    pub batch: Amount,
+    pub canary: Option<Canary>,
+    pub max_fail: Amount,
+    pub rollback_all_on_failure: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amount {
+    Count(usize),
+    Percent(u8),
+}
+
+impl std::str::FromStr for Amount {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Amount, String> {
+        let parsed = match text.strip_suffix('%') {
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= 100)
+                .map(Amount::Percent),
+            None => text.parse::<usize>().ok().map(Amount::Count),
+        };
+        parsed
+            .ok_or_else(|| "use a number of hosts (like 2) or a percentage (like 25%)".to_string())
+    }
+}
+
+impl Amount {
+    /// How many of `total` hosts, rounded up.
+    pub fn of(self, total: usize) -> usize {
+        match self {
+            Amount::Count(n) => n,
+            Amount::Percent(p) => (total * p as usize).div_ceil(100),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Canary {
+    First,
+    Host(String),
+}

@@ -1,0 +1,270 @@
+//! Every script shipit runs on a host, as the host gets it, through shellcheck: one of each
+//! [`Kind`] (a match with no catch-all, so a new kind cannot go unchecked), the functions made
+//! for a script (pre-flight's `start_on_socket`, a hook's transient unit), the dead-man timer's
+//! own script, and the commands `exec` and `logs` run. shellcheck's SC2154 ("referenced but not
+//! assigned") also proves each script's `: "${name:?}"` inputs are in its preamble.
+
+use std::time::Duration;
+
+use crate::build::Target as Platform;
+use crate::config::Health;
+use crate::hosts::deployed::ReadDeployed;
+use crate::hosts::{Layout, Script};
+use crate::package::{FileEntry, Manifest, Package};
+use crate::remote::Kind;
+use crate::rollout::ArmedPolicy;
+use crate::rollout::check::{CheckHost, HostUnit};
+use crate::rollout::deadman::{ArmTimer, DisarmTimer, heal_script};
+use crate::rollout::dry_run::ReadInstalled;
+use crate::rollout::hooks::hook_script;
+use crate::rollout::lock::{HeldLock, ReadLock, ReleaseLock, TakeLock};
+use crate::rollout::log::{Entry, ReadLog, RecordLog};
+use crate::rollout::preflight::Preflight;
+use crate::rollout::release::UnpackRelease;
+use crate::rollout::releases::ListReleases;
+use crate::rollout::survey::SurveyHost;
+use crate::rollout::switch::{
+    FinishRelease, Listen, MarkRelease, ReadJournal, ReadUnitState, StopService, SwitchTo,
+};
+use crate::rollout::upload::SendPackage;
+use crate::service_run::{self, ServiceRun};
+
+const UNIT: &str = "[Unit]\nDescription=app\n\n[Service]\nType=simple\nUser=app\n\
+    WorkingDirectory=/opt/app/current\nExecStart=/opt/app/current/app --port 8080\n\
+    EnvironmentFile=-/etc/app/app.env\nEnvironment=\"LOG_LEVEL=info\"\nLimitNOFILE=65536\n\
+    ProtectSystem=strict\n\n[Install]\nWantedBy=multi-user.target\n";
+
+fn layout() -> Layout {
+    Layout {
+        app: "app".into(),
+        user: "app".into(),
+        release: "1.0.0-0123456789ab".into(),
+        sha256: "0".repeat(64),
+    }
+}
+
+fn package() -> Package {
+    Package {
+        path: "app-1.0.0-linux-amd64.tar.gz".into(),
+        sha256: "0".repeat(64),
+        size: 1000,
+        manifest: Manifest {
+            app: "app".into(),
+            version: "1.0.0".into(),
+            commit: None,
+            build_time: String::new(),
+            target: "linux-amd64".into(),
+            builder: "go".into(),
+            files: vec![FileEntry {
+                path: "app".into(),
+                mode: "0755".into(),
+                size: 5000,
+                sha256: "1".repeat(64),
+            }],
+        },
+        unit: UNIT.into(),
+        socket: Some("[Socket]\nListenStream=8080\n".into()),
+    }
+}
+
+fn host_unit() -> HostUnit {
+    HostUnit {
+        systemd: 247,
+        adapted: Some(UNIT.replace("ProtectSystem", "# left out: ProtectSystem")),
+        socket_adapted: None,
+    }
+}
+
+fn health() -> Health {
+    Health {
+        url: "http://127.0.0.1:8080/health".into(),
+        expect_status: 200,
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(2),
+        retries: 3,
+        settle: Duration::from_secs(3),
+        check_version: true,
+    }
+}
+
+fn run<'a>(argv: &'a [String], env: &'a [(String, String)]) -> ServiceRun<'a> {
+    ServiceRun {
+        app: "app",
+        purpose: "exec",
+        unit: UNIT,
+        systemd: 252,
+        working_directory: "/opt/app/releases/1.0.0-0123456789ab",
+        env_files: None,
+        env,
+        argv,
+        terminal: false,
+    }
+}
+
+/// The script of `kind`, as a host gets it, from example inputs.
+fn script_of(kind: Kind) -> String {
+    let layout = layout();
+    let entry = Entry::now(
+        &layout,
+        "deploy",
+        "1.0.0",
+        Some("0.9.0-aaaaaaaaaaaa"),
+        "deployed",
+        1.5,
+    );
+    let held = HeldLock {
+        owner: None,
+        age: Duration::from_secs(700),
+    };
+    match kind {
+        Kind::Check => CheckHost {
+            target: Platform::LinuxAmd64,
+        }
+        .assemble(&layout),
+        Kind::Lock => TakeLock::first(&layout, ArmedPolicy::Refuse).assemble(&layout),
+        Kind::Survey => SurveyHost.assemble(&layout),
+        Kind::Upload => SendPackage {
+            size: 1000,
+            offset: 10,
+        }
+        .assemble(&layout),
+        Kind::Release => UnpackRelease {
+            env_on_stdin: true,
+            host_unit: host_unit(),
+        }
+        .assemble(&layout),
+        Kind::Preflight => Preflight::new(&layout, &package(), &host_unit(), &health())
+            .expect("a pre-flight")
+            .assemble(&layout),
+        Kind::Arm => ArmTimer::new(&layout, Some("0.9.0-aaaaaaaaaaaa"), Duration::from_secs(90))
+            .assemble(&layout),
+        Kind::Switch => SwitchTo {
+            release: layout.release.clone(),
+            listen: Listen {
+                port: Some(8080),
+                wait: Duration::from_secs(1),
+            },
+        }
+        .assemble(&layout),
+        Kind::UnitState => ReadUnitState.assemble(&layout),
+        Kind::Mark => MarkRelease {
+            release: layout.release.clone(),
+            healthy: false,
+        }
+        .assemble(&layout),
+        Kind::Stop => StopService.assemble(&layout),
+        Kind::Journal => ReadJournal {
+            since: 1_700_000_000,
+        }
+        .assemble(&layout),
+        Kind::Finish => FinishRelease {
+            release: layout.release.clone(),
+            keep: 5,
+        }
+        .assemble(&layout),
+        Kind::Log => RecordLog::new(&layout, &entry).assemble(&layout),
+        Kind::Unlock => ReleaseLock::mine().assemble(&layout),
+        Kind::RemoveLock => ReleaseLock::held(&held).assemble(&layout),
+        Kind::LockStatus => ReadLock.assemble(&layout),
+        Kind::Disarm => DisarmTimer::new(&layout).assemble(&layout),
+        Kind::Releases => ListReleases.assemble(&layout),
+        Kind::LogRead => ReadLog::new(&layout, 20).assemble(&layout),
+        Kind::Socket => crate::ops::status::ReadSocket.assemble(&layout),
+        Kind::Installed => ReadInstalled.assemble(&layout),
+        Kind::Deployed => ReadDeployed.assemble(&layout),
+        Kind::Probe => crate::remote::probe::script(
+            "127.0.0.1",
+            8080,
+            "/health",
+            "http://127.0.0.1:8080/health",
+            Duration::from_secs(2),
+        ),
+        Kind::Hook => {
+            let argv = ["./app".to_string(), "migrate".into()];
+            let env = [("SHIPIT_VERSION".to_string(), "1.0.0".to_string())];
+            hook_script(
+                &service_run::prepare(&run(&argv, &env))
+                    .expect("prepared")
+                    .script,
+            )
+        }
+    }
+}
+
+/// The scripts that are not steps: the dead-man timer's, and what `exec` and `logs` run.
+fn other_scripts() -> Vec<(&'static str, String)> {
+    let argv = ["./app".to_string(), "it's".into(), "$HOME".into()];
+    let exec = service_run::prepare(&run(&argv, &[])).expect("prepared");
+    let journalctl: Vec<String> = [
+        "journalctl",
+        "--unit",
+        "app.service",
+        "--output=json",
+        "--grep=a b",
+    ]
+    .map(String::from)
+    .to_vec();
+    vec![
+        ("heal", heal_script(&layout(), Some("0.9.0-aaaaaaaaaaaa"))),
+        ("heal-first-release", heal_script(&layout(), None)),
+        ("exec", exec.script.clone()),
+        ("exec-stop", service_run::stop_script(&exec.unit_name)),
+        (
+            "logs-first-look",
+            crate::logs::first_look_script(&journalctl),
+        ),
+        ("logs-follow", crate::logs::follow_script("", &journalctl)),
+        (
+            "logs-follow-until",
+            crate::logs::follow_script("1700000000", &journalctl),
+        ),
+    ]
+}
+
+#[test]
+fn every_host_script_passes_shellcheck() {
+    let here = std::process::Command::new("shellcheck")
+        .arg("--version")
+        .output();
+    if here.is_err() {
+        assert!(
+            std::env::var_os("SHIPIT_REQUIRE_SHELLCHECK").is_none(),
+            "shellcheck is not installed"
+        );
+        eprintln!("shellcheck is not installed here; skipping");
+        return;
+    }
+    let mut scripts: Vec<(String, String)> = Kind::ALL
+        .iter()
+        .map(|kind| (format!("{kind:?}"), script_of(*kind)))
+        .collect();
+    scripts.extend(other_scripts().into_iter().map(|(n, s)| (n.to_string(), s)));
+    let dir = tempfile::tempdir().unwrap();
+    let mut failed = Vec::new();
+    for (name, script) in scripts {
+        let path = dir.path().join(format!("{name}.sh"));
+        std::fs::write(&path, format!("# shellcheck shell=sh\n{script}")).unwrap();
+        // The preamble sets every path and status; a script uses only some (SC2034). A quoted
+        // `$` is meant literally (SC2016): the timer's script as a value, systemd's `$$`.
+        let out = std::process::Command::new("shellcheck")
+            .args(["-e", "SC2034,SC2016"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            failed.push(format!("{name}:\n{}", String::from_utf8_lossy(&out.stdout)));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+#[test]
+fn every_kind_is_listed_once() {
+    let mut kinds = Kind::ALL.to_vec();
+    kinds.sort();
+    kinds.dedup();
+    assert_eq!(kinds.len(), Kind::ALL.len());
+    // The last variant is last in the list: a kind added below it is missed by neither.
+    assert_eq!(Kind::ALL.last(), Some(&Kind::Hook));
+    assert_eq!(Kind::Hook as usize + 1, Kind::ALL.len());
+}
