@@ -9,6 +9,7 @@ pub mod build;
 pub mod cancel;
 pub mod cli;
 pub mod config;
+pub mod env_file;
 pub mod error;
 pub mod exec;
 pub mod generate;

@@ -8,20 +8,20 @@ use std::time::Duration;
 
 use crate::build::Target as Platform;
 use crate::config::Health;
+use crate::hosts::check::{CheckHost, HostUnit};
 use crate::hosts::deployed::ReadDeployed;
+use crate::hosts::log::{Entry, ReadLog, RecordLog};
+use crate::hosts::releases::ListReleases;
 use crate::hosts::{Layout, Script};
 use crate::package::{FileEntry, Manifest, Package};
 use crate::remote::Kind;
 use crate::rollout::ArmedPolicy;
-use crate::rollout::check::{CheckHost, HostUnit};
 use crate::rollout::deadman::{ArmTimer, DisarmTimer, heal_script};
 use crate::rollout::dry_run::ReadInstalled;
 use crate::rollout::hooks::hook_script;
 use crate::rollout::lock::{HeldLock, ReadLock, ReleaseLock, TakeLock};
-use crate::rollout::log::{Entry, ReadLog, RecordLog};
 use crate::rollout::preflight::Preflight;
 use crate::rollout::release::UnpackRelease;
-use crate::rollout::releases::ListReleases;
 use crate::rollout::survey::SurveyHost;
 use crate::rollout::switch::{
     FinishRelease, Listen, MarkRelease, ReadJournal, ReadUnitState, StopService, SwitchTo,

@@ -6,9 +6,9 @@ use serde::Serialize;
 
 use crate::cancel::Cancel;
 use crate::config::Config;
+use crate::hosts::log::{Entry, ReadLog};
 use crate::hosts::script::Script;
 use crate::hosts::{self, Connection, Runner};
-use crate::rollout::log::{Entry, ReadLog};
 use crate::ui::{Format, Ui};
 
 /// `shipit history`, as the command line asked for it.

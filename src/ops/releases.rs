@@ -5,10 +5,10 @@ use anyhow::Result;
 
 use crate::cancel::Cancel;
 use crate::config::Config;
+use crate::hosts::log::{KEEP_LINES, ReadLog, deployed_by};
+use crate::hosts::releases::{ListReleases, parse_releases};
 use crate::hosts::script::Script;
 use crate::hosts::{self, Connection, Runner};
-use crate::rollout::log::{KEEP_LINES, ReadLog, deployed_by};
-use crate::rollout::releases::{ListReleases, parse_releases};
 use crate::ui::{Format, Ui};
 
 /// `shipit releases`, as the command line asked for it.

@@ -8,13 +8,14 @@ use anyhow::{Context, Result};
 use crate::cancel::Cancel;
 use crate::config::{Config, Health};
 use crate::error::{Category, Tag};
+use crate::hosts::log::{Entry, RecordLog};
+use crate::hosts::releases::{ListReleases, parse_now, parse_releases};
 use crate::hosts::script::Script;
 use crate::hosts::{self, Connection, Layout, Runner};
 use crate::rollout::phases::{self, Transfer};
-use crate::rollout::releases::{ListReleases, parse_now, parse_releases};
 use crate::rollout::switch::{Listen, MarkRelease, switch_to};
 use crate::rollout::upload::Upload;
-use crate::rollout::{ArmedPolicy, OnFailure, health, lock, log};
+use crate::rollout::{ArmedPolicy, OnFailure, health, lock};
 use crate::ui::Ui;
 
 /// `shipit rollback`, as the command line asked for it.
@@ -52,7 +53,7 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
     let mut chosen = Chosen::default();
     let result = rollback_locked(&mut runner, health.as_ref(), &layout, to, &mut chosen, ui);
     runner.clean_up();
-    let entry = log::Entry::now(
+    let entry = Entry::now(
         &layout.with_release(&chosen.target.clone().unwrap_or_default()),
         "rollback",
         chosen.version.as_deref().or(to).unwrap_or_default(),
@@ -64,7 +65,7 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
         },
         started.elapsed().as_secs_f64(),
     );
-    let unlocked = log::record_and_unlock(&mut runner, &layout, &entry);
+    let unlocked = record_and_unlock(&mut runner, &layout, &entry);
     let release = result?;
     unlocked?;
     println!(
@@ -73,6 +74,20 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
         runner.label()
     );
     Ok(())
+}
+
+/// Records `entry` and releases the lock, in one batch; the error is the unlock's (a log that
+/// cannot be written loses one line, nothing more).
+fn record_and_unlock(runner: &mut Runner, layout: &Layout, entry: &Entry) -> Result<()> {
+    let answers = runner.run(vec![
+        RecordLog::new(layout, entry).step(layout),
+        lock::unlock_step(layout),
+    ])?;
+    answers
+        .into_iter()
+        .nth(1)
+        .unwrap_or_else(|| Err(anyhow::anyhow!("the unlock step got no answer")))
+        .map(|_| ())
 }
 
 /// What a rollback found, for the host's deploy log, however far it got.

@@ -9,11 +9,11 @@ use serde::Serialize;
 
 use crate::cancel::Cancel;
 use crate::config::Config;
+use crate::hosts::releases::{ListReleases, parse_releases};
 use crate::hosts::script::Script;
 use crate::hosts::{self, Connection, Runner};
 use crate::remote::Kind;
 use crate::rollout::health::{self, unit_properties};
-use crate::rollout::releases::{ListReleases, parse_releases};
 use crate::ui::{Format, Ui};
 
 /// `shipit status`, as the command line asked for it.

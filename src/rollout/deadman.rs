@@ -19,8 +19,8 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::owner::{LockOwner, token};
 use crate::cancel::Cancel;
+use crate::hosts::owner::{LockOwner, token};
 use crate::hosts::runner::failed_with;
 use crate::hosts::script::{self, LIB, Script};
 use crate::hosts::{Layout, Runner};

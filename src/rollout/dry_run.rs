@@ -5,12 +5,12 @@ use std::borrow::Cow;
 
 use anyhow::Result;
 
-use super::check::{CheckHost, HostUnit};
 use super::request::Options;
 use super::targets::Target;
 use super::{hooks, phases, preflight};
 use crate::build::Target as Platform;
 use crate::config::Config;
+use crate::hosts::check::{CheckHost, HostUnit};
 use crate::hosts::script::Script;
 use crate::hosts::{Layout, Runner};
 use crate::package::Package;

@@ -11,11 +11,11 @@ use std::process::{Command, Stdio};
 
 use anyhow::Result;
 
-use super::check::HostUnit;
-use super::owner::LockOwner;
 use crate::config::{Argv, HookHosts};
 use crate::error::{Category, tagged};
 use crate::hosts::Layout;
+use crate::hosts::check::HostUnit;
+use crate::hosts::owner::LockOwner;
 use crate::package::Package;
 use crate::remote::{Kind, Remote};
 use crate::service_run::{self, ServiceRun};

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::deadman::{self, ArmedTimer};
-use super::owner::{LockOwner, token};
 use super::request::ArmedPolicy;
 use crate::error::{Category, tagged};
+use crate::hosts::owner::{LockOwner, token};
 use crate::hosts::runner::failed_with;
 use crate::hosts::script::{LIB, Script};
 use crate::hosts::{Layout, Runner};
@@ -391,7 +391,7 @@ fn release(runner: &mut Runner, layout: &Layout, script: ReleaseLock) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::owner::tests::owner;
+    use crate::hosts::owner::tests::owner;
 
     #[test]
     fn held_locks_parse_with_or_without_owner() {

@@ -6,25 +6,21 @@
 //! The rooms, from the top: [`deploy`] (the entry point), [`dry_run`] and [`report`]; [`fleet`]
 //! (many hosts: batches, canary, max-fail) over [`phases`] (one host: begin, transfer,
 //! activate, finish); the parts a phase is made of — [`lock`], [`deadman`], [`health`],
-//! [`preflight`], [`hooks`], [`log`] — and the host scripts they send ([`check`], [`survey`],
-//! [`upload`], [`release`], [`switch`], [`releases`]); at the bottom, what a deploy is asked
-//! ([`request`]), its hosts ([`targets`], [`env`]) and who deploys ([`owner`]).
+//! [`preflight`], [`hooks`] — and the host scripts they send ([`survey`], [`upload`],
+//! [`release`], [`switch`]); at the bottom, what a deploy is asked ([`request`]) and its hosts
+//! ([`targets`]). What every command knows of a host (its releases, its deploy log, the check)
+//! is in [`crate::hosts`].
 
-pub mod check;
 pub mod deadman;
 pub mod deploy;
 pub mod dry_run;
-pub mod env;
 pub mod fleet;
 pub mod health;
 pub mod hooks;
 pub mod lock;
-pub mod log;
-pub mod owner;
 pub mod phases;
 pub mod preflight;
 pub mod release;
-pub mod releases;
 pub mod report;
 pub mod request;
 pub mod survey;

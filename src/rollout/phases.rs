@@ -8,10 +8,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::check::{CheckHost, HostFacts, HostUnit};
 use super::deadman::{self, ArmTimer, ArmedTimer, Disarm, DisarmTimer};
 use super::health::{self, OnInterrupt, UnitState};
-use super::log::{Entry, RecordLog};
 use super::release::{UnpackRelease, out_of_space};
 use super::request::{OnFailure, Options};
 use super::survey::{Survey, SurveyHost, check_room};
@@ -21,6 +19,8 @@ use super::{lock, preflight};
 use crate::build::Target;
 use crate::config::Health;
 use crate::error::{Category, tagged};
+use crate::hosts::check::{CheckHost, HostFacts, HostUnit};
+use crate::hosts::log::{Entry, RecordLog};
 use crate::hosts::script::Script;
 use crate::hosts::{Layout, Runner};
 use crate::package::Package;

@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::check::HostUnit;
 use crate::config::Health;
 use crate::error::{Category, tagged};
 use crate::hosts::Layout;
+use crate::hosts::check::HostUnit;
 use crate::hosts::script::Script;
 use crate::package::Package;
 use crate::remote::{Exit, Kind};

@@ -7,9 +7,9 @@ use std::borrow::Cow;
 
 use anyhow::Result;
 
-use super::check::HostUnit;
 use crate::error::{Category, tagged};
 use crate::hosts::Layout;
+use crate::hosts::check::HostUnit;
 use crate::hosts::script::{LIB, Script};
 use crate::remote::{Exit, Input, Kind, Step, StepFailure};
 

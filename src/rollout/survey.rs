@@ -7,9 +7,9 @@ use std::borrow::Cow;
 
 use anyhow::{Context, Result};
 
-use super::releases::{Release, parse_now, parse_releases};
 use crate::error::{Category, tagged};
 use crate::hosts::Layout;
+use crate::hosts::releases::{Release, parse_now, parse_releases};
 use crate::hosts::script::{LIB, Script};
 use crate::package::Package;
 use crate::remote::Kind;

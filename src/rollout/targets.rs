@@ -30,7 +30,7 @@ pub fn targets(
         .iter()
         .map(|name| hosts::resolve(config, name, connection))
         .collect::<Result<Vec<_>>>()?;
-    let env_files = super::env::host_env_files(config, &hosts, ui)?;
+    let env_files = crate::env_file::host_env_files(config, &hosts, ui)?;
     hosts
         .into_iter()
         .zip(destinations)

@@ -401,7 +401,7 @@ fn an_unhealthy_release_is_rolled_back_and_marked_failed() {
 }
 
 /// The entry a host's deploy log got in this deploy.
-fn logged(w: &World, host: usize) -> Option<super::log::Entry> {
+fn logged(w: &World, host: usize) -> Option<crate::hosts::log::Entry> {
     let host = w.host[host].lock().unwrap();
     let (_, script, _) = host.log.iter().find(|(n, _, _)| *n == Kind::Log)?;
     let line = script.lines().find_map(|l| l.strip_prefix("entry="))?;

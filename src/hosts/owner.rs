@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hosts::Layout;
+use super::layout::Layout;
 
 /// The random token naming this shipit process in locks and dead-man timers.
 pub fn token() -> &'static str {

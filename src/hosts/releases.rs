@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::hosts::script::{LIB, Script};
+use super::script::{LIB, Script};
 use crate::remote::Kind;
 
 /// The script: the host's clock (`now=`) and its releases.

@@ -7,11 +7,10 @@ use std::borrow::Cow;
 
 use anyhow::Result;
 
+use super::runner::{Runner, failed_with};
+use super::script::Script;
 use crate::build::Target;
 use crate::error::{Category, tagged};
-use crate::hosts::Runner;
-use crate::hosts::runner::failed_with;
-use crate::hosts::script::Script;
 use crate::package::Package;
 use crate::remote::{Exit, Kind};
 use crate::ui::Ui;

@@ -9,13 +9,11 @@
 use std::borrow::Cow;
 use std::time::SystemTime;
 
-use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::lock;
+use super::layout::Layout;
 use super::owner::LockOwner;
-use crate::hosts::script::Script;
-use crate::hosts::{Layout, Runner};
+use super::script::Script;
 use crate::remote::{Kind, Step};
 
 /// Entries a host keeps.
@@ -107,20 +105,6 @@ impl Script for RecordLog<'_> {
     fn step<'a>(&self, layout: &Layout) -> Step<'a> {
         Step::new(self.kind(), self.assemble(layout)).always()
     }
-}
-
-/// Records `entry` and releases the lock, in one batch; the error is the unlock's (a log that
-/// cannot be written loses one line, nothing more).
-pub fn record_and_unlock(runner: &mut Runner, layout: &Layout, entry: &Entry) -> Result<()> {
-    let answers = runner.run(vec![
-        RecordLog::new(layout, entry).step(layout),
-        lock::unlock_step(layout),
-    ])?;
-    answers
-        .into_iter()
-        .nth(1)
-        .unwrap_or_else(|| Err(anyhow::anyhow!("the unlock step got no answer")))
-        .map(|_| ())
 }
 
 /// The last `lines` entries, oldest first (`log-read.sh`).
