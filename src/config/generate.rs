@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::Source;
+use super::source::Source;
 
 /// `[container]`: the image `shipit generate dockerfile` describes.
 #[derive(Debug, Clone)]

@@ -2,11 +2,11 @@
 //! here, before anything is built or touches a server, and errors point at file:line:col.
 
 mod generate;
+mod source;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use crate::validate::{
 };
 
 pub use generate::{Container, K8s, Probe, Resources, Runtime};
+use source::{Source, choice, string_or};
 
 pub const FILE_NAME: &str = "shipit.toml";
 
@@ -487,36 +488,6 @@ const RESTART_VALUES: &[&str] = &[
     "always",
 ];
 
-/// Where a value came from, for error messages.
-struct Source<'a> {
-    path: &'a Path,
-    text: &'a str,
-}
-
-impl Source<'_> {
-    fn location(&self, span: &Range<usize>) -> String {
-        let before = &self.text[..span.start.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        format!("{}:{line}:{col}", self.path.display())
-    }
-
-    fn error(&self, span: &Range<usize>, message: impl fmt::Display) -> anyhow::Error {
-        crate::error::tagged(
-            Category::Usage,
-            anyhow::anyhow!("{}: {message}", self.location(span)),
-        )
-    }
-
-    fn check<T>(
-        &self,
-        value: &Spanned<T>,
-        check: impl FnOnce(&T) -> Result<(), String>,
-    ) -> Result<()> {
-        check(value.get_ref()).map_err(|why| self.error(&value.span(), why))
-    }
-}
-
 /// Loads `file` (or DIR/shipit.toml); without a file, defaults are derived from the project.
 pub fn load(root: &Path, file: Option<&Path>) -> Result<Config> {
     let root = root
@@ -743,45 +714,6 @@ fn parse_deploy(src: &Source, raw: RawDeploy, has_sockets: bool) -> Result<Deplo
         keep_releases: raw.keep_releases.map_or(5, Spanned::into_inner),
         preflight: has_sockets && raw.preflight.is_none_or(Spanned::into_inner),
     })
-}
-
-/// One of `names`, or an error at the value listing them.
-fn choice<T: Copy>(
-    src: &Source,
-    value: &Spanned<String>,
-    key: &str,
-    names: &[(&str, T)],
-) -> Result<T> {
-    names
-        .iter()
-        .find(|(name, _)| name == value.get_ref())
-        .map(|(_, v)| *v)
-        .ok_or_else(|| {
-            let valid: Vec<String> = names.iter().map(|(n, _)| format!("{n:?}")).collect();
-            src.error(
-                &value.span(),
-                format!(
-                    "unknown {key} {:?}: use {}",
-                    value.get_ref(),
-                    valid.join(", ")
-                ),
-            )
-        })
-}
-
-fn string_or(
-    src: &Source,
-    value: Option<Spanned<String>>,
-    default: &str,
-    check: fn(&str) -> Result<(), String>,
-) -> Result<String> {
-    match value {
-        Some(v) => {
-            src.check(&v, |s| check(s))?;
-            Ok(v.into_inner())
-        }
-        None => Ok(default.to_string()),
-    }
 }
 
 fn parse_build(src: &Source, raw: RawBuild, detected: Option<Language>) -> Result<Build> {
