@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use serde::Deserialize;
 use toml::Spanned;
 
+use super::raw::{RawContainer, RawK8s, RawProbe, RawResourceTable};
 use super::source::Source;
 
 /// `[container]`: the image `shipit generate dockerfile` describes.
@@ -71,50 +71,6 @@ pub struct Resources {
 pub struct Probe {
     pub initial_delay_seconds: u64,
     pub period_seconds: u64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawContainer {
-    runtime: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawK8s {
-    image: Option<Spanned<String>>,
-    namespace: Option<Spanned<String>>,
-    replicas: Option<Spanned<u32>>,
-    service_port: Option<Spanned<u16>>,
-    #[serde(default)]
-    resources: RawResourceTable,
-    #[serde(default)]
-    readiness: RawProbe,
-    #[serde(default)]
-    liveness: RawProbe,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawResourceTable {
-    #[serde(default)]
-    requests: RawResources,
-    #[serde(default)]
-    limits: RawResources,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawResources {
-    cpu: Option<Spanned<String>>,
-    memory: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProbe {
-    initial_delay: Option<Spanned<String>>,
-    period: Option<Spanned<String>>,
 }
 
 /// One resource and its defaults, the seed Deployment's.

@@ -2,6 +2,7 @@
 //! here, before anything is built or touches a server, and errors point at file:line:col.
 
 mod generate;
+mod raw;
 mod source;
 
 use std::collections::BTreeMap;
@@ -11,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::{Category, Tag};
@@ -22,6 +22,10 @@ use crate::validate::{
 };
 
 pub use generate::{Container, K8s, Probe, Resources, Runtime};
+use raw::{
+    HardeningValue, RawArgv, RawBuild, RawConfig, RawDeploy, RawHealth, RawHooks, RawHost,
+    RawService,
+};
 use source::{Source, choice, string_or};
 
 pub const FILE_NAME: &str = "shipit.toml";
@@ -320,137 +324,6 @@ pub struct Health {
     pub retries: u32,
     pub settle: Duration,
     pub check_version: bool,
-}
-
-// ---------------------------------------------------------------------------------------------
-// The file as written. Spanned fields are the ones validated beyond their type, so their errors
-// can point at the exact place.
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    app: Option<RawApp>,
-    #[serde(default)]
-    build: RawBuild,
-    #[serde(default)]
-    service: RawService,
-    health: Option<RawHealth>,
-    #[serde(default)]
-    hosts: BTreeMap<Spanned<String>, RawHost>,
-    #[serde(default)]
-    deploy: RawDeploy,
-    #[serde(default)]
-    groups: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
-    #[serde(default)]
-    hooks: RawHooks,
-    #[serde(default)]
-    container: generate::RawContainer,
-    #[serde(default)]
-    k8s: generate::RawK8s,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHost {
-    address: Spanned<String>,
-    user: Option<Spanned<String>>,
-    port: Option<Spanned<u16>>,
-    identity_file: Option<Spanned<String>>,
-    #[serde(default)]
-    env: BTreeMap<Spanned<String>, Spanned<String>>,
-    env_command: Option<RawArgv>,
-    health_url: Option<Spanned<String>>,
-    proxy_jump: Option<Spanned<String>>,
-}
-
-type RawArgv = Spanned<Vec<Spanned<String>>>;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHooks {
-    before_switch: Option<RawArgv>,
-    before_switch_on: Option<Spanned<String>>,
-    after_switch: Option<RawArgv>,
-    local_before: Option<RawArgv>,
-    local_after: Option<RawArgv>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDeploy {
-    keep_releases: Option<Spanned<usize>>,
-    preflight: Option<Spanned<bool>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawApp {
-    name: Option<Spanned<String>>,
-    version: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBuild {
-    builder: Option<Spanned<String>>,
-    cgo: Option<Spanned<String>>,
-    cc: Option<Spanned<String>>,
-    go_package: Option<Spanned<String>>,
-    version_var: Option<Spanned<String>>,
-    build_time_var: Option<Spanned<String>>,
-    cargo_bin: Option<Spanned<String>>,
-    #[serde(default)]
-    cargo_features: Vec<Spanned<String>>,
-    version_env: Option<Spanned<String>>,
-    build_time_env: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawService {
-    description: Option<Spanned<String>>,
-    user: Option<Spanned<String>>,
-    #[serde(default)]
-    exec_args: Vec<Spanned<String>>,
-    limit_nofile: Option<Spanned<u64>>,
-    restart: Option<Spanned<String>>,
-    restart_sec: Option<u64>,
-    start_limit_interval_sec: Option<u64>,
-    start_limit_burst: Option<u64>,
-    timeout_stop_sec: Option<u64>,
-    #[serde(default)]
-    files: Vec<Spanned<String>>,
-    #[serde(default)]
-    env: BTreeMap<Spanned<String>, Spanned<String>>,
-    env_file: Option<Spanned<String>>,
-    env_command: Option<RawArgv>,
-    #[serde(default)]
-    hardening: BTreeMap<Spanned<String>, Spanned<HardeningValue>>,
-    #[serde(default)]
-    capabilities: Vec<Spanned<String>>,
-    port: Option<Spanned<u16>>,
-    #[serde(default)]
-    listen: Vec<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum HardeningValue {
-    Off(bool),
-    Value(String),
-    Number(i64),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHealth {
-    url: Spanned<String>,
-    expect_status: Option<Spanned<u16>>,
-    interval: Option<Spanned<String>>,
-    timeout: Option<Spanned<String>>,
-    retries: Option<u32>,
-    settle: Option<Spanned<String>>,
-    check_version: Option<bool>,
 }
 
 /// The default hardening; it scores "OK" in `systemd-analyze security`. Users override or drop
