@@ -1,11 +1,12 @@
 //! `[container]` and `[k8s]`: what `shipit generate` needs beyond one box. Kept apart from the
-//! systemd settings in config.rs; validated the same way, with file:line:col errors.
+//! systemd settings of the other sections; validated the same way, with file:line:col errors.
 
 use std::time::Duration;
 
 use anyhow::Result;
 use toml::Spanned;
 
+use super::checks::validate_port;
 use super::model::{Container, K8s, Probe, Resources, Runtime};
 use super::raw::{RawContainer, RawK8s, RawProbe, RawResourceTable};
 use super::source::Source;
@@ -80,7 +81,7 @@ pub(super) fn parse_k8s(src: &Source, raw: RawK8s, app: &str) -> Result<K8s> {
         })?;
     }
     if let Some(port) = &raw.service_port {
-        src.check(port, super::validate_port)?;
+        src.check(port, validate_port)?;
     }
     let RawResourceTable { requests, limits } = raw.resources;
     let (cpu_request, cpu_limit) = quantities(src, &CPU, requests.cpu, limits.cpu)?;

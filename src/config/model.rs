@@ -368,3 +368,34 @@ pub struct Probe {
     pub initial_delay_seconds: u64,
     pub period_seconds: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::service::parse_listen;
+
+    #[test]
+    fn listen_entries_that_cannot_bind_together_clash() {
+        let l = |v: &str| parse_listen(v).unwrap();
+        for (a, b) in [
+            ("8080", "0.0.0.0:8080"),
+            ("8080", "[::]:8080"),
+            ("8080", "[::1]:8080"),
+            ("[::]:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "10.0.0.5:8080"),
+            ("10.0.0.5:8080", "10.0.0.5:8080"),
+        ] {
+            assert!(
+                l(a).clashes_with(&l(b)) && l(b).clashes_with(&l(a)),
+                "{a} {b}"
+            );
+        }
+        for (a, b) in [
+            ("8080", "8081"),
+            ("0.0.0.0:8080", "[::1]:8080"),
+            ("127.0.0.1:8080", "10.0.0.5:8080"),
+            ("[::1]:8080", "[2001:db8::1]:8080"),
+        ] {
+            assert!(!l(a).clashes_with(&l(b)), "{a} {b}");
+        }
+    }
+}

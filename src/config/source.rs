@@ -8,7 +8,10 @@ use std::path::Path;
 use anyhow::Result;
 use toml::Spanned;
 
+use super::model::Argv;
+use super::raw::RawArgv;
 use crate::error::Category;
+use crate::validate::validate_line;
 
 /// Where a value came from, for error messages.
 pub(super) struct Source<'a> {
@@ -77,4 +80,26 @@ pub(super) fn string_or(
         }
         None => Ok(default.to_string()),
     }
+}
+
+/// A command as words, run without a shell: a program first (no `$`, which systemd would
+/// expand in a hook's program name), and no word with a newline or NUL.
+pub(super) fn parse_argv(src: &Source, raw: RawArgv, key: &str) -> Result<Argv> {
+    let location = src.location(&raw.span());
+    let program = raw.get_ref().first().map(|p| p.get_ref().as_str());
+    if program.is_none_or(|p| p.is_empty() || p.contains('$')) {
+        return Err(src.error(
+            &raw.span(),
+            format!(
+                "{key} needs a program and its arguments, like [\"./app\", \"migrate\"] (no \
+                 shell: for one, write [\"sh\", \"-c\", \"…\"]; no `$` in the program's name)"
+            ),
+        ));
+    }
+    let mut words = Vec::new();
+    for word in raw.into_inner() {
+        src.check(&word, |w| validate_line(w, &format!("a word of {key}")))?;
+        words.push(word.into_inner());
+    }
+    Ok(Argv { words, location })
 }
