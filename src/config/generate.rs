@@ -1,121 +1,15 @@
 //! `[container]` and `[k8s]`: what `shipit generate` needs beyond one box. Kept apart from the
-//! systemd settings in config.rs; validated the same way, with file:line:col errors.
+//! systemd settings of the other sections; validated the same way, with file:line:col errors.
 
 use std::time::Duration;
 
 use anyhow::Result;
-use serde::Deserialize;
 use toml::Spanned;
 
-use super::Source;
-
-/// `[container]`: the image `shipit generate dockerfile` describes.
-#[derive(Debug, Clone)]
-pub struct Container {
-    pub runtime: Runtime,
-}
-
-/// The final stage's base image. All three run a static binary; they differ in what else is there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Runtime {
-    /// Nothing but the binary, the config files and CA certificates copied from the builder.
-    Scratch,
-    /// gcr.io/distroless/static: CA certificates, tzdata and /etc/passwd, no shell.
-    DistrolessStatic,
-    /// Alpine with ca-certificates: a shell and busybox wget, so a HEALTHCHECK can run.
-    Alpine,
-}
-
-impl Runtime {
-    const ALL: [Runtime; 3] = [Runtime::Scratch, Runtime::DistrolessStatic, Runtime::Alpine];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Runtime::Scratch => "scratch",
-            Runtime::DistrolessStatic => "distroless-static",
-            Runtime::Alpine => "alpine",
-        }
-    }
-
-    pub fn image(self) -> &'static str {
-        match self {
-            Runtime::Scratch => "scratch",
-            Runtime::DistrolessStatic => "gcr.io/distroless/static-debian12:nonroot",
-            Runtime::Alpine => "alpine:3",
-        }
-    }
-}
-
-/// `[k8s]`: what `shipit generate k8s` writes into the Deployment and Service.
-#[derive(Debug, Clone)]
-pub struct K8s {
-    pub image: String,
-    pub namespace: Option<String>,
-    pub replicas: u32,
-    /// The Service's port; it forwards to the container's `[service] port`.
-    pub service_port: u16,
-    pub requests: Resources,
-    pub limits: Resources,
-    pub readiness: Probe,
-    pub liveness: Probe,
-}
-
-/// Kubernetes quantities, as written (validated).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resources {
-    pub cpu: String,
-    pub memory: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Probe {
-    pub initial_delay_seconds: u64,
-    pub period_seconds: u64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawContainer {
-    runtime: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawK8s {
-    image: Option<Spanned<String>>,
-    namespace: Option<Spanned<String>>,
-    replicas: Option<Spanned<u32>>,
-    service_port: Option<Spanned<u16>>,
-    #[serde(default)]
-    resources: RawResourceTable,
-    #[serde(default)]
-    readiness: RawProbe,
-    #[serde(default)]
-    liveness: RawProbe,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawResourceTable {
-    #[serde(default)]
-    requests: RawResources,
-    #[serde(default)]
-    limits: RawResources,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawResources {
-    cpu: Option<Spanned<String>>,
-    memory: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProbe {
-    initial_delay: Option<Spanned<String>>,
-    period: Option<Spanned<String>>,
-}
+use super::checks::validate_port;
+use super::model::{Container, K8s, Probe, Resources, Runtime};
+use super::raw::{RawContainer, RawK8s, RawProbe, RawResourceTable};
+use super::source::Source;
 
 /// One resource and its defaults, the seed Deployment's.
 struct Resource {
@@ -187,7 +81,7 @@ pub(super) fn parse_k8s(src: &Source, raw: RawK8s, app: &str) -> Result<K8s> {
         })?;
     }
     if let Some(port) = &raw.service_port {
-        src.check(port, super::validate_port)?;
+        src.check(port, validate_port)?;
     }
     let RawResourceTable { requests, limits } = raw.resources;
     let (cpu_request, cpu_limit) = quantities(src, &CPU, requests.cpu, limits.cpu)?;

@@ -1,0 +1,99 @@
+//! shipit.toml + flags → a validated [`Config`]. Every user-supplied name, path and value is checked
+//! here, before anything is built or touches a server, and errors point at file:line:col.
+//!
+//! The file is read into the serde structs of `raw`, exactly as written; each section's file
+//! (`app`, `build`, `service`, `health`, `hosts`, `deploy`, `hooks`, `generate`) checks its part
+//! and turns it into the types of `model`, which the rest of shipit reads.
+
+mod app;
+mod build;
+mod checks;
+mod deploy;
+mod generate;
+mod health;
+mod hooks;
+mod hosts;
+mod model;
+mod raw;
+mod service;
+mod source;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::error::{Category, Tag};
+use app::parse_app;
+use build::parse_build;
+use deploy::parse_deploy;
+use generate::{parse_container, parse_k8s};
+use health::parse_health;
+use hooks::parse_hooks;
+use hosts::{parse_groups, parse_hosts};
+use raw::RawConfig;
+use service::parse_service;
+use source::Source;
+
+pub use model::{
+    App, Argv, Build, Builder, CCompiler, Cgo, Config, Container, Deploy, Health, HookHosts, Hooks,
+    HostEntry, K8s, Listen, Probe, Resources, Runtime, Service, VersionSource,
+};
+pub use service::{DEFAULT_HARDENING, parse_listen};
+
+pub const FILE_NAME: &str = "shipit.toml";
+
+/// Loads `file` (or DIR/shipit.toml); without a file, defaults are derived from the project.
+pub fn load(root: &Path, file: Option<&Path>) -> Result<Config> {
+    let root = root
+        .canonicalize()
+        .with_context(|| format!("project directory {} is not accessible", root.display()))
+        .tag(Category::Usage)?;
+    let explicit = file.is_some();
+    let path = file.map_or_else(|| root.join(FILE_NAME), Path::to_path_buf);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => String::new(),
+        Err(e) => {
+            return Err(anyhow::Error::new(e))
+                .with_context(|| format!("cannot read {}", path.display()))
+                .tag(Category::Usage);
+        }
+    };
+    parse(&root, &path, &text)
+}
+
+pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
+    let src = Source { path, text };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        src.error(&span, e.message().trim_end())
+    })?;
+    let detected = crate::project::detect(root)?;
+    let build = parse_build(&src, raw.build, detected.language)?;
+    let app = parse_app(&src, raw.app, &detected)?;
+    let mut service = parse_service(&src, root, raw.service, &app.name)?;
+    let health = raw.health.map(|h| parse_health(&src, h)).transpose()?;
+    service.port = service.port.or(health.as_ref().map(|h| h.endpoint().1));
+    let hosts = parse_hosts(&src, root, raw.hosts, health.is_some())?;
+    let groups = parse_groups(&src, raw.groups, &hosts)?;
+    let deploy = parse_deploy(&src, raw.deploy, !service.listen.is_empty())?;
+    let hooks = parse_hooks(&src, raw.hooks)?;
+    let container = parse_container(&src, raw.container)?;
+    let k8s = parse_k8s(&src, raw.k8s, &app.name)?;
+
+    Ok(Config {
+        root: root.to_path_buf(),
+        app,
+        build,
+        service,
+        health,
+        hosts,
+        groups,
+        deploy,
+        hooks,
+        container,
+        k8s,
+    })
+}

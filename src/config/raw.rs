@@ -1,0 +1,178 @@
+//! shipit.toml as written, before any check beyond each value's type. Spanned fields are the
+//! ones validated beyond their type, so their errors can point at the exact place.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) app: Option<RawApp>,
+    #[serde(default)]
+    pub(super) build: RawBuild,
+    #[serde(default)]
+    pub(super) service: RawService,
+    pub(super) health: Option<RawHealth>,
+    #[serde(default)]
+    pub(super) hosts: BTreeMap<Spanned<String>, RawHost>,
+    #[serde(default)]
+    pub(super) deploy: RawDeploy,
+    #[serde(default)]
+    pub(super) groups: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(super) hooks: RawHooks,
+    #[serde(default)]
+    pub(super) container: RawContainer,
+    #[serde(default)]
+    pub(super) k8s: RawK8s,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHost {
+    pub(super) address: Spanned<String>,
+    pub(super) user: Option<Spanned<String>>,
+    pub(super) port: Option<Spanned<u16>>,
+    pub(super) identity_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) env: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub(super) env_command: Option<RawArgv>,
+    pub(super) health_url: Option<Spanned<String>>,
+    pub(super) proxy_jump: Option<Spanned<String>>,
+}
+
+pub(super) type RawArgv = Spanned<Vec<Spanned<String>>>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHooks {
+    pub(super) before_switch: Option<RawArgv>,
+    pub(super) before_switch_on: Option<Spanned<String>>,
+    pub(super) after_switch: Option<RawArgv>,
+    pub(super) local_before: Option<RawArgv>,
+    pub(super) local_after: Option<RawArgv>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDeploy {
+    pub(super) keep_releases: Option<Spanned<usize>>,
+    pub(super) preflight: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApp {
+    pub(super) name: Option<Spanned<String>>,
+    pub(super) version: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBuild {
+    pub(super) builder: Option<Spanned<String>>,
+    pub(super) cgo: Option<Spanned<String>>,
+    pub(super) cc: Option<Spanned<String>>,
+    pub(super) go_package: Option<Spanned<String>>,
+    pub(super) version_var: Option<Spanned<String>>,
+    pub(super) build_time_var: Option<Spanned<String>>,
+    pub(super) cargo_bin: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) cargo_features: Vec<Spanned<String>>,
+    pub(super) version_env: Option<Spanned<String>>,
+    pub(super) build_time_env: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    pub(super) description: Option<Spanned<String>>,
+    pub(super) user: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) exec_args: Vec<Spanned<String>>,
+    pub(super) limit_nofile: Option<Spanned<u64>>,
+    pub(super) restart: Option<Spanned<String>>,
+    pub(super) restart_sec: Option<u64>,
+    pub(super) start_limit_interval_sec: Option<u64>,
+    pub(super) start_limit_burst: Option<u64>,
+    pub(super) timeout_stop_sec: Option<u64>,
+    #[serde(default)]
+    pub(super) files: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) env: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub(super) env_file: Option<Spanned<String>>,
+    pub(super) env_command: Option<RawArgv>,
+    #[serde(default)]
+    pub(super) hardening: BTreeMap<Spanned<String>, Spanned<HardeningValue>>,
+    #[serde(default)]
+    pub(super) capabilities: Vec<Spanned<String>>,
+    pub(super) port: Option<Spanned<u16>>,
+    #[serde(default)]
+    pub(super) listen: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum HardeningValue {
+    Off(bool),
+    Value(String),
+    Number(i64),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealth {
+    pub(super) url: Spanned<String>,
+    pub(super) expect_status: Option<Spanned<u16>>,
+    pub(super) interval: Option<Spanned<String>>,
+    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) retries: Option<u32>,
+    pub(super) settle: Option<Spanned<String>>,
+    pub(super) check_version: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawContainer {
+    pub(super) runtime: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawK8s {
+    pub(super) image: Option<Spanned<String>>,
+    pub(super) namespace: Option<Spanned<String>>,
+    pub(super) replicas: Option<Spanned<u32>>,
+    pub(super) service_port: Option<Spanned<u16>>,
+    #[serde(default)]
+    pub(super) resources: RawResourceTable,
+    #[serde(default)]
+    pub(super) readiness: RawProbe,
+    #[serde(default)]
+    pub(super) liveness: RawProbe,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawResourceTable {
+    #[serde(default)]
+    pub(super) requests: RawResources,
+    #[serde(default)]
+    pub(super) limits: RawResources,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawResources {
+    pub(super) cpu: Option<Spanned<String>>,
+    pub(super) memory: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProbe {
+    pub(super) initial_delay: Option<Spanned<String>>,
+    pub(super) period: Option<Spanned<String>>,
+}
