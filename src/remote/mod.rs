@@ -7,6 +7,7 @@ pub mod channel;
 pub mod destination;
 #[cfg(test)]
 pub mod fake;
+mod http;
 pub mod known_hosts;
 pub mod probe;
 pub mod proxy;

@@ -849,7 +849,7 @@ fn http_get(session: &Session, host: &str, port: u16, path: &str) -> Result<Http
     let mut response = Vec::new();
     channel.read_to_end(&mut response)?;
     let _ = channel.close();
-    parse_http(&response)
+    super::http::parse_http(&response)
 }
 
 /// Whether sshd refused a direct-tcpip channel by policy (SSH reason 1, "administratively
@@ -860,23 +860,6 @@ fn refuses_tunnels(error: &ssh2::Error) -> bool {
     const LIBSSH2_ERROR_CHANNEL_FAILURE: ssh2::ErrorCode = ssh2::ErrorCode::Session(-21);
     error.code() == LIBSSH2_ERROR_CHANNEL_FAILURE
         && error.message().contains("administratively prohibited")
-}
-
-pub fn parse_http(response: &[u8]) -> Result<HttpAnswer> {
-    let text = String::from_utf8_lossy(response);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| {
-            let start: String = text.chars().take(80).collect();
-            format!("not an HTTP response: {start:?}")
-        })?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    Ok(HttpAnswer { status, body })
 }
 
 /// Identity files given with `-i`, checked before anything connects.
