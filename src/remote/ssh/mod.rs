@@ -450,7 +450,7 @@ struct Shell {
 impl Shell {
     fn open(session: &Session, is_root: bool) -> Result<Shell> {
         let nonce = nonce();
-        let driver = format!("nonce={nonce}\n{}", include_str!("shell.sh"));
+        let driver = format!("nonce={nonce}\n{}", include_str!("../shell.sh"));
         let mut channel = session
             .channel_session()
             .context("cannot open a channel for the host's shell")
