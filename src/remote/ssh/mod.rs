@@ -3,18 +3,20 @@
 //! port through a direct-tcpip channel.
 //!
 //! `session` makes the session (`auth` checks both sides) and tells a dead link from other
-//! failures; `shell` runs batches of steps in the host's shell.
+//! failures; `shell` runs batches of steps in the host's shell; `streaming` runs a command on a
+//! channel of its own.
 
 mod auth;
 mod session;
 mod shell;
+mod streaming;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use ssh2::{Channel, Session};
+use anyhow::Result;
+use ssh2::Session;
 
 use self::session::{COMMAND_TIMEOUT, Link, discard};
 use self::shell::Shell;
@@ -108,7 +110,7 @@ impl Remote for SshRemote {
         self.link.still_connected()?;
         self.round_trips += 1;
         self.link.session.set_timeout(0);
-        let result = exec_streaming(&self.link.session, command, sink);
+        let result = streaming::exec(&self.link.session, command, sink);
         self.link
             .session
             .set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
@@ -170,37 +172,6 @@ pub fn check_identity_files(files: &[PathBuf]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn exec_streaming(session: &Session, command: &str, sink: &mut dyn Write) -> Result<ExecOutput> {
-    let mut channel = session.channel_session()?;
-    let done = stream(&mut channel, command, sink)
-        .and_then(|stderr| finish(&mut channel, String::new(), stderr));
-    if done.is_err() {
-        discard(session, channel);
-    }
-    done
-}
-
-/// Starts `command` and copies its stdout to `sink` until it ends; returns its stderr.
-fn stream(channel: &mut Channel, command: &str, sink: &mut dyn Write) -> Result<String> {
-    channel.exec(command)?;
-    channel.send_eof()?;
-    std::io::copy(channel, sink).context("reading the remote output")?;
-    let mut stderr = String::new();
-    channel.stderr().read_to_string(&mut stderr)?;
-    Ok(stderr)
-}
-
-fn finish(channel: &mut Channel, stdout: String, stderr: String) -> Result<ExecOutput> {
-    // The exit status is only final after the close; it reads 0 when the server sent none.
-    channel.wait_close()?;
-    Ok(ExecOutput {
-        status: channel.exit_status()?,
-        signal: channel.exit_signal()?.exit_signal,
-        stdout,
-        stderr,
-    })
 }
 
 fn http_get(session: &Session, host: &str, port: u16, path: &str) -> Result<HttpAnswer> {
