@@ -4,14 +4,16 @@
 //!
 //! `session` makes the session (`auth` checks both sides) and tells a dead link from other
 //! failures; `shell` runs batches of steps in the host's shell; `streaming` runs a command on a
-//! channel of its own.
+//! channel of its own; `tunnel` GETs over HTTP. [`SshRemote`] holds them together as a
+//! [`Remote`].
 
 mod auth;
 mod session;
 mod shell;
 mod streaming;
+mod tunnel;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,7 +23,6 @@ use ssh2::Session;
 use self::session::{COMMAND_TIMEOUT, Link, discard};
 use self::shell::Shell;
 use super::destination::Destination;
-use super::http::parse_http;
 use super::{Answer, ExecOutput, HttpAnswer, Remote, Step, probe};
 use crate::error::{Category, Tag};
 
@@ -127,26 +128,15 @@ impl Remote for SshRemote {
         self.link.still_connected()?;
         if !self.tunnel_refused {
             self.round_trips += 1;
-            self.link
-                .session
-                .set_timeout(timeout.as_millis().max(1) as u32);
-            let answer = http_get(&self.link.session, host, port, path);
-            self.link
-                .session
-                .set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
-            match answer {
+            match tunnel::get(&self.link.session, host, port, path, timeout) {
                 Err(e) if probe::is_refused(&e) => self.tunnel_refused = true,
                 answer => return self.link.explain(answer),
             }
         }
-        let first = self.notice.is_none();
-        let (tool, answer) = probe::get(self, host, port, path, timeout);
-        if let Some(tool) = tool.filter(|_| first) {
-            self.notice = Some(format!(
-                "sshd on {} refuses TCP forwarding (AllowTcpForwarding no): probing from the host \
-                 itself with {tool}",
-                self.link.label
-            ));
+        let (notice, answer) = tunnel::get_from_host(self, host, port, path, timeout);
+        // Once only: a notice already handed out stays as an empty one, not replaced.
+        if self.notice.is_none() {
+            self.notice = notice;
         }
         answer
     }
@@ -172,39 +162,4 @@ pub fn check_identity_files(files: &[PathBuf]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn http_get(session: &Session, host: &str, port: u16, path: &str) -> Result<HttpAnswer> {
-    let mut channel = session
-        .channel_direct_tcpip(host, port, None)
-        .map_err(|e| {
-            let refused = refuses_tunnels(&e);
-            let e = anyhow::Error::new(e).context(format!(
-                "cannot open a tunnel to {host}:{port} (does sshd allow TCP forwarding?)"
-            ));
-            if refused {
-                e.context(probe::TunnelRefused)
-            } else {
-                e
-            }
-        })?;
-    write!(
-        channel,
-        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: shipit\r\nConnection: close\r\n\r\n"
-    )?;
-    channel.send_eof()?;
-    let mut response = Vec::new();
-    channel.read_to_end(&mut response)?;
-    let _ = channel.close();
-    parse_http(&response)
-}
-
-/// Whether sshd refused a direct-tcpip channel by policy (SSH reason 1, "administratively
-/// prohibited") rather than failing to reach the port (reason 2, a service not listening yet).
-/// libssh2 hands the reason code over only inside its message: this is the one place that reads
-/// it, and turns it into [`probe::TunnelRefused`].
-fn refuses_tunnels(error: &ssh2::Error) -> bool {
-    const LIBSSH2_ERROR_CHANNEL_FAILURE: ssh2::ErrorCode = ssh2::ErrorCode::Session(-21);
-    error.code() == LIBSSH2_ERROR_CHANNEL_FAILURE
-        && error.message().contains("administratively prohibited")
 }
