@@ -8,6 +8,7 @@ pub mod destination;
 mod failure;
 #[cfg(test)]
 pub mod fake;
+mod http;
 pub mod known_hosts;
 pub mod probe;
 pub mod proxy;

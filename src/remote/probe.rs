@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use super::http::parse_http;
 use super::{Answer, Exit, HttpAnswer, Kind, Remote, Step};
 use crate::shell::quote;
 
@@ -76,7 +77,7 @@ pub fn get(
         _ => (None, output.stdout.as_str()),
     };
     let answer = match Exit::of_status(output.status) {
-        Exit::Success => super::ssh::parse_http(response.as_bytes()),
+        Exit::Success => parse_http(response.as_bytes()),
         Exit::NoProbeTool => Err(anyhow::Error::new(NoProbeTool {
             host: remote.label().to_string(),
             url,
@@ -198,7 +199,7 @@ mod tests {
             let stdout = String::from_utf8_lossy(&output.stdout);
             let (first, response) = stdout.split_once('\n').unwrap();
             assert_eq!(first, format!("tool={tool}"));
-            let answer = super::super::ssh::parse_http(response.as_bytes()).unwrap_or_else(|e| {
+            let answer = parse_http(response.as_bytes()).unwrap_or_else(|e| {
                 panic!(
                     "{tool}: {e}; stderr: {}",
                     String::from_utf8_lossy(&output.stderr)
