@@ -9,9 +9,9 @@ use anyhow::{Context, Result};
 
 use crate::config::FILE_NAME;
 use crate::error::{Category, Tag};
+use crate::names::AppName;
 use crate::project::{self, Language};
 use crate::ui::Ui;
-use crate::validate::validate_app_name;
 
 /// `shipit init`, from the command line.
 #[derive(Debug, Clone, Default)]
@@ -38,12 +38,9 @@ pub fn run(dir: &Path, args: &Options, ui: &Ui) -> Result<()> {
         );
     };
     let name = match &args.name {
-        Some(name) => {
-            validate_app_name(name)
-                .map_err(anyhow::Error::msg)
-                .tag(Category::Usage)?;
-            name.clone()
-        }
+        Some(name) => AppName::parse(name)
+            .map_err(anyhow::Error::msg)
+            .tag(Category::Usage)?,
         None => detected
             .default_app_name()
             .context("pass --name NAME")

@@ -18,6 +18,7 @@ pub mod init;
 pub mod logs;
 #[cfg(test)]
 mod module_graph;
+pub mod names;
 pub mod ops;
 pub mod package;
 pub mod paths;

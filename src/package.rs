@@ -107,7 +107,7 @@ fn write_package(
 ) -> Result<PathBuf> {
     let app = &config.app.name;
     let mut entries = vec![Entry {
-        path: app.clone(),
+        path: app.to_string(),
         mode: 0o755,
         source: EntrySource::File(artifact.path.clone()),
     }];
@@ -123,7 +123,7 @@ fn write_package(
     }));
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     let manifest = Manifest {
-        app: app.clone(),
+        app: app.to_string(),
         version: artifact.stamp.version.clone(),
         commit: artifact.stamp.commit.clone(),
         build_time: artifact.stamp.build_time(),

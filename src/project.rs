@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::names::AppName;
+
 use anyhow::{Context, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +46,7 @@ pub fn detect(root: &Path) -> Result<Detected> {
 impl Detected {
     /// The app name the project suggests: the last element of the Go module path, or the Cargo
     /// package name, turned into a valid app name.
-    pub fn default_app_name(&self) -> Result<String> {
+    pub fn default_app_name(&self) -> Result<AppName> {
         let raw = match self.language {
             Some(Language::Go) => go_module_name(&self.root.join("go.mod"))?,
             Some(Language::Rust) => cargo_package_name(&self.root.join("Cargo.toml"))?,
@@ -53,9 +55,7 @@ impl Detected {
                 self.root.display()
             ),
         };
-        let name = sanitize_app_name(&raw);
-        crate::validate::validate_app_name(&name).map_err(anyhow::Error::msg)?;
-        Ok(name)
+        AppName::parse(&sanitize_app_name(&raw)).map_err(anyhow::Error::msg)
     }
 }
 

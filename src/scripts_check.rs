@@ -13,6 +13,7 @@ use crate::hosts::deployed::ReadDeployed;
 use crate::hosts::log::{Entry, ReadLog, RecordLog};
 use crate::hosts::releases::ListReleases;
 use crate::hosts::{Layout, Script};
+use crate::names::ReleaseId;
 use crate::package::{FileEntry, Manifest, Package};
 use crate::remote::Kind;
 use crate::rollout::ArmedPolicy;
@@ -108,7 +109,7 @@ fn script_of(kind: Kind) -> String {
         &layout,
         "deploy",
         "1.0.0",
-        Some("0.9.0-aaaaaaaaaaaa"),
+        Some(&ReleaseId::from_host("0.9.0-aaaaaaaaaaaa")),
         "deployed",
         1.5,
     );
@@ -136,8 +137,12 @@ fn script_of(kind: Kind) -> String {
         Kind::Preflight => Preflight::new(&layout, &package(), &host_unit(), &health())
             .expect("a pre-flight")
             .assemble(&layout),
-        Kind::Arm => ArmTimer::new(&layout, Some("0.9.0-aaaaaaaaaaaa"), Duration::from_secs(90))
-            .assemble(&layout),
+        Kind::Arm => ArmTimer::new(
+            &layout,
+            Some(&ReleaseId::from_host("0.9.0-aaaaaaaaaaaa")),
+            Duration::from_secs(90),
+        )
+        .assemble(&layout),
         Kind::Switch => SwitchTo {
             release: layout.release.clone(),
             listen: Listen {
@@ -205,7 +210,10 @@ fn other_scripts() -> Vec<(&'static str, String)> {
     .map(String::from)
     .to_vec();
     vec![
-        ("heal", heal_script(&layout(), Some("0.9.0-aaaaaaaaaaaa"))),
+        (
+            "heal",
+            heal_script(&layout(), Some(&ReleaseId::from_host("0.9.0-aaaaaaaaaaaa"))),
+        ),
         ("heal-first-release", heal_script(&layout(), None)),
         ("exec", exec.script.clone()),
         ("exec-stop", service_run::stop_script(&exec.unit_name)),

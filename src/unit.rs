@@ -252,7 +252,7 @@ fn socket_data(config: &Config) -> Option<SocketData> {
     }
     let app = &config.app.name;
     Some(SocketData {
-        app: app.clone(),
+        app: app.to_string(),
         description: line_end(escape_specifiers(&format!(
             "{} (listening socket)",
             service.description
@@ -279,7 +279,7 @@ fn unit_data(config: &Config) -> UnitData {
         .collect::<Vec<_>>()
         .join(" ");
     UnitData {
-        app: app.clone(),
+        app: app.to_string(),
         description: line_end(escape_specifiers(&service.description)),
         user: service.user.clone(),
         working_directory: current_dir(app),

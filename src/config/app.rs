@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use super::model::{App, VersionSource};
 use super::raw::RawApp;
 use super::source::Source;
+use crate::names::AppName;
 use crate::project::Detected;
 use crate::validate::{validate_app_name, validate_version};
 
@@ -13,7 +14,7 @@ pub(super) fn parse_app(src: &Source, raw: Option<RawApp>, detected: &Detected) 
     let name = match name {
         Some(name) => {
             src.check(&name, |n| validate_app_name(n))?;
-            name.into_inner()
+            AppName::parse(name.get_ref()).map_err(anyhow::Error::msg)?
         }
         None => detected.default_app_name().with_context(|| {
             format!(

@@ -1,5 +1,6 @@
 //! The validated model of shipit.toml: what the rest of shipit reads, every value already checked.
 
+use crate::names::AppName;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -94,7 +95,7 @@ pub struct Deploy {
 
 #[derive(Debug, Clone)]
 pub struct App {
-    pub name: String,
+    pub name: AppName,
     pub version: VersionSource,
 }
 

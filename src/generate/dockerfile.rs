@@ -132,7 +132,7 @@ fn dockerfile_data(config: &Config) -> Result<DockerfileData> {
         .collect::<Vec<_>>()
         .join(", ");
     Ok(DockerfileData {
-        app: app.clone(),
+        app: app.to_string(),
         version: match &config.app.version {
             VersionSource::Literal(version) => version.clone(),
             VersionSource::Git => "dev".into(),
@@ -308,7 +308,7 @@ fn dockerignore_data(config: &Config) -> Result<DockerignoreData> {
     }
     ignore.extend(["Dockerfile".to_string(), ".dockerignore".to_string()]);
     Ok(DockerignoreData {
-        app: config.app.name.clone(),
+        app: config.app.name.to_string(),
         ignore,
         keep: config.service.files.clone(),
     })

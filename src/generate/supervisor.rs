@@ -73,7 +73,7 @@ fn data(config: &Config) -> Result<SupervisorData> {
         .div_ceil(service.start_limit_burst.max(1))
         .max(1);
     Ok(SupervisorData {
-        app: app.clone(),
+        app: app.to_string(),
         command: ini_value(&expandable(&command), "[service] exec_args")?,
         directory: crate::paths::current_dir(app),
         user: service.user.clone(),

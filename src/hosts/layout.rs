@@ -1,6 +1,7 @@
 //! Where things live on a server, in one place so every step agrees.
 
 use crate::config::Config;
+use crate::names::{AppName, ReleaseId};
 use crate::package::Package;
 use crate::shell::quote;
 
@@ -8,10 +9,10 @@ use crate::shell::quote;
 /// and still quoted wherever it enters a shell.
 #[derive(Debug, Clone)]
 pub struct Layout {
-    pub app: String,
+    pub app: AppName,
     pub user: String,
     /// `<version>-<first 12 hex of the package sha256>`
-    pub release: String,
+    pub release: ReleaseId,
     pub sha256: String,
 }
 
@@ -21,7 +22,7 @@ impl Layout {
         Layout {
             app: config.app.name.clone(),
             user: config.service.user.clone(),
-            release: format!("{}-{}", package.manifest.version, &package.sha256[..12]),
+            release: ReleaseId::of(&package.manifest.version, &package.sha256),
             sha256: package.sha256.clone(),
         }
     }
@@ -31,15 +32,15 @@ impl Layout {
         Layout {
             app: config.app.name.clone(),
             user: config.service.user.clone(),
-            release: String::new(),
+            release: ReleaseId::default(),
             sha256: String::new(),
         }
     }
 
     /// The same app's layout for another release on the host.
-    pub fn with_release(&self, release: &str) -> Layout {
+    pub fn with_release(&self, release: &ReleaseId) -> Layout {
         Layout {
-            release: release.to_string(),
+            release: release.clone(),
             ..self.clone()
         }
     }
@@ -98,11 +99,11 @@ impl Layout {
     /// `name=value` shell assignments for the paths, so scripts read as prose and quote once.
     pub fn shell_vars(&self) -> String {
         let values = [
-            self.app.clone(),
+            self.app.to_string(),
             self.user.clone(),
             self.base(),
             self.releases(),
-            self.release.clone(),
+            self.release.to_string(),
             self.release_dir(),
             self.current(),
             self.lock(),

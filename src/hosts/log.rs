@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::layout::Layout;
 use super::owner::LockOwner;
 use super::script::Script;
+use crate::names::ReleaseId;
 use crate::remote::{Kind, Step};
 
 /// Entries a host keeps.
@@ -29,10 +30,10 @@ pub struct Entry {
     /// `user@machine` that ran shipit.
     pub by: String,
     pub version: String,
-    pub release: String,
+    pub release: ReleaseId,
     /// The release that ran before.
     #[serde(default)]
-    pub previous: Option<String>,
+    pub previous: Option<ReleaseId>,
     /// As `deploy --json` says it: `deployed`, `failed`, `rolled-back`, `switched-back`,
     /// `skipped`; for a rollback, `rolled-back` or `failed`.
     pub outcome: String,
@@ -44,7 +45,7 @@ impl Entry {
         layout: &Layout,
         action: &str,
         version: &str,
-        previous: Option<&str>,
+        previous: Option<&ReleaseId>,
         outcome: &str,
         seconds: f64,
     ) -> Entry {
@@ -55,7 +56,7 @@ impl Entry {
             by: format!("{}@{}", me.user, me.from),
             version: version.into(),
             release: layout.release.clone(),
-            previous: previous.map(str::to_string),
+            previous: previous.cloned(),
             outcome: outcome.into(),
             seconds: (seconds * 10.0).round() / 10.0,
         }
@@ -146,12 +147,12 @@ impl Script for ReadLog {
 
 /// Who deployed `release`: the last deploy of it that reached its gate healthy, else the last
 /// that tried.
-pub fn deployed_by(entries: &[Entry], release: &str) -> Option<String> {
+pub fn deployed_by(entries: &[Entry], release: &ReleaseId) -> Option<String> {
     let deploys = || {
         entries
             .iter()
             .rev()
-            .filter(|e| e.action == "deploy" && e.release == release)
+            .filter(|e| e.action == "deploy" && e.release == *release)
     };
     deploys()
         .find(|e| e.outcome == "deployed")
@@ -194,8 +195,9 @@ mod tests {
             entry("rollback", "1-a", "rolled-back", "dee@d"),
             entry("deploy", "1-a", "failed", "eve@e"),
         ];
-        assert_eq!(deployed_by(&log, "1-a").as_deref(), Some("cy@c"));
-        assert_eq!(deployed_by(&log, "2-b").as_deref(), Some("bob@b"));
-        assert_eq!(deployed_by(&log, "3-c"), None);
+        let by = |release: &str| deployed_by(&log, &ReleaseId::from_host(release));
+        assert_eq!(by("1-a").as_deref(), Some("cy@c"));
+        assert_eq!(by("2-b").as_deref(), Some("bob@b"));
+        assert_eq!(by("3-c"), None);
     }
 }

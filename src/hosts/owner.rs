@@ -58,7 +58,7 @@ impl LockOwner {
                 .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() })),
             from: read_trimmed("/proc/sys/kernel/hostname"),
             pid,
-            version: layout.release.clone(),
+            version: layout.release.to_string(),
             since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             token: token().to_string(),
             machine: machine_id(),

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::script::{LIB, Script};
+use crate::names::ReleaseId;
 use crate::remote::Kind;
 
 /// The script: the host's clock (`now=`) and its releases.
@@ -27,7 +28,7 @@ impl Script for ListReleases {
 /// One release on the host, as `releases` and `rollback` see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Release {
-    pub name: String,
+    pub name: ReleaseId,
     pub version: String,
     pub deployed: String,
     pub current: bool,
@@ -68,8 +69,8 @@ pub fn parse_releases(out: &str) -> Vec<Release> {
     let mut list: Vec<Release> = found
         .into_iter()
         .map(|(mtime, name)| Release {
-            name: name.to_string(),
-            version: name.rsplit_once('-').map_or(name, |(v, _)| v).to_string(),
+            name: ReleaseId::from_host(name),
+            version: ReleaseId::from_host(name).version().to_string(),
             deployed: humantime::format_rfc3339_seconds(
                 SystemTime::UNIX_EPOCH + Duration::from_secs(mtime as u64),
             )
@@ -85,7 +86,7 @@ pub fn parse_releases(out: &str) -> Vec<Release> {
         .rev()
         .find(|h| **h != current && list.iter().any(|r| r.name == **h && !r.failed));
     for release in &mut list {
-        release.previous = previous.is_some_and(|p| *p == release.name);
+        release.previous = previous.is_some_and(|p| release.name == *p);
     }
     list
 }

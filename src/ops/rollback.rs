@@ -12,6 +12,7 @@ use crate::hosts::log::{Entry, RecordLog};
 use crate::hosts::releases::{ListReleases, parse_now, parse_releases};
 use crate::hosts::script::Script;
 use crate::hosts::{self, Connection, Layout, Runner};
+use crate::names::ReleaseId;
 use crate::rollout::phases::{self, Transfer};
 use crate::rollout::switch::{Listen, MarkRelease, switch_to};
 use crate::rollout::upload::Upload;
@@ -57,7 +58,7 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
         &layout.with_release(&chosen.target.clone().unwrap_or_default()),
         "rollback",
         chosen.version.as_deref().or(to).unwrap_or_default(),
-        chosen.from.as_deref(),
+        chosen.from.as_ref(),
         if result.is_ok() {
             "rolled-back"
         } else {
@@ -93,8 +94,8 @@ fn record_and_unlock(runner: &mut Runner, layout: &Layout, entry: &Entry) -> Res
 /// What a rollback found, for the host's deploy log, however far it got.
 #[derive(Default)]
 struct Chosen {
-    from: Option<String>,
-    target: Option<String>,
+    from: Option<ReleaseId>,
+    target: Option<ReleaseId>,
     version: Option<String>,
 }
 
@@ -105,7 +106,7 @@ fn rollback_locked(
     to: Option<&str>,
     chosen: &mut Chosen,
     ui: &Ui,
-) -> Result<String> {
+) -> Result<ReleaseId> {
     let out = runner.one(ListReleases.step(layout))?;
     let (releases, since) = (parse_releases(&out), parse_now(&out)?);
     let current = releases.iter().find(|r| r.current).map(|r| r.name.clone());

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::hosts::releases::{ListReleases, parse_releases};
 use crate::hosts::script::Script;
 use crate::hosts::{self, Connection, Runner};
+use crate::names::{AppName, ReleaseId};
 use crate::remote::Kind;
 use crate::rollout::health::{self, unit_properties};
 use crate::ui::{Format, Ui};
@@ -27,8 +28,8 @@ pub struct Request {
 #[derive(Debug, Serialize)]
 struct Status {
     host: String,
-    app: String,
-    release: Option<String>,
+    app: AppName,
+    release: Option<ReleaseId>,
     version: Option<String>,
     active_state: String,
     sub_state: String,
@@ -132,12 +133,12 @@ impl Status {
 }
 
 fn print_one(status: &Status) {
-    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let dash = |v: Option<&str>| v.unwrap_or("-").to_string();
     for (label, value) in [
         ("host", status.host.clone()),
-        ("app", status.app.clone()),
-        ("version", dash(&status.version)),
-        ("release", dash(&status.release)),
+        ("app", status.app.to_string()),
+        ("version", dash(status.version.as_deref())),
+        ("release", dash(status.release.as_deref())),
         (
             "state",
             format!("{}/{}", status.active_state, status.sub_state),
@@ -154,7 +155,7 @@ fn print_one(status: &Status) {
         ("restarts", status.n_restarts.to_string()),
         ("restart", status.restart.clone()),
         ("limitnofile", status.limit_nofile.clone()),
-        ("health", dash(&status.health)),
+        ("health", dash(status.health.as_deref())),
     ] {
         println!("{:<13}{value}", format!("{label}:"));
     }

@@ -268,10 +268,8 @@ impl Remote for FakeRemote {
         let mut host = self.host.lock().expect("fake host");
         host.round_trips += 1;
         host.gets += 1;
-        let version = host
-            .current
-            .rsplit_once('-')
-            .map_or(host.current.as_str(), |(v, _)| v)
+        let version = crate::names::ReleaseId::from_host(&host.current)
+            .version()
             .to_string();
         let status = if host.unhealthy.contains(&version) {
             503

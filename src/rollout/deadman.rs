@@ -24,6 +24,7 @@ use crate::hosts::owner::{LockOwner, token};
 use crate::hosts::runner::failed_with;
 use crate::hosts::script::{self, LIB, Script};
 use crate::hosts::{Layout, Runner};
+use crate::names::ReleaseId;
 use crate::remote::{Exit, Kind, Remote};
 
 pub fn unit(layout: &Layout) -> String {
@@ -35,8 +36,8 @@ pub fn unit(layout: &Layout) -> String {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ArmedTimer {
     pub owner: LockOwner,
-    pub release: String,
-    pub previous: Option<String>,
+    pub release: ReleaseId,
+    pub previous: Option<ReleaseId>,
     /// Written by the host when it arms the timer.
     #[serde(default, skip_serializing)]
     pub fires: u64,
@@ -79,11 +80,11 @@ pub struct ArmTimer {
 }
 
 impl ArmTimer {
-    pub fn new(layout: &Layout, previous: Option<&str>, timeout: Duration) -> ArmTimer {
+    pub fn new(layout: &Layout, previous: Option<&ReleaseId>, timeout: Duration) -> ArmTimer {
         let mut marker = serde_json::to_string(&ArmedTimer {
             owner: LockOwner::me(layout),
             release: layout.release.clone(),
-            previous: previous.map(str::to_string),
+            previous: previous.cloned(),
             fires: 0,
         })
         .expect("a marker serializes");
@@ -121,10 +122,13 @@ impl Script for ArmTimer {
 
 /// The timer's script (`heal.sh`, then the switch, then `healed.sh`). See the module comment
 /// for what it promises.
-pub fn heal_script(layout: &Layout, previous: Option<&str>) -> String {
+pub fn heal_script(layout: &Layout, previous: Option<&ReleaseId>) -> String {
     let values = [
         ("token", token().to_string()),
-        ("previous", previous.unwrap_or("").to_string()),
+        (
+            "previous",
+            previous.map(ReleaseId::to_string).unwrap_or_default(),
+        ),
     ];
     script::assemble(
         layout,

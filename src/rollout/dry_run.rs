@@ -41,7 +41,7 @@ pub fn plan(
         .manifest
         .files
         .iter()
-        .find(|f| f.path == layout.app)
+        .find(|f| layout.app == f.path.as_str())
         .map(|f| f.sha256.clone())
         .unwrap_or_default();
     runner.note(format!(

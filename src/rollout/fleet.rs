@@ -23,6 +23,7 @@ use crate::hosts::check::{CheckHost, HostUnit};
 use crate::hosts::log;
 use crate::hosts::script::Script;
 use crate::hosts::{Connect, Layout, Runner};
+use crate::names::ReleaseId;
 use crate::package::Package;
 use crate::remote::Remote;
 use crate::ui::Ui;
@@ -34,14 +35,14 @@ pub struct HostReport {
     pub outcome: Outcome,
     pub old_version: Option<String>,
     pub new_version: String,
-    pub release: String,
+    pub release: ReleaseId,
     pub uploaded: bool,
     /// "sent", "resumed", "skipped" (the host had it) or "-" (never got that far).
     pub upload: &'static str,
     pub resumed_from: u64,
     pub upload_seconds: f64,
     pub reused_release: bool,
-    pub previous: Option<String>,
+    pub previous: Option<ReleaseId>,
     pub pruned: Vec<String>,
     pub seconds: f64,
     /// How many times shipit waited for the host (see `Remote::round_trips`).
@@ -608,7 +609,7 @@ fn finish(ctx: &Context, run: &mut HostRun) {
         ctx.layout,
         "deploy",
         &ctx.package.manifest.version,
-        run.transfer.as_ref().and_then(|t| t.previous.as_deref()),
+        run.transfer.as_ref().and_then(|t| t.previous.as_ref()),
         outcome.kebab(),
         run.started.elapsed().as_secs_f64(),
     );

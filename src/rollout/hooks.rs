@@ -77,7 +77,7 @@ impl Release<'_> {
                 "SHIPIT_VERSION".into(),
                 self.package.manifest.version.clone(),
             ),
-            ("SHIPIT_RELEASE".into(), self.layout.release.clone()),
+            ("SHIPIT_RELEASE".into(), self.layout.release.to_string()),
             (
                 "SHIPIT_PREVIOUS_VERSION".into(),
                 self.previous_version.unwrap_or_default().to_string(),
@@ -244,9 +244,9 @@ impl Local<'_> {
     fn env(&self) -> Vec<(&'static str, String)> {
         let me = LockOwner::me(self.layout);
         let mut env = vec![
-            ("SHIPIT_APP", self.layout.app.clone()),
+            ("SHIPIT_APP", self.layout.app.to_string()),
             ("SHIPIT_VERSION", self.version.to_string()),
-            ("SHIPIT_RELEASE", self.layout.release.clone()),
+            ("SHIPIT_RELEASE", self.layout.release.to_string()),
             ("SHIPIT_HOSTS", self.hosts.join(" ")),
             ("SHIPIT_DEPLOYER", format!("{}@{}", me.user, me.from)),
         ];

@@ -23,6 +23,7 @@ use crate::hosts::check::{CheckHost, HostFacts, HostUnit};
 use crate::hosts::log::{Entry, RecordLog};
 use crate::hosts::script::Script;
 use crate::hosts::{Layout, Runner};
+use crate::names::ReleaseId;
 use crate::package::Package;
 use crate::remote::{Exit, Step};
 use crate::ui::Ui;
@@ -102,7 +103,7 @@ pub struct Transfer {
     pub upload_seconds: f64,
     pub reused_release: bool,
     /// The healthy release running before this deploy, to return to on failure.
-    pub previous: Option<String>,
+    pub previous: Option<ReleaseId>,
     pub previous_version: Option<String>,
     /// The host's clock before the switch, to show the journal from there.
     pub since: u64,
@@ -162,7 +163,7 @@ pub fn transfer(
             Then::Switch { options, health } => {
                 runner.cancel.check().map_err(before)?;
                 if let Some(timeout) = options.confirm_timeout {
-                    batch.push(ArmTimer::new(layout, previous.as_deref(), timeout).step(layout));
+                    batch.push(ArmTimer::new(layout, previous.as_ref(), timeout).step(layout));
                 }
                 starting(runner, layout, package, ui);
                 batch.push(switch_to(layout, &layout.release, listen(*health)));
@@ -312,7 +313,7 @@ pub fn activate(
                 .map_err(|e| interrupted_or(e, &host, "switching"))?;
             let mut batch = Vec::new();
             if let Some(timeout) = options.confirm_timeout {
-                let arm = ArmTimer::new(layout, transfer.previous.as_deref(), timeout);
+                let arm = ArmTimer::new(layout, transfer.previous.as_ref(), timeout);
                 batch.push(arm.step(layout));
             }
             starting(runner, layout, package, ui);
@@ -438,7 +439,7 @@ pub fn finish(
 pub fn switch_back(
     runner: &mut Runner,
     layout: &Layout,
-    previous: &str,
+    previous: &ReleaseId,
     health: Option<&Health>,
     options: &Options,
     ui: &Ui,
@@ -456,7 +457,7 @@ pub fn switch_back(
 fn restore(
     runner: &mut Runner,
     layout: &Layout,
-    previous: &str,
+    previous: &ReleaseId,
     health: Option<&Health>,
     ui: &Ui,
 ) -> Result<()> {
@@ -561,7 +562,7 @@ pub fn recover(
             )),
         );
     }
-    let Some(previous) = transfer.previous.as_deref() else {
+    let Some(previous) = transfer.previous.as_ref() else {
         return match runner.one(StopService.step(layout)) {
             Ok(_) => tagged(
                 if interrupted {

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::hosts::Layout;
 use crate::hosts::script::{LIB, Script};
-use crate::remote::Kind;
+use crate::names::ReleaseId;
+use crate::remote::{Kind, Step};
 
 /// The switch (`switch.sh`): deploy, rollback, a fleet's switch-back and the dead-man timer all
 /// run it.
@@ -27,7 +28,7 @@ pub struct Listen {
 /// Switches to `release` and restarts (see `switch.sh`), then answers with the unit's state
 /// once the service listens (see `started.sh`), so the health gate starts a round trip ahead.
 pub struct SwitchTo {
-    pub release: String,
+    pub release: ReleaseId,
     pub listen: Listen,
 }
 
@@ -39,7 +40,7 @@ impl Script for SwitchTo {
     fn values(&self) -> Vec<(&'static str, String)> {
         let listen = self.listen;
         vec![
-            ("target", self.release.clone()),
+            ("target", self.release.to_string()),
             (
                 "listen_port",
                 listen.port.map_or_else(String::new, |p| format!("{p:04X}")),
@@ -75,7 +76,7 @@ impl Script for ReadUnitState {
 
 /// Records a release as good (it passed its gate) or failed (it never counts as previous).
 pub struct MarkRelease {
-    pub release: String,
+    pub release: ReleaseId,
     pub healthy: bool,
 }
 
@@ -86,7 +87,7 @@ impl Script for MarkRelease {
 
     fn values(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("target", self.release.clone()),
+            ("target", self.release.to_string()),
             (
                 "healthy",
                 if self.healthy { "yes" } else { "no" }.to_string(),
@@ -134,7 +135,7 @@ impl Script for ReadJournal {
 /// Records the new current release as good, then keeps `keep` releases (see `finish.sh`); it
 /// answers with what it deleted ([`FinishRelease::pruned`]).
 pub struct FinishRelease {
-    pub release: String,
+    pub release: ReleaseId,
     pub keep: usize,
 }
 
@@ -151,7 +152,7 @@ impl Script for FinishRelease {
 
     fn values(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("target", self.release.clone()),
+            ("target", self.release.to_string()),
             ("keep", self.keep.to_string()),
         ]
     }
@@ -162,9 +163,9 @@ impl Script for FinishRelease {
 }
 
 /// The layout's own release, switched to.
-pub fn switch_to(layout: &Layout, release: &str, listen: Listen) -> crate::remote::Step<'static> {
+pub fn switch_to(layout: &Layout, release: &ReleaseId, listen: Listen) -> Step<'static> {
     SwitchTo {
-        release: release.to_string(),
+        release: release.clone(),
         listen,
     }
     .step(layout)

@@ -16,6 +16,7 @@ use crate::cancel::Cancel;
 use crate::config::{Argv, Health, HookHosts, Hooks};
 use crate::error::{Category, category_of};
 use crate::hosts::{Connect, Layout};
+use crate::names::ReleaseId;
 use crate::package::{FileEntry, Manifest, Package};
 use crate::remote::destination::Destination;
 use crate::remote::fake::{Host, Hosts, Reply};
@@ -138,7 +139,7 @@ impl World {
         Layout {
             app: "app".into(),
             user: "app".into(),
-            release: format!("2.0.0-{}", &self.package.sha256[..12]),
+            release: ReleaseId::of("2.0.0", &self.package.sha256),
             sha256: self.package.sha256.clone(),
         }
     }
