@@ -12,7 +12,7 @@ use crate::build::Target;
 use crate::hosts::Connection;
 use crate::ops;
 use crate::rollout::{self, Amount, ArmedPolicy, Canary, OnFailure};
-use crate::sandbox::{Init, Release};
+use crate::sandbox::{DEFAULT_NAME, Init, Release};
 use crate::ui::Format;
 
 #[derive(Debug, Parser)]
@@ -183,7 +183,7 @@ const HOSTS_HELP: &str =
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    #[arg(value_name = "HOST", default_value = "sandbox", help = HOSTS_HELP)]
+    #[arg(value_name = "HOST", default_value = DEFAULT_NAME, help = HOSTS_HELP)]
     pub hosts: Vec<String>,
     /// Deploy this package instead of building one
     #[arg(long, value_name = "FILE", conflicts_with_all = ["target", "version_override", "out_dir"])]
@@ -230,7 +230,7 @@ pub struct DeployArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    #[arg(value_name = "HOST", default_value = "sandbox", help = HOSTS_HELP)]
+    #[arg(value_name = "HOST", default_value = DEFAULT_NAME, help = HOSTS_HELP)]
     pub hosts: Vec<String>,
     /// Print the status as JSON
     #[arg(long)]
@@ -241,7 +241,7 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    #[arg(value_name = "HOST", default_value = "sandbox", help = HOSTS_HELP)]
+    #[arg(value_name = "HOST", default_value = DEFAULT_NAME, help = HOSTS_HELP)]
     pub hosts: Vec<String>,
     /// Keep printing new lines, from every host, until Ctrl-C (or --until)
     #[arg(short, long)]
@@ -270,7 +270,7 @@ pub struct LogsArgs {
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    #[arg(value_name = "HOST", default_value = "sandbox", help = HOSTS_HELP)]
+    #[arg(value_name = "HOST", default_value = DEFAULT_NAME, help = HOSTS_HELP)]
     pub hosts: Vec<String>,
     /// The command and its arguments, after `--`
     #[arg(value_name = "COMMAND", last = true, required = true)]
@@ -284,7 +284,7 @@ pub struct ExecArgs {
 
 #[derive(Debug, Args)]
 pub struct ReleasesArgs {
-    #[arg(default_value = "sandbox", help = HOST_HELP)]
+    #[arg(default_value = DEFAULT_NAME, help = HOST_HELP)]
     pub host: String,
     /// Print the releases as JSON
     #[arg(long)]
@@ -295,7 +295,7 @@ pub struct ReleasesArgs {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    #[arg(value_name = "HOST", default_value = "sandbox", help = HOSTS_HELP)]
+    #[arg(value_name = "HOST", default_value = DEFAULT_NAME, help = HOSTS_HELP)]
     pub hosts: Vec<String>,
     /// Show each host's last N entries
     #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 20)]
@@ -309,7 +309,7 @@ pub struct HistoryArgs {
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
-    #[arg(default_value = "sandbox", help = HOST_HELP)]
+    #[arg(default_value = DEFAULT_NAME, help = HOST_HELP)]
     pub host: String,
     /// Return to the newest good release of this version instead of the previous one
     #[arg(long, value_name = "VERSION")]
@@ -328,7 +328,7 @@ pub enum LockCommand {
 
 #[derive(Debug, Args)]
 pub struct HostArgs {
-    #[arg(default_value = "sandbox", help = HOST_HELP)]
+    #[arg(default_value = DEFAULT_NAME, help = HOST_HELP)]
     pub host: String,
     #[command(flatten)]
     pub connect: ConnectArgs,

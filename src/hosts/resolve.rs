@@ -2,6 +2,9 @@
 //! [`Destination`] (a `[hosts]` entry, `ssh -G`, or a sandbox host), and its health settings;
 //! and one host opened, as the commands that look at a deployed app start.
 
+use std::net::ToSocketAddrs;
+use std::path::Path;
+
 use anyhow::Result;
 
 use super::connection::{Connection, connect};
@@ -10,6 +13,7 @@ use crate::config::{Config, Health};
 use crate::remote::Remote;
 use crate::remote::destination::{self, Destination};
 use crate::remote::ssh::check_identity_files;
+use crate::sandbox;
 use crate::ui::Ui;
 
 /// Host names with `[groups]` expanded, in order, each once.
@@ -37,13 +41,55 @@ pub fn resolve(config: &Config, host: &str, connection: &Connection) -> Result<D
         identity_file: e.identity_file.clone(),
         proxy_jump: e.proxy_jump.clone(),
     });
-    destination::resolve(
+    let sandbox_config = sandbox::ssh_config_path();
+    let destination = destination::resolve(
         host,
         entry.as_ref(),
         &connection.identity,
         connection.ssh_config.as_deref(),
-        &crate::sandbox::ssh_config_path(),
-    )
+        &sandbox_config,
+    )?;
+    // The name every command defaults to, with no sandbox host of that name and no alias or
+    // address behind it: say so now, before a build, rather than "cannot resolve" later.
+    let unknown = entry.is_none()
+        && !destination.sandbox
+        && destination.hostname == host
+        && (host, destination.port).to_socket_addrs().is_err();
+    if host == sandbox::DEFAULT_NAME && unknown {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let sudo = if unsafe { libc::geteuid() } == 0 {
+            ""
+        } else {
+            "sudo "
+        };
+        crate::fail!(
+            Usage,
+            "there is no sandbox host here: {}\n  help: name a host (user@server, a [hosts] name \
+             or an ssh alias), or boot a local one with `{sudo}shipit sandbox up`",
+            why_no_sandbox(&sandbox_config)
+        );
+    }
+    Ok(destination)
+}
+
+/// Why the sandbox's ssh_config names no host called `sandbox`.
+fn why_no_sandbox(sandbox_config: &Path) -> String {
+    match std::fs::read_to_string(sandbox_config) {
+        Ok(_) => format!(
+            "the sandbox has no host named {} (`sudo shipit sandbox list` shows its hosts)",
+            sandbox::DEFAULT_NAME
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => format!(
+            "{} is root's, and shipit runs as {} (run it with sudo, as the sandbox's hosts are \
+             root's)",
+            sandbox_config.display(),
+            std::env::var("USER").unwrap_or_else(|_| "another user".into())
+        ),
+        Err(_) => format!(
+            "none was booted ({} does not exist)",
+            sandbox_config.display()
+        ),
+    }
 }
 
 /// shipit.toml's `[health]` with the host's own `health_url`, if it has one.
