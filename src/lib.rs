@@ -5,6 +5,7 @@
 //! deployed; [`sandbox`] boots local hosts to rehearse deploys on; [`generate`] describes the
 //! same service for Docker, Kubernetes and supervisord. ARCHITECTURE.md has the map.
 
+pub mod actions;
 pub mod build;
 pub mod cancel;
 pub mod cli;

@@ -165,9 +165,7 @@ fn visit(file: &Path, module: Module, modules: &mut BTreeMap<Module, (PathBuf, S
     };
     let lines: Vec<&str> = text.lines().collect();
     for (i, line) in lines.iter().enumerate() {
-        let declared = line
-            .trim()
-            .trim_start_matches("pub ")
+        let declared = visibility_stripped(line.trim())
             .strip_prefix("mod ")
             .and_then(|rest| rest.strip_suffix(';'));
         let test_only = i > 0 && lines[i - 1].trim() == "#[cfg(test)]";
@@ -210,6 +208,19 @@ fn code_of(text: &str) -> String {
         }
     }
     code
+}
+
+/// `pub mod x;`, `pub(crate) mod x;` → `mod x;`
+fn visibility_stripped(line: &str) -> &str {
+    let Some(rest) = line.strip_prefix("pub") else {
+        return line;
+    };
+    match rest.strip_prefix('(') {
+        Some(scoped) => scoped
+            .split_once(')')
+            .map_or(line, |(_, after)| after.trim_start()),
+        None => rest.trim_start(),
+    }
 }
 
 fn identifier(text: &str) -> &str {

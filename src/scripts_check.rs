@@ -6,6 +6,17 @@
 
 use std::time::Duration;
 
+use crate::actions::ArmedPolicy;
+use crate::actions::deadman::{ArmTimer, DisarmTimer, heal_script};
+use crate::actions::hooks::hook_script;
+use crate::actions::lock::{HeldLock, ReadLock, ReleaseLock, TakeLock};
+use crate::actions::preflight::Preflight;
+use crate::actions::release::UnpackRelease;
+use crate::actions::survey::SurveyHost;
+use crate::actions::switch::{
+    FinishRelease, Listen, MarkRelease, ReadJournal, ReadUnitState, StopService, SwitchTo,
+};
+use crate::actions::upload::SendPackage;
 use crate::build::Target as Platform;
 use crate::config::Health;
 use crate::hosts::check::{CheckHost, HostUnit};
@@ -16,18 +27,7 @@ use crate::hosts::{Layout, Script};
 use crate::names::ReleaseId;
 use crate::package::{FileEntry, Manifest, Package};
 use crate::remote::Kind;
-use crate::rollout::ArmedPolicy;
-use crate::rollout::deadman::{ArmTimer, DisarmTimer, heal_script};
 use crate::rollout::dry_run::ReadInstalled;
-use crate::rollout::hooks::hook_script;
-use crate::rollout::lock::{HeldLock, ReadLock, ReleaseLock, TakeLock};
-use crate::rollout::preflight::Preflight;
-use crate::rollout::release::UnpackRelease;
-use crate::rollout::survey::SurveyHost;
-use crate::rollout::switch::{
-    FinishRelease, Listen, MarkRelease, ReadJournal, ReadUnitState, StopService, SwitchTo,
-};
-use crate::rollout::upload::SendPackage;
 use crate::service_run::{self, ServiceRun};
 
 const UNIT: &str = "[Unit]\nDescription=app\n\n[Service]\nType=simple\nUser=app\n\

@@ -156,6 +156,13 @@ impl<'a> Runner<'a> {
     }
 }
 
+/// The next answer of a batch, as [`Runner::run`] gave them.
+pub fn next(answers: &mut impl Iterator<Item = Result<String>>) -> Result<String> {
+    answers
+        .next()
+        .unwrap_or_else(|| Err(anyhow::anyhow!("a step got no answer")))
+}
+
 /// Plans show scripts without the preamble every step repeats.
 fn script_body(script: &str) -> String {
     script

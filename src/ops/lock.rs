@@ -3,10 +3,10 @@
 
 use anyhow::Result;
 
+use crate::actions::{deadman, lock};
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::hosts::{self, Connection, Runner};
-use crate::rollout::{deadman, lock};
 use crate::ui::Ui;
 
 /// `shipit lock`, as the command line asked for it.

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::actions::recover::{self, OnFailure};
+use crate::actions::switch::{Listen, MarkRelease, switch_to};
+use crate::actions::{ArmedPolicy, health, lock};
 use crate::cancel::Cancel;
 use crate::config::{Config, Health};
 use crate::error::{Category, Tag};
@@ -13,10 +16,6 @@ use crate::hosts::releases::{ListReleases, parse_now, parse_releases};
 use crate::hosts::script::Script;
 use crate::hosts::{self, Connection, Layout, Runner};
 use crate::names::ReleaseId;
-use crate::rollout::phases::{self, Transfer};
-use crate::rollout::switch::{Listen, MarkRelease, switch_to};
-use crate::rollout::upload::Upload;
-use crate::rollout::{ArmedPolicy, OnFailure, health, lock};
 use crate::ui::Ui;
 
 /// `shipit rollback`, as the command line asked for it.
@@ -148,7 +147,7 @@ fn rollback_locked(
     let switched = runner
         .one(switch_to(layout, &target.name, Listen::default()))
         .and_then(|out| {
-            let state = phases::switched_state(runner, layout, &out, ui);
+            let state = recover::switched_state(runner, layout, &out, ui);
             health::gate(
                 runner,
                 layout,
@@ -170,19 +169,12 @@ fn rollback_locked(
             )?;
             Ok(target.name.clone())
         }
-        Err(failure) => Err(phases::recover(
+        Err(failure) => Err(recover::recover(
             runner,
             &layout.with_release(&target.name),
             health,
-            &Transfer {
-                upload: Upload::Skipped,
-                upload_seconds: 0.0,
-                reused_release: true,
-                previous: current,
-                previous_version: None,
-                since,
-                started: None,
-            },
+            current.as_ref(),
+            since,
             failure,
             OnFailure::RollBack,
             ui,

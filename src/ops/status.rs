@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::actions::health::{self, unit_properties};
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::hosts::releases::{ListReleases, parse_releases};
@@ -14,7 +15,6 @@ use crate::hosts::script::Script;
 use crate::hosts::{self, Connection, Runner};
 use crate::names::{AppName, ReleaseId};
 use crate::remote::Kind;
-use crate::rollout::health::{self, unit_properties};
 use crate::ui::{Format, Ui};
 
 /// `shipit status`, as the command line asked for it.

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use super::dry_run;
 use super::fleet::{self, HostReport};
 use super::report::{outcome, print_summary};
 use super::request::{Canary, Options, Request};
 use super::targets::targets;
-use super::{dry_run, health, hooks, lock};
+use crate::actions::{health, hooks, lock};
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::error::{Category, tagged};

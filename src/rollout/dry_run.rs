@@ -5,9 +5,10 @@ use std::borrow::Cow;
 
 use anyhow::Result;
 
+use super::phases;
 use super::request::Options;
 use super::targets::Target;
-use super::{hooks, phases, preflight};
+use crate::actions::{hooks, preflight};
 use crate::build::Target as Platform;
 use crate::config::Config;
 use crate::hosts::check::{CheckHost, HostUnit};

@@ -8,13 +8,13 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::hooks::{self, OnHost};
 use super::phases::{self, Then, Transfer};
 use super::request::{Canary, Options, Rollout};
-use super::survey::Survey;
 use super::targets::Target;
-use super::upload::Upload;
-use super::{deadman, health, preflight};
+use crate::actions::hooks::{self, OnHost};
+use crate::actions::survey::Survey;
+use crate::actions::upload::Upload;
+use crate::actions::{deadman, health, preflight};
 use crate::build::Target as Platform;
 use crate::cancel::{Cancel, interrupted};
 use crate::config::{Argv, Hooks};

@@ -4,23 +4,23 @@
 //! [`activate`] (switch, health gate, rollback on failure) and [`finish`] (record, prune,
 //! unlock). Each is one round trip on a healthy path.
 
-use std::time::Duration;
-
 use anyhow::Result;
 
-use super::deadman::{self, ArmTimer, ArmedTimer, Disarm, DisarmTimer};
-use super::health::{self, OnInterrupt, UnitState};
-use super::release::{UnpackRelease, out_of_space};
-use super::request::{OnFailure, Options};
-use super::survey::{Survey, SurveyHost, check_room};
-use super::switch::{FinishRelease, Listen, MarkRelease, ReadJournal, StopService, switch_to};
-use super::upload::{SendPackage, Upload};
-use super::{lock, preflight};
+use super::request::Options;
+use crate::actions::deadman::{self, ArmTimer, ArmedTimer, Disarm};
+use crate::actions::health::{self, OnInterrupt, UnitState};
+use crate::actions::recover::{listen, recover, restore, switched_state};
+use crate::actions::release::{UnpackRelease, out_of_space};
+use crate::actions::survey::{Survey, SurveyHost, check_room};
+use crate::actions::switch::{FinishRelease, switch_to};
+use crate::actions::upload::{SendPackage, Upload};
+use crate::actions::{lock, preflight};
 use crate::build::Target;
 use crate::config::Health;
 use crate::error::{Category, tagged};
 use crate::hosts::check::{CheckHost, HostFacts, HostUnit};
 use crate::hosts::log::{Entry, RecordLog};
+use crate::hosts::runner::next;
 use crate::hosts::script::Script;
 use crate::hosts::{Layout, Runner};
 use crate::names::ReleaseId;
@@ -88,12 +88,6 @@ pub fn begin(
         armed: taken.armed,
         survey,
     })
-}
-
-fn next(answers: &mut impl Iterator<Item = Result<String>>) -> Result<String> {
-    answers
-        .next()
-        .unwrap_or_else(|| Err(anyhow::anyhow!("a step got no answer")))
 }
 
 /// What the transfer phase found and did on one host.
@@ -225,20 +219,6 @@ pub fn transfer(
     }
 }
 
-/// How long the switch step waits on the host for the health URL's port to listen: the first
-/// probe interval, when the URL is on the host itself.
-fn listen(health: Option<&Health>) -> Listen {
-    let Some(health) = health else {
-        return Listen::default();
-    };
-    let (host, port, _) = health.endpoint();
-    let local = matches!(host.as_str(), "127.0.0.1" | "localhost" | "::1" | "0.0.0.0");
-    Listen {
-        port: local.then_some(port),
-        wait: health.interval.min(Duration::from_secs(5)),
-    }
-}
-
 fn report_upload(runner: &Runner, upload: Upload, seconds: f64, package: &Package, ui: &Ui) {
     let host = runner.label();
     match upload {
@@ -259,25 +239,6 @@ fn report_upload(runner: &Runner, upload: Upload, seconds: f64, package: &Packag
         ),
         Upload::Sent { .. } => {}
     }
-}
-
-/// The unit's state after a switch, saying so when the switch had to stop the service before
-/// its socket unit could take the port (see `switch.sh`).
-pub fn switched_state(runner: &Runner, layout: &Layout, out: &str, ui: &Ui) -> UnitState {
-    if out.lines().any(|l| l == "socket=first") {
-        ui.status(
-            "Note",
-            format_args!(
-                "{}: {} bound its port itself, so it stopped before {} could take the port: \
-                 connections were refused for this one restart; from now on they wait in the \
-                 socket's queue",
-                runner.label(),
-                layout.unit_name(),
-                layout.socket_name()
-            ),
-        );
-    }
-    health::parse_state(out)
 }
 
 fn starting(runner: &Runner, layout: &Layout, package: &Package, ui: &Ui) {
@@ -351,7 +312,8 @@ pub fn activate(
             runner,
             layout,
             health,
-            transfer,
+            transfer.previous.as_ref(),
+            transfer.since,
             failure,
             options.on_failure,
             ui,
@@ -453,27 +415,6 @@ pub fn switch_back(
     restore(runner, layout, previous, health, ui)
 }
 
-/// Switches to `previous` and proves it healthy, whatever Ctrl-C says.
-fn restore(
-    runner: &mut Runner,
-    layout: &Layout,
-    previous: &ReleaseId,
-    health: Option<&Health>,
-    ui: &Ui,
-) -> Result<()> {
-    let state = runner.one(switch_to(layout, previous, listen(health)))?;
-    let state = switched_state(runner, layout, &state, ui);
-    health::gate(
-        runner,
-        layout,
-        health,
-        None,
-        Some(state),
-        OnInterrupt::Continue,
-        ui,
-    )
-}
-
 /// An interruption before the switch leaves the host as it was; say so.
 pub fn interrupted_or(error: anyhow::Error, host: &str, before: &str) -> anyhow::Error {
     if crate::error::category_of(&error) == Some(Category::Interrupted) {
@@ -483,118 +424,5 @@ pub fn interrupted_or(error: anyhow::Error, host: &str, before: &str) -> anyhow:
         )
     } else {
         error
-    }
-}
-
-/// After a failed start: show the journal, then return to the previous release (or stop the
-/// service when there is none) and check it; say which of those happened.
-pub fn recover(
-    runner: &mut Runner,
-    layout: &Layout,
-    health: Option<&Health>,
-    transfer: &Transfer,
-    failure: anyhow::Error,
-    on_failure: OnFailure,
-    ui: &Ui,
-) -> anyhow::Error {
-    runner.clean_up();
-    let host = runner.label();
-    let interrupted = crate::error::category_of(&failure) == Some(Category::Interrupted);
-    // The timer must not fire into the rollback; if it fired already, it does the rollback.
-    // Disarming, the journal and marking the release failed go in one batch.
-    let mut answers = runner
-        .run(vec![
-            DisarmTimer::new(layout).step(layout),
-            ReadJournal {
-                since: transfer.since,
-            }
-            .step(layout)
-            .always(),
-            MarkRelease {
-                release: layout.release.clone(),
-                healthy: false,
-            }
-            .step(layout)
-            .always(),
-        ])
-        .map(Vec::into_iter);
-    let mut take = || match &mut answers {
-        Ok(answers) => next(answers),
-        Err(e) => Err(anyhow::anyhow!("{e:#}")),
-    };
-    let disarmed = DisarmTimer::read(take(), runner.is_dry_run());
-    if let Ok(Disarm::Fired(verdict)) = disarmed {
-        return tagged(
-            Category::RollbackFailed,
-            failure.context(format!(
-                "{} {} failed on {host}, and its dead-man timer fired before shipit could roll \
-                 back: {verdict}\n  help: inspect with `shipit status {host}`",
-                layout.app, layout.release
-            )),
-        );
-    }
-    if let Ok(journal) = take() {
-        ui.diagnostic(format_args!(
-            "--- journal of {} on {host} since the restart ---\n{}\n---",
-            layout.unit_name(),
-            journal.trim_end()
-        ));
-    }
-    let _ = take();
-    let failure = if interrupted {
-        anyhow::anyhow!(
-            "interrupted while {} {} was starting on {host}",
-            layout.app,
-            layout.release
-        )
-    } else {
-        failure.context(format!(
-            "{} {} failed its health check on {host}",
-            layout.app, layout.release
-        ))
-    };
-    if on_failure == OnFailure::Stay && !interrupted {
-        return tagged(
-            Category::Remote,
-            failure.context(format!(
-                "--no-rollback: {} stays on {host} as it is",
-                layout.release
-            )),
-        );
-    }
-    let Some(previous) = transfer.previous.as_ref() else {
-        return match runner.one(StopService.step(layout)) {
-            Ok(_) => tagged(
-                if interrupted {
-                    Category::Interrupted
-                } else {
-                    Category::Remote
-                },
-                failure.context(
-                    "there is no earlier release to return to, so the service was stopped",
-                ),
-            ),
-            Err(e) => tagged(Category::RollbackFailed, e.context(format!("{failure:#}"))),
-        };
-    };
-    ui.status("Rolling back", format_args!("to {previous} on {host}"));
-    match restore(runner, layout, previous, health, ui) {
-        Ok(()) => tagged(
-            if interrupted {
-                Category::Interrupted
-            } else {
-                Category::RolledBack
-            },
-            failure.context(format!(
-                "rolled back: {previous} is running again on {host} and passed its health check"
-            )),
-        ),
-        Err(e) => tagged(
-            Category::RollbackFailed,
-            anyhow::anyhow!(
-                "{failure:#}\nand rolling back to {previous} failed too: {e:#}\n  \
-                 help: inspect with `shipit status {host}` and `shipit logs {host}`"
-            ),
-        ),
     }
 }

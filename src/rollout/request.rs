@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::actions::{ArmedPolicy, OnFailure};
 use crate::hosts::Connection;
 use crate::package::BuildOptions;
 use crate::ui::Format;
@@ -31,24 +32,6 @@ pub struct Request {
     pub options: Options,
     pub rollout: Rollout,
     pub connection: Connection,
-}
-
-/// Whether a failed release stays in place (`--no-rollback`) or the previous one comes back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnFailure {
-    RollBack,
-    Stay,
-}
-
-/// What to do about another deploy's armed dead-man timer once the lock is ours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArmedPolicy {
-    /// Let go of the lock and fail: the timer may still switch the host back.
-    Refuse,
-    /// Disarm it (`--force-disarm`).
-    Disarm,
-    /// Leave it armed; it will find `current` moved and do nothing (`shipit rollback`).
-    Keep,
 }
 
 /// How to roll out, from `--batch`, `--canary`, `--max-fail`, `--rollback-all-on-failure`.

@@ -10,8 +10,9 @@ use anyhow::Result;
 
 use super::fleet::{self, Context, HostReport, Outcome};
 use super::report::outcome;
-use super::request::{Amount, ArmedPolicy, Canary, OnFailure, Options, Rollout};
+use super::request::{Amount, Canary, Options, Rollout};
 use super::targets::Target;
+use crate::actions::{ArmedPolicy, OnFailure};
 use crate::cancel::Cancel;
 use crate::config::{Argv, Health, HookHosts, Hooks};
 use crate::error::{Category, category_of};

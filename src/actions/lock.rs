@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::deadman::{self, ArmedTimer};
-use super::request::ArmedPolicy;
 use crate::error::{Category, tagged};
 use crate::hosts::owner::{LockOwner, token};
 use crate::hosts::runner::failed_with;
@@ -97,6 +96,17 @@ pub fn describe(held: &HeldLock) -> String {
         Some(owner) => format!("{owner} (refreshed {age} ago)"),
         None => format!("owner unknown (made {age} ago)"),
     }
+}
+
+/// What to do about another deploy's armed dead-man timer once the lock is ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArmedPolicy {
+    /// Let go of the lock and fail: the timer may still switch the host back.
+    Refuse,
+    /// Disarm it (`--force-disarm`).
+    Disarm,
+    /// Leave it armed; it will find `current` moved and do nothing (`shipit rollback`).
+    Keep,
 }
 
 /// Which lock the next attempt may replace: the one it found stale, named by its owner's token.
