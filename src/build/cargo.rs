@@ -12,8 +12,10 @@ use std::process::{Command, Output};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
+use super::query::capture;
+use super::stamp::Stamp;
+use super::target::Target;
 use super::toolchain::{self, INSTALL_ZIGBUILD};
-use super::{Stamp, Target, capture};
 use crate::config::{Builder, Config};
 use crate::process::{spawn_tool, tool_failed};
 use crate::ui::Ui;
