@@ -10,24 +10,30 @@
 //! `overlay/upper` as the upper one, or a copy of it where overlayfs cannot be used.
 
 mod client;
+mod files;
+mod host;
 mod machine;
 mod net;
+mod paths;
 mod rootfs;
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
-use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
+use std::fs::{self, File};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Category, Tag};
 use crate::ui::Ui;
 use crate::validate::validate_app_name;
+use files::{lock_file, remove_dir};
+use host::{Bastion, Template};
+use paths::host_dir;
+
+pub use host::{Host, Init, Release};
+pub use paths::{identity_path, known_hosts_path, ssh_config_path, state_dir};
 
 pub const DEFAULT_NAME: &str = "sandbox";
 
@@ -39,205 +45,6 @@ const UP_NEEDS: &[(&str, &str)] = &[
     ("ssh-keygen", "openssh-client"),
 ];
 const DOWN_NEEDS: &[(&str, &str)] = &[("ip", "iproute2")];
-
-/// Where hosts, the client key and the ssh files live: `$SHIPIT_SANDBOX_DIR`, else
-/// `/var/lib/shipit/sandbox`.
-pub fn state_dir() -> PathBuf {
-    dir_from_env("SHIPIT_SANDBOX_DIR", "/var/lib/shipit/sandbox")
-}
-
-/// An `ssh_config` with one block per host: `ssh -F <this> NAME` logs in as root.
-pub fn ssh_config_path() -> PathBuf {
-    state_dir().join("ssh_config")
-}
-
-/// Every host's real host key, so connections can check keys strictly.
-pub fn known_hosts_path() -> PathBuf {
-    state_dir().join("known_hosts")
-}
-
-/// The private key every host authorizes for root.
-pub fn identity_path() -> PathBuf {
-    state_dir().join("id_ed25519")
-}
-
-fn dir_from_env(var: &str, default: &str) -> PathBuf {
-    match std::env::var_os(var).filter(|dir| !dir.is_empty()) {
-        // Absolute, because the path ends up in ssh_config and in claims other processes read.
-        Some(dir) => std::path::absolute(&dir).unwrap_or_else(|_| dir.into()),
-        None => PathBuf::from(default),
-    }
-}
-
-fn host_dir(name: &str) -> PathBuf {
-    state_dir().join("hosts").join(name)
-}
-
-/// A sandbox host, as recorded in `hosts/<name>/host.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Host {
-    pub name: String,
-    pub address: Ipv4Addr,
-    netns: String,
-    veth: String,
-    /// The systemd-nspawn process, once started.
-    pid: Option<u32>,
-    /// N of the subnet 10.213.N.0/30.
-    index: u8,
-    /// The cgroups the container was started in, one per cgroup hierarchy.
-    cgroups: Vec<PathBuf>,
-    /// Whether `rootfs/` is an overlayfs mount over the cache rather than a copy of it. Absent
-    /// in records from before overlays, whose rootfs is always a copy.
-    #[serde(default)]
-    overlay: bool,
-    /// Absent in records from before releases, which were all bookworm.
-    #[serde(default = "default_release")]
-    pub release: Release,
-    #[serde(default = "default_init")]
-    pub init: Init,
-    /// The host whose network this one hangs off (`up --behind`); only it reaches this one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    behind: Option<Bastion>,
-}
-
-/// A host's bastion, as `net` and `machine` need it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Bastion {
-    name: String,
-    netns: String,
-}
-
-fn default_release() -> Release {
-    Release::Bookworm
-}
-
-fn default_init() -> Init {
-    Init::Systemd
-}
-
-impl Release {
-    pub const ALL: [Release; 3] = [Release::Bullseye, Release::Bookworm, Release::Trixie];
-
-    /// The Debian suite name, as debootstrap takes it.
-    pub fn suite(self) -> &'static str {
-        match self {
-            Release::Bullseye => "bullseye",
-            Release::Bookworm => "bookworm",
-            Release::Trixie => "trixie",
-        }
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            Release::Bullseye => "Debian 11, systemd 247",
-            Release::Bookworm => "Debian 12, systemd 252",
-            Release::Trixie => "Debian 13, systemd 257",
-        }
-    }
-}
-
-impl Init {
-    pub const ALL: [Init; 2] = [Init::Systemd, Init::Sshd];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Init::Systemd => "systemd",
-            Init::Sshd => "sshd",
-        }
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            Init::Systemd => "systemd boots the host, as on a server",
-            Init::Sshd => "sshd is PID 1: reachable, but nothing shipit can deploy to",
-        }
-    }
-}
-
-impl Host {
-    fn new(name: &str, index: u8, template: &Template, behind: Option<&Host>) -> Host {
-        let netns = format!("shipit-sbx-{index}");
-        Host {
-            name: name.to_string(),
-            address: Ipv4Addr::new(10, 213, index, 2),
-            cgroups: template
-                .cgroup_parents
-                .iter()
-                .map(|parent| parent.join(&netns))
-                .collect(),
-            netns,
-            veth: format!("shsb-{index}"),
-            pid: None,
-            index,
-            overlay: false,
-            release: template.release,
-            init: template.init,
-            behind: behind.map(|bastion| Bastion {
-                name: bastion.name.clone(),
-                netns: bastion.netns.clone(),
-            }),
-        }
-    }
-
-    pub fn dir(&self) -> PathBuf {
-        host_dir(&self.name)
-    }
-
-    pub fn rootfs(&self) -> PathBuf {
-        self.dir().join("rootfs")
-    }
-
-    /// What systemd-nspawn and the container's console printed.
-    pub fn console_log(&self) -> PathBuf {
-        self.dir().join("console.log")
-    }
-
-    /// Whether its systemd-nspawn is alive; a recycled PID does not count.
-    pub fn is_running(&self) -> bool {
-        machine::is_running(self)
-    }
-
-    fn save(&self) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self)?;
-        write_atomic(&self.dir().join("host.json"), &json)
-    }
-}
-
-/// What every new host is made from.
-struct Template {
-    release: Release,
-    init: Init,
-    /// The release's cached rootfs.
-    rootfs: PathBuf,
-    /// The client key root accepts.
-    public_key: String,
-    /// Where each host's own cgroups go, one per cgroup hierarchy.
-    cgroup_parents: Vec<PathBuf>,
-    /// Whether to try an overlay for the next host; cleared once one fails.
-    try_overlay: Cell<bool>,
-}
-
-/// The Debian releases `shipit sandbox` boots, with the systemd each ships.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Release {
-    /// Debian 11, systemd 247
-    Bullseye,
-    /// Debian 12, systemd 252
-    Bookworm,
-    /// Debian 13, systemd 257
-    Trixie,
-}
-
-/// What runs as PID 1 in a sandbox host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Init {
-    /// systemd boots the host, as on a server
-    Systemd,
-    /// sshd is PID 1: reachable, but nothing shipit can deploy to
-    Sshd,
-}
 
 /// What `up` is asked for beyond the names: a running host must match it.
 #[derive(Debug, Clone, Default)]
@@ -659,44 +466,11 @@ fn lock_state() -> Result<File> {
     lock_file(&dir.join("lock"))
 }
 
-/// An exclusive lock that lasts as long as the returned file is open.
-fn lock_file(path: &Path) -> Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    // SAFETY: flock only reads the descriptor, which `file` keeps open.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("cannot lock {}", path.display()));
-    }
-    Ok(file)
-}
-
-/// Replaces a file whole, so a reader never sees half of it.
-fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let temp = path.with_extension("tmp");
-    fs::write(&temp, contents)
-        .and_then(|()| fs::rename(&temp, path))
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
 /// Deletes a host's directory, unmounting its rootfs first whatever the record says: a host may
 /// be half set up, or its record be from before overlays.
 fn remove_host_dir(dir: &Path, ui: &Ui) -> Result<()> {
     rootfs::unmount(&dir.join("rootfs"), ui)?;
     remove_dir(dir)
-}
-
-fn remove_dir(dir: &Path) -> Result<()> {
-    match fs::remove_dir_all(dir) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-            Err(err).with_context(|| format!("cannot remove {}", dir.display()))
-        }
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]
