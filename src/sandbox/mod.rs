@@ -30,21 +30,38 @@ use crate::ui::Ui;
 use crate::validate::validate_app_name;
 use files::{lock_file, remove_dir};
 use host::{Bastion, Template};
-use paths::host_dir;
+use paths::{STATE_DIR_VAR, host_dir};
 
 pub use host::{Host, Init, Release};
 pub use paths::{identity_path, known_hosts_path, ssh_config_path, state_dir};
 
 pub const DEFAULT_NAME: &str = "sandbox";
 
-/// Commands `up` runs, with the Debian package that provides each.
-const UP_NEEDS: &[(&str, &str)] = &[
-    ("debootstrap", "debootstrap"),
-    ("systemd-nspawn", "systemd-container"),
-    ("ip", "iproute2"),
-    ("ssh-keygen", "openssh-client"),
-];
-const DOWN_NEEDS: &[(&str, &str)] = &[("ip", "iproute2")];
+/// What a subcommand that changes hosts needs of this machine.
+struct Needs {
+    subcommand: &'static str,
+    /// Why it needs root, for the error that says so.
+    root_for: &'static str,
+    /// Commands it runs, with the Debian package that provides each.
+    tools: &'static [(&'static str, &'static str)],
+}
+
+const UP_NEEDS: Needs = Needs {
+    subcommand: "up",
+    root_for: "it creates network namespaces, mounts filesystems and runs systemd-nspawn",
+    tools: &[
+        ("debootstrap", "debootstrap"),
+        ("systemd-nspawn", "systemd-container"),
+        ("ip", "iproute2"),
+        ("ssh-keygen", "openssh-client"),
+    ],
+};
+const DOWN_NEEDS: Needs = Needs {
+    subcommand: "down",
+    root_for: "it stops containers, unmounts their filesystems and removes their network \
+               namespaces",
+    tools: &[("ip", "iproute2")],
+};
 
 /// What `up` is asked for beyond the names: a running host must match it.
 #[derive(Debug, Clone, Default)]
@@ -114,7 +131,7 @@ fn validate_names(names: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn check_usable(needs: &[(&str, &str)]) -> Result<()> {
+fn check_usable(needs: &Needs) -> Result<()> {
     if !cfg!(target_os = "linux") {
         crate::fail!(
             Usage,
@@ -126,11 +143,17 @@ fn check_usable(needs: &[(&str, &str)]) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         crate::fail!(
             Usage,
-            "shipit sandbox needs root: it creates network namespaces and runs systemd-nspawn; \
-             run it with sudo"
+            "shipit sandbox {} needs root: {}\n  help: run it with sudo: `{}`",
+            needs.subcommand,
+            needs.root_for,
+            under_sudo()
         );
     }
-    let missing: Vec<_> = needs.iter().filter(|(cmd, _)| !on_path(cmd)).collect();
+    let missing: Vec<_> = needs
+        .tools
+        .iter()
+        .filter(|(cmd, _)| !on_path(cmd))
+        .collect();
     if !missing.is_empty() {
         let commands: Vec<_> = missing.iter().map(|(cmd, _)| *cmd).collect();
         let packages: Vec<_> = missing.iter().map(|(_, package)| *package).collect();
@@ -143,6 +166,17 @@ fn check_usable(needs: &[(&str, &str)]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// This command line again, as root: `sudo` drops the environment, so a state directory given
+/// in it goes on sudo's command line.
+fn under_sudo() -> String {
+    let mut words = vec!["sudo".to_string()];
+    if std::env::var_os(STATE_DIR_VAR).is_some_and(|dir| !dir.is_empty()) {
+        words.push(format!("{STATE_DIR_VAR}={}", state_dir().display()));
+    }
+    words.extend(std::env::args_os().map(|arg| arg.to_string_lossy().into_owned()));
+    crate::shell::command(&words)
 }
 
 fn on_path(command: &str) -> bool {
@@ -160,7 +194,7 @@ fn on_path(command: &str) -> bool {
 /// call created are removed again.
 pub fn up(names: &[String], args: &UpOptions, ui: &Ui) -> Result<Vec<Host>> {
     validate_names(names)?;
-    check_usable(UP_NEEDS)?;
+    check_usable(&UP_NEEDS)?;
     let _lock = lock_state()?;
     let bastion = args
         .behind
@@ -329,13 +363,13 @@ fn clean_up_after_failure(hosts: &[Host], ui: &Ui) {
 /// Stops and deletes the named hosts; a name without a host is reported, not an error.
 pub fn down(names: &[String], ui: &Ui) -> Result<()> {
     validate_names(names)?;
-    check_usable(DOWN_NEEDS)?;
+    check_usable(&DOWN_NEEDS)?;
     take_down(names, ui)
 }
 
 /// Stops and deletes every host in the state directory, half-created ones included.
 pub fn down_all(ui: &Ui) -> Result<()> {
-    check_usable(DOWN_NEEDS)?;
+    check_usable(&DOWN_NEEDS)?;
     take_down(&host_names()?, ui)
 }
 
@@ -408,7 +442,7 @@ pub fn host(name: &str) -> Result<Option<Host>> {
             .with_context(|| format!("{} is not a sandbox host record", path.display()))
             .map(Some),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+        Err(err) => Err(cannot_read(&path, err)),
     }
 }
 
@@ -418,7 +452,7 @@ fn host_names() -> Result<Vec<String>> {
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(err).with_context(|| format!("cannot read {}", dir.display())),
+        Err(err) => return Err(cannot_read(&dir, err)),
     };
     let mut names = Vec::new();
     for entry in entries {
@@ -429,6 +463,25 @@ fn host_names() -> Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+/// A read in the state directory that failed. `up` makes that directory root's alone, so
+/// without root the answer is how to get on, not the bare "Permission denied".
+fn cannot_read(path: &Path, err: std::io::Error) -> anyhow::Error {
+    if err.kind() != std::io::ErrorKind::PermissionDenied {
+        return anyhow::Error::new(err).context(format!("cannot read {}", path.display()));
+    }
+    crate::error::tagged(
+        Category::Usage,
+        anyhow::anyhow!(
+            "cannot read {}: permission denied; the sandbox lives under {}, which is root's\n  \
+             help: run it with sudo (`{}`), or set {STATE_DIR_VAR} to a sandbox directory you \
+             can read",
+            path.display(),
+            state_dir().display(),
+            under_sudo()
+        ),
+    )
 }
 
 fn table(hosts: &[Host]) -> String {
@@ -490,5 +543,27 @@ mod tests {
         );
         let err = validate_names(&["../etc".into()]).unwrap_err();
         assert_eq!(crate::error::category_of(&err), Some(Category::Usage));
+    }
+
+    #[test]
+    fn an_unreadable_state_dir_says_whose_it_is_and_how_to_get_on() {
+        let hosts = state_dir().join("hosts");
+        let denied = cannot_read(&hosts, std::io::ErrorKind::PermissionDenied.into());
+        let text = denied.to_string();
+        assert_eq!(crate::error::category_of(&denied), Some(Category::Usage));
+        assert!(
+            text.starts_with(&format!(
+                "cannot read {}: permission denied",
+                hosts.display()
+            )) && text.contains(&format!("under {}, which is root's", state_dir().display()))
+                && text.contains("help: run it with sudo (`sudo ")
+                && text.contains("or set SHIPIT_SANDBOX_DIR"),
+            "{text}"
+        );
+        let other = cannot_read(&hosts, std::io::ErrorKind::InvalidData.into());
+        assert_eq!(
+            other.to_string(),
+            format!("cannot read {}", hosts.display())
+        );
     }
 }

@@ -4,10 +4,13 @@
 
 use std::path::PathBuf;
 
+/// The variable that names another state directory.
+pub(super) const STATE_DIR_VAR: &str = "SHIPIT_SANDBOX_DIR";
+
 /// Where hosts, the client key and the ssh files live: `$SHIPIT_SANDBOX_DIR`, else
 /// `/var/lib/shipit/sandbox`.
 pub fn state_dir() -> PathBuf {
-    dir_from_env("SHIPIT_SANDBOX_DIR", "/var/lib/shipit/sandbox")
+    dir_from_env(STATE_DIR_VAR, "/var/lib/shipit/sandbox")
 }
 
 /// An `ssh_config` with one block per host: `ssh -F <this> NAME` logs in as root.
