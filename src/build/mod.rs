@@ -8,6 +8,7 @@ mod cargo;
 mod elf;
 pub(crate) mod go;
 mod query;
+mod rustup;
 mod stamp;
 mod target;
 mod toolchain;
