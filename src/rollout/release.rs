@@ -10,8 +10,9 @@ use anyhow::Result;
 use super::check::HostUnit;
 use crate::error::{Category, tagged};
 use crate::hosts::Layout;
-use crate::hosts::script::{LIB, Script};
+use crate::hosts::script::{self, LIB, Script};
 use crate::remote::{Exit, Input, Kind, Step, StepFailure};
+use crate::ui::Ui;
 
 /// The script: where the env file comes from, and this host's units and verify flags.
 pub struct UnpackRelease {
@@ -47,6 +48,15 @@ impl Script for UnpackRelease {
     fn body(&self) -> Vec<Cow<'static, str>> {
         vec![LIB.into(), include_str!("scripts/release.sh").into()]
     }
+
+    /// With `unit_lines`, which tells the lines of `systemd-analyze verify` about the layout's
+    /// units from those about the host, as this machine's check tells them.
+    fn assemble(&self, layout: &Layout) -> String {
+        let mut values = self.values();
+        let units = [layout.unit_name(), layout.socket_name()];
+        values.push(("unit_lines", crate::unit::verify_lines_about(&units)));
+        script::assemble(layout, &values, &self.body())
+    }
 }
 
 impl UnpackRelease {
@@ -76,8 +86,9 @@ impl UnpackRelease {
         }
     }
 
-    /// Whether the release was unpacked already.
-    pub fn read(answer: Result<String>, host_unit: &HostUnit) -> Result<bool> {
+    /// Whether the release was unpacked already. What `systemd-analyze verify` said about the
+    /// host rather than the units is shown as warnings.
+    pub fn read(answer: Result<String>, host_unit: &HostUnit, host: &str, ui: &Ui) -> Result<bool> {
         let out = answer.map_err(|e| match Exit::of(&e) {
             Some(Exit::UnitRejected) => crate::remote::with_help(
                 e,
@@ -89,7 +100,15 @@ impl UnpackRelease {
             ),
             _ => e,
         })?;
-        Ok(out.trim() == "reused")
+        for said in out.lines().filter_map(|line| line.strip_prefix("warning ")) {
+            ui.status(
+                "Warning",
+                format_args!(
+                    "{host}: systemd-analyze verify passed the units; of the host it said: {said}"
+                ),
+            );
+        }
+        Ok(out.lines().any(|line| line == "reused"))
     }
 }
 
@@ -116,4 +135,24 @@ pub fn out_of_space(error: anyhow::Error, host: &str, layout: &Layout) -> anyhow
             layout.base()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_verify_said_of_the_host_warns_beside_the_answer() {
+        let host_unit = HostUnit {
+            systemd: 247,
+            adapted: None,
+            socket_adapted: None,
+        };
+        let ui = Ui::new(true);
+        let warning = "warning /etc/systemd/system/sockets.target.d/bad.conf:2: Unknown key name \
+                       'Foo' in section 'Unit', ignoring.\n";
+        let read = |out: String| UnpackRelease::read(Ok(out), &host_unit, "web1", &ui).unwrap();
+        assert!(read(format!("reused\n{warning}")));
+        assert!(!read(warning.to_string()));
+    }
 }
