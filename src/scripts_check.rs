@@ -129,11 +129,7 @@ fn script_of(kind: Kind) -> String {
             offset: 10,
         }
         .assemble(&layout),
-        Kind::Release => UnpackRelease {
-            env_on_stdin: true,
-            host_unit: host_unit(),
-        }
-        .assemble(&layout),
+        Kind::Release => UnpackRelease::new(&layout, true, &host_unit()).assemble(&layout),
         Kind::Preflight => Preflight::new(&layout, &package(), &host_unit(), &health())
             .expect("a pre-flight")
             .assemble(&layout),

@@ -369,7 +369,8 @@ fn exec_word(word: &str) -> String {
     }
 }
 
-/// `unit generate --verify`: `systemd-analyze verify` must have nothing to say about the units.
+/// `unit generate --verify`: `systemd-analyze verify` must succeed and have nothing to say about
+/// the units; what it says about this machine is shown as warnings.
 pub fn verify(app: &str, units: &Units, ui: &Ui) -> Result<()> {
     let analysis = analyze(app, units, ui)?.ok_or_else(|| {
         crate::error::tagged(
@@ -377,13 +378,24 @@ pub fn verify(app: &str, units: &Units, ui: &Ui) -> Result<()> {
             anyhow::anyhow!("cannot run systemd-analyze: install systemd to use --verify"),
         )
     })?;
-    if !analysis.success || !analysis.problems.is_empty() {
+    if !analysis.success || analysis.lines.iter().any(|line| line.about_units) {
+        let said: Vec<&str> = analysis.lines.iter().map(|l| l.text.as_str()).collect();
         crate::fail!(
             Usage,
             "systemd-analyze verify rejected {} (systemd {}):\n{}",
             units.names(app),
             analysis.version,
-            analysis.problems.join("\n")
+            said.join("\n")
+        );
+    }
+    for line in &analysis.lines {
+        ui.status(
+            "Warning",
+            format_args!(
+                "systemd-analyze verify passed {}; of this machine it said: {}",
+                units.names(app),
+                line.text
+            ),
         );
     }
     Ok(())
@@ -401,9 +413,10 @@ pub fn check_names(app: &str, units: &Units, ui: &Ui) -> Result<()> {
         return Ok(());
     };
     let unknown: Vec<&String> = analysis
-        .problems
+        .lines
         .iter()
-        .filter(|line| NAME_PROBLEMS.iter().any(|p| line.contains(p)))
+        .filter(|line| line.about_units && NAME_PROBLEMS.iter().any(|p| line.text.contains(p)))
+        .map(|line| &line.text)
         .collect();
     if !unknown.is_empty() {
         let templates = if units.socket.is_some() {
@@ -443,9 +456,31 @@ const NAME_PROBLEMS: &[&str] = &[
 struct Analysis {
     success: bool,
     /// Its stderr lines, paths shown relative to the throwaway root.
-    problems: Vec<String>,
+    lines: Vec<VerifyLine>,
     /// The systemd release that checked.
     version: u32,
+}
+
+struct VerifyLine {
+    text: String,
+    /// It names one of the units (see [`verify_lines_about`]); else it is about the machine.
+    about_units: bool,
+}
+
+/// Which of `systemd-analyze verify`'s lines are about the units `names`: those naming one, not
+/// as part of a longer name — its file (`app.service:6: Unknown key …`), a drop-in of it
+/// (`app.service.d/x.conf:2: …`), the unit itself (`app.service: Command … is not executable`).
+/// The other lines are about the machine that checks (a drop-in of a dependency such as
+/// sockets.target, which systemd before 250 reports with the unit; what the environment
+/// lacks): they name no unit of the app, so they only warn. An extended regular expression, so
+/// this machine (`regex`) and the hosts (`grep -E`, in release.sh) read the lines alike; unit
+/// names are app names (letters, digits, `-`) and a suffix, so only the dot needs escaping.
+pub fn verify_lines_about(names: &[String]) -> String {
+    let names: Vec<String> = names.iter().map(|name| name.replace('.', "\\.")).collect();
+    format!(
+        "(^|[^A-Za-z0-9_.@:-])({})([^A-Za-z0-9_@-]|$)",
+        names.join("|")
+    )
 }
 
 /// Runs this machine's `systemd-analyze verify` (with the flags its release has) against a
@@ -470,7 +505,16 @@ fn analyze(app: &str, units: &Units, ui: &Ui) -> Result<Option<Analysis>> {
     let root = tempfile::tempdir().context("cannot create a temporary directory")?;
     let files = units.files(app);
     stage_verify_root(root.path(), app, &files)?;
+    let about_units = regex::Regex::new(&verify_lines_about(
+        &files
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect::<Vec<_>>(),
+    ))
+    .expect("unit names make a valid pattern");
     let output = Command::new("systemd-analyze")
+        // systemd 247 colours its messages even into a pipe, whatever SYSTEMD_COLORS says.
+        .env("SYSTEMD_LOG_COLOR", "0")
         .arg("verify")
         .args(crate::systemd::verify_flags(version))
         .arg(format!("--root={}", root.path().display()))
@@ -483,10 +527,14 @@ fn analyze(app: &str, units: &Units, ui: &Ui) -> Result<Option<Analysis>> {
     let root_text = root.path().display().to_string();
     Ok(Some(Analysis {
         success: output.status.success(),
-        problems: stderr
+        lines: stderr
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| l.replace(&unit_dir, "").replace(&root_text, ""))
+            .map(|text| VerifyLine {
+                about_units: about_units.is_match(&text),
+                text,
+            })
             .collect(),
         version,
     }))
@@ -559,5 +607,76 @@ mod tests {
     fn environment_values_are_quoted() {
         assert_eq!(quoted("A=b c"), "\"A=b c\"");
         assert_eq!(quoted("P=100%"), "\"P=100%%\"");
+    }
+
+    /// What `systemd-analyze verify` printed, captured from Debian 11 (247), this machine's
+    /// Debian 12 (252) and Debian 13 (257), with the copy's directory taken out as hosts do.
+    const ABOUT_THE_UNITS: &[&str] = &[
+        "hello-go.service:21: Failed to parse resource value, ignoring: lots",
+        "hello-go.service:22: Unknown key name 'Foo' in section 'Service', ignoring.",
+        "hello-go.service:21: Failed to parse LimitNOFILE=lots, ignoring: Invalid argument",
+        "hello-go.service:22: Unknown key 'Foo' in section [Service], ignoring.",
+        "hello-go.service: Command /opt/hello-go/current/missing is not executable: No such \
+         file or directory",
+        "/etc/systemd/system/hello-go.service.d/bad.conf:2: Unknown key 'Foo' in section \
+         [Service], ignoring.",
+    ];
+    const ABOUT_THE_MACHINE: &[&str] = &[
+        // 247: drop-ins of the units' dependencies (sockets.target, network-online.target).
+        "/etc/systemd/system/sockets.target.d/bad.conf:2: Unknown key name 'Foo' in section \
+         'Unit', ignoring.",
+        "Configuration file /etc/systemd/system/network-online.target.d/x.conf is marked \
+         executable. Please remove executable permission bits. Proceeding anyway.",
+        // 247 without /proc or a cgroup file system (it exits 1 then).
+        "Failed to read /proc/cmdline: No such process",
+        "Cannot determine cgroup we are running in: No medium found",
+        "Failed to initialize manager: No medium found",
+        // 257 with a read-only /run (it exits 1 then).
+        "Failed to create directory '/run/systemd/': Read-only file system",
+        // 252 with SYSTEMD_LOG_LEVEL=debug in the environment.
+        "Failed to read $container of PID 1, ignoring: Permission denied",
+        "Found container virtualization docker.",
+        // Not captured: the unit of another app, whose name ends in this one's.
+        "/etc/systemd/system/old-hello-go.service:3: Unknown key 'Foo' in section [Unit], \
+         ignoring.",
+    ];
+
+    #[test]
+    fn verify_lines_that_name_the_units_are_about_them_and_the_rest_about_the_machine() {
+        let names = [
+            "hello-go.service".to_string(),
+            "hello-go.socket".to_string(),
+        ];
+        let pattern = verify_lines_about(&names);
+        let about = regex::Regex::new(&pattern).unwrap();
+        for line in ABOUT_THE_UNITS {
+            assert!(about.is_match(line), "{line}");
+        }
+        for line in ABOUT_THE_MACHINE {
+            assert!(!about.is_match(line), "{line}");
+        }
+        assert!(about.is_match("hello-go.socket: Failed to listen"));
+        // Hosts read the lines with `grep -E` and this very pattern (release.sh).
+        let all = [ABOUT_THE_UNITS, ABOUT_THE_MACHINE].concat().join("\n");
+        let mut grep = Command::new("grep")
+            .args(["-E", &pattern])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        grep.stdin
+            .take()
+            .unwrap()
+            .write_all(all.as_bytes())
+            .unwrap();
+        let matched = grep.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8(matched.stdout)
+                .unwrap()
+                .lines()
+                .collect::<Vec<_>>(),
+            ABOUT_THE_UNITS
+        );
     }
 }

@@ -12,12 +12,16 @@ use crate::hosts::Layout;
 use crate::hosts::check::HostUnit;
 use crate::hosts::script::{LIB, Script};
 use crate::remote::{Exit, Input, Kind, Step, StepFailure};
+use crate::ui::Ui;
 
 /// The script: where the env file comes from, and this host's units and verify flags.
 pub struct UnpackRelease {
     /// The env file is on stdin (else the host keeps the one it has).
     pub env_on_stdin: bool,
     pub host_unit: HostUnit,
+    /// The pattern that tells `systemd-analyze verify`'s lines about the layout's units from
+    /// those about the host, as this machine's check tells them.
+    pub unit_lines: String,
 }
 
 impl Script for UnpackRelease {
@@ -41,6 +45,7 @@ impl Script for UnpackRelease {
                 "verify_flags",
                 crate::systemd::verify_flags(unit.systemd).join(" "),
             ),
+            ("unit_lines", self.unit_lines.clone()),
         ]
     }
 
@@ -50,6 +55,15 @@ impl Script for UnpackRelease {
 }
 
 impl UnpackRelease {
+    pub fn new(layout: &Layout, env_on_stdin: bool, host_unit: &HostUnit) -> UnpackRelease {
+        let units = [layout.unit_name(), layout.socket_name()];
+        UnpackRelease {
+            env_on_stdin,
+            host_unit: host_unit.clone(),
+            unit_lines: crate::unit::verify_lines_about(&units),
+        }
+    }
+
     /// The step, with the env file (when there is one) on its stdin, described in plans by its
     /// size alone.
     pub fn with_env_file<'a>(
@@ -57,11 +71,7 @@ impl UnpackRelease {
         env_file: Option<&'a [u8]>,
         host_unit: &HostUnit,
     ) -> Step<'a> {
-        let script = UnpackRelease {
-            env_on_stdin: env_file.is_some(),
-            host_unit: host_unit.clone(),
-        };
-        let step = script.step(layout);
+        let step = UnpackRelease::new(layout, env_file.is_some(), host_unit).step(layout);
         match env_file {
             Some(secrets) => {
                 let lines = String::from_utf8_lossy(secrets).lines().count();
@@ -76,8 +86,9 @@ impl UnpackRelease {
         }
     }
 
-    /// Whether the release was unpacked already.
-    pub fn read(answer: Result<String>, host_unit: &HostUnit) -> Result<bool> {
+    /// Whether the release was unpacked already. What `systemd-analyze verify` said about the
+    /// host rather than the units is shown as warnings.
+    pub fn read(answer: Result<String>, host_unit: &HostUnit, host: &str, ui: &Ui) -> Result<bool> {
         let out = answer.map_err(|e| match Exit::of(&e) {
             Some(Exit::UnitRejected) => crate::remote::with_help(
                 e,
@@ -89,7 +100,15 @@ impl UnpackRelease {
             ),
             _ => e,
         })?;
-        Ok(out.trim() == "reused")
+        for said in out.lines().filter_map(|line| line.strip_prefix("warning ")) {
+            ui.status(
+                "Warning",
+                format_args!(
+                    "{host}: systemd-analyze verify passed the units; of the host it said: {said}"
+                ),
+            );
+        }
+        Ok(out.lines().any(|line| line == "reused"))
     }
 }
 
@@ -116,4 +135,24 @@ pub fn out_of_space(error: anyhow::Error, host: &str, layout: &Layout) -> anyhow
             layout.base()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_verify_said_of_the_host_warns_beside_the_answer() {
+        let host_unit = HostUnit {
+            systemd: 247,
+            adapted: None,
+            socket_adapted: None,
+        };
+        let ui = Ui::new(true);
+        let warning = "warning /etc/systemd/system/sockets.target.d/bad.conf:2: Unknown key name \
+                       'Foo' in section 'Unit', ignoring.\n";
+        let read = |out: String| UnpackRelease::read(Ok(out), &host_unit, "web1", &ui).unwrap();
+        assert!(read(format!("reused\n{warning}")));
+        assert!(!read(warning.to_string()));
+    }
 }

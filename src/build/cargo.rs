@@ -12,8 +12,11 @@ use std::process::{Command, Output};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
+use super::query::capture;
+use super::rustup;
+use super::stamp::Stamp;
+use super::target::Target;
 use super::toolchain::{self, INSTALL_ZIGBUILD};
-use super::{Stamp, Target, capture};
 use crate::config::{Builder, Config};
 use crate::process::{spawn_tool, tool_failed};
 use crate::ui::Ui;
@@ -117,14 +120,14 @@ fn cargo_command(config: &Config, target: Target) -> Result<Command> {
     let native = toolchain::native() == Some(target);
     let mut command = Command::new("cargo");
     command.arg("build");
-    if target_installed(&config.root, &musl) {
+    if rustup::target_installed(&config.root, &musl)? {
         command.args(["--target", &musl]);
         // This machine's `cc` links only its own architecture. rust-lld (shipped with rustc)
         // links the musl target's self-contained objects for any, unless a linker is set.
         if !native && !linker_configured(&config.root, &musl) {
             command.env(linker_var(&musl), "rust-lld");
         }
-    } else if native && target_installed(&config.root, &gnu) {
+    } else if native && rustup::target_installed(&config.root, &gnu)? {
         // An explicit --target keeps +crt-static away from build scripts and proc-macros.
         let var = format!("CARGO_TARGET_{}_RUSTFLAGS", env_triple(&gnu));
         let flags = std::env::var(&var).map_or_else(
@@ -154,7 +157,7 @@ fn zigbuild_command(config: &Config, target: Target) -> Result<Command> {
         );
     }
     let musl = musl_triple(target);
-    if !target_installed(&config.root, &musl) {
+    if !rustup::target_installed(&config.root, &musl)? {
         anyhow::bail!(
             "the Rust target for {target} is not installed\n  help: run `rustup target add {musl}`"
         );
@@ -257,16 +260,6 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
     let from = text.find(start)? + start.len();
     let len = text[from..].find(end)?;
     Some(&text[from..from + len])
-}
-
-/// Whether rustc (as the project's toolchain resolves it) has the standard library for `triple`.
-fn target_installed(root: &Path, triple: &str) -> bool {
-    capture(
-        root,
-        "rustc",
-        &["--print", "target-libdir", "--target", triple],
-    )
-    .is_some_and(|dir| Path::new(&dir).is_dir())
 }
 
 fn cross_command(config: &Config, target: Target) -> Result<Command> {

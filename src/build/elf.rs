@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use goblin::elf::Elf;
 
-use super::Target;
+use super::target::Target;
 use crate::config::Builder;
 
 pub fn check_static(path: &Path, target: Target, builder: Builder) -> Result<()> {

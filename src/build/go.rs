@@ -5,10 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
+use super::stamp::Stamp;
+use super::target::Target;
 use super::toolchain::{self, INSTALL_MUSL_GCC, INSTALL_ZIG};
-use super::{Stamp, Target, ensure_dir};
 use crate::config::{CCompiler, Cgo, Config};
 use crate::process::run_tool;
 use crate::ui::Ui;
@@ -52,7 +53,8 @@ pub fn build(
         None => None,
     };
     let out_dir = work_dir.join(target.name());
-    ensure_dir(&out_dir)?;
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let output = out_dir.join(&config.app.name);
     let mut command = Command::new("go");
     command

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 
-use super::capture;
+use super::query::capture;
 use crate::config::{Config, VersionSource};
 use crate::error::{Category, Tag};
 use crate::validate::validate_version;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use super::Target;
+use super::target::Target;
 
 /// How to get each tool, one line each, for `help:` lines.
 pub const INSTALL_MUSL_GCC: &str = "`apt-get install musl-tools` (Debian/Ubuntu)";

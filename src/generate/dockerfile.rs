@@ -4,7 +4,8 @@
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::{CONTAINER_DIR, CONTAINER_UID, Output, relative};
+use super::container::{CONTAINER_DIR, CONTAINER_UID};
+use super::output::{Output, relative};
 use crate::build::{Target, go};
 use crate::config::{Builder, Cgo, Config, Runtime, VersionSource};
 use crate::error::{Category, Tag};

@@ -7,7 +7,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{CONTAINER_DIR, CONTAINER_UID, Output, relative};
+use super::container::{CONTAINER_DIR, CONTAINER_UID};
+use super::output::{Output, relative};
 use crate::config::{Config, Probe};
 use crate::error::{Category, Tag};
 use crate::template::Template;

@@ -9,7 +9,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::Output;
+use super::output::Output;
 use crate::config::Config;
 use crate::shell::quote;
 use crate::template::Template;

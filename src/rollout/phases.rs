@@ -185,7 +185,8 @@ pub fn transfer(
             }
         };
         report_upload(runner, upload, upload_seconds, package, ui);
-        let reused_release = UnpackRelease::read(next(&mut answers), host_unit).map_err(before)?;
+        let reused_release =
+            UnpackRelease::read(next(&mut answers), host_unit, &host, ui).map_err(before)?;
         if preflight.is_some() {
             preflight::passed(next(&mut answers), layout, &host).map_err(before)?;
             if !runner.is_dry_run() {

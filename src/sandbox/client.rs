@@ -6,7 +6,10 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use super::{Host, identity_path, known_hosts_path, rootfs, ssh_config_path, write_atomic};
+use super::files::write_atomic;
+use super::host::Host;
+use super::paths::{identity_path, known_hosts_path, ssh_config_path};
+use super::rootfs;
 use crate::process::run_tool;
 
 /// The client's public key, generating the key pair on first use.

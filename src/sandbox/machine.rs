@@ -5,7 +5,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::Host;
-use super::Init;
+use super::host::{Host, Init};
 use crate::error::{Category, Tag};
 use crate::ui::Ui;
 
@@ -224,27 +222,6 @@ fn console_tail(host: &Host) -> String {
         .map(|line| format!("  {}", line.replace('\r', "")))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Whether `host.pid` is still this host's systemd-nspawn. Its command line must match, so a
-/// PID reused after a reboot, or a reaped or zombie process (empty command line), is not taken
-/// for it.
-pub(super) fn is_running(host: &Host) -> bool {
-    let Some(cmdline) = host
-        .pid
-        .and_then(|pid| fs::read(format!("/proc/{pid}/cmdline")).ok())
-    else {
-        return false;
-    };
-    let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
-    let machine = format!("--machine={}", host.name);
-    let rootfs = host.rootfs();
-    args.first()
-        .is_some_and(|arg0| arg0.ends_with(b"systemd-nspawn"))
-        && args.contains(&machine.as_bytes())
-        && args
-            .windows(2)
-            .any(|pair| pair[0] == b"-D" && pair[1] == rootfs.as_os_str().as_bytes())
 }
 
 /// SIGTERM makes systemd-nspawn shut the container down cleanly; SIGKILL ends it if that takes

@@ -10,234 +10,58 @@
 //! `overlay/upper` as the upper one, or a copy of it where overlayfs cannot be used.
 
 mod client;
+mod files;
+mod host;
 mod machine;
 mod net;
+mod paths;
 mod rootfs;
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
-use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
+use std::fs::{self, File};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Category, Tag};
 use crate::ui::Ui;
 use crate::validate::validate_app_name;
+use files::{lock_file, remove_dir};
+use host::{Bastion, Template};
+use paths::{STATE_DIR_VAR, host_dir};
+
+pub use host::{Host, Init, Release};
+pub use paths::{identity_path, known_hosts_path, ssh_config_path, state_dir};
 
 pub const DEFAULT_NAME: &str = "sandbox";
 
-/// Commands `up` runs, with the Debian package that provides each.
-const UP_NEEDS: &[(&str, &str)] = &[
-    ("debootstrap", "debootstrap"),
-    ("systemd-nspawn", "systemd-container"),
-    ("ip", "iproute2"),
-    ("ssh-keygen", "openssh-client"),
-];
-const DOWN_NEEDS: &[(&str, &str)] = &[("ip", "iproute2")];
-
-/// Where hosts, the client key and the ssh files live: `$SHIPIT_SANDBOX_DIR`, else
-/// `/var/lib/shipit/sandbox`.
-pub fn state_dir() -> PathBuf {
-    dir_from_env("SHIPIT_SANDBOX_DIR", "/var/lib/shipit/sandbox")
+/// What a subcommand that changes hosts needs of this machine.
+struct Needs {
+    subcommand: &'static str,
+    /// Why it needs root, for the error that says so.
+    root_for: &'static str,
+    /// Commands it runs, with the Debian package that provides each.
+    tools: &'static [(&'static str, &'static str)],
 }
 
-/// An `ssh_config` with one block per host: `ssh -F <this> NAME` logs in as root.
-pub fn ssh_config_path() -> PathBuf {
-    state_dir().join("ssh_config")
-}
-
-/// Every host's real host key, so connections can check keys strictly.
-pub fn known_hosts_path() -> PathBuf {
-    state_dir().join("known_hosts")
-}
-
-/// The private key every host authorizes for root.
-pub fn identity_path() -> PathBuf {
-    state_dir().join("id_ed25519")
-}
-
-fn dir_from_env(var: &str, default: &str) -> PathBuf {
-    match std::env::var_os(var).filter(|dir| !dir.is_empty()) {
-        // Absolute, because the path ends up in ssh_config and in claims other processes read.
-        Some(dir) => std::path::absolute(&dir).unwrap_or_else(|_| dir.into()),
-        None => PathBuf::from(default),
-    }
-}
-
-fn host_dir(name: &str) -> PathBuf {
-    state_dir().join("hosts").join(name)
-}
-
-/// A sandbox host, as recorded in `hosts/<name>/host.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Host {
-    pub name: String,
-    pub address: Ipv4Addr,
-    netns: String,
-    veth: String,
-    /// The systemd-nspawn process, once started.
-    pid: Option<u32>,
-    /// N of the subnet 10.213.N.0/30.
-    index: u8,
-    /// The cgroups the container was started in, one per cgroup hierarchy.
-    cgroups: Vec<PathBuf>,
-    /// Whether `rootfs/` is an overlayfs mount over the cache rather than a copy of it. Absent
-    /// in records from before overlays, whose rootfs is always a copy.
-    #[serde(default)]
-    overlay: bool,
-    /// Absent in records from before releases, which were all bookworm.
-    #[serde(default = "default_release")]
-    pub release: Release,
-    #[serde(default = "default_init")]
-    pub init: Init,
-    /// The host whose network this one hangs off (`up --behind`); only it reaches this one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    behind: Option<Bastion>,
-}
-
-/// A host's bastion, as `net` and `machine` need it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Bastion {
-    name: String,
-    netns: String,
-}
-
-fn default_release() -> Release {
-    Release::Bookworm
-}
-
-fn default_init() -> Init {
-    Init::Systemd
-}
-
-impl Release {
-    pub const ALL: [Release; 3] = [Release::Bullseye, Release::Bookworm, Release::Trixie];
-
-    /// The Debian suite name, as debootstrap takes it.
-    pub fn suite(self) -> &'static str {
-        match self {
-            Release::Bullseye => "bullseye",
-            Release::Bookworm => "bookworm",
-            Release::Trixie => "trixie",
-        }
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            Release::Bullseye => "Debian 11, systemd 247",
-            Release::Bookworm => "Debian 12, systemd 252",
-            Release::Trixie => "Debian 13, systemd 257",
-        }
-    }
-}
-
-impl Init {
-    pub const ALL: [Init; 2] = [Init::Systemd, Init::Sshd];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Init::Systemd => "systemd",
-            Init::Sshd => "sshd",
-        }
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            Init::Systemd => "systemd boots the host, as on a server",
-            Init::Sshd => "sshd is PID 1: reachable, but nothing shipit can deploy to",
-        }
-    }
-}
-
-impl Host {
-    fn new(name: &str, index: u8, template: &Template, behind: Option<&Host>) -> Host {
-        let netns = format!("shipit-sbx-{index}");
-        Host {
-            name: name.to_string(),
-            address: Ipv4Addr::new(10, 213, index, 2),
-            cgroups: template
-                .cgroup_parents
-                .iter()
-                .map(|parent| parent.join(&netns))
-                .collect(),
-            netns,
-            veth: format!("shsb-{index}"),
-            pid: None,
-            index,
-            overlay: false,
-            release: template.release,
-            init: template.init,
-            behind: behind.map(|bastion| Bastion {
-                name: bastion.name.clone(),
-                netns: bastion.netns.clone(),
-            }),
-        }
-    }
-
-    pub fn dir(&self) -> PathBuf {
-        host_dir(&self.name)
-    }
-
-    pub fn rootfs(&self) -> PathBuf {
-        self.dir().join("rootfs")
-    }
-
-    /// What systemd-nspawn and the container's console printed.
-    pub fn console_log(&self) -> PathBuf {
-        self.dir().join("console.log")
-    }
-
-    /// Whether its systemd-nspawn is alive; a recycled PID does not count.
-    pub fn is_running(&self) -> bool {
-        machine::is_running(self)
-    }
-
-    fn save(&self) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self)?;
-        write_atomic(&self.dir().join("host.json"), &json)
-    }
-}
-
-/// What every new host is made from.
-struct Template {
-    release: Release,
-    init: Init,
-    /// The release's cached rootfs.
-    rootfs: PathBuf,
-    /// The client key root accepts.
-    public_key: String,
-    /// Where each host's own cgroups go, one per cgroup hierarchy.
-    cgroup_parents: Vec<PathBuf>,
-    /// Whether to try an overlay for the next host; cleared once one fails.
-    try_overlay: Cell<bool>,
-}
-
-/// The Debian releases `shipit sandbox` boots, with the systemd each ships.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Release {
-    /// Debian 11, systemd 247
-    Bullseye,
-    /// Debian 12, systemd 252
-    Bookworm,
-    /// Debian 13, systemd 257
-    Trixie,
-}
-
-/// What runs as PID 1 in a sandbox host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Init {
-    /// systemd boots the host, as on a server
-    Systemd,
-    /// sshd is PID 1: reachable, but nothing shipit can deploy to
-    Sshd,
-}
+const UP_NEEDS: Needs = Needs {
+    subcommand: "up",
+    root_for: "it creates network namespaces, mounts filesystems and runs systemd-nspawn",
+    tools: &[
+        ("debootstrap", "debootstrap"),
+        ("systemd-nspawn", "systemd-container"),
+        ("ip", "iproute2"),
+        ("ssh-keygen", "openssh-client"),
+    ],
+};
+const DOWN_NEEDS: Needs = Needs {
+    subcommand: "down",
+    root_for: "it stops containers, unmounts their filesystems and removes their network \
+               namespaces",
+    tools: &[("ip", "iproute2")],
+};
 
 /// What `up` is asked for beyond the names: a running host must match it.
 #[derive(Debug, Clone, Default)]
@@ -307,7 +131,7 @@ fn validate_names(names: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn check_usable(needs: &[(&str, &str)]) -> Result<()> {
+fn check_usable(needs: &Needs) -> Result<()> {
     if !cfg!(target_os = "linux") {
         crate::fail!(
             Usage,
@@ -319,11 +143,17 @@ fn check_usable(needs: &[(&str, &str)]) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         crate::fail!(
             Usage,
-            "shipit sandbox needs root: it creates network namespaces and runs systemd-nspawn; \
-             run it with sudo"
+            "shipit sandbox {} needs root: {}\n  help: run it with sudo: `{}`",
+            needs.subcommand,
+            needs.root_for,
+            under_sudo()
         );
     }
-    let missing: Vec<_> = needs.iter().filter(|(cmd, _)| !on_path(cmd)).collect();
+    let missing: Vec<_> = needs
+        .tools
+        .iter()
+        .filter(|(cmd, _)| !on_path(cmd))
+        .collect();
     if !missing.is_empty() {
         let commands: Vec<_> = missing.iter().map(|(cmd, _)| *cmd).collect();
         let packages: Vec<_> = missing.iter().map(|(_, package)| *package).collect();
@@ -336,6 +166,17 @@ fn check_usable(needs: &[(&str, &str)]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// This command line again, as root: `sudo` drops the environment, so a state directory given
+/// in it goes on sudo's command line.
+fn under_sudo() -> String {
+    let mut words = vec!["sudo".to_string()];
+    if std::env::var_os(STATE_DIR_VAR).is_some_and(|dir| !dir.is_empty()) {
+        words.push(format!("{STATE_DIR_VAR}={}", state_dir().display()));
+    }
+    words.extend(std::env::args_os().map(|arg| arg.to_string_lossy().into_owned()));
+    crate::shell::command(&words)
 }
 
 fn on_path(command: &str) -> bool {
@@ -353,7 +194,7 @@ fn on_path(command: &str) -> bool {
 /// call created are removed again.
 pub fn up(names: &[String], args: &UpOptions, ui: &Ui) -> Result<Vec<Host>> {
     validate_names(names)?;
-    check_usable(UP_NEEDS)?;
+    check_usable(&UP_NEEDS)?;
     let _lock = lock_state()?;
     let bastion = args
         .behind
@@ -522,13 +363,13 @@ fn clean_up_after_failure(hosts: &[Host], ui: &Ui) {
 /// Stops and deletes the named hosts; a name without a host is reported, not an error.
 pub fn down(names: &[String], ui: &Ui) -> Result<()> {
     validate_names(names)?;
-    check_usable(DOWN_NEEDS)?;
+    check_usable(&DOWN_NEEDS)?;
     take_down(names, ui)
 }
 
 /// Stops and deletes every host in the state directory, half-created ones included.
 pub fn down_all(ui: &Ui) -> Result<()> {
-    check_usable(DOWN_NEEDS)?;
+    check_usable(&DOWN_NEEDS)?;
     take_down(&host_names()?, ui)
 }
 
@@ -601,7 +442,7 @@ pub fn host(name: &str) -> Result<Option<Host>> {
             .with_context(|| format!("{} is not a sandbox host record", path.display()))
             .map(Some),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+        Err(err) => Err(cannot_read(&path, err)),
     }
 }
 
@@ -611,7 +452,7 @@ fn host_names() -> Result<Vec<String>> {
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(err).with_context(|| format!("cannot read {}", dir.display())),
+        Err(err) => return Err(cannot_read(&dir, err)),
     };
     let mut names = Vec::new();
     for entry in entries {
@@ -622,6 +463,25 @@ fn host_names() -> Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+/// A read in the state directory that failed. `up` makes that directory root's alone, so
+/// without root the answer is how to get on, not the bare "Permission denied".
+fn cannot_read(path: &Path, err: std::io::Error) -> anyhow::Error {
+    if err.kind() != std::io::ErrorKind::PermissionDenied {
+        return anyhow::Error::new(err).context(format!("cannot read {}", path.display()));
+    }
+    crate::error::tagged(
+        Category::Usage,
+        anyhow::anyhow!(
+            "cannot read {}: permission denied; the sandbox lives under {}, which is root's\n  \
+             help: run it with sudo (`{}`), or set {STATE_DIR_VAR} to a sandbox directory you \
+             can read",
+            path.display(),
+            state_dir().display(),
+            under_sudo()
+        ),
+    )
 }
 
 fn table(hosts: &[Host]) -> String {
@@ -659,44 +519,11 @@ fn lock_state() -> Result<File> {
     lock_file(&dir.join("lock"))
 }
 
-/// An exclusive lock that lasts as long as the returned file is open.
-fn lock_file(path: &Path) -> Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    // SAFETY: flock only reads the descriptor, which `file` keeps open.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("cannot lock {}", path.display()));
-    }
-    Ok(file)
-}
-
-/// Replaces a file whole, so a reader never sees half of it.
-fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let temp = path.with_extension("tmp");
-    fs::write(&temp, contents)
-        .and_then(|()| fs::rename(&temp, path))
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
 /// Deletes a host's directory, unmounting its rootfs first whatever the record says: a host may
 /// be half set up, or its record be from before overlays.
 fn remove_host_dir(dir: &Path, ui: &Ui) -> Result<()> {
     rootfs::unmount(&dir.join("rootfs"), ui)?;
     remove_dir(dir)
-}
-
-fn remove_dir(dir: &Path) -> Result<()> {
-    match fs::remove_dir_all(dir) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-            Err(err).with_context(|| format!("cannot remove {}", dir.display()))
-        }
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]
@@ -716,5 +543,27 @@ mod tests {
         );
         let err = validate_names(&["../etc".into()]).unwrap_err();
         assert_eq!(crate::error::category_of(&err), Some(Category::Usage));
+    }
+
+    #[test]
+    fn an_unreadable_state_dir_says_whose_it_is_and_how_to_get_on() {
+        let hosts = state_dir().join("hosts");
+        let denied = cannot_read(&hosts, std::io::ErrorKind::PermissionDenied.into());
+        let text = denied.to_string();
+        assert_eq!(crate::error::category_of(&denied), Some(Category::Usage));
+        assert!(
+            text.starts_with(&format!(
+                "cannot read {}: permission denied",
+                hosts.display()
+            )) && text.contains(&format!("under {}, which is root's", state_dir().display()))
+                && text.contains("help: run it with sudo (`sudo ")
+                && text.contains("or set SHIPIT_SANDBOX_DIR"),
+            "{text}"
+        );
+        let other = cannot_read(&hosts, std::io::ErrorKind::InvalidData.into());
+        assert_eq!(
+            other.to_string(),
+            format!("cannot read {}", hosts.display())
+        );
     }
 }

@@ -19,7 +19,8 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{Host, state_dir};
+use super::host::Host;
+use super::paths::state_dir;
 use crate::process::run_tool;
 
 const CLAIMS: &str = "/run/shipit/sandbox-net";

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::Release;
-use super::{Host, Template, dir_from_env, lock_file, remove_dir};
+use super::files::{lock_file, remove_dir};
+use super::host::{Host, Release, Template};
+use super::paths::dir_from_env;
 use crate::process::run_tool;
 use crate::ui::Ui;
 

@@ -18,14 +18,17 @@
 #   copy pointing into the release (the unit names $current, which may not exist yet), with the
 #   socket unit beside it: the service requires it, and systemd before 250 fails a unit whose
 #   dependencies it cannot load. Units byte for byte the same as the installed ones were
-#   checked when they were installed.
+#   checked when they were installed. It rejects the units when it fails or when a line it
+#   prints matches $unit_lines (it names one of them); its other lines are about the host (a
+#   dependency's drop-in, which systemd before 250 reports too; what the environment lacks), so
+#   they only warn: each is printed as `warning <line>`.
 # The last line of stderr, `(failed while …)`, names the part that failed.
 # Exits: $no_space (the half-unpacked release and its upload were removed), $corrupt (it did
 # not unpack: the upload was deleted), $unit_rejected.
 : "${rel:?}" "${releases:?}" "${release:?}" "${upload:?}" "${base:?}" "${user:?}"
 : "${state_dir:?}" "${env_file:?}" "${unit:?}" "${unit_path:?}" "${current:?}"
 : "${env_from:?}" "${host_unit?}" "${host_socket?}" "${verify_flags?}" "${socket:?}"
-: "${socket_path:?}"
+: "${socket_path:?}" "${unit_lines:?}"
 : "${no_space:?}" "${corrupt:?}" "${unit_rejected:?}"
 part='unpacking the release'
 trap 'status=$?; [ "$status" -eq 0 ] || echo "(failed while $part)" >&2' EXIT
@@ -98,11 +101,14 @@ if [ "$same" = no ] && command -v systemd-analyze >/dev/null; then
         set -- "$@" "$dir/$socket"
     fi
     status=0
+    # SYSTEMD_LOG_COLOR=0: systemd 247 colours its messages even into a pipe.
     # shellcheck disable=SC2086 # the flags are words
-    out=$(systemd-analyze verify $verify_flags "$@" 2>&1) || status=$?
+    out=$(SYSTEMD_LOG_COLOR=0 systemd-analyze verify $verify_flags "$@" 2>&1) || status=$?
     rm -rf "$dir"
-    if [ "$status" -ne 0 ] || [ -n "$out" ]; then
-        printf '%s\n' "$out" | sed "s#$dir/##g" >&2
+    out=$(printf '%s\n' "$out" | sed "s#$dir/##g")
+    if [ "$status" -ne 0 ] || printf '%s\n' "$out" | grep -Eq "$unit_lines"; then
+        printf '%s\n' "$out" >&2
         exit "$unit_rejected"
     fi
+    printf '%s\n' "$out" | sed -n 's/^./warning &/p'
 fi
