@@ -77,14 +77,20 @@ pub fn restore(
     )
 }
 
+/// What the host ran before the switch: the release to return to, and the host's clock then
+/// (the journal is shown from there).
+pub struct Before<'a> {
+    pub previous: Option<&'a ReleaseId>,
+    pub since: u64,
+}
+
 /// After a failed start: show the journal, then return to the previous release (or stop the
 /// service when there is none) and check it; say which of those happened.
 pub fn recover(
     runner: &mut Runner,
     layout: &Layout,
     health: Option<&Health>,
-    previous: Option<&ReleaseId>,
-    since: u64,
+    before: Before,
     failure: anyhow::Error,
     on_failure: OnFailure,
     ui: &Ui,
@@ -97,7 +103,11 @@ pub fn recover(
     let mut answers = runner
         .run(vec![
             DisarmTimer::new(layout).step(layout),
-            ReadJournal { since }.step(layout).always(),
+            ReadJournal {
+                since: before.since,
+            }
+            .step(layout)
+            .always(),
             MarkRelease {
                 release: layout.release.clone(),
                 healthy: false,
@@ -150,7 +160,7 @@ pub fn recover(
             )),
         );
     }
-    let Some(previous) = previous else {
+    let Some(previous) = before.previous else {
         return match runner.one(StopService.step(layout)) {
             Ok(_) => tagged(
                 if interrupted {

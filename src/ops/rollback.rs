@@ -173,8 +173,10 @@ fn rollback_locked(
             runner,
             &layout.with_release(&target.name),
             health,
-            current.as_ref(),
-            since,
+            recover::Before {
+                previous: current.as_ref(),
+                since,
+            },
             failure,
             OnFailure::RollBack,
             ui,

@@ -9,7 +9,7 @@ use anyhow::Result;
 use super::request::Options;
 use crate::actions::deadman::{self, ArmTimer, ArmedTimer, Disarm};
 use crate::actions::health::{self, OnInterrupt, UnitState};
-use crate::actions::recover::{listen, recover, restore, switched_state};
+use crate::actions::recover::{Before, listen, recover, restore, switched_state};
 use crate::actions::release::{UnpackRelease, out_of_space};
 use crate::actions::survey::{Survey, SurveyHost, check_room};
 use crate::actions::switch::{FinishRelease, switch_to};
@@ -313,8 +313,10 @@ pub fn activate(
             runner,
             layout,
             health,
-            transfer.previous.as_ref(),
-            transfer.since,
+            Before {
+                previous: transfer.previous.as_ref(),
+                since: transfer.since,
+            },
             failure,
             options.on_failure,
             ui,
