@@ -9,7 +9,8 @@
 //! - no circle, between files or between the top-level rooms;
 //! - the leaf modules use nothing in the crate;
 //! - only `cli.rs` and `lib.rs` name clap;
-//! - no source file is over [`MAX_LINES`] lines.
+//! - no source file is over [`MAX_LINES`] lines, and no room (a top-level module with its
+//!   files and scripts) holds more than a fifth of the crate's lines.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -514,6 +515,50 @@ fn no_source_file_is_too_long() {
         })
         .collect();
     assert!(long.is_empty(), "over {MAX_LINES} lines: {long:?}");
+}
+
+#[test]
+fn no_room_holds_more_than_a_fifth_of_the_lines() {
+    let krate = Crate::read();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut rooms: BTreeMap<String, usize> = BTreeMap::new();
+    let mut count = |file: &Path| {
+        let lines = std::fs::read_to_string(file).map_or(0, |t| t.lines().count());
+        let relative = file.strip_prefix(&src).expect("under src");
+        let room = relative.components().next().expect("a first part");
+        let room = room
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
+        *rooms.entry(room).or_default() += lines;
+    };
+    for (file, _) in krate.modules.values() {
+        count(file);
+    }
+    for script in shell_files(&src) {
+        count(&script);
+    }
+    let total: usize = rooms.values().sum();
+    let large: Vec<String> = rooms
+        .iter()
+        .filter(|(_, lines)| **lines * 5 > total)
+        .map(|(room, lines)| format!("{room}: {lines} of {total} lines"))
+        .collect();
+    assert!(large.is_empty(), "rooms over a fifth: {large:?}");
+}
+
+fn shell_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("readable") {
+        let path = entry.expect("an entry").path();
+        if path.is_dir() {
+            found.extend(shell_files(&path));
+        } else if path.extension().is_some_and(|e| e == "sh") {
+            found.push(path);
+        }
+    }
+    found
 }
 
 #[test]
