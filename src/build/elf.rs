@@ -9,7 +9,7 @@ use goblin::elf::Elf;
 use super::target::Target;
 use crate::config::Builder;
 
-pub fn check_static(path: &Path, target: Target, builder: Builder) -> Result<()> {
+pub(super) fn check_static(path: &Path, target: Target, builder: Builder) -> Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     check_bytes(&bytes, target, builder)
         .with_context(|| format!("{} is not shippable", path.display()))

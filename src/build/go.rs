@@ -29,7 +29,7 @@ struct CCompilerCommand {
     cxx: Option<Vec<String>>,
 }
 
-pub fn build(
+pub(crate) fn build(
     config: &Config,
     target: Target,
     stamp: &Stamp,
@@ -95,7 +95,7 @@ pub fn build(
 }
 
 /// `go build`'s flags before `-ldflags`.
-pub fn flags(cgo: bool) -> Vec<&'static str> {
+pub(crate) fn flags(cgo: bool) -> Vec<&'static str> {
     let mut flags = FLAGS.to_vec();
     if cgo {
         flags.extend(["-tags", CGO_TAGS]);
@@ -105,7 +105,7 @@ pub fn flags(cgo: bool) -> Vec<&'static str> {
 
 /// Strips the binary and stamps the version and build time into the `-X` variables; with cgo,
 /// links through the C compiler with `-static`, so libc is inside the binary.
-pub fn ldflags(config: &Config, cgo: bool, version: &str, build_time: &str) -> String {
+pub(crate) fn ldflags(config: &Config, cgo: bool, version: &str, build_time: &str) -> String {
     let link = if cgo {
         " -linkmode external -extldflags '-static -s'"
     } else {
@@ -118,7 +118,7 @@ pub fn ldflags(config: &Config, cgo: bool, version: &str, build_time: &str) -> S
 }
 
 /// The main package as `go build` takes it: a relative path must start with `./`.
-pub fn package(config: &Config) -> String {
+pub(crate) fn package(config: &Config) -> String {
     let package = &config.build.go_package;
     if package == "." || package.starts_with("./") {
         package.clone()
@@ -128,7 +128,7 @@ pub fn package(config: &Config) -> String {
 }
 
 /// The first package in the build, Go's own aside, that has cgo files, as "import/path (file.go)".
-pub fn cgo_package(config: &Config, target: Target) -> Result<Option<String>> {
+pub(crate) fn cgo_package(config: &Config, target: Target) -> Result<Option<String>> {
     let format =
         "{{if and (not .Standard) .CgoFiles}}{{.ImportPath}} ({{index .CgoFiles 0}}){{end}}";
     let mut command = Command::new("go");

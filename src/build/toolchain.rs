@@ -8,14 +8,14 @@ use std::process::{Command, Stdio};
 use super::target::Target;
 
 /// How to get each tool, one line each, for `help:` lines.
-pub const INSTALL_MUSL_GCC: &str = "`apt-get install musl-tools` (Debian/Ubuntu)";
-pub const INSTALL_ZIG: &str = "zig: `pip install ziglang` in a virtualenv (found as `zig` on PATH \
+pub(super) const INSTALL_MUSL_GCC: &str = "`apt-get install musl-tools` (Debian/Ubuntu)";
+pub(super) const INSTALL_ZIG: &str = "zig: `pip install ziglang` in a virtualenv (found as `zig` on PATH \
      or `python3 -m ziglang`) or `brew install zig` (macOS)";
-pub const INSTALL_ZIGBUILD: &str = "zig and cargo-zigbuild: `pip install cargo-zigbuild` in a \
+pub(super) const INSTALL_ZIGBUILD: &str = "zig and cargo-zigbuild: `pip install cargo-zigbuild` in a \
      virtualenv (it brings ziglang) or `brew install zig cargo-zigbuild` (macOS)";
 
 /// The architecture shipit runs on, when it is one it builds for.
-pub fn native() -> Option<Target> {
+pub(super) fn native() -> Option<Target> {
     match std::env::consts::ARCH {
         "x86_64" => Some(Target::LinuxAmd64),
         "aarch64" => Some(Target::LinuxArm64),
@@ -24,7 +24,7 @@ pub fn native() -> Option<Target> {
 }
 
 /// `program` in a PATH directory, executable.
-pub fn on_path(program: &str) -> Option<PathBuf> {
+pub(super) fn on_path(program: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -38,7 +38,7 @@ pub fn on_path(program: &str) -> Option<PathBuf> {
 
 /// The words that run zig: `zig` on PATH, else PyPI's ziglang as `python3 -m ziglang` (the
 /// order cargo-zigbuild looks in).
-pub fn zig() -> Option<Vec<String>> {
+pub(super) fn zig() -> Option<Vec<String>> {
     if on_path("zig").is_some() {
         return Some(vec!["zig".into()]);
     }
@@ -54,13 +54,13 @@ pub fn zig() -> Option<Vec<String>> {
 }
 
 /// zig's name for a musl target, as `zig cc -target` takes it.
-pub fn zig_target(target: Target) -> String {
+pub(super) fn zig_target(target: Target) -> String {
     format!("{}-linux-musl", target.rust_arch())
 }
 
 /// A gcc that compiles and links against musl for `target`: `<arch>-linux-musl-gcc` (a musl
 /// cross compiler), else Debian's `musl-gcc` when `target` is this machine's architecture.
-pub fn musl_gcc(target: Target) -> Option<String> {
+pub(super) fn musl_gcc(target: Target) -> Option<String> {
     let cross = format!("{}-linux-musl-gcc", target.rust_arch());
     if on_path(&cross).is_some() {
         return Some(cross);
@@ -68,12 +68,12 @@ pub fn musl_gcc(target: Target) -> Option<String> {
     (native() == Some(target) && on_path("musl-gcc").is_some()).then(|| "musl-gcc".into())
 }
 
-pub fn cargo_zigbuild() -> bool {
+pub(super) fn cargo_zigbuild() -> bool {
     on_path("cargo-zigbuild").is_some()
 }
 
 /// What a C build for `target` can use, for errors that name what to install.
-pub fn install_hint(target: Target, rust: bool) -> String {
+pub(super) fn install_hint(target: Target, rust: bool) -> String {
     let zig = if rust { INSTALL_ZIGBUILD } else { INSTALL_ZIG };
     if native() == Some(target) {
         format!("install musl-gcc: {INSTALL_MUSL_GCC}; or {zig}")

@@ -11,14 +11,14 @@ use crate::project::Language;
 
 /// Where something was found: "main.go:47".
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found<T> {
+pub(super) struct Found<T> {
     pub value: T,
     pub at: String,
 }
 
 /// A command-line flag that sets where the service listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenFlag {
+pub(super) struct ListenFlag {
     /// As typed on the command line: "--port", "--addr".
     pub flag: String,
     /// The flag's default as written ("8080", ":8080"), when the source has a literal one.
@@ -28,7 +28,7 @@ pub struct ListenFlag {
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Listening {
+pub(super) struct Listening {
     pub flag: Option<Found<ListenFlag>>,
     /// A port in a literal listen address (`ListenAndServe(":8080", …)`, `bind("0.0.0.0:8080")`).
     pub literal_port: Option<Found<u16>>,
@@ -40,7 +40,7 @@ pub struct Listening {
 const MAX_FILES: usize = 400;
 const MAX_DEPTH: usize = 4;
 
-pub fn scan(root: &Path, language: Language) -> Listening {
+pub(super) fn scan(root: &Path, language: Language) -> Listening {
     let extension = match language {
         Language::Go => "go",
         Language::Rust => "rs",
@@ -253,7 +253,7 @@ fn first_literal(rest: &str) -> Option<String> {
 }
 
 /// The port of "8080", ":8080", "0.0.0.0:8080" or "[::]:8080".
-pub fn port_of(value: &str) -> Option<u16> {
+pub(super) fn port_of(value: &str) -> Option<u16> {
     let port = value.rsplit(':').next()?;
     port.parse().ok().filter(|p| *p != 0)
 }

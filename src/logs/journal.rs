@@ -8,10 +8,10 @@ use super::time::civil_from_days;
 
 /// The fields asked for (`--output-fields`); journalctl always adds `__CURSOR` and
 /// `__REALTIME_TIMESTAMP`.
-pub const FIELDS: &str = "MESSAGE,_HOSTNAME,SYSLOG_IDENTIFIER,_COMM,_PID,SYSLOG_PID";
+pub(super) const FIELDS: &str = "MESSAGE,_HOSTNAME,SYSLOG_IDENTIFIER,_COMM,_PID,SYSLOG_PID";
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
+pub(super) struct Entry {
     /// Microseconds since the epoch, by the host's clock.
     pub at: i64,
     pub cursor: String,
@@ -24,7 +24,7 @@ pub struct Entry {
 
 impl Entry {
     /// One line of `journalctl -o json`; None for anything else (journalctl's own notes).
-    pub fn parse(line: &str) -> Option<Entry> {
+    pub(super) fn parse(line: &str) -> Option<Entry> {
         let value: Value = serde_json::from_str(line.trim()).ok()?;
         let field = |name: &str| text_of(value.get(name)?);
         Some(Entry {
@@ -46,7 +46,7 @@ impl Entry {
 
     /// As journalctl's `short` output prints it, in a zone `offset` seconds east of UTC:
     /// `Jan 02 03:04:05 web1 hello-go[123]: message`.
-    pub fn short(&self, offset: i64) -> String {
+    pub(super) fn short(&self, offset: i64) -> String {
         let local = self.at.div_euclid(1_000_000) + offset;
         let (_, month, day) = civil_from_days(local.div_euclid(86_400));
         let seconds = local.rem_euclid(86_400);
@@ -62,7 +62,7 @@ impl Entry {
 
     /// With a host column and the UTC time to the microsecond:
     /// `web1 | 2025-01-02T03:04:05.000006Z hello-go[123]: message`.
-    pub fn merged(&self, host: &str, width: usize) -> String {
+    pub(super) fn merged(&self, host: &str, width: usize) -> String {
         let seconds = self.at.div_euclid(1_000_000);
         let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
         let of_day = seconds.rem_euclid(86_400);

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use super::journal::Entry;
 
 /// How long a line waits for hosts that have sent nothing newer.
-pub const HOLD: Duration = Duration::from_millis(500);
+pub(super) const HOLD: Duration = Duration::from_millis(500);
 
-pub struct Merge {
+pub(super) struct Merge {
     hosts: Vec<Host>,
 }
 
@@ -26,7 +26,7 @@ struct Host {
 }
 
 impl Merge {
-    pub fn new(hosts: usize) -> Merge {
+    pub(super) fn new(hosts: usize) -> Merge {
         Merge {
             hosts: (0..hosts)
                 .map(|_| Host {
@@ -37,25 +37,25 @@ impl Merge {
         }
     }
 
-    pub fn set_offset(&mut self, host: usize, offset: i64) {
+    pub(super) fn set_offset(&mut self, host: usize, offset: i64) {
         self.hosts[host].offset = offset;
     }
 
-    pub fn push(&mut self, host: usize, entry: Entry, arrived: Instant) {
+    pub(super) fn push(&mut self, host: usize, entry: Entry, arrived: Instant) {
         self.hosts[host].waiting.push_back((entry, arrived));
     }
 
     /// No more lines will come from `host`.
-    pub fn end(&mut self, host: usize) {
+    pub(super) fn end(&mut self, host: usize) {
         self.hosts[host].live = false;
     }
 
-    pub fn is_done(&self) -> bool {
+    pub(super) fn is_done(&self) -> bool {
         self.hosts.iter().all(|h| !h.live && h.waiting.is_empty())
     }
 
     /// The next line to print at `now`, with its host's index.
-    pub fn pop(&mut self, now: Instant) -> Option<(usize, Entry)> {
+    pub(super) fn pop(&mut self, now: Instant) -> Option<(usize, Entry)> {
         let (index, arrived) = self.earliest()?;
         let everyone_waiting = self.hosts.iter().all(|h| !h.live || !h.waiting.is_empty());
         if everyone_waiting || now >= arrived + HOLD {
@@ -66,7 +66,7 @@ impl Merge {
     }
 
     /// Everything waiting, in order (nothing more will come, or nothing more is waited for).
-    pub fn drain(&mut self) -> Vec<(usize, Entry)> {
+    pub(super) fn drain(&mut self) -> Vec<(usize, Entry)> {
         let mut out = Vec::new();
         while let Some((index, _)) = self.earliest() {
             if let Some((entry, _)) = self.hosts[index].waiting.pop_front() {
@@ -77,7 +77,7 @@ impl Merge {
     }
 
     /// When the line held longest may be printed anyway.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(super) fn deadline(&self) -> Option<Instant> {
         self.earliest().map(|(_, arrived)| arrived + HOLD)
     }
 

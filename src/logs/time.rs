@@ -10,7 +10,7 @@ const DAY: i64 = 86_400 * MICROS;
 
 /// A checked time in one of journalctl's forms.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TimeSpec {
+pub(super) struct TimeSpec {
     pub text: String,
     form: Form,
 }
@@ -45,7 +45,7 @@ const FORMS: &str = "\"2025-01-02 10:00[:00]\", \"10:00\", \"today\", \"yesterda
                      \"UTC\"";
 
 impl TimeSpec {
-    pub fn parse(flag: &str, text: &str) -> Result<TimeSpec> {
+    pub(super) fn parse(flag: &str, text: &str) -> Result<TimeSpec> {
         let bad = |why: &str| {
             crate::error::tagged(
                 crate::error::Category::Usage,
@@ -66,7 +66,7 @@ impl TimeSpec {
 
     /// Microseconds since the epoch, for a host whose clock reads `now` (µs) in a zone
     /// `offset` seconds east of UTC; None for a named zone.
-    pub fn resolve(&self, now: i64, offset: i64) -> Option<i64> {
+    pub(super) fn resolve(&self, now: i64, offset: i64) -> Option<i64> {
         match &self.form {
             Form::Now => Some(now),
             Form::Epoch(at) => Some(*at),
@@ -343,7 +343,7 @@ fn days_in_month(year: i64, month: u32) -> i64 {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+pub(super) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -354,7 +354,7 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 }
 
 /// The date of a day number from [`days_from_civil`].
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub(super) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
