@@ -320,7 +320,7 @@ pub struct RollbackArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum LockCommand {
-    /// Show who holds the deploy lock, and since when
+    /// Show who holds the deploy lock and since when, and any dead-man timer armed on HOST
     Status(HostArgs),
     /// Remove the lock (after a deploy died without releasing it)
     Release(HostArgs),
@@ -451,6 +451,7 @@ pub struct SandboxDownArgs {
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
+    /// The shell to write the script for
     #[arg(value_enum)]
     pub shell: Shell,
 }

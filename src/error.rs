@@ -5,7 +5,8 @@
 
 use std::fmt;
 
-/// Documented in README.md ("Exit codes"); keep both in step.
+/// The manual's exit-code page (docs/src/reference/exit-codes.md) is generated from [`Category::ALL`]
+/// and [`Category::meaning`], and a test fails when it falls behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Category {
     /// Bad command line, shipit.toml or user-supplied value. Nothing was run.
@@ -33,8 +34,65 @@ pub enum Category {
 }
 
 impl Category {
+    /// Every category, in the order of their exit codes.
+    pub const ALL: [Category; 10] = [
+        Category::Usage,
+        Category::Build,
+        Category::Connect,
+        Category::Remote,
+        Category::RolledBack,
+        Category::RollbackFailed,
+        Category::Locked,
+        Category::Preflight,
+        Category::Hook,
+        Category::Interrupted,
+    ];
+
     pub fn exit_code(self) -> u8 {
         self as u8
+    }
+
+    /// What the exit code tells the person or script that ran shipit, in one line.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Category::Usage => {
+                "usage: bad command line, shipit.toml, template or value, or a host shipit cannot \
+                 deploy to (no systemd, another architecture); nothing was run"
+            }
+            Category::Build => {
+                "build: the compiler failed, the binary is not static, or packaging failed"
+            }
+            Category::Connect => {
+                "connection: a host could not be reached or authenticated, or its host key was \
+                 refused"
+            }
+            Category::Remote => {
+                "remote: a command on a host failed, or the host has no room for the release"
+            }
+            Category::RolledBack => {
+                "rolled back: the new release failed its health check and the previous one was \
+                 restored"
+            }
+            Category::RollbackFailed => {
+                "rollback failed: the new release failed and the previous one could not be \
+                 restored"
+            }
+            Category::Locked => {
+                "locked: another deploy of this app holds the host's lock, or its dead-man timer \
+                 is armed there"
+            }
+            Category::Preflight => {
+                "failed pre-flight: the new release crashed, hung or answered unhealthy on a \
+                 scratch socket before the switch; nothing was switched"
+            }
+            Category::Hook => {
+                "a hook before the switch failed (`before_switch` on a host, or `local_before`): \
+                 no host was switched"
+            }
+            Category::Interrupted => {
+                "interrupted by Ctrl-C or SIGTERM; the host runs the release it had"
+            }
+        }
     }
 }
 
@@ -153,6 +211,31 @@ pub fn indent(text: &str, by: &str) -> String {
 mod tests {
     use super::*;
     use anyhow::Context;
+
+    #[test]
+    fn all_lists_every_category_once_by_exit_code() {
+        // Exhaustive on purpose: a new category stops this from compiling until it is placed.
+        let position = |category: Category| match category {
+            Category::Usage => 0,
+            Category::Build => 1,
+            Category::Connect => 2,
+            Category::Remote => 3,
+            Category::RolledBack => 4,
+            Category::RollbackFailed => 5,
+            Category::Locked => 6,
+            Category::Preflight => 7,
+            Category::Hook => 8,
+            Category::Interrupted => 9,
+        };
+        for (i, category) in Category::ALL.into_iter().enumerate() {
+            assert_eq!(position(category), i, "{category:?}");
+        }
+        assert!(
+            Category::ALL
+                .windows(2)
+                .all(|w| w[0].exit_code() < w[1].exit_code())
+        );
+    }
 
     #[test]
     fn innermost_tag_decides_the_exit_code() {

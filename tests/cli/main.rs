@@ -8,6 +8,7 @@ mod build;
 mod cli;
 mod config_errors;
 mod deploy;
+mod docs;
 mod exec;
 mod faults;
 mod fleet;
