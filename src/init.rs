@@ -185,7 +185,7 @@ fn template(name: &str, language: Language, listen: &ListenPlan) -> String {
     };
     format!(
         "# shipit.toml: how shipit builds, packages and runs {name}.\n\
-         # Every setting is described in shipit's README.md, section \"shipit.toml\".\n\
+         # Every setting is described in shipit's manual: docs/src/reference/config.md.\n\
          \n\
          [app]\n\
          name = \"{name}\"          # unit, user and directory name on the server\n\
@@ -206,7 +206,7 @@ fn template(name: &str, language: Language, listen: &ListenPlan) -> String {
          # timeout_stop_sec = 30\n\
          # env_file = \".env.production\"  # secrets: uploaded to /etc/{name}/{name}.env, mode 0600\n\
          # capabilities = [\"CAP_NET_BIND_SERVICE\"]  # to listen below port 1024\n\
-         # listen = [\"8080\"]       # systemd holds the socket (README: \"Zero-downtime deploys\")\n\
+         # listen = [\"8080\"]       # systemd holds the socket (manual: \"Zero-downtime deploys\")\n\
          \n\
          [service.env]\n\
          {env}\
@@ -229,7 +229,7 @@ fn template(name: &str, language: Language, listen: &ListenPlan) -> String {
          # [deploy]\n\
          # keep_releases = 5\n\
          #\n\
-         # For `shipit generate dockerfile|k8s` (see README, \"Beyond one box\"):\n\
+         # For `shipit generate dockerfile|k8s` (see the manual, \"Beyond one box\"):\n\
          # [container]\n\
          # runtime = \"distroless-static\"   # or \"scratch\", \"alpine\"\n\
          # [k8s]\n\

@@ -65,7 +65,7 @@ const fn socket(name: &'static str, since: u32) -> Directive {
 }
 
 /// Every directive shipit writes (in the service and the socket unit) or accepts in
-/// `[service.hardening]`, by section of the man pages. README.md ("Supported hosts") lists the
+/// `[service.hardening]`, by section of the man pages. The manual's "Supported hosts" guide (docs/src/guides/supported-hosts.md) lists the
 /// same; a test proves the table against the real systemd 247, 252 and 257 of the sandbox hosts.
 pub const DIRECTIVES: &[Directive] = &[
     // The built-in templates: [Unit], [Service] and [Install] basics, all older than 239.

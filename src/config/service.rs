@@ -256,7 +256,7 @@ fn validate_hardening_key(key: &str) -> Result<(), String> {
         .unwrap_or_default();
     Err(format!(
         "{key:?} is not a directive shipit knows{guess}\n  \
-         help: README.md \"Supported hosts\" lists the [service.hardening] keys and the systemd \
+         help: the manual's \"Supported hosts\" guide (docs/src/guides/supported-hosts.md) lists the [service.hardening] keys and the systemd \
          release each needs"
     ))
 }
