@@ -22,7 +22,12 @@ use crate::process::{spawn_tool, tool_failed};
 use crate::ui::Ui;
 
 /// The executable and what built it.
-pub(super) fn build(config: &Config, target: Target, stamp: &Stamp, ui: &Ui) -> Result<(PathBuf, String)> {
+pub(super) fn build(
+    config: &Config,
+    target: Target,
+    stamp: &Stamp,
+    ui: &Ui,
+) -> Result<(PathBuf, String)> {
     let builder = config.build.builder;
     let built = |path: PathBuf, by: Builder| (path, by.to_string());
     match builder {
