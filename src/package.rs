@@ -267,6 +267,33 @@ pub struct Package {
     pub socket: Option<String>,
 }
 
+/// A package of app `app` and `version` for the unit tests, as `Package::open` would read it:
+/// `size` bytes at `path`, one binary of `unpacked` bytes, the service unit `unit`.
+#[cfg(test)]
+pub(crate) fn fixture(path: &Path, version: &str, size: u64, unpacked: u64, unit: &str) -> Package {
+    Package {
+        path: path.to_path_buf(),
+        sha256: "ab".repeat(32),
+        size,
+        manifest: Manifest {
+            app: "app".into(),
+            version: version.into(),
+            commit: None,
+            build_time: String::new(),
+            target: "linux-amd64".into(),
+            builder: "go".into(),
+            files: vec![FileEntry {
+                path: "app".into(),
+                mode: "0755".into(),
+                size: unpacked,
+                sha256: "cd".repeat(32),
+            }],
+        },
+        unit: unit.into(),
+        socket: None,
+    }
+}
+
 impl Package {
     /// Opens a package and reads its manifest and unit, checking it belongs to `app` and that
     /// every file in it is what the manifest says (size and sha256): hosts then need to check

@@ -785,34 +785,31 @@ mod tests {
     #[test]
     fn a_missing_directory_or_program_answers_127_before_anything_runs() {
         let argv = words(&["./no-such-program"]);
-        let spec = ServiceRun {
-            working_directory: "/",
-            ..run(&argv, &[])
+        let run_in = |directory: &str| {
+            let spec = ServiceRun {
+                working_directory: directory,
+                ..run(&argv, &[])
+            };
+            let script = prepare(&spec).unwrap().script;
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            (out.status.code(), stderr)
         };
-        let script = prepare(&spec).unwrap().script;
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(127));
+        let (status, stderr) = run_in("/");
+        assert_eq!(status, Some(127));
         assert_eq!(
-            String::from_utf8_lossy(&out.stderr),
+            stderr,
             "shipit: ./no-such-program: command not found (in /)\n"
         );
-        let spec = ServiceRun {
-            working_directory: "/no/such/dir",
-            ..run(&argv, &[])
-        };
-        let script = prepare(&spec).unwrap().script;
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(127));
+        let (status, stderr) = run_in("/no/such/dir");
+        assert_eq!(status, Some(127));
         assert!(
-            String::from_utf8_lossy(&out.stderr).ends_with("shipit: cannot enter /no/such/dir\n")
+            stderr.ends_with("shipit: cannot enter /no/such/dir\n"),
+            "{stderr}"
         );
     }
 }

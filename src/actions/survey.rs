@@ -147,27 +147,7 @@ mod tests {
     use super::*;
 
     fn package(size: u64, unpacked: u64) -> Package {
-        Package {
-            path: "p.tar.gz".into(),
-            sha256: "0".repeat(64),
-            size,
-            manifest: crate::package::Manifest {
-                app: "app".into(),
-                version: "1".into(),
-                commit: None,
-                build_time: String::new(),
-                target: "linux-amd64".into(),
-                builder: "go".into(),
-                files: vec![crate::package::FileEntry {
-                    path: "app".into(),
-                    mode: "0755".into(),
-                    size: unpacked,
-                    sha256: "0".repeat(64),
-                }],
-            },
-            unit: String::new(),
-            socket: None,
-        }
+        crate::package::fixture("p.tar.gz".as_ref(), "1", size, unpacked, "")
     }
 
     fn survey(upload: EarlierUpload, unpacked: bool, free: u64, devices: (u64, u64)) -> Survey {

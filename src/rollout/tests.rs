@@ -18,7 +18,7 @@ use crate::config::{Argv, Health, HookHosts, Hooks};
 use crate::error::{Category, category_of};
 use crate::hosts::{Connect, Layout};
 use crate::names::ReleaseId;
-use crate::package::{FileEntry, Manifest, Package};
+use crate::package::Package;
 use crate::remote::destination::Destination;
 use crate::remote::fake::{Host, Hosts, Reply};
 use crate::remote::{Exit, Kind, Remote};
@@ -64,27 +64,13 @@ fn world(hosts: Vec<(&str, Host)>) -> World {
         hosts: fakes,
         host,
         names,
-        package: Package {
-            path,
-            sha256: "ab".repeat(32),
-            size: 3000,
-            manifest: Manifest {
-                app: "app".into(),
-                version: "2.0.0".into(),
-                commit: None,
-                build_time: String::new(),
-                target: "linux-amd64".into(),
-                builder: "go".into(),
-                files: vec![FileEntry {
-                    path: "app".into(),
-                    mode: "0755".into(),
-                    size: 5000,
-                    sha256: "cd".repeat(32),
-                }],
-            },
-            unit: "[Service]\nExecStart=/opt/app/current/app\n".into(),
-            socket: None,
-        },
+        package: crate::package::fixture(
+            &path,
+            "2.0.0",
+            3000,
+            5000,
+            "[Service]\nExecStart=/opt/app/current/app\n",
+        ),
         _dir: dir,
         rollout: Rollout {
             parallel: 4,
