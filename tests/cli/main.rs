@@ -1,6 +1,8 @@
 //! shipit's integration tests: one binary, real toolchains, real systemd-analyze, real hosts
-//! (systemd-nspawn containers from `shipit sandbox`).
+//! (systemd-nspawn containers from `shipit sandbox`). [`harness`] runs them: `cargo test --test
+//! cli deploy::` runs the deploy tests, and a test this machine cannot run is reported as ignored.
 
+mod harness;
 mod support;
 
 mod bastion;
@@ -18,6 +20,38 @@ mod host_keys;
 mod hosts;
 mod logs;
 mod sandbox;
+mod scripts;
 mod secrets;
 mod sockets;
 mod unit;
+
+fn main() -> std::process::ExitCode {
+    harness::run(
+        [
+            harness::tests(),
+            support::load::tests::tests(),
+            bastion::tests(),
+            build::tests(),
+            cli::tests(),
+            config_errors::tests(),
+            deploy::tests(),
+            exec::tests(),
+            faults::tests(),
+            fleet::tests(),
+            generate::tests(),
+            history::tests(),
+            hooks::tests(),
+            host_keys::tests(),
+            hosts::tests(),
+            logs::tests(),
+            sandbox::tests(),
+            scripts::tests(),
+            secrets::tests(),
+            sockets::tests(),
+            unit::tests(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    )
+}

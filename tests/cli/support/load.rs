@@ -370,8 +370,7 @@ impl fmt::Display for Report {
     }
 }
 
-#[cfg(test)]
-mod tests {
+pub mod tests {
     //! The load generator against tiny servers started here, one per way a request can end.
 
     use super::*;
@@ -437,7 +436,6 @@ mod tests {
         }
     }
 
-    #[test]
     fn answers_carry_their_status_and_version() {
         let up = serve(|s| json(s, "200 OK", r#"{"status":"UP","version":"1.2.3"}"#));
         assert_eq!(
@@ -457,7 +455,6 @@ mod tests {
         assert_eq!(report.versions(), [("9".to_string(), report.samples.len())]);
     }
 
-    #[test]
     fn each_way_of_failing_is_told_apart() {
         // Bound and closed again: nothing listens there.
         let closed = TcpListener::bind("127.0.0.1:0")
@@ -491,7 +488,6 @@ mod tests {
         assert_eq!(only_outcome(silent), Outcome::Timeout);
     }
 
-    #[test]
     fn the_load_keeps_to_its_rate_and_limit() {
         let up = serve(|s| json(s, "200 OK", r#"{"version":"1"}"#));
         let settings = Settings {
@@ -514,7 +510,6 @@ mod tests {
         );
     }
 
-    #[test]
     fn versions_must_switch_once() {
         let sample = |started: u64, latency: u64, version: &str| Sample {
             client: 0,
@@ -543,5 +538,14 @@ mod tests {
             caught.is_err(),
             "an answer from 1 after 2 answered must fail"
         );
+    }
+
+    pub fn tests() -> Vec<crate::harness::Test> {
+        vec![
+            crate::test!(Nothing, 0, answers_carry_their_status_and_version),
+            crate::test!(Nothing, 1, each_way_of_failing_is_told_apart),
+            crate::test!(Nothing, 1, the_load_keeps_to_its_rate_and_limit),
+            crate::test!(Nothing, 0, versions_must_switch_once),
+        ]
     }
 }
