@@ -14,9 +14,10 @@ fn lifecycle(example_name: &str, host: &str) {
     let project = example(example_name);
     let unit = format!("{example_name}.service");
 
+    // The first deploy builds the package itself; the later ones ship the shared one.
     let report = host_report(sandbox.project(&project).deploy(
         host,
-        Ship::Version("1.0.0"),
+        Ship::Built("1.0.0"),
         &["--json"],
     ));
     assert_eq!(report["uploaded"], true);

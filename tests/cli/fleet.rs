@@ -25,7 +25,8 @@ fn fleet_deploy(
         version,
     ];
     args.extend_from_slice(extra);
-    let run = sandbox.shipit(&args).run();
+    // Built by the deploy: one build for the whole fleet is part of what these tests check.
+    let run = sandbox.shipit(&args).building().run();
     let summary = serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", run.stdout, run.stderr));
     (run, summary)

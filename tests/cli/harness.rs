@@ -109,7 +109,15 @@ pub fn test_name(module: &str, test: &str) -> String {
 const DEFAULT_THREADS: usize = 8;
 
 pub fn run(mut tests: Vec<Test>) -> std::process::ExitCode {
-    let mut args = Arguments::from_args();
+    let (mut args, filters) = arguments();
+    if filters.len() > 1 {
+        tests.retain(|test| {
+            filters.iter().any(|filter| match args.exact {
+                true => test.name == *filter,
+                false => test.name.contains(filter.as_str()),
+            })
+        });
+    }
     if args.test_threads.is_none() {
         args.test_threads = Some(
             std::env::var("RUST_TEST_THREADS")
@@ -124,7 +132,43 @@ pub fn run(mut tests: Vec<Test>) -> std::process::ExitCode {
         .into_iter()
         .map(|test| trial(test, asked_for_ignored))
         .collect();
-    libtest_mimic::run(&args, trials).exit_code()
+    let conclusion = libtest_mimic::run(&args, trials);
+    crate::support::builds::clean_up();
+    conclusion.exit_code()
+}
+
+/// libtest's arguments, and its filters: libtest-mimic takes one, libtest any number (`cargo test
+/// -- deploy:: fleet::`), so with more than one they are applied here.
+fn arguments() -> (Arguments, Vec<String>) {
+    let taking_a_value = [
+        "--test-threads",
+        "--logfile",
+        "--skip",
+        "--color",
+        "--format",
+        "-Z",
+    ];
+    let mut options = Vec::new();
+    let mut filters = Vec::new();
+    let mut argv = std::env::args().skip(1);
+    while let Some(arg) = argv.next() {
+        if taking_a_value.contains(&arg.as_str()) {
+            options.push(arg);
+            options.extend(argv.next());
+        } else if arg.starts_with('-') {
+            options.push(arg);
+        } else {
+            filters.push(arg);
+        }
+    }
+    if let [filter] = filters.as_slice() {
+        options.push(filter.clone());
+    }
+    let program = std::env::args().next().unwrap_or_default();
+    (
+        Arguments::from_iter(std::iter::once(program).chain(options)),
+        filters,
+    )
 }
 
 /// A test whose need is missing: failed where a variable requires it, ignored with the reason
