@@ -474,6 +474,12 @@ fn quick_app() -> tempfile::TempDir {
     project
 }
 
+/// Packages of `project` built before a test arms a dead-man timer: its later deploys must start
+/// within the timer's window, not wait for a build.
+fn built_before_arming(project: &Path) {
+    build_shared_packages(project, &["1.0.0", "2.0.0", "3.0.0"]);
+}
+
 fn edit_config(project: &Path, from: &str, to: &str) {
     let path = project.join("shipit.toml");
     let config = std::fs::read_to_string(&path).unwrap();
@@ -560,6 +566,7 @@ fn lock_owner(sandbox: &Sandbox, host: &str) -> String {
 fn dead_man_timer_never_touches_a_host_another_deploy_holds() {
     let host = "t-dm-lock";
     let project = quick_app();
+    built_before_arming(project.path());
     let sandbox = running_1_0_0(host, project.path());
     deploy_unconfirmed(&sandbox, project.path(), host, "2.0.0");
 
@@ -613,6 +620,7 @@ fn dead_man_timer_without_an_earlier_release_never_stops_a_later_deploy() {
     let host = "t-dm-first";
     let sandbox = Sandbox::up(&[host]);
     let project = quick_app();
+    built_before_arming(project.path());
     let armed = std::time::Instant::now();
     deploy_unconfirmed(&sandbox, project.path(), host, "1.0.0");
 
@@ -670,6 +678,7 @@ fn dead_man_timer_never_returns_to_a_pruned_release() {
         "[service]\n",
         "[deploy]\nkeep_releases = 2\n\n[service]\nenv_file = \".env.prod\"\n",
     );
+    built_before_arming(project.path());
     let sandbox = running_1_0_0(host, project.path());
     deploy_unconfirmed(&sandbox, project.path(), host, "2.0.0");
 
@@ -1017,7 +1026,9 @@ fn bad_input_is_refused_and_the_host_is_untouched() {
         if !extra.contains(&"--") {
             args.push(host);
         }
-        let run = sandbox.shipit(&args).run();
+        // Each case has a config of its own, most refused before any build: the deploy builds
+        // itself, as a user's would, rather than each case waiting for a shared package.
+        let run = sandbox.shipit(&args).building().run();
         assert_eq!(run.code, *code, "{to:?} {extra:?}:\n{}", run.stderr);
         assert!(
             run.stderr.contains(message),

@@ -178,8 +178,8 @@ fn trial(test: Test, asked_for_ignored: bool) -> Trial {
         name, needs, run, ..
     } = test;
     let Some(why) = needs.missing() else {
-        return Trial::test(name, move || {
-            run();
+        return Trial::test(name.clone(), move || {
+            timed(&name, run);
             Ok(())
         });
     };
@@ -195,6 +195,23 @@ fn trial(test: Test, asked_for_ignored: bool) -> Trial {
         .with_ignored_flag(true);
     }
     Trial::ignorable_test(name, move || Ok(Completion::ignored_with(why)))
+}
+
+/// Where `SHIPIT_TEST_TIMES` names a file, each test that ran appends `SECONDS NAME` to it: the
+/// figures the `seconds` of [`crate::test`] come from.
+fn timed(name: &str, run: fn()) {
+    let start = std::time::Instant::now();
+    run();
+    if let Some(path) = std::env::var_os("SHIPIT_TEST_TIMES") {
+        use std::io::Write;
+        let line = format!("{:.1} {name}\n", start.elapsed().as_secs_f64());
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        file.and_then(|mut f| f.write_all(line.as_bytes()))
+            .expect("append to SHIPIT_TEST_TIMES");
+    }
 }
 
 /// Guards registration: a `#[test]` fn in this binary would be compiled out without a word.

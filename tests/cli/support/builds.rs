@@ -1,19 +1,71 @@
 //! Builds take turns, and a deploy that is not about building gets a shared package.
 //!
 //! Tests run many at once because they mostly wait; a build (go, cargo, zig, qemu) is what keeps
-//! both cores busy, so only one runs at a time. Most deploys only need *a* package of their
-//! project at their version: `deploy --version-override V` becomes `deploy --package P`, with P
-//! built once per distinct project contents and version and shared by every test that asks.
+//! the cores busy, so no more than [`TURNS`] run at a time. Most deploys only need *a* package of
+//! their project at their version: `deploy --version-override V` becomes `deploy --package P`,
+//! with P built once per distinct project contents and version and shared by every test that
+//! asks. Those builds go first: a test waiting for one holds hosts that wait too, while a build
+//! test only builds.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
-/// Held while a build runs.
-pub fn turn() -> MutexGuard<'static, ()> {
-    static TURN: Mutex<()> = Mutex::new(());
-    // A test that panicked while building leaves the lock poisoned; the turn itself is fine.
-    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Builds at once: one per core.
+const TURNS: usize = 2;
+
+struct Queue {
+    running: usize,
+    /// Shared packages waiting for a turn, which other builds let go first.
+    shared_waiting: usize,
+}
+
+static QUEUE: Mutex<Queue> = Mutex::new(Queue {
+    running: 0,
+    shared_waiting: 0,
+});
+static TURN_FREED: Condvar = Condvar::new();
+
+/// A build's turn, given back when dropped.
+pub struct Turn(());
+
+/// Waits for a turn to build (`shipit build`).
+pub fn turn() -> Turn {
+    wait_for_turn(false)
+}
+
+/// Waits for a turn; a shared package's goes ahead of other builds.
+fn wait_for_turn(shared: bool) -> Turn {
+    let mut queue = lock(&QUEUE);
+    if shared {
+        queue.shared_waiting += 1;
+    }
+    while queue.running >= TURNS || (!shared && queue.shared_waiting > 0) {
+        queue = TURN_FREED
+            .wait(queue)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+    queue.running += 1;
+    if shared {
+        queue.shared_waiting -= 1;
+        // With no shared package left waiting, a build held back for it may go.
+        TURN_FREED.notify_all();
+    }
+    Turn(())
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        lock(&QUEUE).running -= 1;
+        TURN_FREED.notify_all();
+    }
+}
+
+/// A test that panicked while holding one of these poisons it; what it guards is still whole.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Where the shared packages and the Rust examples' builds go, for this run of the tests.
@@ -47,9 +99,7 @@ type Built = Arc<OnceLock<Option<PathBuf>>>;
 pub fn package(shipit: &Path, project: &Path, version: &str) -> Option<PathBuf> {
     static BUILT: Mutex<Option<HashMap<String, Built>>> = Mutex::new(None);
     let key = contents_key(project, version);
-    let built: Built = BUILT
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    let built: Built = lock(&BUILT)
         .get_or_insert_with(HashMap::new)
         .entry(key.clone())
         .or_default()
@@ -60,7 +110,7 @@ pub fn package(shipit: &Path, project: &Path, version: &str) -> Option<PathBuf> 
 }
 
 fn build(shipit: &Path, project: &Path, version: &str, out: &Path) -> Option<PathBuf> {
-    let _turn = turn();
+    let _turn = wait_for_turn(true);
     let output = std::process::Command::new(shipit)
         .arg("-C")
         .arg(project)

@@ -250,6 +250,15 @@ impl<'a> Project<'a> {
     }
 }
 
+/// Builds the shared packages of `project` at `versions` now, so that its deploys later start at
+/// once: for tests whose deploys must happen within a window (a dead-man timer's).
+pub fn build_shared_packages(project: &Path, versions: &[&str]) {
+    for version in versions {
+        builds::package(Path::new(env!("CARGO_BIN_EXE_shipit")), project, version)
+            .unwrap_or_else(|| panic!("{} does not build at {version}", project.display()));
+    }
+}
+
 /// The first host's report from a successful `deploy --json`.
 pub fn host_report(run: Run) -> serde_json::Value {
     let run = run.success();
@@ -465,11 +474,21 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
 }
 
 fn try_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    read_answer(send_get(port, path)?)
+}
+
+/// Sends `GET path` to 127.0.0.1:port once; [`read_answer`] reads what comes back.
+pub fn send_get(port: u16, path: &str) -> std::io::Result<TcpStream> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     write!(
         stream,
         "GET {path} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     )?;
+    Ok(stream)
+}
+
+/// The (status, body) of the answer on `stream`, an error if the connection ends without one.
+pub fn read_answer(mut stream: TcpStream) -> std::io::Result<(u16, String)> {
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let status = response
