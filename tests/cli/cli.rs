@@ -240,7 +240,7 @@ fn libssh2_carries_the_overflow_fix() {
 
 pub fn tests() -> Vec<crate::harness::Test> {
     vec![
-        crate::test!(Nothing, 0, help_snapshots),
+        crate::test!(Nothing, 2, help_snapshots),
         crate::test!(Nothing, 0, completions_and_man_page),
         crate::test!(
             Nothing,

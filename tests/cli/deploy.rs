@@ -576,15 +576,15 @@ fn values_reach_the_service_exactly_as_written() {
 
 pub fn tests() -> Vec<crate::harness::Test> {
     vec![
-        crate::test!(Hosts, 76, go_service_lifecycle),
-        crate::test!(Hosts, 43, rust_service_lifecycle),
-        crate::test!(Hosts, 37, services_with_c_code_deploy_and_answer_health),
-        crate::test!(Hosts, 89, failing_releases_roll_back_or_stop),
+        crate::test!(Hosts, 52, go_service_lifecycle),
+        crate::test!(Hosts, 61, rust_service_lifecycle),
+        crate::test!(Hosts, 49, services_with_c_code_deploy_and_answer_health),
+        crate::test!(Hosts, 68, failing_releases_roll_back_or_stop),
         crate::test!(Hosts, 42, the_host_verifies_each_new_unit_once),
-        crate::test!(Hosts, 4, host_keys_are_checked_like_openssh),
-        crate::test!(Hosts, 28, non_root_users_deploy_through_sudo),
+        crate::test!(Hosts, 3, host_keys_are_checked_like_openssh),
+        crate::test!(Hosts, 35, non_root_users_deploy_through_sudo),
         crate::test!(Nothing, 0, bad_destinations_fail_before_connecting),
-        crate::test!(Hosts, 7, every_agent_identity_is_tried),
-        crate::test!(Hosts, 14, values_reach_the_service_exactly_as_written),
+        crate::test!(Hosts, 3, every_agent_identity_is_tried),
+        crate::test!(Hosts, 21, values_reach_the_service_exactly_as_written),
     ]
 }

@@ -555,12 +555,12 @@ fn sorted(text: &str) -> Vec<String> {
 
 pub fn tests() -> Vec<crate::harness::Test> {
     vec![
-        crate::test!(Hosts, 29, exec_runs_as_the_service_runs_on_every_release),
+        crate::test!(Hosts, 31, exec_runs_as_the_service_runs_on_every_release),
         crate::test!(
             Hosts,
             23,
             systemd_run_takes_each_directive_from_its_release_on
         ),
-        crate::test!(Hosts, 30, exec_on_a_group_prefixes_lines_and_sums_up),
+        crate::test!(Hosts, 36, exec_on_a_group_prefixes_lines_and_sums_up),
     ]
 }

@@ -1067,13 +1067,13 @@ pub fn tests() -> Vec<crate::harness::Test> {
             18,
             ctrl_c_releases_the_lock_and_keeps_the_old_release
         ),
-        crate::test!(Hosts, 8, dry_run_prints_the_plan_and_changes_nothing),
+        crate::test!(Hosts, 31, dry_run_prints_the_plan_and_changes_nothing),
         crate::test!(
             Hosts,
             28,
             releases_marks_failures_and_rollback_never_picks_one
         ),
-        crate::test!(Hosts, 33, the_host_heals_itself_when_shipit_dies_mid_deploy),
+        crate::test!(Hosts, 56, the_host_heals_itself_when_shipit_dies_mid_deploy),
         crate::test!(
             Hosts,
             32,
@@ -1084,7 +1084,7 @@ pub fn tests() -> Vec<crate::harness::Test> {
             25,
             dead_man_timer_without_an_earlier_release_never_stops_a_later_deploy
         ),
-        crate::test!(Hosts, 23, dead_man_timer_never_returns_to_a_pruned_release),
+        crate::test!(Hosts, 51, dead_man_timer_never_returns_to_a_pruned_release),
         crate::test!(
             Hosts,
             54,
@@ -1095,6 +1095,6 @@ pub fn tests() -> Vec<crate::harness::Test> {
             16,
             waiters_for_one_stale_lock_take_it_one_after_the_other
         ),
-        crate::test!(Hosts, 50, bad_input_is_refused_and_the_host_is_untouched),
+        crate::test!(Hosts, 84, bad_input_is_refused_and_the_host_is_untouched),
     ]
 }

@@ -259,6 +259,6 @@ pub fn tests() -> Vec<crate::harness::Test> {
             40,
             a_rolling_deploy_stops_at_the_first_unhealthy_host
         ),
-        crate::test!(Hosts, 22, a_host_that_dies_mid_rollout_fails_alone),
+        crate::test!(Hosts, 55, a_host_that_dies_mid_rollout_fails_alone),
     ]
 }

@@ -978,8 +978,8 @@ fn project_templates_override_the_built_in_ones() {
 
 pub fn tests() -> Vec<crate::harness::Test> {
     vec![
-        crate::test!(Nothing, 0, default_outputs_for_hello_go),
-        crate::test!(Nothing, 0, listen_changes_nothing_beyond_systemd),
+        crate::test!(Nothing, 1, default_outputs_for_hello_go),
+        crate::test!(Nothing, 2, listen_changes_nothing_beyond_systemd),
         crate::test!(Nothing, 0, default_dockerfile_for_hello_rust),
         crate::test!(Nothing, 0, k8s_manifests_are_valid_api_objects_for_hello_go),
         crate::test!(
@@ -993,14 +993,14 @@ pub fn tests() -> Vec<crate::harness::Test> {
             0,
             a_secret_template_needs_an_env_file_and_kubernetes_needs_a_port
         ),
-        crate::test!(Nothing, 0, bad_k8s_values_point_at_their_place),
-        crate::test!(Nothing, 0, dockerfile_stages_for_each_runtime),
+        crate::test!(Nothing, 1, bad_k8s_values_point_at_their_place),
+        crate::test!(Nothing, 1, dockerfile_stages_for_each_runtime),
         crate::test!(
             Nothing,
             0,
             dockerfile_go_builder_stage_builds_a_stamped_static_binary
         ),
-        crate::test!(Nothing, 1, dockerfile_for_cgo_builds_static_against_musl),
+        crate::test!(Nothing, 2, dockerfile_for_cgo_builds_static_against_musl),
         crate::test!(
             Nothing,
             0,
@@ -1010,6 +1010,6 @@ pub fn tests() -> Vec<crate::harness::Test> {
         crate::test!(Nothing, 0, dockerfile_refuses_paths_it_cannot_write_plainly),
         crate::test!(Nothing, 0, supervisor_program_has_the_units_settings),
         crate::test!(Nothing, 0, supervisor_refuses_values_it_would_cut_short),
-        crate::test!(Nothing, 0, project_templates_override_the_built_in_ones),
+        crate::test!(Nothing, 1, project_templates_override_the_built_in_ones),
     ]
 }

@@ -170,7 +170,7 @@ fn an_ssh_alias_wins_over_a_sandbox_host_of_the_same_name() {
 
 pub fn tests() -> Vec<crate::harness::Test> {
     vec![
-        crate::test!(Hosts, 3, known_hosts_forms_get_openssh_s_answer),
+        crate::test!(Hosts, 8, known_hosts_forms_get_openssh_s_answer),
         crate::test!(
             Hosts,
             1,

@@ -480,9 +480,9 @@ fn a_full_disk_is_refused_up_front_and_enospc_leaves_the_host_as_it_was() {
 
 pub fn tests() -> Vec<crate::harness::Test> {
     vec![
-        crate::test!(Hosts, 48, the_lifecycle_runs_on_every_debian_release),
-        crate::test!(Hosts, 3, the_directive_table_matches_each_systemd_release),
-        crate::test!(Hosts, 2, a_host_without_systemd_is_refused_and_untouched),
+        crate::test!(Hosts, 131, the_lifecycle_runs_on_every_debian_release),
+        crate::test!(Hosts, 7, the_directive_table_matches_each_systemd_release),
+        crate::test!(Hosts, 15, a_host_without_systemd_is_refused_and_untouched),
         crate::test!(
             Hosts,
             17,

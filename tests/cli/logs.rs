@@ -303,6 +303,6 @@ pub fn tests() -> Vec<crate::harness::Test> {
             17,
             logs_of_two_hosts_merge_in_time_order_with_host_names
         ),
-        crate::test!(Hosts, 14, logs_follow_resumes_a_host_that_dropped),
+        crate::test!(Hosts, 30, logs_follow_resumes_a_host_that_dropped),
     ]
 }

@@ -181,13 +181,13 @@ fn sandbox_rejects_bad_host_names() {
 
 pub fn tests() -> Vec<crate::harness::Test> {
     vec![
-        crate::test!(Hosts, 2, sandbox_hosts_boot_systemd_and_ssh_and_go_away),
+        crate::test!(Hosts, 11, sandbox_hosts_boot_systemd_and_ssh_and_go_away),
         crate::test!(
             Hosts,
             4,
             sandbox_copies_the_rootfs_where_overlayfs_cannot_be_used
         ),
-        crate::test!(Hosts, 2, sandbox_down_unmounts_busy_and_half_set_up_hosts),
+        crate::test!(Hosts, 10, sandbox_down_unmounts_busy_and_half_set_up_hosts),
         crate::test!(Hosts, 0, sandbox_rejects_bad_host_names),
     ]
 }

@@ -600,16 +600,16 @@ fn preflight_refuses_bad_releases_before_they_take_traffic() {
 
 pub fn tests() -> Vec<crate::harness::Test> {
     vec![
-        crate::test!(Nothing, 7, hello_go_takes_the_socket_and_drains),
-        crate::test!(Nothing, 11, hello_rust_takes_the_socket_and_drains),
-        crate::test!(Hosts, 14, a_plain_restart_under_load_drops_connections),
+        crate::test!(Nothing, 38, hello_go_takes_the_socket_and_drains),
+        crate::test!(Nothing, 16, hello_rust_takes_the_socket_and_drains),
+        crate::test!(Hosts, 20, a_plain_restart_under_load_drops_connections),
         crate::test!(
             Hosts,
             11,
             the_units_hold_the_socket_across_systemctl_restart
         ),
-        crate::test!(Hosts, 11, a_deploy_with_listen_under_load_refuses_nothing),
-        crate::test!(Hosts, 37, the_socket_comes_and_goes_with_the_release),
+        crate::test!(Hosts, 25, a_deploy_with_listen_under_load_refuses_nothing),
+        crate::test!(Hosts, 102, the_socket_comes_and_goes_with_the_release),
         crate::test!(
             Hosts,
             25,

@@ -542,9 +542,9 @@ pub mod tests {
 
     pub fn tests() -> Vec<crate::harness::Test> {
         vec![
-            crate::test!(Nothing, 0, answers_carry_their_status_and_version),
-            crate::test!(Nothing, 1, each_way_of_failing_is_told_apart),
-            crate::test!(Nothing, 1, the_load_keeps_to_its_rate_and_limit),
+            crate::test!(Nothing, 1, answers_carry_their_status_and_version),
+            crate::test!(Nothing, 2, each_way_of_failing_is_told_apart),
+            crate::test!(Nothing, 2, the_load_keeps_to_its_rate_and_limit),
             crate::test!(Nothing, 0, versions_must_switch_once),
         ]
     }
