@@ -18,6 +18,7 @@ mod history;
 mod hooks;
 mod host_keys;
 mod hosts;
+mod load;
 mod logs;
 mod sandbox;
 mod scripts;
@@ -29,7 +30,6 @@ fn main() -> std::process::ExitCode {
     harness::run(
         [
             harness::tests(),
-            support::load::tests::tests(),
             bastion::tests(),
             build::tests(),
             cli::tests(),
@@ -43,6 +43,7 @@ fn main() -> std::process::ExitCode {
             hooks::tests(),
             host_keys::tests(),
             hosts::tests(),
+            load::tests(),
             logs::tests(),
             sandbox::tests(),
             scripts::tests(),
