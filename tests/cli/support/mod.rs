@@ -68,7 +68,9 @@ impl Run {
 
 /// Runs shipit with a clean, reproducible environment.
 ///
-/// A `build` takes its turn ([`builds::turn`]). A `deploy --version-override V` that neither
+/// A `build`, `deploy` or `init` builds Rust into the tests' one CARGO_TARGET_DIR
+/// ([`builds::cargo_target_dir`]). A `build` takes its turn ([`builds::turn`]). A
+/// `deploy --version-override V` that neither
 /// targets another platform nor is a dry run deploys the shared package of its project at V
 /// instead ([`builds::package`]), unless [`Shipit::building`] says the test is about deploy's own
 /// build.
@@ -80,10 +82,7 @@ pub struct Shipit {
 
 pub fn shipit(args: &[&str]) -> Shipit {
     let mut command = Command::new(env!("CARGO_BIN_EXE_shipit"));
-    command
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .env("CARGO_TARGET_DIR", builds::cargo_target_dir())
-        .stdin(Stdio::null());
+    command.env("SOURCE_DATE_EPOCH", EPOCH).stdin(Stdio::null());
     Shipit {
         command,
         args: args.iter().map(|a| a.to_string()).collect(),
@@ -115,7 +114,12 @@ impl Shipit {
     }
 
     pub fn run(mut self) -> Run {
-        let _turn = (self.subcommand() == Some("build")).then(builds::turn);
+        let subcommand = self.subcommand().map(str::to_string);
+        if matches!(subcommand.as_deref(), Some("build" | "deploy" | "init")) {
+            self.command
+                .env("CARGO_TARGET_DIR", builds::cargo_target_dir());
+        }
+        let _turn = (subcommand.as_deref() == Some("build")).then(builds::turn);
         let args = self.with_shared_package().unwrap_or(self.args);
         let output = self.command.args(args).output().expect("run shipit");
         Run {
