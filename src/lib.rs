@@ -28,8 +28,9 @@ pub mod project;
 pub mod remote;
 pub mod rollout;
 pub mod sandbox;
-#[cfg(test)]
-mod scripts_check;
+// Public for the integration tests, which shellcheck each script (or report that they cannot).
+#[doc(hidden)]
+pub mod scripts_check;
 pub mod service_run;
 pub mod shell;
 pub mod systemd;

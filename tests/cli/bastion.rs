@@ -94,9 +94,7 @@ fn lifecycle_through(sandbox: &Sandbox, host: &str, inner: &str, connect: &[&str
     assert_eq!(health(sandbox, inner)["version"], "1.0.0");
 }
 
-#[test]
 fn a_host_only_a_bastion_reaches_is_deployed_through_proxy_jump() {
-    crate::needs_root!();
     let sandbox = Sandbox::up(&["bj-bastion"]);
     sandbox.up_behind("bj-bastion", &["bj-inner"]);
 
@@ -126,9 +124,7 @@ fn a_host_only_a_bastion_reaches_is_deployed_through_proxy_jump() {
 
 /// `%h %p %r %n %k %%` reach the ProxyCommand exactly as OpenSSH's own `ssh` passes them, and
 /// the host key is looked up under HostKeyAlias (in any case) as OpenSSH looks it up.
-#[test]
 fn a_proxy_command_gets_openssh_tokens_and_carries_every_command() {
-    crate::needs_root!();
     let sandbox = Sandbox::up(&["bc-bastion"]);
     sandbox.up_behind("bc-bastion", &["bc-inner"]);
     let dir = tempfile::tempdir().unwrap();
@@ -205,9 +201,7 @@ fn a_proxy_command_gets_openssh_tokens_and_carries_every_command() {
     assert_eq!(processes_with(&format!("-F {config_arg} -W")), []);
 }
 
-#[test]
 fn a_fleet_behind_one_bastion_deploys_in_parallel_and_leaves_no_helper() {
-    crate::needs_root!();
     let hosts = ["bf-1", "bf-2", "bf-3"];
     let sandbox = Sandbox::up(&["bf-bastion"]);
     sandbox.up_behind("bf-bastion", &hosts);
@@ -276,9 +270,7 @@ fn a_fleet_behind_one_bastion_deploys_in_parallel_and_leaves_no_helper() {
 }
 
 /// OpenSSH checks the bastion and says why it refuses; shipit checks the final host.
-#[test]
 fn host_keys_are_checked_on_both_sides_of_the_bastion() {
-    crate::needs_root!();
     let sandbox = Sandbox::up(&["bk-bastion"]);
     sandbox.up_behind("bk-bastion", &["bk-inner"]);
     let dir = tempfile::tempdir().unwrap();
@@ -380,7 +372,6 @@ fn run_within(limit: Duration, args: &[&str]) -> (i32, String, Duration) {
     (code, stderr, started.elapsed())
 }
 
-#[test]
 fn a_proxy_command_that_fails_or_stalls_is_reported_and_reaped() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ssh_config");
@@ -423,9 +414,7 @@ fn a_proxy_command_that_fails_or_stalls_is_reported_and_reaped() {
     assert_eq!(processes_with("sleep 613"), []);
 }
 
-#[test]
 fn a_dead_bastion_connection_or_ctrl_c_leaves_no_helper_and_no_lock() {
-    crate::needs_root!();
     let sandbox = Sandbox::up(&["bd-bastion"]);
     sandbox.up_behind("bd-bastion", &["bd-inner"]);
     let small = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
@@ -500,4 +489,39 @@ fn a_dead_bastion_connection_or_ctrl_c_leaves_no_helper_and_no_lock() {
     no_lock();
     assert_eq!(health(&sandbox, "bd-inner")["version"], "1.0.0");
     assert_eq!(helpers_of(&sandbox.ssh_config()), []);
+}
+
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![
+        crate::test!(
+            Hosts,
+            33,
+            a_host_only_a_bastion_reaches_is_deployed_through_proxy_jump
+        ),
+        crate::test!(
+            Hosts,
+            55,
+            a_proxy_command_gets_openssh_tokens_and_carries_every_command
+        ),
+        crate::test!(
+            Hosts,
+            29,
+            a_fleet_behind_one_bastion_deploys_in_parallel_and_leaves_no_helper
+        ),
+        crate::test!(
+            Hosts,
+            18,
+            host_keys_are_checked_on_both_sides_of_the_bastion
+        ),
+        crate::test!(
+            Nothing,
+            15,
+            a_proxy_command_that_fails_or_stalls_is_reported_and_reaped
+        ),
+        crate::test!(
+            Hosts,
+            67,
+            a_dead_bastion_connection_or_ctrl_c_leaves_no_helper_and_no_lock
+        ),
+    ]
 }

@@ -113,19 +113,16 @@ fn check_example(name: &str) {
     );
 }
 
-#[test]
 fn go_example_builds_static_stamped_and_reproducible() {
     check_example("hello-go");
 }
 
-#[test]
 fn rust_example_builds_static_stamped_and_reproducible() {
     check_example("hello-rust");
 }
 
 /// Pure Go and pure Rust need no C toolchain for arm64: Go cross-compiles itself, and Rust links
 /// with rust-lld. Each binary runs under qemu and answers /health.
-#[test]
 fn examples_without_c_code_build_for_arm64_without_a_c_toolchain() {
     let (_bin, bare_path) = path_without_c_toolchains();
     for name in ["hello-go", "hello-rust"] {
@@ -198,19 +195,16 @@ fn check_c_example(name: &str, builders: [&str; 2]) {
     }
 }
 
-#[test]
 fn cgo_example_builds_static_for_amd64_and_arm64() {
     check_c_example("hello-cgo", ["go (cgo, musl-gcc)", "go (cgo, zig)"]);
 }
 
-#[test]
 fn rust_example_with_c_code_builds_static_for_amd64_and_arm64() {
     check_c_example("hello-rust-c", ["cargo", "zigbuild"]);
 }
 
 /// Without a C compiler for the target, a build with C code stops in a few lines that say which
 /// code needs one and what to install.
-#[test]
 fn c_code_without_a_c_compiler_names_what_to_install() {
     let (_bin, bare_path) = path_without_c_toolchains();
     let short = |run: Run| {
@@ -298,7 +292,6 @@ fn c_code_without_a_c_compiler_names_what_to_install() {
 /// Machines with the arm64 target installed (CI's among them) still check the message: the
 /// build runs on a copy of the current toolchain whose sysroot holds only this machine's
 /// standard library, as rustup leaves it before `rustup target add`.
-#[test]
 fn rust_arm64_names_the_missing_rustup_target() {
     let toolchain = toolchain_without("aarch64-unknown-linux-musl");
     let out = tempfile::tempdir().unwrap();
@@ -361,7 +354,6 @@ fn toolchain_without(missing: &str) -> tempfile::TempDir {
     copy
 }
 
-#[test]
 fn unknown_target_lists_the_valid_ones() {
     Project::at(&example("hello-go"))
         .shipit(&["build", "--target", "windows-amd64"])
@@ -370,7 +362,6 @@ fn unknown_target_lists_the_valid_ones() {
         .stderr_has("valid targets are linux-amd64, linux-arm64");
 }
 
-#[test]
 fn version_comes_from_git_describe() {
     let project = project_copy("hello-go");
     git(project.path(), &["init", "-q"]);
@@ -400,7 +391,6 @@ fn version_comes_from_git_describe() {
     );
 }
 
-#[test]
 fn without_git_the_version_must_be_given() {
     let project = project_copy("hello-go");
     Project::at(project.path())
@@ -415,7 +405,6 @@ fn without_git_the_version_must_be_given() {
         .stderr_has("invalid version");
 }
 
-#[test]
 fn a_compile_error_is_a_build_failure_naming_the_tool() {
     let project = project_copy("hello-go");
     std::fs::write(
@@ -431,20 +420,7 @@ fn a_compile_error_is_a_build_failure_naming_the_tool() {
         .stderr_has("undefined");
 }
 
-#[test]
 fn cross_without_a_container_engine_says_so() {
-    let engine_up = ["docker", "podman"].iter().any(|e| {
-        Command::new(e)
-            .arg("info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if engine_up {
-        eprintln!("a container engine runs here; the refusal cannot be observed");
-        return;
-    }
     let project = project_copy("hello-rust");
     let config = std::fs::read_to_string(project.path().join("shipit.toml")).unwrap();
     std::fs::write(
@@ -457,4 +433,49 @@ fn cross_without_a_container_engine_says_so() {
         .run()
         .failure(3)
         .stderr_has("needs a running container engine");
+}
+
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![
+        crate::test!(
+            Nothing,
+            17,
+            go_example_builds_static_stamped_and_reproducible
+        ),
+        crate::test!(
+            Nothing,
+            7,
+            rust_example_builds_static_stamped_and_reproducible
+        ),
+        crate::test!(
+            Nothing,
+            9,
+            examples_without_c_code_build_for_arm64_without_a_c_toolchain
+        ),
+        crate::test!(Nothing, 88, cgo_example_builds_static_for_amd64_and_arm64),
+        crate::test!(
+            Nothing,
+            13,
+            rust_example_with_c_code_builds_static_for_amd64_and_arm64
+        ),
+        crate::test!(
+            Nothing,
+            12,
+            c_code_without_a_c_compiler_names_what_to_install
+        ),
+        crate::test!(Nothing, 4, rust_arm64_names_the_missing_rustup_target),
+        crate::test!(Nothing, 1, unknown_target_lists_the_valid_ones),
+        crate::test!(Nothing, 30, version_comes_from_git_describe),
+        crate::test!(Nothing, 4, without_git_the_version_must_be_given),
+        crate::test!(
+            Nothing,
+            1,
+            a_compile_error_is_a_build_failure_naming_the_tool
+        ),
+        crate::test!(
+            NoContainerEngine,
+            0,
+            cross_without_a_container_engine_says_so
+        ),
+    ]
 }

@@ -2,7 +2,6 @@
 
 use crate::support::*;
 
-#[test]
 fn help_snapshots() {
     for (name, args) in [
         ("help", &["--help"][..]),
@@ -20,7 +19,6 @@ fn help_snapshots() {
     }
 }
 
-#[test]
 fn completions_and_man_page() {
     let bash = shipit(&["completions", "bash"]).run().success().stdout;
     assert!(
@@ -35,7 +33,6 @@ fn completions_and_man_page() {
     shipit(&["completions", "tcsh"]).run().failure(2);
 }
 
-#[test]
 fn init_writes_a_working_config_and_keeps_an_existing_one() {
     let project = project_copy("hello-go");
     std::fs::remove_file(project.path().join("shipit.toml")).unwrap();
@@ -82,7 +79,6 @@ fn init_writes_a_working_config_and_keeps_an_existing_one() {
         .stderr_has("invalid app name");
 }
 
-#[test]
 fn init_detects_rust_projects() {
     let project = project_copy("hello-rust");
     std::fs::remove_file(project.path().join("shipit.toml")).unwrap();
@@ -107,7 +103,6 @@ fn init_detects_rust_projects() {
 /// A Go service that uses the flag package but has no port flag: init writes no exec_args (a
 /// `--port` would stop it at start with "flag provided but not defined"), and takes the health
 /// URL's port from its listen address. The service then starts as the unit would start it.
-#[test]
 fn init_writes_no_port_flag_a_go_service_does_not_have() {
     let port = free_port();
     let project = go_project(&format!(
@@ -175,7 +170,6 @@ fn init_writes_no_port_flag_a_go_service_does_not_have() {
 
 /// Nothing in the source says where the service listens: init says what to set instead of
 /// writing a guess, and the file still loads.
-#[test]
 fn init_says_what_to_set_when_the_source_shows_no_port() {
     let project = go_project(
         "package main\n\nimport (\n\t\"net/http\"\n\t\"os\"\n)\n\n\
@@ -229,7 +223,6 @@ fn go_project(main_go: &str) -> tempfile::TempDir {
 
 /// libssh2 up to 1.11.1 has a pre-auth heap overflow a malicious server can trigger; the fix
 /// shipped in libssh2-sys 0.3.3. Guard the lock file against a downgrade.
-#[test]
 fn libssh2_carries_the_overflow_fix() {
     let lock = std::fs::read_to_string(repo_root().join("Cargo.lock")).unwrap();
     let version = lock
@@ -243,4 +236,28 @@ fn libssh2_carries_the_overflow_fix() {
         parts >= vec![0, 3, 3],
         "libssh2-sys {version} lacks the fix; need >= 0.3.3"
     );
+}
+
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![
+        crate::test!(Nothing, 2, help_snapshots),
+        crate::test!(Nothing, 0, completions_and_man_page),
+        crate::test!(
+            Nothing,
+            2,
+            init_writes_a_working_config_and_keeps_an_existing_one
+        ),
+        crate::test!(Nothing, 0, init_detects_rust_projects),
+        crate::test!(
+            Nothing,
+            13,
+            init_writes_no_port_flag_a_go_service_does_not_have
+        ),
+        crate::test!(
+            Nothing,
+            2,
+            init_says_what_to_set_when_the_source_shows_no_port
+        ),
+        crate::test!(Nothing, 0, libssh2_carries_the_overflow_fix),
+    ]
 }

@@ -11,7 +11,6 @@ fn with_config(config: &str) -> Run {
         .run()
 }
 
-#[test]
 fn dangerous_app_names_are_refused_with_their_location() {
     with_config("[app]\nname = \"a;rm -rf /\"\n")
         .failure(2)
@@ -21,7 +20,6 @@ fn dangerous_app_names_are_refused_with_their_location() {
         .stderr_has("shipit.toml:2:8: invalid app name \"../x\"");
 }
 
-#[test]
 fn each_kind_of_bad_value_points_at_its_place() {
     let cases = [
         (
@@ -226,7 +224,6 @@ fn each_kind_of_bad_value_points_at_its_place() {
     }
 }
 
-#[test]
 fn a_missing_explicit_config_file_is_an_error() {
     Project::at(&example("hello-go"))
         .shipit(&["-c", "/nonexistent/shipit.toml", "unit", "generate"])
@@ -235,7 +232,6 @@ fn a_missing_explicit_config_file_is_an_error() {
         .stderr_has("cannot read /nonexistent/shipit.toml");
 }
 
-#[test]
 fn a_directory_without_a_project_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     Project::at(dir.path())
@@ -247,7 +243,6 @@ fn a_directory_without_a_project_is_refused() {
 
 /// Symlinks never take a shipped file out of the project: a repository could otherwise ship a
 /// file of the machine that builds it (`leak.txt -> ~/.ssh/id_ed25519`) to every host.
-#[test]
 fn files_and_env_files_may_not_point_outside_the_project() {
     let outside = tempfile::tempdir().unwrap();
     let secret = outside.path().join("id_ed25519");
@@ -312,7 +307,6 @@ fn files_and_env_files_may_not_point_outside_the_project() {
     run(&absolute, &["unit", "generate"]).success();
 }
 
-#[test]
 fn a_jump_host_that_ssh_could_read_as_an_option_is_refused() {
     with_config("[hosts.web]\naddress = \"10.0.0.5\"\nproxy_jump = \"ok,-oProxyCommand=x\"\n")
         .failure(2)
@@ -322,4 +316,27 @@ fn a_jump_host_that_ssh_could_read_as_an_option_is_refused() {
         "[hosts.web]\naddress = \"10.0.0.5\"\nproxy_jump = \"ops@bastion:2222,ssh://b2\"\n",
     )
     .success();
+}
+
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![
+        crate::test!(
+            Nothing,
+            0,
+            dangerous_app_names_are_refused_with_their_location
+        ),
+        crate::test!(Nothing, 1, each_kind_of_bad_value_points_at_its_place),
+        crate::test!(Nothing, 0, a_missing_explicit_config_file_is_an_error),
+        crate::test!(Nothing, 1, a_directory_without_a_project_is_refused),
+        crate::test!(
+            Nothing,
+            0,
+            files_and_env_files_may_not_point_outside_the_project
+        ),
+        crate::test!(
+            Nothing,
+            0,
+            a_jump_host_that_ssh_could_read_as_an_option_is_refused
+        ),
+    ]
 }

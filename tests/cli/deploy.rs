@@ -14,9 +14,10 @@ fn lifecycle(example_name: &str, host: &str) {
     let project = example(example_name);
     let unit = format!("{example_name}.service");
 
+    // The first deploy builds the package itself; the later ones ship the shared one.
     let report = host_report(sandbox.project(&project).deploy(
         host,
-        Ship::Version("1.0.0"),
+        Ship::Built("1.0.0"),
         &["--json"],
     ));
     assert_eq!(report["uploaded"], true);
@@ -110,23 +111,17 @@ fn lifecycle(example_name: &str, host: &str) {
     assert!(logs.contains("1.1.0"), "{logs}");
 }
 
-#[test]
 fn go_service_lifecycle() {
-    crate::needs_root!();
     lifecycle("hello-go", "t-go-life");
 }
 
-#[test]
 fn rust_service_lifecycle() {
-    crate::needs_root!();
     lifecycle("hello-rust", "t-rust-life");
 }
 
 /// The examples with C code, built static for amd64, run under systemd like the others: the C
 /// code answers in /health on the host.
-#[test]
 fn services_with_c_code_deploy_and_answer_health() {
-    crate::needs_root!();
     let apps = [("hello-cgo", "t-cgo"), ("hello-rust-c", "t-rust-c")];
     let sandbox = Sandbox::up(&apps.map(|(_, host)| host));
     for (name, host) in apps {
@@ -146,9 +141,7 @@ fn services_with_c_code_deploy_and_answer_health() {
     }
 }
 
-#[test]
 fn failing_releases_roll_back_or_stop() {
-    crate::needs_root!();
     let host = "t-fail";
     let sandbox = Sandbox::up(&[host]);
     let good = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
@@ -186,9 +179,7 @@ fn failing_releases_roll_back_or_stop() {
 
 /// The host runs `systemd-analyze verify` on a unit it does not have yet, refusing a bad one
 /// before anything switches, and skips it for the unit it already runs (checked back then).
-#[test]
 fn the_host_verifies_each_new_unit_once() {
-    crate::needs_root!();
     let host = "t-verify";
     let sandbox = Sandbox::up(&[host]);
     // A wrapper that logs each call, so the test sees when the host verifies.
@@ -278,9 +269,7 @@ fn the_host_verifies_each_new_unit_once() {
     assert_eq!(unchanged(&before), unchanged(&after));
 }
 
-#[test]
 fn host_keys_are_checked_like_openssh() {
-    crate::needs_root!();
     let host = "t-keys";
     let sandbox = Sandbox::up(&[host]);
     let dir = tempfile::tempdir().unwrap();
@@ -327,9 +316,7 @@ fn host_keys_are_checked_like_openssh() {
         .stderr_has("known_hosts:1");
 }
 
-#[test]
 fn non_root_users_deploy_through_sudo() {
-    crate::needs_root!();
     let host = "t-sudo";
     let sandbox = Sandbox::up(&[host]);
     let pubkey = std::fs::read_to_string(sandbox.state_dir().join("id_ed25519.pub")).unwrap();
@@ -389,7 +376,6 @@ fn non_root_users_deploy_through_sudo() {
     assert_eq!(health(&sandbox, host)["version"], "1.0.0");
 }
 
-#[test]
 fn bad_destinations_fail_before_connecting() {
     let project = example("hello-go");
     let dir = project.to_str().unwrap();
@@ -418,10 +404,32 @@ fn bad_destinations_fail_before_connecting() {
         .stderr_has("cannot reach 127.0.0.1:1");
 }
 
+/// With no HOST, every command talks to the sandbox host; where none was booted it says so, and
+/// how to go on, before building anything.
+fn no_host_and_no_sandbox_says_so_before_building() {
+    let project = example("hello-go");
+    let dir = project.to_str().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let state = empty.path().join("sandbox");
+    let state = state.to_str().unwrap();
+    // status reports each host it could not reach, and exits as for a connection.
+    for (command, code) in [
+        (&["deploy", "--version-override", "1.0.0"][..], 2),
+        (&["status"], 4),
+    ] {
+        let run = shipit(&[&["-C", dir][..], command].concat())
+            .env("SHIPIT_SANDBOX_DIR", state)
+            .run()
+            .failure(code)
+            .stderr_has("there is no sandbox host here: none was booted (")
+            .stderr_has("help: name a host (user@server, a [hosts] name or an ssh alias), or boot a local one with `");
+        assert!(!run.stderr.contains("Building"), "{}", run.stderr);
+        assert!(!run.stderr.contains("cannot resolve"), "{}", run.stderr);
+    }
+}
+
 /// libssh2 offers only the agent's first key unless asked for each: shipit tries them all.
-#[test]
 fn every_agent_identity_is_tried() {
-    crate::needs_root!();
     let host = "t-agent";
     let sandbox = Sandbox::up(&[host]);
     let dir = tempfile::tempdir().unwrap();
@@ -487,9 +495,7 @@ fn every_agent_identity_is_tried() {
 
 /// Descriptions and environment values reach the service exactly as written, whatever they hold:
 /// systemd itself reads the installed unit and env file back on the host.
-#[test]
 fn values_reach_the_service_exactly_as_written() {
-    crate::needs_root!();
     let host = "t-escape";
     let sandbox = Sandbox::up(&[host]);
     let project = variant("", "[\"--port\", \"8080\"]");
@@ -590,4 +596,20 @@ fn values_reach_the_service_exactly_as_written() {
         .success()
         .stdout;
     assert_eq!(verify, "", "systemd-analyze verify complained");
+}
+
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![
+        crate::test!(Hosts, 52, go_service_lifecycle),
+        crate::test!(Hosts, 61, rust_service_lifecycle),
+        crate::test!(Hosts, 49, services_with_c_code_deploy_and_answer_health),
+        crate::test!(Hosts, 68, failing_releases_roll_back_or_stop),
+        crate::test!(Hosts, 42, the_host_verifies_each_new_unit_once),
+        crate::test!(Hosts, 3, host_keys_are_checked_like_openssh),
+        crate::test!(Hosts, 35, non_root_users_deploy_through_sudo),
+        crate::test!(Nothing, 0, bad_destinations_fail_before_connecting),
+        crate::test!(Nothing, 0, no_host_and_no_sandbox_says_so_before_building),
+        crate::test!(Hosts, 3, every_agent_identity_is_tried),
+        crate::test!(Hosts, 21, values_reach_the_service_exactly_as_written),
+    ]
 }

@@ -16,7 +16,6 @@ use crate::support::repo_root;
 const UPDATE_VARIABLE: &str = "SHIPIT_UPDATE_DOCS";
 const REGENERATE: &str = "SHIPIT_UPDATE_DOCS=1 cargo test --locked --test cli docs";
 
-#[test]
 fn command_pages_match_the_command_line() {
     let mut cli = Cli::command();
     cli.build();
@@ -29,13 +28,11 @@ fn command_pages_match_the_command_line() {
     check_generated(&pages, Some(&dir));
 }
 
-#[test]
 fn exit_code_page_matches_the_error_categories() {
     let page = exit_code_page();
     check_generated(&[(book().join("reference/exit-codes.md"), page)], None);
 }
 
-#[test]
 fn book_links_resolve() {
     let mut files = markdown_files(&book());
     files.extend(["README.md", "CONTRIBUTING.md"].map(|f| repo_root().join(f)));
@@ -449,4 +446,12 @@ fn heading_ids(text: &str) -> HashSet<String> {
         ids.insert(unique);
     }
     ids
+}
+
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![
+        crate::test!(Nothing, 0, command_pages_match_the_command_line),
+        crate::test!(Nothing, 0, exit_code_page_matches_the_error_categories),
+        crate::test!(Nothing, 0, book_links_resolve),
+    ]
 }

@@ -40,9 +40,7 @@ fn exec(sandbox: &Sandbox, project: &Path, args: &[&str]) -> Run {
 /// A command runs as the service: its user, the current release as working directory, the
 /// unit's environment (exactly) and env file, its hardening; exit statuses pass through; a
 /// directive the host's systemd lacks, or a specifier, is reported. On 247, 252 and 257.
-#[test]
 fn exec_runs_as_the_service_runs_on_every_release() {
-    crate::needs_root!();
     let hosts = a_host_per_release("x");
     let project = exec_project();
     let package = build(project.path(), "1.4.0");
@@ -231,9 +229,7 @@ fn exec_on(sandbox: &Sandbox, host: &str, systemd: u32, project: &Path, package:
 /// Every directive of shipit's table for a service (not its socket unit's) is accepted by
 /// `systemd-run -p` from the release that brought it, and refused before: the table says what
 /// transient units take, too.
-#[test]
 fn systemd_run_takes_each_directive_from_its_release_on() {
-    crate::needs_root!();
     let names: Vec<&str> = shipit::systemd::DIRECTIVES
         .iter()
         .filter(|d| d.section != shipit::systemd::Section::Socket)
@@ -369,9 +365,7 @@ const SAMPLES: &[(&str, &str)] = &[
 /// Several hosts (a group): each output line prefixed with its host, a summary of exit
 /// statuses, and a failing exit when any host failed; a host without a release says so; -t
 /// gives one host a terminal; Ctrl-C stops the command on the host.
-#[test]
 fn exec_on_a_group_prefixes_lines_and_sums_up() {
-    crate::needs_root!();
     let hosts = ["ex-1", "ex-2", "ex-3"];
     let sandbox = Sandbox::up(&hosts);
     let (project, ssh_config) = fleet_project(&sandbox, &hosts, "two = [\"ex-1\", \"ex-2\"]\n");
@@ -557,4 +551,16 @@ fn sorted(text: &str) -> Vec<String> {
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     lines.sort();
     lines
+}
+
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![
+        crate::test!(Hosts, 31, exec_runs_as_the_service_runs_on_every_release),
+        crate::test!(
+            Hosts,
+            23,
+            systemd_run_takes_each_directive_from_its_release_on
+        ),
+        crate::test!(Hosts, 36, exec_on_a_group_prefixes_lines_and_sums_up),
+    ]
 }

@@ -17,9 +17,7 @@ fn app(mb: usize) -> tempfile::TempDir {
     project
 }
 
-#[test]
 fn a_cut_upload_keeps_the_old_release_and_the_rerun_resumes() {
-    crate::needs_root!();
     let host = "t-cut";
     let sandbox = Sandbox::up(&[host]);
     let project = app(24);
@@ -116,9 +114,7 @@ fn a_cut_upload_keeps_the_old_release_and_the_rerun_resumes() {
     assert_eq!(health(&sandbox, host)["version"], "2.0.0");
 }
 
-#[test]
 fn concurrent_deploys_wait_for_the_lock_or_are_refused() {
-    crate::needs_root!();
     let host = "t-lock";
     let sandbox = Sandbox::up(&[host]);
     let project = app(0);
@@ -204,9 +200,7 @@ fn queued<'a>(dir: &'a str, host: &'a str, package: &'a str, wait: &'a str) -> [
     ]
 }
 
-#[test]
 fn ctrl_c_releases_the_lock_and_keeps_the_old_release() {
-    crate::needs_root!();
     let host = "t-sigint";
     let sandbox = Sandbox::up(&[host]);
     let project = app(0);
@@ -279,9 +273,7 @@ fn ctrl_c_releases_the_lock_and_keeps_the_old_release() {
     assert_eq!(health(&sandbox, host)["version"], "1.0.0");
 }
 
-#[test]
 fn dry_run_prints_the_plan_and_changes_nothing() {
-    crate::needs_root!();
     let host = "t-dry";
     let sandbox = Sandbox::up(&[host]);
     let project = app(0);
@@ -338,9 +330,7 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     }
 }
 
-#[test]
 fn releases_marks_failures_and_rollback_never_picks_one() {
-    crate::needs_root!();
     let host = "t-rollback";
     let sandbox = Sandbox::up(&[host]);
     let good = app(0);
@@ -407,9 +397,7 @@ fn releases_marks_failures_and_rollback_never_picks_one() {
     assert_eq!(health(&sandbox, host)["status"], "DOWN");
 }
 
-#[test]
 fn the_host_heals_itself_when_shipit_dies_mid_deploy() {
-    crate::needs_root!();
     let host = "t-deadman";
     let sandbox = Sandbox::up(&[host]);
     let project = app(0);
@@ -484,6 +472,12 @@ fn quick_app() -> tempfile::TempDir {
         "settle = \"1s\"\ntimeout = \"500ms\"",
     );
     project
+}
+
+/// Packages of `project` built before a test arms a dead-man timer: its later deploys must start
+/// within the timer's window, not wait for a build.
+fn built_before_arming(project: &Path) {
+    build_shared_packages(project, &["1.0.0", "2.0.0", "3.0.0"]);
 }
 
 fn edit_config(project: &Path, from: &str, to: &str) {
@@ -569,11 +563,10 @@ fn lock_owner(sandbox: &Sandbox, host: &str) -> String {
 /// timer deleted B's lock and restarted the service under B's health gate. Now B is refused
 /// while A's timer is armed, and a timer that fires while another deploy holds the lock does
 /// nothing but say so.
-#[test]
 fn dead_man_timer_never_touches_a_host_another_deploy_holds() {
-    crate::needs_root!();
     let host = "t-dm-lock";
     let project = quick_app();
+    built_before_arming(project.path());
     let sandbox = running_1_0_0(host, project.path());
     deploy_unconfirmed(&sandbox, project.path(), host, "2.0.0");
 
@@ -623,12 +616,11 @@ fn dead_man_timer_never_touches_a_host_another_deploy_holds() {
 /// Issue 13, 1b: A's first release was never confirmed; B deployed and exited 0, then A's timer
 /// stopped and disabled the service. Now B is refused, or disarms A's timer on purpose, and a
 /// timer whose release is no longer current leaves the host alone.
-#[test]
 fn dead_man_timer_without_an_earlier_release_never_stops_a_later_deploy() {
-    crate::needs_root!();
     let host = "t-dm-first";
     let sandbox = Sandbox::up(&[host]);
     let project = quick_app();
+    built_before_arming(project.path());
     let armed = std::time::Instant::now();
     deploy_unconfirmed(&sandbox, project.path(), host, "1.0.0");
 
@@ -677,9 +669,7 @@ fn dead_man_timer_without_an_earlier_release_never_stops_a_later_deploy() {
 /// Issue 13, 1c: with keep_releases = 2, B pruned the release A's timer returned to; the timer
 /// pointed `current` at the deleted directory and deleted the env file. Now B is refused, and a
 /// timer whose release to return to is gone leaves the host as it is.
-#[test]
 fn dead_man_timer_never_returns_to_a_pruned_release() {
-    crate::needs_root!();
     let host = "t-dm-prune";
     let project = quick_app();
     std::fs::write(project.path().join(".env.prod"), "API_TOKEN=s3cr3t\n").unwrap();
@@ -688,6 +678,7 @@ fn dead_man_timer_never_returns_to_a_pruned_release() {
         "[service]\n",
         "[deploy]\nkeep_releases = 2\n\n[service]\nenv_file = \".env.prod\"\n",
     );
+    built_before_arming(project.path());
     let sandbox = running_1_0_0(host, project.path());
     deploy_unconfirmed(&sandbox, project.path(), host, "2.0.0");
 
@@ -729,9 +720,7 @@ fn dead_man_timer_never_returns_to_a_pruned_release() {
 
 /// A lock whose owner has this machine's host name but another machine id is another machine's,
 /// however its PID looks here; it is taken over only once it has not been refreshed for 10 min.
-#[test]
 fn a_lock_of_another_machine_with_our_host_name_is_not_taken_over() {
-    crate::needs_root!();
     let host = "t-lock-twin";
     let project = app(0);
     let sandbox = running_1_0_0(host, project.path());
@@ -764,9 +753,7 @@ fn a_lock_of_another_machine_with_our_host_name_is_not_taken_over() {
 
 /// Three deploys find the same stale lock at once: one takes it over, the others wait for it
 /// in turn, and every deploy runs alone.
-#[test]
 fn waiters_for_one_stale_lock_take_it_one_after_the_other() {
-    crate::needs_root!();
     let host = "t-lock-race";
     let project = app(0);
     let dir = project.path().to_str().unwrap();
@@ -817,9 +804,7 @@ fn waiters_for_one_stale_lock_take_it_one_after_the_other() {
 type Case<'a> = ((&'a str, &'a str), Vec<&'a str>, i32, &'a str);
 
 /// Every kind of bad input is refused with its reason, and the host is exactly as it was.
-#[test]
 fn bad_input_is_refused_and_the_host_is_untouched() {
-    crate::needs_root!();
     let host = "t-bad";
     let project = app(0);
     let sandbox = running_1_0_0(host, project.path());
@@ -1041,7 +1026,9 @@ fn bad_input_is_refused_and_the_host_is_untouched() {
         if !extra.contains(&"--") {
             args.push(host);
         }
-        let run = sandbox.shipit(&args).run();
+        // Each case has a config of its own, most refused before any build: the deploy builds
+        // itself, as a user's would, rather than each case waiting for a shared package.
+        let run = sandbox.shipit(&args).building().run();
         assert_eq!(run.code, *code, "{to:?} {extra:?}:\n{}", run.stderr);
         assert!(
             run.stderr.contains(message),
@@ -1061,4 +1048,53 @@ fn bad_input_is_refused_and_the_host_is_untouched() {
         "bad input changed the host"
     );
     assert!(!Path::new("/tmp/pwned").exists());
+}
+
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![
+        crate::test!(
+            Hosts,
+            126,
+            a_cut_upload_keeps_the_old_release_and_the_rerun_resumes
+        ),
+        crate::test!(
+            Hosts,
+            30,
+            concurrent_deploys_wait_for_the_lock_or_are_refused
+        ),
+        crate::test!(
+            Hosts,
+            18,
+            ctrl_c_releases_the_lock_and_keeps_the_old_release
+        ),
+        crate::test!(Hosts, 31, dry_run_prints_the_plan_and_changes_nothing),
+        crate::test!(
+            Hosts,
+            28,
+            releases_marks_failures_and_rollback_never_picks_one
+        ),
+        crate::test!(Hosts, 56, the_host_heals_itself_when_shipit_dies_mid_deploy),
+        crate::test!(
+            Hosts,
+            32,
+            dead_man_timer_never_touches_a_host_another_deploy_holds
+        ),
+        crate::test!(
+            Hosts,
+            25,
+            dead_man_timer_without_an_earlier_release_never_stops_a_later_deploy
+        ),
+        crate::test!(Hosts, 51, dead_man_timer_never_returns_to_a_pruned_release),
+        crate::test!(
+            Hosts,
+            54,
+            a_lock_of_another_machine_with_our_host_name_is_not_taken_over
+        ),
+        crate::test!(
+            Hosts,
+            16,
+            waiters_for_one_stale_lock_take_it_one_after_the_other
+        ),
+        crate::test!(Hosts, 84, bad_input_is_refused_and_the_host_is_untouched),
+    ]
 }

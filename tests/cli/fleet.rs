@@ -25,7 +25,8 @@ fn fleet_deploy(
         version,
     ];
     args.extend_from_slice(extra);
-    let run = sandbox.shipit(&args).run();
+    // Built by the deploy: one build for the whole fleet is part of what these tests check.
+    let run = sandbox.shipit(&args).building().run();
     let summary = serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", run.stdout, run.stderr));
     (run, summary)
@@ -51,9 +52,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-#[test]
 fn a_group_deploys_in_parallel_and_status_shows_it_side_by_side() {
-    crate::needs_root!();
     let hosts = ["fp-1", "fp-2", "fp-3"];
     let sandbox = Sandbox::up(&hosts);
     let (project, ssh_config) = fleet_project(
@@ -104,9 +103,7 @@ fn a_group_deploys_in_parallel_and_status_shows_it_side_by_side() {
     );
 }
 
-#[test]
 fn a_rolling_deploy_stops_at_the_first_unhealthy_host() {
-    crate::needs_root!();
     let hosts = ["fr-1", "fr-2", "fr-3"];
     let sandbox = Sandbox::up(&hosts);
     let (good, ssh_config) = fleet_project(&sandbox, &hosts, "");
@@ -207,9 +204,7 @@ fn a_rolling_deploy_stops_at_the_first_unhealthy_host() {
     assert_eq!(versions(), ["3.0.0", "1.0.0", "1.0.0"]);
 }
 
-#[test]
 fn a_host_that_dies_mid_rollout_fails_alone() {
-    crate::needs_root!();
     let hosts = ["fd-1", "fd-2", "fd-3"];
     let sandbox = Sandbox::up(&hosts);
     let (project, ssh_config) = fleet_project(&sandbox, &hosts, "");
@@ -250,4 +245,20 @@ fn a_host_that_dies_mid_rollout_fails_alone() {
     assert_eq!(outcomes[2], ("fd-3".to_string(), "deployed".to_string()));
     assert!(stderr.contains("fd-2"), "{stderr}");
     assert_eq!(health(&sandbox, "fd-3")["version"], "2.0.0");
+}
+
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![
+        crate::test!(
+            Hosts,
+            9,
+            a_group_deploys_in_parallel_and_status_shows_it_side_by_side
+        ),
+        crate::test!(
+            Hosts,
+            40,
+            a_rolling_deploy_stops_at_the_first_unhealthy_host
+        ),
+        crate::test!(Hosts, 55, a_host_that_dies_mid_rollout_fails_alone),
+    ]
 }

@@ -29,7 +29,6 @@ fn project_with(example_name: &str, config: &str) -> tempfile::TempDir {
 
 // --- Snapshots of the default outputs -----------------------------------------------------------
 
-#[test]
 fn default_outputs_for_hello_go() {
     let project = example("hello-go");
     for (name, args) in [
@@ -44,7 +43,6 @@ fn default_outputs_for_hello_go() {
 
 /// A container or supervisord has no systemd to hold a socket: `[service] listen` changes none
 /// of the outputs, and the service binds its own port there as before.
-#[test]
 fn listen_changes_nothing_beyond_systemd() {
     let plain = example("hello-go");
     let with_listen = project_with_listen("hello-go", r#"["8080"]"#);
@@ -63,7 +61,6 @@ fn listen_changes_nothing_beyond_systemd() {
     }
 }
 
-#[test]
 fn default_dockerfile_for_hello_rust() {
     let run = generate(&example("hello-rust"), &["dockerfile"]).success();
     insta::assert_snapshot!(run.stdout);
@@ -195,7 +192,6 @@ fn check_consistent(m: &Manifests) {
     }
 }
 
-#[test]
 fn k8s_manifests_are_valid_api_objects_for_hello_go() {
     let stream = generate(&example("hello-go"), &["k8s"]).success().stdout;
     let m = manifests(&stream);
@@ -253,7 +249,6 @@ fn k8s_manifests_are_valid_api_objects_for_hello_go() {
     assert_eq!(mount.sub_path.as_deref(), Some("config.yaml"));
 }
 
-#[test]
 fn every_k8s_setting_and_awkward_value_survives_the_round_trip() {
     let project = project_with(
         "hello-go",
@@ -420,7 +415,6 @@ limits = { cpu = "2", memory = "1Gi" }
     );
 }
 
-#[test]
 fn k8s_files_go_into_a_directory_one_per_object() {
     let project = project_with(
         "hello-go",
@@ -459,7 +453,6 @@ fn k8s_files_go_into_a_directory_one_per_object() {
     assert!(!all.contains("abc"));
 }
 
-#[test]
 fn a_secret_template_needs_an_env_file_and_kubernetes_needs_a_port() {
     generate(&example("hello-go"), &["k8s", "--with-secret-template"])
         .failure(2)
@@ -480,7 +473,6 @@ fn a_secret_template_needs_an_env_file_and_kubernetes_needs_a_port() {
     assert!(!run.stderr.contains("sekrit"), "{}", run.stderr);
 }
 
-#[test]
 fn bad_k8s_values_point_at_their_place() {
     let cases = [
         (
@@ -627,7 +619,6 @@ fn has(lines: &[String], wanted: &str) -> bool {
     lines.iter().any(|l| l == wanted)
 }
 
-#[test]
 fn dockerfile_stages_for_each_runtime() {
     for (runtime, image) in [
         (
@@ -756,7 +747,6 @@ fn run_go_builder_stage(project: &Path, stage: &[String], cc: Option<&str>) -> s
     health
 }
 
-#[test]
 fn dockerfile_go_builder_stage_builds_a_stamped_static_binary() {
     let project = project_with("hello-go", "[app]\nname = \"app\"\nversion = \"1\"\n");
     let text = generate(project.path(), &["dockerfile"]).success().stdout;
@@ -767,7 +757,6 @@ fn dockerfile_go_builder_stage_builds_a_stamped_static_binary() {
 }
 
 /// cgo: the builder is Alpine with its gcc, and links statically as `shipit build` does.
-#[test]
 fn dockerfile_for_cgo_builds_static_against_musl() {
     let project = project_with("hello-cgo", "[app]\nname = \"app\"\nversion = \"1\"\n");
     let text = generate(project.path(), &["dockerfile"]).success().stdout;
@@ -789,7 +778,6 @@ fn dockerfile_for_cgo_builds_static_against_musl() {
     assert_eq!(health["checks"]["native"], "UP (C on x86_64)");
 }
 
-#[test]
 fn dockerfile_for_rust_builds_on_musl_with_the_cargo_settings() {
     let project = project_with(
         "hello-rust",
@@ -820,7 +808,6 @@ fn dockerfile_for_rust_builds_on_musl_with_the_cargo_settings() {
     );
 }
 
-#[test]
 fn dockerfile_with_o_writes_the_dockerignore_too() {
     let project = project_with(
         "hello-rust",
@@ -855,7 +842,6 @@ fn dockerfile_with_o_writes_the_dockerignore_too() {
     generate(project.path(), &["dockerfile", "--dockerignore", "-o", "x"]).failure(2);
 }
 
-#[test]
 fn dockerfile_refuses_paths_it_cannot_write_plainly() {
     let project = project_with("hello-go", "[service]\nfiles = [\"my config.yaml\"]\n");
     std::fs::write(project.path().join("my config.yaml"), "x: 1\n").unwrap();
@@ -876,7 +862,6 @@ fn ini(text: &str) -> ini::Ini {
     ini::Ini::load_from_str_opt(text, options).expect("valid INI")
 }
 
-#[test]
 fn supervisor_program_has_the_units_settings() {
     let project = project_with(
         "hello-go",
@@ -931,7 +916,6 @@ QUOTED = "say \"hi\" now"
     );
 }
 
-#[test]
 fn supervisor_refuses_values_it_would_cut_short() {
     let project = project_with(
         "hello-go",
@@ -948,7 +932,6 @@ fn supervisor_refuses_values_it_would_cut_short() {
 
 // --- Templates -------------------------------------------------------------------------------------
 
-#[test]
 fn project_templates_override_the_built_in_ones() {
     let project = project_copy("hello-go");
     std::fs::create_dir_all(project.path().join("templates/k8s")).unwrap();
@@ -991,4 +974,42 @@ fn project_templates_override_the_built_in_ones() {
         .failure(2)
         .stderr_has("templates/dockerfile.hbs")
         .stderr_has("runtime_imag");
+}
+
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![
+        crate::test!(Nothing, 1, default_outputs_for_hello_go),
+        crate::test!(Nothing, 2, listen_changes_nothing_beyond_systemd),
+        crate::test!(Nothing, 0, default_dockerfile_for_hello_rust),
+        crate::test!(Nothing, 0, k8s_manifests_are_valid_api_objects_for_hello_go),
+        crate::test!(
+            Nothing,
+            0,
+            every_k8s_setting_and_awkward_value_survives_the_round_trip
+        ),
+        crate::test!(Nothing, 0, k8s_files_go_into_a_directory_one_per_object),
+        crate::test!(
+            Nothing,
+            0,
+            a_secret_template_needs_an_env_file_and_kubernetes_needs_a_port
+        ),
+        crate::test!(Nothing, 1, bad_k8s_values_point_at_their_place),
+        crate::test!(Nothing, 1, dockerfile_stages_for_each_runtime),
+        crate::test!(
+            Nothing,
+            0,
+            dockerfile_go_builder_stage_builds_a_stamped_static_binary
+        ),
+        crate::test!(Nothing, 2, dockerfile_for_cgo_builds_static_against_musl),
+        crate::test!(
+            Nothing,
+            0,
+            dockerfile_for_rust_builds_on_musl_with_the_cargo_settings
+        ),
+        crate::test!(Nothing, 0, dockerfile_with_o_writes_the_dockerignore_too),
+        crate::test!(Nothing, 0, dockerfile_refuses_paths_it_cannot_write_plainly),
+        crate::test!(Nothing, 0, supervisor_program_has_the_units_settings),
+        crate::test!(Nothing, 0, supervisor_refuses_values_it_would_cut_short),
+        crate::test!(Nothing, 1, project_templates_override_the_built_in_ones),
+    ]
 }

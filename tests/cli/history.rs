@@ -4,9 +4,7 @@
 use crate::support::app::*;
 use crate::support::sandbox::Sandbox;
 
-#[test]
 fn history_shows_deploys_and_rollbacks_of_each_host_and_releases_who_deployed() {
-    crate::needs_root!();
     let hosts = ["hs-1", "hs-2"];
     let sandbox = Sandbox::up(&hosts);
     let (project, ssh_config) = fleet_project(&sandbox, &hosts, "");
@@ -119,4 +117,12 @@ fn history_shows_deploys_and_rollbacks_of_each_host_and_releases_who_deployed() 
     }
     let text = shipit(&["releases", "hs-2"]).success().stdout;
     assert_eq!(text.matches(&who).count(), 3, "{text}");
+}
+
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![crate::test!(
+        Hosts,
+        24,
+        history_shows_deploys_and_rollbacks_of_each_host_and_releases_who_deployed
+    )]
 }

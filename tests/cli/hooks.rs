@@ -98,9 +98,7 @@ fn hook_column(summary: &serde_json::Value, key: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
 fn a_migration_runs_once_per_rollout_with_the_new_release_and_a_failing_one_switches_nothing() {
-    crate::needs_root!();
     let hosts = ["hk-1", "hk-2"];
     let fleet = Fleet::new(&hosts);
     let release = |version: &str| {
@@ -282,4 +280,12 @@ fn a_migration_runs_once_per_rollout_with_the_new_release_and_a_failing_one_swit
     );
     assert!(!run.stderr.contains("Connected"), "{}", run.stderr);
     assert_eq!(fleet.versions(&hosts), ["4.0.0", "4.0.0"]);
+}
+
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![crate::test!(
+        Hosts,
+        25,
+        a_migration_runs_once_per_rollout_with_the_new_release_and_a_failing_one_switches_nothing
+    )]
 }

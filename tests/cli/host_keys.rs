@@ -14,9 +14,7 @@ const WRONG: &str =
 /// Each known_hosts form gets the same answer from shipit with --accept-new-host-key as from
 /// OpenSSH with StrictHostKeyChecking=accept-new: a changed key is refused however its line is
 /// spaced, cased or hashed, and a new key is recorded under the same name.
-#[test]
 fn known_hosts_forms_get_openssh_s_answer() {
-    crate::needs_root!();
     let host = "t-khforms";
     let sandbox = Sandbox::up(&[host]);
     let address = sandbox.address(host);
@@ -140,9 +138,7 @@ fn read(path: &Path) -> String {
 /// A name an ssh config has (given with -F here; ~/.ssh/config works the same) is that alias,
 /// even when a sandbox host has the name too; the sandbox host is used, and said to be, only
 /// when no alias has it.
-#[test]
 fn an_ssh_alias_wins_over_a_sandbox_host_of_the_same_name() {
-    crate::needs_root!();
     let host = "t-shadow";
     let sandbox = Sandbox::up(&[host]);
     let dir = tempfile::tempdir().unwrap();
@@ -170,4 +166,15 @@ fn an_ssh_alias_wins_over_a_sandbox_host_of_the_same_name() {
             .failure(4)
             .stderr_has("cannot reach t-shadow (root@127.0.0.1:1)");
     }
+}
+
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![
+        crate::test!(Hosts, 8, known_hosts_forms_get_openssh_s_answer),
+        crate::test!(
+            Hosts,
+            1,
+            an_ssh_alias_wins_over_a_sandbox_host_of_the_same_name
+        ),
+    ]
 }

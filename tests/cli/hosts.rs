@@ -34,9 +34,7 @@ struct Packages {
 
 /// Deploy, health, kill -9 → restart, a second release, a crashing release rolled back, the
 /// dead-man timer and a non-root user with sudo: on bullseye, bookworm and trixie at once.
-#[test]
 fn the_lifecycle_runs_on_every_debian_release() {
-    crate::needs_root!();
     let hosts = a_host_per_release("m");
     let good = hardened("[\"--port\", \"8080\"]");
     let crashing = hardened("[\"--port\", \"not-a-port\"]");
@@ -241,9 +239,7 @@ fn lifecycle(
 
 /// Every directive in shipit's table is known, in its section, to exactly the releases the table
 /// says: the real systemd-analyze of each release reports the others as unknown.
-#[test]
 fn the_directive_table_matches_each_systemd_release() {
-    crate::needs_root!();
     let script = || {
         let mut script = String::from("set -e\nmkdir -p /tmp/units\ncd /tmp/units\n");
         for d in shipit::systemd::DIRECTIVES {
@@ -295,9 +291,7 @@ fn the_directive_table_matches_each_systemd_release() {
 }
 
 /// A host whose PID 1 is not systemd is refused at the first look, and nothing is written.
-#[test]
 fn a_host_without_systemd_is_refused_and_untouched() {
-    crate::needs_root!();
     let host = "t-nosd";
     let sandbox = Sandbox::up_with(&[host], &["--init", "sshd"]);
     let list = sandbox.shipit(&["sandbox", "list"]).run().success().stdout;
@@ -330,9 +324,7 @@ fn a_host_without_systemd_is_refused_and_untouched() {
 
 /// With `AllowTcpForwarding no` the health probe cannot tunnel: shipit says so once per
 /// connection and probes from the host, so deploys, rollbacks and status tell the truth.
-#[test]
 fn health_probes_run_on_the_host_when_sshd_refuses_tunnels() {
-    crate::needs_root!();
     let host = "t-notcp";
     let sandbox = Sandbox::up(&[host]);
     sandbox
@@ -387,9 +379,7 @@ fn health_probes_run_on_the_host_when_sshd_refuses_tunnels() {
 
 /// /opt/hello-go on a small tmpfs: a package that cannot fit is refused before a byte is sent;
 /// a disk that fills mid-upload or mid-unpack loses only what the deploy wrote.
-#[test]
 fn a_full_disk_is_refused_up_front_and_enospc_leaves_the_host_as_it_was() {
-    crate::needs_root!();
     let host = "t-disk";
     let sandbox = Sandbox::up(&[host]);
     sandbox
@@ -486,4 +476,22 @@ fn a_full_disk_is_refused_up_front_and_enospc_leaves_the_host_as_it_was() {
         .success();
     assert_eq!(kept(), before);
     assert_eq!(health_version(&sandbox, host), "1.0.0");
+}
+
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![
+        crate::test!(Hosts, 131, the_lifecycle_runs_on_every_debian_release),
+        crate::test!(Hosts, 7, the_directive_table_matches_each_systemd_release),
+        crate::test!(Hosts, 15, a_host_without_systemd_is_refused_and_untouched),
+        crate::test!(
+            Hosts,
+            17,
+            health_probes_run_on_the_host_when_sshd_refuses_tunnels
+        ),
+        crate::test!(
+            Hosts,
+            18,
+            a_full_disk_is_refused_up_front_and_enospc_leaves_the_host_as_it_was
+        ),
+    ]
 }

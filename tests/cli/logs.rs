@@ -49,9 +49,7 @@ fn restart(sandbox: &Sandbox, host: &str) {
 
 /// Restarts on two hosts, one after the other, come out merged in that order, each line with
 /// its host, timestamps never going back; one host keeps journalctl's own look.
-#[test]
 fn logs_of_two_hosts_merge_in_time_order_with_host_names() {
-    crate::needs_root!();
     let hosts = ["lg-1", "lg-2"];
     let sandbox = Sandbox::up(&hosts);
     let (project, ssh_config) = deployed(&sandbox, &hosts, "");
@@ -183,9 +181,7 @@ fn logs_of_two_hosts_merge_in_time_order_with_host_names() {
 /// `-f` with `--since` and `-g` over two hosts, one of them behind a proxy that cuts the
 /// connection: the lines since then come first, new ones follow, the cut host is reconnected
 /// to (stderr says so) and lines logged while it was away arrive once.
-#[test]
 fn logs_follow_resumes_a_host_that_dropped() {
-    crate::needs_root!();
     let hosts = ["lf-1", "lf-2"];
     let sandbox = Sandbox::up(&hosts);
     let proxy = CuttingProxy::passing(format!("{}:22", sandbox.address("lf-2")));
@@ -298,4 +294,15 @@ fn take_lines(lines: &Receiver<String>, n: usize, what: &str) -> Vec<String> {
 
 fn heads(lines: &[String]) -> Vec<&str> {
     lines.iter().map(|l| &l[..4]).collect()
+}
+
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![
+        crate::test!(
+            Hosts,
+            17,
+            logs_of_two_hosts_merge_in_time_order_with_host_names
+        ),
+        crate::test!(Hosts, 30, logs_follow_resumes_a_host_that_dropped),
+    ]
 }

@@ -1,10 +1,12 @@
 //! shipit's integration tests: one binary, real toolchains, real systemd-analyze, real hosts
-//! (systemd-nspawn containers from `shipit sandbox`).
+//! (systemd-nspawn containers from `shipit sandbox`). [`harness`] runs them: `cargo test --test
+//! cli deploy::` runs the deploy tests, and a test this machine cannot run is reported as ignored.
 
 // The test binary is a crate of its own, never a library: `pub` in its modules is for each
 // other, which is all unreachable_pub (on for the library, in Cargo.toml) would say.
 #![allow(unreachable_pub)]
 
+mod harness;
 mod support;
 
 mod bastion;
@@ -21,8 +23,42 @@ mod history;
 mod hooks;
 mod host_keys;
 mod hosts;
+mod load;
 mod logs;
 mod sandbox;
+mod scripts;
 mod secrets;
 mod sockets;
 mod unit;
+
+fn main() -> std::process::ExitCode {
+    harness::run(
+        [
+            harness::tests(),
+            bastion::tests(),
+            build::tests(),
+            cli::tests(),
+            config_errors::tests(),
+            deploy::tests(),
+            docs::tests(),
+            exec::tests(),
+            faults::tests(),
+            fleet::tests(),
+            generate::tests(),
+            history::tests(),
+            hooks::tests(),
+            host_keys::tests(),
+            hosts::tests(),
+            load::tests(),
+            logs::tests(),
+            sandbox::tests(),
+            scripts::tests(),
+            secrets::tests(),
+            sockets::tests(),
+            unit::tests(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    )
+}

@@ -14,9 +14,7 @@ fn cached_rootfs() -> PathBuf {
     PathBuf::from(cache).join("bookworm-rootfs")
 }
 
-#[test]
 fn sandbox_hosts_boot_systemd_and_ssh_and_go_away() {
-    crate::needs_root!();
     let sandbox = Sandbox::empty();
     let up = sandbox
         .shipit(&["sandbox", "up", "node", "--count", "2"])
@@ -98,9 +96,7 @@ fn sandbox_hosts_boot_systemd_and_ssh_and_go_away() {
     // Dropping the guard removes node-2.
 }
 
-#[test]
 fn sandbox_copies_the_rootfs_where_overlayfs_cannot_be_used() {
-    crate::needs_root!();
     let sandbox = Sandbox::on_overlayfs();
     let up = sandbox
         .shipit(&["sandbox", "up", "copy", "--count", "2"])
@@ -135,9 +131,7 @@ fn sandbox_copies_the_rootfs_where_overlayfs_cannot_be_used() {
     assert!(!sandbox.state_dir().join("hosts/copy-1").exists());
 }
 
-#[test]
 fn sandbox_down_unmounts_busy_and_half_set_up_hosts() {
-    crate::needs_root!();
     let sandbox = Sandbox::up(&["busy"]);
     let rootfs = sandbox.rootfs("busy");
     // A process outside the container with its working directory in the rootfs keeps it busy.
@@ -168,9 +162,7 @@ fn sandbox_down_unmounts_busy_and_half_set_up_hosts() {
     assert!(!sandbox.state_dir().join("hosts/half").exists());
 }
 
-#[test]
 fn sandbox_rejects_bad_host_names() {
-    crate::needs_root!();
     let sandbox = Sandbox::empty();
     sandbox
         .shipit(&["sandbox", "up", "Web_1"])
@@ -185,4 +177,17 @@ fn sandbox_rejects_bad_host_names() {
         .shipit(&["sandbox", "up", "--count", "0"])
         .run()
         .failure(2);
+}
+
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![
+        crate::test!(Hosts, 11, sandbox_hosts_boot_systemd_and_ssh_and_go_away),
+        crate::test!(
+            Hosts,
+            4,
+            sandbox_copies_the_rootfs_where_overlayfs_cannot_be_used
+        ),
+        crate::test!(Hosts, 10, sandbox_down_unmounts_busy_and_half_set_up_hosts),
+        crate::test!(Hosts, 0, sandbox_rejects_bad_host_names),
+    ]
 }

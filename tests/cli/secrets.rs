@@ -36,9 +36,7 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
 fn a_secret_from_a_command_reaches_the_env_file_and_nothing_else() {
-    crate::needs_root!();
     let host = "t-secret";
     let sandbox = Sandbox::up(&[host]);
     let project = variant("SHARED = \"unit\"", "[\"--port\", \"8080\"]");
@@ -214,4 +212,12 @@ fn a_secret_from_a_command_reaches_the_env_file_and_nothing_else() {
         .success()
         .stdout;
     assert_eq!(modes, "600 root\n600 root\n");
+}
+
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![crate::test!(
+        Hosts,
+        9,
+        a_secret_from_a_command_reaches_the_env_file_and_nothing_else
+    )]
 }

@@ -13,13 +13,11 @@ fn generate(project: &std::path::Path, extra: &[&str]) -> Run {
     shipit(&args).run()
 }
 
-#[test]
 fn default_unit_for_hello_go() {
     let run = generate(&example("hello-go"), &[]).success();
     insta::assert_snapshot!(run.stdout);
 }
 
-#[test]
 fn generated_units_pass_systemd_analyze_verify() {
     for name in ["hello-go", "hello-rust"] {
         generate(&example(name), &["--verify"])
@@ -28,7 +26,6 @@ fn generated_units_pass_systemd_analyze_verify() {
     }
 }
 
-#[test]
 fn output_file_gets_the_unit_and_stdout_stays_empty() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("unit.service");
@@ -42,7 +39,6 @@ fn output_file_gets_the_unit_and_stdout_stays_empty() {
     );
 }
 
-#[test]
 fn every_value_comes_from_shipit_toml_without_html_escaping() {
     let project = project_copy("hello-go");
     std::fs::write(
@@ -109,7 +105,6 @@ ProtectSystem = "full"
     );
 }
 
-#[test]
 fn a_project_template_overrides_the_built_in_one() {
     let project = plain_hello_go();
     std::fs::create_dir(project.path().join("templates")).unwrap();
@@ -127,7 +122,6 @@ fn a_project_template_overrides_the_built_in_one() {
         .stderr_has("hello-go.service:6: Failed to parse resource value, ignoring: lots");
 }
 
-#[test]
 fn a_template_typo_is_an_error_in_strict_mode() {
     let project = project_copy("hello-go");
     std::fs::create_dir(project.path().join("templates")).unwrap();
@@ -143,7 +137,6 @@ fn a_template_typo_is_an_error_in_strict_mode() {
 }
 
 /// For an older systemd, newer directives become comments (line numbers stay), each with a note.
-#[test]
 fn a_unit_for_systemd_239_leaves_out_what_239_does_not_know() {
     let plain = plain_hello_go();
     let run = generate(plain.path(), &["--systemd-version", "239", "--verify"])
@@ -178,7 +171,6 @@ fn a_unit_for_systemd_239_leaves_out_what_239_does_not_know() {
 
 /// `shipit build` checks the names in the unit with this machine's systemd-analyze before
 /// building, and says what the host would say; values are left to the host's systemd.
-#[test]
 fn build_refuses_a_directive_systemd_does_not_know() {
     let project = plain_hello_go();
     std::fs::create_dir(project.path().join("templates")).unwrap();
@@ -200,7 +192,6 @@ fn build_refuses_a_directive_systemd_does_not_know() {
 
 /// With `listen`, -o DIR gets both units; the socket's and the service's are snapshots, and
 /// the service differs from the one without `listen` only by requiring the socket.
-#[test]
 fn listen_adds_a_socket_unit_the_service_requires() {
     let project = project_with_listen("hello-go", r#"["0.0.0.0:8080", "[::1]:8080"]"#);
     let out = tempfile::tempdir().unwrap();
@@ -240,7 +231,6 @@ fn listen_adds_a_socket_unit_the_service_requires() {
 
 /// -o FILE writes the service unit as it always did; with a socket too it is refused, and a
 /// directory (existing, or a path ending in /) takes every unit.
-#[test]
 fn output_takes_a_file_for_one_unit_and_a_directory_for_several() {
     let out = tempfile::tempdir().unwrap();
     let existing = out.path().join("existing");
@@ -273,7 +263,6 @@ fn output_takes_a_file_for_one_unit_and_a_directory_for_several() {
 
 /// A project's templates/socket.hbs replaces the built-in one, strictly, and the socket unit is
 /// adapted to a systemd release, checked and named in notes exactly as the service unit is.
-#[test]
 fn a_project_socket_template_is_rendered_adapted_and_checked_like_the_service() {
     let project = project_with_listen("hello-go", r#"["127.0.0.1:8080"]"#);
     let templates = project.path().join("templates");
@@ -322,4 +311,36 @@ fn a_project_socket_template_is_rendered_adapted_and_checked_like_the_service() 
         .stderr_has("hello-go.socket:3: Unknown key")
         .stderr_has("templates/service.hbs, templates/socket.hbs");
     assert!(!project.path().join("dist").exists());
+}
+
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![
+        crate::test!(Nothing, 0, default_unit_for_hello_go),
+        crate::test!(Nothing, 1, generated_units_pass_systemd_analyze_verify),
+        crate::test!(Nothing, 0, output_file_gets_the_unit_and_stdout_stays_empty),
+        crate::test!(
+            Nothing,
+            0,
+            every_value_comes_from_shipit_toml_without_html_escaping
+        ),
+        crate::test!(Nothing, 1, a_project_template_overrides_the_built_in_one),
+        crate::test!(Nothing, 0, a_template_typo_is_an_error_in_strict_mode),
+        crate::test!(
+            Nothing,
+            0,
+            a_unit_for_systemd_239_leaves_out_what_239_does_not_know
+        ),
+        crate::test!(Nothing, 1, build_refuses_a_directive_systemd_does_not_know),
+        crate::test!(Nothing, 1, listen_adds_a_socket_unit_the_service_requires),
+        crate::test!(
+            Nothing,
+            0,
+            output_takes_a_file_for_one_unit_and_a_directory_for_several
+        ),
+        crate::test!(
+            Nothing,
+            0,
+            a_project_socket_template_is_rendered_adapted_and_checked_like_the_service
+        ),
+    ]
 }

@@ -280,22 +280,28 @@ pub fn a_host_per_release(prefix: &str) -> Vec<(Sandbox, String, u32)> {
     })
 }
 
-/// `shipit build` of a project at a version; the package's path. Each version builds in a
-/// directory of its own, so builds of one project can run at the same time.
+/// The package of a project at a version, for tests that deploy it: the shared one
+/// ([`super::builds::package`]), built once and ahead of builds that tests are about.
 pub fn build(project: &Path, version: &str) -> PathBuf {
-    let out = project.join(format!("dist-{version}"));
-    let run = shipit(&[
-        "-C",
-        project.to_str().unwrap(),
-        "build",
-        "--version-override",
-        version,
-        "--out-dir",
-        out.to_str().unwrap(),
-    ])
-    .run()
-    .success();
-    PathBuf::from(run.stdout.trim())
+    let shipit = Path::new(env!("CARGO_BIN_EXE_shipit"));
+    super::builds::package(shipit, project, version).unwrap_or_else(|| {
+        let out = tempfile::tempdir().unwrap();
+        let run = super::shipit(&[
+            "-C",
+            project.to_str().unwrap(),
+            "build",
+            "--version-override",
+            version,
+            "--out-dir",
+            out.path().to_str().unwrap(),
+        ])
+        .run()
+        .success();
+        panic!(
+            "the shared build failed where this one did not:\n{}",
+            run.stderr
+        )
+    })
 }
 
 /// A hello-go copy whose shipit.toml names `hosts` (by their sandbox addresses) in the group

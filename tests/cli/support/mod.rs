@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod builds;
 pub mod load;
 pub mod proxy;
 pub mod sandbox;
@@ -66,17 +67,27 @@ impl Run {
 }
 
 /// Runs shipit with a clean, reproducible environment.
+///
+/// A `build`, `deploy` or `init` builds Rust into the tests' one CARGO_TARGET_DIR
+/// ([`builds::cargo_target_dir`]). A `build` takes its turn ([`builds::turn`]). A
+/// `deploy --version-override V` that neither
+/// targets another platform nor is a dry run deploys the shared package of its project at V
+/// instead ([`builds::package`]), unless [`Shipit::building`] says the test is about deploy's own
+/// build.
 pub struct Shipit {
     command: Command,
+    args: Vec<String>,
+    shared_package: bool,
 }
 
 pub fn shipit(args: &[&str]) -> Shipit {
     let mut command = Command::new(env!("CARGO_BIN_EXE_shipit"));
-    command
-        .args(args)
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .stdin(Stdio::null());
-    Shipit { command }
+    command.env("SOURCE_DATE_EPOCH", EPOCH).stdin(Stdio::null());
+    Shipit {
+        command,
+        args: args.iter().map(|a| a.to_string()).collect(),
+        shared_package: true,
+    }
 }
 
 impl Shipit {
@@ -96,13 +107,80 @@ impl Shipit {
         self
     }
 
+    /// A deploy that builds its package itself, for tests about that build.
+    pub fn building(mut self) -> Self {
+        self.shared_package = false;
+        self
+    }
+
     pub fn run(mut self) -> Run {
-        let output = self.command.output().expect("run shipit");
+        let subcommand = self.subcommand().map(str::to_string);
+        if matches!(subcommand.as_deref(), Some("build" | "deploy" | "init")) {
+            self.command
+                .env("CARGO_TARGET_DIR", builds::cargo_target_dir());
+        }
+        let _turn = (subcommand.as_deref() == Some("build")).then(builds::turn);
+        let args = self.with_shared_package().unwrap_or(self.args);
+        let output = self.command.args(args).output().expect("run shipit");
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
+    }
+
+    /// The first word that is not an option or the value of `-C`/`-c`.
+    fn subcommand(&self) -> Option<&str> {
+        let mut args = self.args.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "-C" | "--path" | "-c" | "--config" => {
+                    args.next();
+                }
+                word if !word.starts_with('-') => return Some(word),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// This deploy's arguments with `--package SHARED` for `--version-override V`, where it
+    /// gets the shared package.
+    fn with_shared_package(&self) -> Option<Vec<String>> {
+        let builds_its_own = [
+            "--package",
+            "--target",
+            "--out-dir",
+            "--dry-run",
+            "-c",
+            "--config",
+        ];
+        if !self.shared_package
+            || self.subcommand() != Some("deploy")
+            || self
+                .args
+                .iter()
+                .any(|a| builds_its_own.contains(&a.as_str()))
+        {
+            return None;
+        }
+        let value_of = |flag: &str| {
+            let at = self.args.iter().position(|a| a == flag)?;
+            Some((at, self.args.get(at + 1)?.clone()))
+        };
+        let (at, version) = value_of("--version-override")?;
+        let (_, project) = value_of("-C")?;
+        let package = builds::package(
+            Path::new(env!("CARGO_BIN_EXE_shipit")),
+            Path::new(&project),
+            &version,
+        )?;
+        let mut args = self.args.clone();
+        args.splice(
+            at..at + 2,
+            ["--package".to_string(), package.display().to_string()],
+        );
+        Some(args)
     }
 }
 
@@ -113,9 +191,12 @@ pub struct Project<'a> {
     sandbox: Option<&'a sandbox::Sandbox>,
 }
 
-/// What a deploy ships: a version built from the project, or a package built before.
+/// What a deploy ships: the project at a version (the shared package of it, see [`Shipit`]), that
+/// version built by the deploy itself, or a package built before.
+#[derive(Clone, Copy)]
 pub enum Ship<'a> {
     Version(&'a str),
+    Built(&'a str),
     Package(&'a Path),
 }
 
@@ -155,14 +236,30 @@ impl<'a> Project<'a> {
         let package;
         let mut args = vec!["deploy", host];
         match ship {
-            Ship::Version(version) => args.extend(["--version-override", version]),
+            Ship::Version(version) | Ship::Built(version) => {
+                args.extend(["--version-override", version])
+            }
             Ship::Package(path) => {
                 package = path.to_str().expect("a UTF-8 package path").to_string();
                 args.extend(["--package", package.as_str()]);
             }
         }
         args.extend_from_slice(extra);
-        self.shipit(&args).run()
+        let shipit = self.shipit(&args);
+        match ship {
+            Ship::Built(_) => shipit.building(),
+            Ship::Version(_) | Ship::Package(_) => shipit,
+        }
+        .run()
+    }
+}
+
+/// Builds the shared packages of `project` at `versions` now, so that its deploys later start at
+/// once: for tests whose deploys must happen within a window (a dead-man timer's).
+pub fn build_shared_packages(project: &Path, versions: &[&str]) {
+    for version in versions {
+        builds::package(Path::new(env!("CARGO_BIN_EXE_shipit")), project, version)
+            .unwrap_or_else(|| panic!("{} does not build at {version}", project.display()));
     }
 }
 
@@ -381,11 +478,21 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
 }
 
 fn try_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    read_answer(send_get(port, path)?)
+}
+
+/// Sends `GET path` to 127.0.0.1:port once; [`read_answer`] reads what comes back.
+pub fn send_get(port: u16, path: &str) -> std::io::Result<TcpStream> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     write!(
         stream,
         "GET {path} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     )?;
+    Ok(stream)
+}
+
+/// The (status, body) of the answer on `stream`, an error if the connection ends without one.
+pub fn read_answer(mut stream: TcpStream) -> std::io::Result<(u16, String)> {
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let status = response

@@ -14,50 +14,6 @@ use std::process::{Command, Stdio};
 
 use super::{Run, Shipit, shipit};
 
-/// Set in CI, where every test must run: a test that would skip fails instead.
-pub const NEED_ROOT: &str = "SHIPIT_TESTS_NEED_ROOT";
-
-/// Whether this process can boot sandbox hosts: root, with systemd-nspawn. Without them a test
-/// that needs hosts says why on the terminal and returns (passes); with `SHIPIT_TESTS_NEED_ROOT`
-/// set (CI) it fails instead, so a CI run never skips one.
-pub fn can_boot() -> bool {
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("a test")
-        .to_string();
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    let nspawn = ["/usr/bin/systemd-nspawn", "/bin/systemd-nspawn"]
-        .iter()
-        .any(|p| Path::new(p).exists());
-    if root && nspawn {
-        return true;
-    }
-    let why = if root {
-        "systemd-nspawn is not installed (scripts/setup --tests installs it)"
-    } else {
-        "it boots sandbox hosts, which needs root"
-    };
-    assert!(
-        std::env::var_os(NEED_ROOT).is_none(),
-        "{test} cannot run here: {why}, and {NEED_ROOT} says every test must run"
-    );
-    // Written past the test harness's capture, so the reason shows however tests are run.
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
-    false
-}
-
-/// The first line of a test that boots sandbox hosts: skips it, saying why, where it cannot run.
-#[macro_export]
-macro_rules! needs_root {
-    () => {
-        if !$crate::support::sandbox::can_boot() {
-            return;
-        }
-    };
-}
-
 pub struct Sandbox {
     state: tempfile::TempDir,
     /// Layers of an overlayfs mounted over `state`, unmounted on drop.
