@@ -77,7 +77,7 @@ macro_rules! reads_as_str {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.pad(&self.0)
             }
         }
 
@@ -130,5 +130,13 @@ mod tests {
         assert_eq!(release.version(), "1.2.3-rc.1");
         assert_eq!(ReleaseId::from_host("old-aaaaaaaaaaaa").version(), "old");
         assert_eq!(ReleaseId::from_host("plain").version(), "plain");
+    }
+
+    #[test]
+    fn names_fill_the_columns_of_a_table() {
+        // `releases` and `history` align their columns with width specifiers.
+        let release = ReleaseId::from_host("1.0.0-abababababab");
+        assert_eq!(format!("{release:<20}|"), "1.0.0-abababababab  |");
+        assert_eq!(format!("{:>10}|", AppName::from("web")), "       web|");
     }
 }

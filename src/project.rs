@@ -15,7 +15,7 @@ pub enum Language {
 
 impl fmt::Display for Language {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Language::Go => "Go",
             Language::Rust => "Rust",
         })

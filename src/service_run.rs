@@ -102,7 +102,7 @@ pub struct Prepared {
 
 impl fmt::Display for Prepared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.shown)
+        f.pad(&self.shown)
     }
 }
 

@@ -156,7 +156,7 @@ impl Builder {
 
 impl fmt::Display for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(name_of(&Builder::NAMES, *self))
+        f.pad(name_of(&Builder::NAMES, *self))
     }
 }
 

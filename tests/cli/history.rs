@@ -117,6 +117,17 @@ fn history_shows_deploys_and_rollbacks_of_each_host_and_releases_who_deployed() 
     }
     let text = shipit(&["releases", "hs-2"]).success().stdout;
     assert_eq!(text.matches(&who).count(), 3, "{text}");
+    for release in &releases {
+        let (name, deployed) = (&release["name"], &release["deployed"]);
+        assert!(
+            text.lines().any(|line| {
+                let columns: Vec<&str> = line.split_whitespace().collect();
+                columns.contains(&name.as_str().unwrap())
+                    && columns.contains(&deployed.as_str().unwrap())
+            }),
+            "{name} and {deployed} are columns of their own in:\n{text}"
+        );
+    }
 }
 
 pub fn tests() -> Vec<crate::harness::Test> {
