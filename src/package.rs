@@ -6,19 +6,20 @@
 //! then the files sorted, every mtime = the build time, uid/gid 0, explicit modes and a gzip
 //! header without a timestamp, so one commit always gives the same bytes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use flate2::read::MultiGzDecoder;
 use flate2::{Compression, GzBuilder};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::build::{self, Artifact, Target};
 use crate::config::Config;
-use crate::error::{Category, Tag};
+use crate::error::{Category, Tag, tagged};
 use crate::ui::Ui;
 use crate::unit::Units;
 
@@ -228,16 +229,37 @@ fn write_archive(file: &mut File, entries: &[Entry], mtime: u64) -> Result<()> {
 
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(hash(&mut file, false)?.sha256)
+}
+
+/// What a reader held: its size and sha256, and its bytes when asked to keep them.
+struct Hashed {
+    size: u64,
+    sha256: String,
+    kept: Option<Vec<u8>>,
+}
+
+fn hash(reader: &mut impl Read, keep: bool) -> std::io::Result<Hashed> {
     let mut hasher = Sha256::new();
+    let mut kept = keep.then(Vec::new);
     let mut buffer = vec![0; 1 << 20];
+    let mut size = 0u64;
     loop {
-        let n = file.read(&mut buffer)?;
+        let n = reader.read(&mut buffer)?;
         if n == 0 {
             break;
         }
         hasher.update(&buffer[..n]);
+        if let Some(kept) = &mut kept {
+            kept.extend_from_slice(&buffer[..n]);
+        }
+        size += n as u64;
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(Hashed {
+        size,
+        sha256: hex::encode(hasher.finalize()),
+        kept,
+    })
 }
 
 /// Hashes what is read through it.
@@ -295,90 +317,37 @@ pub(crate) fn fixture(path: &Path, version: &str, size: u64, unpacked: u64, unit
 }
 
 impl Package {
-    /// Opens a package and reads its manifest and unit, checking it belongs to `app` and that
-    /// every file in it is what the manifest says (size and sha256): hosts then need to check
-    /// only that they received these exact bytes. One pass over the file, which is hashed as a
-    /// whole on the way.
+    /// Opens a package and reads its manifest and units, checking it belongs to `app` and holds
+    /// exactly what its manifest lists: each file once, as a regular file under the very name
+    /// listed, with its mode, size and sha256, and nothing else. Hosts then need to check only
+    /// that they received these exact bytes, and unpack the names checked here. One pass over
+    /// the file, which is hashed as a whole on the way.
     pub fn open(path: &Path, app: &str) -> Result<Package> {
-        let context = || format!("{} is not a shipit package", path.display());
         let file = File::open(path)
             .with_context(|| format!("cannot read {}", path.display()))
             .tag(Category::Usage)?;
         let size = file.metadata()?.len();
-        let hashed = HashingReader {
-            inner: BufReader::with_capacity(1 << 20, file),
-            hasher: Sha256::new(),
+        let bad = |error: anyhow::Error| {
+            let error = match error.downcast::<Refusal>() {
+                Ok(Refusal(why)) => anyhow::anyhow!(
+                    "{}: {why}\n  help: build the package again with `shipit build`, and deploy \
+                     it as built",
+                    path.display()
+                ),
+                Err(error) => error.context(format!("{} is not a shipit package", path.display())),
+            };
+            tagged(Category::Usage, error)
         };
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(hashed));
-        let mut manifest = None;
-        let mut unit = None;
-        let mut socket = None;
-        let mut contents: BTreeMap<String, (u64, String)> = BTreeMap::new();
         let unit_name = format!("{app}.service");
         let socket_name = format!("{app}.socket");
-        for entry in archive
-            .entries()
-            .with_context(context)
-            .tag(Category::Usage)?
-        {
-            let mut entry = entry.with_context(context).tag(Category::Usage)?;
-            let name = entry
-                .path()
-                .with_context(context)
-                .tag(Category::Usage)?
-                .to_string_lossy()
-                .into_owned();
-            if name == MANIFEST || name == unit_name || name == socket_name {
-                let mut text = String::new();
-                entry
-                    .read_to_string(&mut text)
-                    .with_context(context)
-                    .tag(Category::Usage)?;
-                if name == MANIFEST {
-                    manifest = Some(text);
-                    continue;
-                }
-                let digest = hex::encode(Sha256::digest(text.as_bytes()));
-                let is_socket = name == socket_name;
-                contents.insert(name, (text.len() as u64, digest));
-                if is_socket {
-                    socket = Some(text);
-                } else {
-                    unit = Some(text);
-                }
-                continue;
-            }
-            let mut hasher = Sha256::new();
-            let mut buffer = vec![0; 1 << 16];
-            let mut length = 0u64;
-            loop {
-                let n = entry
-                    .read(&mut buffer)
-                    .with_context(context)
-                    .tag(Category::Usage)?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buffer[..n]);
-                length += n as u64;
-            }
-            contents.insert(name, (length, hex::encode(hasher.finalize())));
-        }
-        // The rest of the gzip stream (its CRC and length) goes through the hash too.
-        let mut decoder = archive.into_inner();
-        std::io::copy(&mut decoder, &mut std::io::sink())
-            .with_context(context)
-            .tag(Category::Usage)?;
-        let mut hashed = decoder.into_inner();
-        std::io::copy(&mut hashed, &mut std::io::sink())
-            .with_context(context)
-            .tag(Category::Usage)?;
-        let sha256 = hex::encode(hashed.hasher.finalize());
-        let manifest = manifest
+        let (mut contents, sha256) =
+            read_archive(file, &[MANIFEST, &unit_name, &socket_name]).map_err(bad)?;
+        let manifest = contents
+            .texts
+            .get(MANIFEST)
             .ok_or_else(|| anyhow::anyhow!("it has no {MANIFEST}"))
-            .and_then(|text| Ok(serde_json::from_str::<Manifest>(&text)?))
-            .with_context(context)
-            .tag(Category::Usage)?;
+            .and_then(|text| Ok(serde_json::from_str::<Manifest>(text)?))
+            .map_err(bad)?;
         if manifest.app != app {
             crate::fail!(
                 Usage,
@@ -389,49 +358,283 @@ impl Package {
         }
         crate::validate::validate_version(&manifest.version)
             .map_err(anyhow::Error::msg)
-            .with_context(context)
-            .tag(Category::Usage)?;
-        for file in &manifest.files {
-            crate::validate::validate_relative_path(&file.path)
-                .map_err(anyhow::Error::msg)
-                .with_context(context)
-                .tag(Category::Usage)?;
-            anyhow::ensure!(
-                file.sha256.len() == 64 && file.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
-                "bad sha256 for {}",
-                file.path
-            );
-        }
-        Target::parse(&manifest.target).with_context(context)?;
-        for file in &manifest.files {
-            match contents.get(&file.path) {
-                Some((length, digest)) if *length == file.size && *digest == file.sha256 => {}
-                Some(_) => crate::fail!(
-                    Usage,
-                    "{}: {} differs from what its manifest.json says (size or sha256); the \
-                     package is damaged\n  help: build it again",
-                    path.display(),
-                    file.path
-                ),
-                None => crate::fail!(
-                    Usage,
-                    "{}: manifest.json lists {}, which the package does not hold",
-                    path.display(),
-                    file.path
-                ),
-            }
-        }
-        let unit = unit
+            .map_err(bad)?;
+        check_listed(&manifest).map_err(bad)?;
+        Target::parse(&manifest.target).map_err(bad)?;
+        check_entries(&manifest, &contents.seen).map_err(bad)?;
+        let unit = contents
+            .texts
+            .remove(&unit_name)
             .ok_or_else(|| anyhow::anyhow!("it has no {unit_name}"))
-            .with_context(context)
-            .tag(Category::Usage)?;
+            .map_err(bad)?;
         Ok(Package {
             path: path.to_path_buf(),
             sha256,
             size,
             manifest,
             unit,
-            socket,
+            socket: contents.texts.remove(&socket_name),
         })
     }
+
+    /// The binary's entry in the manifest; [`Package::open`] refuses a package without one.
+    pub fn binary(&self) -> Option<&FileEntry> {
+        self.manifest
+            .files
+            .iter()
+            .find(|f| f.path == self.manifest.app)
+    }
+
+    /// The names [`Package::open`] checked, which are all a host unpacks of it.
+    pub fn names(&self) -> Vec<&str> {
+        std::iter::once(MANIFEST)
+            .chain(self.manifest.files.iter().map(|f| f.path.as_str()))
+            .collect()
+    }
 }
+
+/// Why a package is refused, in one line that names the entry.
+#[derive(Debug)]
+struct Refusal(String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+fn refuse<T>(why: String) -> Result<T> {
+    Err(Refusal(why).into())
+}
+
+/// One entry of a package, as [`Package::open`] read it.
+struct Seen {
+    name: String,
+    /// The permission bits of its header, which tar running as root gives the file.
+    mode: u32,
+    size: u64,
+    sha256: String,
+}
+
+/// Every entry of a package, and the text of those asked for.
+#[derive(Default)]
+struct Contents {
+    seen: Vec<Seen>,
+    texts: BTreeMap<String, String>,
+}
+
+/// Reads a package: every entry hashed, the text of those named in `texts` kept, and the
+/// sha256 of the whole file. What no package may hold is refused on the way: an entry that is
+/// not a regular file ([`check_kind`]), a name seen before, anything after the archive's end.
+fn read_archive(file: File, texts: &[&str]) -> Result<(Contents, String)> {
+    let hashed = HashingReader {
+        inner: BufReader::with_capacity(1 << 20, file),
+        hasher: Sha256::new(),
+    };
+    // Every gzip member, as `gzip -d` on the host reads them: a member appended after the
+    // first is read here too, not skipped.
+    let mut archive = tar::Archive::new(MultiGzDecoder::new(hashed));
+    let mut contents = Contents::default();
+    let mut names = BTreeSet::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let name = match String::from_utf8(entry.path_bytes().into_owned()) {
+            Ok(name) => name,
+            Err(e) => {
+                let name = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                return refuse(format!("entry {name:?} is not named in UTF-8"));
+            }
+        };
+        check_kind(&mut entry, &name)?;
+        if !names.insert(name.clone()) {
+            return refuse(format!(
+                "entry {name:?} appears twice; unpacking the second would replace the first"
+            ));
+        }
+        let mode = entry.header().mode()? & 0o7777;
+        let hashed = hash(&mut entry, texts.contains(&name.as_str()))?;
+        if let Some(text) = hashed.kept {
+            contents
+                .texts
+                .insert(name.clone(), String::from_utf8(text)?);
+        }
+        contents.seen.push(Seen {
+            name,
+            mode,
+            size: hashed.size,
+            sha256: hashed.sha256,
+        });
+    }
+    let mut decoder = archive.into_inner();
+    if !only_zeros(&mut decoder)? {
+        return refuse(
+            "data follows the end of its tar archive, which tar programs read differently (GNU \
+             tar stops at the first zero block, busybox reads on)"
+                .into(),
+        );
+    }
+    Ok((
+        contents,
+        hex::encode(decoder.into_inner().hasher.finalize()),
+    ))
+}
+
+/// Refuses an entry that is not a plain regular file: tar would make a link, a device node, a
+/// FIFO or a directory of it, as the archive says. A pax header (which shipit never writes)
+/// can rename or resize the entry after it, and tar programs do not agree on which keys count.
+fn check_kind<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str) -> Result<()> {
+    let what = match entry.header().entry_type() {
+        tar::EntryType::Regular => None,
+        tar::EntryType::Symlink => Some("a symbolic link".to_string()),
+        tar::EntryType::Link => Some("a hard link".to_string()),
+        tar::EntryType::Char | tar::EntryType::Block => Some("a device node".to_string()),
+        tar::EntryType::Fifo => Some("a FIFO".to_string()),
+        tar::EntryType::Directory => Some("a directory".to_string()),
+        other => Some(format!("a tar entry of type {:?}", other.as_byte() as char)),
+    };
+    if let Some(what) = what {
+        return refuse(format!(
+            "entry {name:?} is {what}; a package holds regular files only"
+        ));
+    }
+    if entry.pax_extensions()?.is_some() {
+        return refuse(format!(
+            "entry {name:?} comes with a pax extended header, which shipit never writes"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether all that is left in `reader` is zeros.
+fn only_zeros(reader: &mut impl Read) -> std::io::Result<bool> {
+    let mut buffer = vec![0; 1 << 16];
+    loop {
+        let n = reader.read(&mut buffer)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if buffer[..n].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+    }
+}
+
+/// The modes a release may hold: no setuid, setgid or sticky bit, nothing others may write.
+const MODES: u32 = 0o755;
+
+/// Checks the manifest's own list: each path once, relative, and written the one way tar
+/// writes it, with a sha256 and a mode a release may hold; the app's binary among them.
+fn check_listed(manifest: &Manifest) -> Result<()> {
+    let mut paths = BTreeSet::new();
+    for file in &manifest.files {
+        let path = &file.path;
+        if let Err(why) = crate::validate::validate_relative_path(path) {
+            return refuse(format!("manifest.json lists {path:?}: {why}"));
+        }
+        let plain = plain(path);
+        if plain != *path {
+            return refuse(format!(
+                "manifest.json lists {path:?}, which tar unpacks as {plain:?}"
+            ));
+        }
+        if !paths.insert(path) {
+            return refuse(format!("manifest.json lists {path:?} twice"));
+        }
+        if file.sha256.len() != 64 || !file.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return refuse(format!("manifest.json gives {path:?} a bad sha256"));
+        }
+        match u32::from_str_radix(&file.mode, 8) {
+            Ok(mode) if mode & !MODES == 0 => {}
+            _ => {
+                return refuse(format!(
+                    "manifest.json gives {path:?} mode {:?}; a release holds no setuid, setgid \
+                     or sticky file, and none that others may write",
+                    file.mode
+                ));
+            }
+        }
+    }
+    if !paths.contains(&manifest.app) {
+        return refuse(format!(
+            "manifest.json does not list the app's binary, {:?}",
+            manifest.app
+        ));
+    }
+    Ok(())
+}
+
+/// Checks what the package holds against what its manifest lists (checked by
+/// [`check_listed`]): each listed file under the very name listed, with its mode, size and
+/// sha256, and nothing else but manifest.json.
+fn check_entries(manifest: &Manifest, seen: &[Seen]) -> Result<()> {
+    let listed: BTreeMap<&str, &FileEntry> = manifest
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f))
+        .collect();
+    for entry in seen {
+        let name = entry.name.as_str();
+        if name == MANIFEST {
+            if entry.mode & !MODES != 0 {
+                return refuse(format!(
+                    "entry {name:?} has mode {:04o}; a release holds no setuid, setgid or \
+                     sticky file, and none that others may write",
+                    entry.mode
+                ));
+            }
+            continue;
+        }
+        let Some(file) = listed.get(name) else {
+            return refuse(format!("entry {name:?} {}", unlisted(name, &listed)));
+        };
+        if entry.size != file.size || entry.sha256 != file.sha256 {
+            return refuse(format!(
+                "entry {name:?} differs from what manifest.json says (size or sha256); the \
+                 package is damaged"
+            ));
+        }
+        if u32::from_str_radix(&file.mode, 8) != Ok(entry.mode) {
+            return refuse(format!(
+                "entry {name:?} has mode {:04o}, but manifest.json says {}",
+                entry.mode, file.mode
+            ));
+        }
+    }
+    for file in &manifest.files {
+        if !seen.iter().any(|s| s.name == file.path) {
+            return refuse(format!(
+                "manifest.json lists {:?}, which the package does not hold",
+                file.path
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Why a name the manifest does not list is refused.
+fn unlisted(name: &str, listed: &BTreeMap<&str, &FileEntry>) -> String {
+    if name.starts_with('/') {
+        return "is an absolute path, outside the release".to_string();
+    }
+    if name.split('/').any(|part| part == "..") {
+        return "has a `..` component, which reaches outside the release".to_string();
+    }
+    let plain = plain(name);
+    if listed.contains_key(plain.as_str()) || plain == MANIFEST {
+        return format!("is another name for {plain}, which unpacking it would replace");
+    }
+    "is not listed in manifest.json".to_string()
+}
+
+/// `name` without empty and `.` components: the file tar writes for it.
+fn plain(name: &str) -> String {
+    name.split('/')
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests;

@@ -131,7 +131,9 @@ fn script_of(kind: Kind) -> String {
             offset: 10,
         }
         .assemble(&layout),
-        Kind::Release => UnpackRelease::new(&layout, true, &host_unit()).assemble(&layout),
+        Kind::Release => {
+            UnpackRelease::new(&layout, &package(), true, &host_unit()).assemble(&layout)
+        }
         Kind::Preflight => Preflight::new(&layout, &package(), &host_unit(), &health())
             .expect("a pre-flight")
             .assemble(&layout),

@@ -1,7 +1,7 @@
 //! Everything between the upload and the switch, in one script (`release.sh`): unpack the
-//! release, create the service user, keep the env file and this host's unit with the release,
-//! verify the unit with the host's own `systemd-analyze`. The env file travels on stdin, never
-//! in the script.
+//! names `Package::open` checked and check the binary that came out, create the service user,
+//! keep the env file and this host's unit with the release, verify the unit with the host's own
+//! `systemd-analyze`. The env file travels on stdin, never in the script.
 
 use std::borrow::Cow;
 
@@ -11,11 +11,17 @@ use crate::error::{Category, tagged};
 use crate::hosts::Layout;
 use crate::hosts::check::HostUnit;
 use crate::hosts::script::{LIB, Script};
+use crate::package::Package;
 use crate::remote::{Exit, Input, Kind, Step, StepFailure};
 use crate::ui::Ui;
 
-/// The script: where the env file comes from, and this host's units and verify flags.
+/// The script: what to unpack, where the env file comes from, and this host's units and
+/// verify flags.
 pub struct UnpackRelease {
+    /// The names the package was checked for, one a line: all the host unpacks of it.
+    pub names: String,
+    /// The binary's sha256 as the manifest gives it, which the unpacked binary must have.
+    pub binary_sha256: String,
     /// The env file is on stdin (else the host keeps the one it has).
     pub env_on_stdin: bool,
     pub host_unit: HostUnit,
@@ -32,6 +38,8 @@ impl Script for UnpackRelease {
     fn values(&self) -> Vec<(&'static str, String)> {
         let unit = &self.host_unit;
         vec![
+            ("names", self.names.clone()),
+            ("binary_sha256", self.binary_sha256.clone()),
             (
                 "env_from",
                 if self.env_on_stdin { "stdin" } else { "host" }.to_string(),
@@ -55,9 +63,19 @@ impl Script for UnpackRelease {
 }
 
 impl UnpackRelease {
-    pub fn new(layout: &Layout, env_on_stdin: bool, host_unit: &HostUnit) -> UnpackRelease {
+    pub fn new(
+        layout: &Layout,
+        package: &Package,
+        env_on_stdin: bool,
+        host_unit: &HostUnit,
+    ) -> UnpackRelease {
         let units = [layout.unit_name(), layout.socket_name()];
         UnpackRelease {
+            names: package.names().join("\n"),
+            binary_sha256: package
+                .binary()
+                .map(|b| b.sha256.clone())
+                .unwrap_or_default(),
             env_on_stdin,
             host_unit: host_unit.clone(),
             unit_lines: crate::unit::verify_lines_about(&units),
@@ -68,10 +86,11 @@ impl UnpackRelease {
     /// size alone.
     pub fn with_env_file<'a>(
         layout: &Layout,
+        package: &Package,
         env_file: Option<&'a [u8]>,
         host_unit: &HostUnit,
     ) -> Step<'a> {
-        let step = UnpackRelease::new(layout, env_file.is_some(), host_unit).step(layout);
+        let step = UnpackRelease::new(layout, package, env_file.is_some(), host_unit).step(layout);
         match env_file {
             Some(secrets) => {
                 let lines = String::from_utf8_lossy(secrets).lines().count();
@@ -97,6 +116,11 @@ impl UnpackRelease {
                      generate --systemd-version {} --verify` checks it on this machine",
                     host_unit.systemd
                 ),
+            ),
+            Some(Exit::Corrupt) => crate::remote::with_help(
+                e,
+                "deploy again, which sends the package anew; if the host unpacks it wrong again, \
+                 its tar reads the archive unlike shipit does (`tar --version` there says which)",
             ),
             _ => e,
         })?;
@@ -154,5 +178,25 @@ mod tests {
         let read = |out: String| UnpackRelease::read(Ok(out), &host_unit, "web1", &ui).unwrap();
         assert!(read(format!("reused\n{warning}")));
         assert!(!read(warning.to_string()));
+    }
+
+    #[test]
+    fn the_host_gets_the_checked_names_and_the_binarys_sha256() {
+        let package = crate::package::fixture("p.tar.gz".as_ref(), "1.0.0", 10, 5, "");
+        let layout = Layout {
+            app: crate::names::AppName::parse("app").unwrap(),
+            user: "app".into(),
+            release: crate::names::ReleaseId::from_host("1.0.0-0123456789ab"),
+            sha256: "ab".repeat(32),
+        };
+        let host_unit = HostUnit {
+            systemd: 252,
+            adapted: None,
+            socket_adapted: None,
+        };
+        let values = UnpackRelease::new(&layout, &package, false, &host_unit).values();
+        let value = |name| values.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+        assert_eq!(value("names"), "manifest.json\napp");
+        assert_eq!(value("binary_sha256"), "cd".repeat(32));
     }
 }

@@ -148,7 +148,9 @@ pub fn transfer(
         if let Some(send) = &send {
             batch.push(send.with_package(layout, package, &host, &runner.cancel, ui)?);
         }
-        batch.push(UnpackRelease::with_env_file(layout, secrets, host_unit));
+        batch.push(UnpackRelease::with_env_file(
+            layout, package, secrets, host_unit,
+        ));
         if let Some(health) = preflight {
             batch.push(preflight::Preflight::new(layout, package, host_unit, health)?.step(layout));
         }

@@ -269,6 +269,134 @@ fn the_host_verifies_each_new_unit_once() {
     assert_eq!(unchanged(&before), unchanged(&after));
 }
 
+/// A built package changed afterwards — a second `./hello-go` appended, a device node, a file
+/// its manifest does not list — is refused before anything is sent: the host keeps exactly
+/// what it had (no release unpacked, nothing switched), and the running release serves on.
+fn altered_packages_are_refused_before_anything_reaches_the_host() {
+    let host = "t-altered";
+    let sandbox = Sandbox::up(&[host]);
+    let project = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("1.0.0"), &[])
+        .success();
+    let built = build(project.path(), "2.0.0");
+    let before = host_state(&sandbox, host);
+    let dir = tempfile::tempdir().unwrap();
+    let script: &[u8] = b"#!/bin/sh\nexec sleep 1000\n";
+    let cases = [
+        (
+            ("./hello-go", tar::EntryType::Regular, script),
+            "entry \"./hello-go\" is another name for hello-go",
+        ),
+        (
+            ("disk", tar::EntryType::Block, b""),
+            "entry \"disk\" is a device node",
+        ),
+        (
+            ("extra.txt", tar::EntryType::Regular, b"x"),
+            "entry \"extra.txt\" is not listed in manifest.json",
+        ),
+    ];
+    for ((name, kind, data), why) in cases {
+        let package = dir.path().join("altered.tar.gz");
+        with_entry(&built, &package, name, kind, data);
+        sandbox
+            .project(project.path())
+            .deploy(host, Ship::Package(&package), &[])
+            .failure(2)
+            .stderr_has(why)
+            .stderr_has("help: build the package again");
+        assert_eq!(
+            before,
+            host_state(&sandbox, host),
+            "{name}: the host changed"
+        );
+        assert_eq!(health(&sandbox, host)["version"], "1.0.0");
+    }
+}
+
+/// A copy of the package `from` at `to` with one more entry after those shipit wrote, named
+/// exactly `name` (as a tool appending to the archive writes it).
+fn with_entry(from: &Path, to: &Path, name: &str, kind: tar::EntryType, data: &[u8]) {
+    let file = std::fs::File::open(from).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let gzip = flate2::write::GzEncoder::new(
+        std::fs::File::create(to).unwrap(),
+        flate2::Compression::default(),
+    );
+    let mut appended = tar::Builder::new(gzip);
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let header = entry.header().clone();
+        appended.append(&header, &mut entry).unwrap();
+    }
+    let mut header = tar::Header::new_gnu();
+    header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    header.set_entry_type(kind);
+    header.set_mode(0o755);
+    header.set_size(data.len() as u64);
+    header.set_cksum();
+    appended.append(&header, data).unwrap();
+    appended.into_inner().unwrap().finish().unwrap();
+}
+
+/// The host unpacks only the names shipit checked, with no owner from the archive and no file
+/// over another, and checks the binary that came out before anything else: a tar there that
+/// unpacks another binary is caught, the release and its upload are deleted, and the running
+/// release serves on.
+fn the_host_unpacks_only_what_shipit_checked() {
+    let host = "t-unpack";
+    let sandbox = Sandbox::up(&[host]);
+    // A tar that logs its arguments and, once /run/tar.swap exists, swaps the binary.
+    sandbox
+        .ssh(
+            host,
+            r#"mv /usr/bin/tar /usr/bin/tar.real && cat > /usr/bin/tar <<'EOF' && chmod 0755 /usr/bin/tar
+#!/bin/sh
+echo "$*" >> /run/tar.log
+/usr/bin/tar.real "$@" || exit
+[ -e /run/tar.swap ] || exit 0
+while [ $# -gt 0 ]; do
+    [ "$1" != -C ] || dir=$2
+    shift
+done
+echo swapped > "$dir/hello-go"
+EOF"#,
+        )
+        .success();
+    let project = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("1.0.0"), &[])
+        .success();
+    let log = sandbox.ssh(host, "cat /run/tar.log").success().stdout;
+    assert!(log.starts_with("-x -k -z -f "), "{log}");
+    assert!(
+        log.ends_with(" --no-same-owner -- manifest.json config.yaml hello-go hello-go.service\n"),
+        "{log}"
+    );
+
+    sandbox.ssh(host, "touch /run/tar.swap").success();
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Version("2.0.0"), &[])
+        .failure(5)
+        .stderr_has("unpacking the release failed on t-unpack (exit status 65)")
+        .stderr_has("the hello-go binary unpacked here has sha256 ")
+        .stderr_has("the release and its upload were deleted")
+        .stderr_has("help: deploy again");
+    assert_eq!(health(&sandbox, host)["version"], "1.0.0");
+    let releases = sandbox
+        .ssh(host, "ls -A /opt/hello-go/releases")
+        .success()
+        .stdout;
+    assert!(
+        releases.lines().all(|r| r.starts_with("1.0.0-")),
+        "{releases}"
+    );
+}
+
 fn host_keys_are_checked_like_openssh() {
     let host = "t-keys";
     let sandbox = Sandbox::up(&[host]);
@@ -605,6 +733,12 @@ pub fn tests() -> Vec<crate::harness::Test> {
         crate::test!(Hosts, 49, services_with_c_code_deploy_and_answer_health),
         crate::test!(Hosts, 68, failing_releases_roll_back_or_stop),
         crate::test!(Hosts, 42, the_host_verifies_each_new_unit_once),
+        crate::test!(
+            Hosts,
+            30,
+            altered_packages_are_refused_before_anything_reaches_the_host
+        ),
+        crate::test!(Hosts, 30, the_host_unpacks_only_what_shipit_checked),
         crate::test!(Hosts, 3, host_keys_are_checked_like_openssh),
         crate::test!(Hosts, 35, non_root_users_deploy_through_sudo),
         crate::test!(Nothing, 0, bad_destinations_fail_before_connecting),

@@ -5,9 +5,12 @@
 # checked already.
 # - The upload is unpacked beside the releases, root-owned, and only then given its name. Its
 #   bytes are proven already: a fresh upload by SSH's MAC, a resumed or earlier one by its
-#   sha256; that its files are what manifest.json says, shipit checked before sending it. gzip's
-#   CRC still has to agree: an upload that does not unpack is deleted, so the next deploy sends
-#   it again.
+#   sha256; that it holds exactly the files manifest.json lists, shipit checked before sending
+#   it. Only those names ($names, one a line) are unpacked, never the whole archive, with no
+#   owner taken from it and no file unpacked over another (-k). gzip's CRC still has to agree:
+#   an upload that does not unpack is deleted, so the next deploy sends it again. The binary
+#   that came out must have the sha256 the manifest gives it ($binary_sha256), before anything
+#   else happens: if not, the release and its upload are deleted.
 # - The release keeps its copy of the env file: the new one from stdin when $env_from is
 #   `stdin` (secrets never travel in a script), else whatever the host has now. Switching to a
 #   release installs its copy, so a rollback restores the env file the old release ran with.
@@ -24,21 +27,31 @@
 #   they only warn: each is printed as `warning <line>`.
 # The last line of stderr, `(failed while …)`, names the part that failed.
 # Exits: $no_space (the half-unpacked release and its upload were removed), $corrupt (it did
-# not unpack: the upload was deleted), $unit_rejected.
-: "${rel:?}" "${releases:?}" "${release:?}" "${upload:?}" "${base:?}" "${user:?}"
+# not unpack, or not into the binary shipit checked: the upload was deleted), $unit_rejected.
+: "${app:?}" "${rel:?}" "${releases:?}" "${release:?}" "${upload:?}" "${base:?}" "${user:?}"
 : "${state_dir:?}" "${env_file:?}" "${unit:?}" "${unit_path:?}" "${current:?}"
 : "${env_from:?}" "${host_unit?}" "${host_socket?}" "${verify_flags?}" "${socket:?}"
-: "${socket_path:?}" "${unit_lines:?}"
+: "${socket_path:?}" "${unit_lines:?}" "${names:?}" "${binary_sha256:?}"
 : "${no_space:?}" "${corrupt:?}" "${unit_rejected:?}"
 part='unpacking the release'
 trap 'status=$?; [ "$status" -eq 0 ] || echo "(failed while $part)" >&2' EXIT
+# Unpacks the names shipit checked into $1.
+unpack() {
+    (
+        IFS='
+'
+        set -f
+        # shellcheck disable=SC2086 # one name a line, not globbed
+        tar -x -k -z -f "$upload" -C "$1" --no-same-owner -- $names
+    )
+}
 if [ -f "$rel/.shipit-complete" ]; then
     touch "$rel"
     echo reused
 else
     tmp="$releases/.$release.tmp"
     unpacked=yes
-    { mkdir -p "$releases" && rm -rf "$tmp" && mkdir "$tmp" && tar -xzf "$upload" -C "$tmp" --no-same-owner; } || unpacked=no
+    { mkdir -p "$releases" && rm -rf "$tmp" && mkdir "$tmp" && unpack "$tmp"; } || unpacked=no
     if [ "$unpacked" = no ] && full "$releases"; then
         rm -rf "$tmp" "$upload"
         echo "no space left in $base while unpacking: the half-unpacked release and its upload were removed, the host is as it was" >&2
@@ -47,6 +60,12 @@ else
     if [ "$unpacked" = no ]; then
         rm -rf "$tmp" "$upload"
         echo "the uploaded package did not unpack: it was deleted, so the next deploy sends it again" >&2
+        exit "$corrupt"
+    fi
+    unpacked_sha256=$(sha256sum "$tmp/$app" | cut -d ' ' -f 1)
+    if [ "$unpacked_sha256" != "$binary_sha256" ]; then
+        rm -rf "$tmp" "$upload"
+        echo "the $app binary unpacked here has sha256 ${unpacked_sha256:-(none: it is missing)}, not the $binary_sha256 shipit checked: the release and its upload were deleted, the host is as it was" >&2
         exit "$corrupt"
     fi
     chown -R root:root "$tmp"
