@@ -38,13 +38,7 @@ pub fn plan(
         .into_iter();
     let facts = check.read(answers.next().expect("answered"), &host)?;
     let installed = parse_installed(&answers.next().expect("answered")?);
-    let new_sha = package
-        .manifest
-        .files
-        .iter()
-        .find(|f| layout.app == f.path.as_str())
-        .map(|f| f.sha256.clone())
-        .unwrap_or_default();
+    let new_sha = package.binary().map_or("", |binary| binary.sha256.as_str());
     runner.note(format!(
         "# plan for {} {} on {} (systemd {}): nothing below has run\n# binary sha256: {} -> {new_sha}\n# paths:\n{}",
         layout.app,
