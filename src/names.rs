@@ -1,13 +1,14 @@
 //! Values checked once, where they enter, and carried as types from there: an app's name (it
-//! becomes the unit, user and directory names on every host) and a release's id (the directory
-//! it unpacks to). Code that holds one never checks it again.
+//! becomes the unit, user and directory names on every host), a host's name (it reaches ssh,
+//! known_hosts and ProxyCommand's `%h`) and a release's id (the directory it unpacks to). Code
+//! that holds one never checks it again.
 
 use std::fmt;
 use std::ops::Deref;
 
 use serde::{Deserialize, Serialize};
 
-use crate::validate::validate_app_name;
+use crate::validate::{validate_app_name, validate_host};
 
 /// An app's name: `[a-z0-9][a-z0-9-]*`, at most 64 characters (see [`validate_app_name`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -18,6 +19,23 @@ impl AppName {
     pub fn parse(name: &str) -> Result<AppName, String> {
         validate_app_name(name)?;
         Ok(AppName(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A host's name or address, as ssh connects to it (see [`validate_host`]): nothing that ssh
+/// or a shell could read as an option or syntax.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct HostName(String);
+
+impl HostName {
+    pub fn parse(name: &str) -> anyhow::Result<HostName> {
+        validate_host(name)?;
+        Ok(HostName(name.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -95,13 +113,20 @@ macro_rules! reads_as_str {
     )*};
 }
 
-reads_as_str!(AppName, ReleaseId);
+reads_as_str!(AppName, HostName, ReleaseId);
 
 // Unit tests write their fixtures' names as literals; nothing else makes one unchecked.
 #[cfg(test)]
 impl From<&str> for AppName {
     fn from(name: &str) -> AppName {
         AppName::parse(name).expect("a valid app name in a test")
+    }
+}
+
+#[cfg(test)]
+impl From<&str> for HostName {
+    fn from(name: &str) -> HostName {
+        HostName::parse(name).expect("a valid host name in a test")
     }
 }
 
@@ -121,6 +146,17 @@ mod tests {
         assert_eq!(AppName::parse("hello-go").unwrap(), "hello-go");
         assert!(AppName::parse("Hello").is_err());
         assert!(AppName::parse("a/b").is_err());
+    }
+
+    #[test]
+    fn a_host_name_is_checked_when_made() {
+        assert_eq!(
+            HostName::parse("web1.example.com").unwrap(),
+            "web1.example.com"
+        );
+        assert_eq!(HostName::parse("fd00::5").unwrap(), "fd00::5");
+        assert!(HostName::parse("-oProxyCommand=x").is_err());
+        assert!(HostName::parse("a b").is_err());
     }
 
     #[test]

@@ -13,7 +13,8 @@ use anyhow::{Context, Result};
 use super::known_hosts;
 use super::proxy::{Proxy, Tokens};
 use crate::error::{Category, Tag};
-use crate::validate::{Spec, parse_port, parse_spec, validate_host};
+use crate::names::HostName;
+use crate::validate::{Spec, parse_port, parse_spec};
 
 /// A `[hosts.NAME]` entry's SSH settings, as shipit.toml gives them.
 #[derive(Debug, Clone, Default)]
@@ -30,7 +31,7 @@ pub struct HostAddress {
 pub struct Destination {
     /// What the user typed; used in messages.
     pub label: String,
-    pub hostname: String,
+    pub hostname: HostName,
     pub port: u16,
     pub user: String,
     pub identity_files: Vec<PathBuf>,
@@ -132,7 +133,7 @@ fn from_ssh_config(
     let output = match command.output() {
         Ok(output) => output,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok((defaults(label, spec), false));
+            return Ok((defaults(label, spec)?, false));
         }
         Err(e) => return Err(e).context("cannot run `ssh -G` to read the ssh configuration"),
     };
@@ -149,8 +150,8 @@ fn from_ssh_config(
             messages.join("\n").trim()
         );
     }
-    let settings = parse_ssh_g(label, &String::from_utf8_lossy(&output.stdout))?;
-    validate_host(&settings.destination.hostname).tag(Category::Usage)?;
+    let settings =
+        parse_ssh_g(label, &String::from_utf8_lossy(&output.stdout)).tag(Category::Usage)?;
     let alias = stderr
         .lines()
         .filter_map(|l| {
@@ -203,10 +204,16 @@ impl Settings {
     }
 }
 
+/// `ssh -G`'s answer, which always has a `hostname` line: the name it connects to, checked here
+/// because an ssh alias can name anything.
 fn parse_ssh_g(label: &str, text: &str) -> Result<Settings> {
+    let hostname = text
+        .lines()
+        .find_map(|line| line.strip_prefix("hostname "))
+        .with_context(|| format!("`ssh -G` printed no hostname for {label}"))?;
     let mut destination = Destination {
         label: label.to_string(),
-        hostname: String::new(),
+        hostname: HostName::parse(hostname)?,
         port: 22,
         user: String::new(),
         identity_files: Vec::new(),
@@ -223,7 +230,6 @@ fn parse_ssh_g(label: &str, text: &str) -> Result<Settings> {
             continue;
         };
         match key {
-            "hostname" => destination.hostname = value.to_string(),
             "port" => destination.port = parse_port(value)?,
             "user" => destination.user = value.to_string(),
             "identityfile" => destination.identity_files.push(expand_home(value)),
@@ -250,11 +256,11 @@ fn parse_ssh_g(label: &str, text: &str) -> Result<Settings> {
     })
 }
 
-fn defaults(label: &str, spec: &Spec) -> Destination {
+fn defaults(label: &str, spec: &Spec) -> Result<Destination> {
     let ssh_dir = home().join(".ssh");
-    Destination {
+    Ok(Destination {
         label: label.to_string(),
-        hostname: spec.host.clone(),
+        hostname: HostName::parse(&spec.host).tag(Category::Usage)?,
         port: spec.port.unwrap_or(22),
         user: spec
             .user
@@ -274,7 +280,7 @@ fn defaults(label: &str, spec: &Spec) -> Destination {
         host_key_alias: None,
         proxy: None,
         sandbox: false,
-    }
+    })
 }
 
 fn home() -> PathBuf {

@@ -17,7 +17,7 @@ use crate::cancel::Cancel;
 use crate::config::{Argv, Health, HookHosts, Hooks};
 use crate::error::{Category, category_of};
 use crate::hosts::{Connect, Layout};
-use crate::names::ReleaseId;
+use crate::names::{HostName, ReleaseId};
 use crate::package::Package;
 use crate::remote::destination::Destination;
 use crate::remote::fake::{Host, Hosts, Reply};
@@ -109,7 +109,7 @@ fn healthy(names: &[&'static str]) -> Vec<(&'static str, Host)> {
 fn destination(name: &str, index: usize) -> Destination {
     Destination {
         label: name.to_string(),
-        hostname: format!("10.0.0.{}", index + 1),
+        hostname: HostName::parse(&format!("10.0.0.{}", index + 1)).unwrap(),
         port: 22,
         user: "root".into(),
         identity_files: Vec::new(),
