@@ -1,6 +1,6 @@
 //! Hosts behind a bastion, reached with ProxyJump and ProxyCommand as OpenSSH reaches them: on
 //! sandbox hosts that only another sandbox host can reach (`shipit sandbox up --behind`). And
-//! what a connection leaves behind: no helper here when shipit dies.
+//! what a connection leaves behind: helpers here when shipit dies, the host shell's nonce there.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -622,6 +622,51 @@ fn a_killed_deploy_leaves_no_helper_and_its_lock_is_no_longer_refreshed() {
     assert_eq!(lock_mtime(), stopped, "the lock is still being refreshed");
 }
 
+/// The host's shell gets its nonce on stdin: in its argv, any user on the host could read it in
+/// /proc/*/cmdline, and a service could forge the shell's answers with it (in a health body).
+fn the_host_shell_keeps_its_nonce_off_argv() {
+    let host = "bn-host";
+    let sandbox = Sandbox::up(&[host]);
+    let project = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
+    let package = build(project.path(), "1.0.0");
+    let mut running = Running::start(
+        &sandbox,
+        &[
+            "-C",
+            project.path().to_str().unwrap(),
+            "deploy",
+            host,
+            "--package",
+            package.to_str().unwrap(),
+        ],
+    );
+    running.wait_for_line("Starting");
+    // One line per process: the shell's script, in its argv, has lines of its own.
+    let processes = sandbox
+        .ssh(
+            host,
+            "for f in /proc/[0-9]*/cmdline; do tr '\\0\\n' '  ' < \"$f\"; echo; done 2>/dev/null",
+        )
+        .success()
+        .stdout;
+    let (code, stderr) = running.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        processes.contains("shipit's shell on a host"),
+        "no host shell among:\n{processes}"
+    );
+    // The nonce: 128 random bits in hex.
+    let nonce = regex::Regex::new(r"\b[0-9a-f]{32}\b").unwrap();
+    let holding: Vec<String> = processes
+        .lines()
+        .filter_map(|l| {
+            let found = nonce.find(l)?;
+            Some(format!("{} in `{:.60}…`", found.as_str(), l))
+        })
+        .collect();
+    assert!(holding.is_empty(), "a nonce in argv: {holding:#?}");
+}
+
 pub fn tests() -> Vec<crate::harness::Test> {
     vec![
         crate::test!(
@@ -659,5 +704,6 @@ pub fn tests() -> Vec<crate::harness::Test> {
             56,
             a_killed_deploy_leaves_no_helper_and_its_lock_is_no_longer_refreshed
         ),
+        crate::test!(Hosts, 8, the_host_shell_keeps_its_nonce_off_argv),
     ]
 }
