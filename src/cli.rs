@@ -19,6 +19,7 @@ use crate::ui::Format;
 #[command(
     name = "shipit",
     version,
+    long_version = long_version(),
     about = "Ship a service to Linux servers as a static binary under systemd",
     long_about = "Ship a service to Linux servers as a static binary under systemd.\n\n\
         shipit cross-compiles a Go or Rust project for Linux, packages it reproducibly \
@@ -33,6 +34,19 @@ pub struct Cli {
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--version` (not `-V`): shipit's version, and the libssh2 it runs, whose security fixes
+/// are shipit's.
+fn long_version() -> &'static str {
+    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "{}\nlibssh2 {}",
+            env!("CARGO_PKG_VERSION"),
+            crate::remote::ssh::libssh2_version()
+        )
+    });
+    &TEXT
 }
 
 #[derive(Debug, Args)]

@@ -7,10 +7,19 @@
 //! process group. It runs in a session of its own, so a Ctrl-C at the terminal reaches shipit
 //! alone, which still needs the connection to roll back and unlock; and with no terminal to
 //! prompt on, a helper that wants a password fails at once instead of hanging.
+//!
+//! When shipit dies without unwinding (SIGKILL, a second Ctrl-C, `logs`' own exit), no `Drop`
+//! runs, and a helper that ignores EOF on its stdin (`nc`-style relays) would hold the host's
+//! connection, and with it the deploy lock's refresher, for ever. So each helper has a reaper:
+//! a `sh` in a session of its own, reading a socket whose other end only shipit holds. The
+//! kernel closes that end however shipit ends; the reaper then kills the helper's process group.
+//! `PR_SET_PDEATHSIG` would not do: it fires when the *thread* that spawned the child ends, and
+//! fleets connect from worker threads.
 
 use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +32,9 @@ const PROXY_COMMAND_TOKENS: &str = "%%, %h, %k, %n, %p, %r";
 const STDERR_LIMIT: usize = 16 * 1024;
 /// How long a helper gets to exit by itself after its connection ends.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// The reaper: waits for EOF on stdin (only shipit's end of the socket, closed however shipit
+/// ends, gives one; nothing is ever written), then kills process group $1.
+const REAPER: &str = "read -r _; kill -s KILL -- \"-$1\" 2>/dev/null";
 
 /// How to start a host's helper process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,8 +170,8 @@ fn expand(command: &str, tokens: &Tokens) -> Result<String> {
     Ok(out)
 }
 
-/// A running helper: the child, what it printed on stderr, and a handle on our end of the
-/// socketpair to hang up with.
+/// A running helper: the child, what it printed on stderr, a handle on our end of the
+/// socketpair to hang up with, and its reaper.
 pub struct Helper {
     label: String,
     help: String,
@@ -167,7 +179,9 @@ pub struct Helper {
     child: Child,
     socket: UnixStream,
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// Read without reaping the child (see [`Helper::exit_status`]).
     exited: Option<ExitStatus>,
+    reaper: Reaper,
 }
 
 impl Helper {
@@ -180,15 +194,7 @@ impl Helper {
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs.try_clone()?)))
             .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
             .stderr(Stdio::piped());
-        // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        in_session_of_its_own(&mut command);
         let mut child = command.spawn().with_context(|| {
             format!(
                 "cannot start the {} helper `{}`",
@@ -196,6 +202,16 @@ impl Helper {
                 proxy.command_line()
             )
         })?;
+        let reaper = match Reaper::spawn(child.id()) {
+            Ok(reaper) => reaper,
+            Err(e) => {
+                // SAFETY: kill has no memory-safety preconditions; the child is not reaped yet,
+                // so its PID (its process group's ID, by setsid) is still its own.
+                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+                let _ = child.wait();
+                return Err(e.context(format!("cannot start the {} helper", proxy.label)));
+            }
+        };
         // Drained all along, so a chatty helper never blocks on a full pipe.
         let stderr = Arc::new(Mutex::new(Vec::new()));
         if let Some(mut pipe) = child.stderr.take() {
@@ -223,15 +239,19 @@ impl Helper {
             socket: ours.try_clone()?,
             stderr,
             exited: None,
+            reaper,
         };
         Ok((helper, ours))
     }
 
-    /// The exit status, once the helper has ended, waiting up to `patience` for it.
+    /// The exit status, once the helper has ended, waiting up to `patience` for it. The child
+    /// is left unreaped, a zombie holding its PID: that is its process group's ID, which the
+    /// reaper may still signal, so it must not pass to another process before the reaper is
+    /// gone ([`Drop`] reaps it last).
     fn exit_status(&mut self, patience: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + patience;
         while self.exited.is_none() {
-            match self.child.try_wait() {
+            match peek_exit(self.child.id()) {
                 Ok(Some(status)) => self.exited = Some(status),
                 Ok(None) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10))
@@ -246,10 +266,7 @@ impl Helper {
     /// its stderr. `patience`: how long it may take to finish exiting.
     pub fn report(&mut self, patience: Duration) -> String {
         let how = match self.exit_status(patience) {
-            Some(status) => match (
-                status.code(),
-                std::os::unix::process::ExitStatusExt::signal(&status),
-            ) {
+            Some(status) => match (status.code(), status.signal()) {
                 (Some(code), _) => format!("exited with status {code}"),
                 (None, Some(signal)) => format!("was killed by signal {signal}"),
                 _ => "ended".into(),
@@ -307,15 +324,161 @@ impl Drop for Helper {
                 self.signal_group(libc::SIGKILL);
             }
         }
-        if self.exited.is_none() {
-            let _ = self.child.wait();
-        }
+        // The reaper kills whatever the helper left running in its group; only then may the
+        // group's ID, the helper's PID, be freed by reaping the helper.
+        self.reaper.finish();
+        let _ = self.child.wait();
     }
+}
+
+/// The helper's watchman, in case shipit dies without dropping the [`Helper`].
+struct Reaper {
+    child: Child,
+    /// Shipit's end of the reaper's stdin: closed, by [`Reaper::finish`] or by the kernel when
+    /// shipit dies, it sets the reaper off. Close-on-exec, so no other child holds it open.
+    lifeline: Option<UnixStream>,
+}
+
+impl Reaper {
+    /// Watches process group `group`.
+    fn spawn(group: u32) -> Result<Reaper> {
+        let (lifeline, theirs) = UnixStream::pair().context("cannot create a socketpair")?;
+        let mut command = Command::new("/bin/sh");
+        command
+            .args(["-c", REAPER, "shipit-reaper", &group.to_string()])
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Out of shipit's process group and session: a Ctrl-C, or a SIGKILL to the whole job,
+        // must not take the reaper along with shipit.
+        in_session_of_its_own(&mut command);
+        let child = command
+            .spawn()
+            .context("cannot start its reaper (/bin/sh)")?;
+        Ok(Reaper {
+            child,
+            lifeline: Some(lifeline),
+        })
+    }
+
+    /// Sets the reaper off and waits for it to finish.
+    fn finish(&mut self) {
+        self.lifeline = None;
+        let _ = self.child.wait();
+    }
+}
+
+fn in_session_of_its_own(command: &mut Command) {
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// How child `pid` ended, if it has, without reaping it (waitid's WNOWAIT).
+fn peek_exit(pid: u32) -> std::io::Result<Option<ExitStatus>> {
+    // SAFETY: siginfo_t is plain data, for which all zeroes is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: one valid siginfo_t for the duration of the call.
+    let waited = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if waited < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: waitid filled in a SIGCHLD siginfo (or left it zeroed: still running), whose
+    // si_pid and si_status are the fields these read.
+    let (ended, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if ended == 0 {
+        return Ok(None);
+    }
+    // Back into a wait status, as waitpid gives it: the code in the second byte, or the signal
+    // in the low seven bits (with 0x80 when it dumped core).
+    let raw = match info.si_code {
+        libc::CLD_EXITED => (status & 0xff) << 8,
+        libc::CLD_DUMPED => status | 0x80,
+        _ => status,
+    };
+    Ok(Some(ExitStatus::from_raw(raw)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Processes of group `group` that have not ended.
+    fn live_members(group: u32) -> usize {
+        let mut live = 0;
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // "pid (comm) state ppid pgrp ..."
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            if fields.get(2) == Some(&group.to_string().as_str()) && fields[0] != "Z" {
+                live += 1;
+            }
+        }
+        live
+    }
+
+    #[test]
+    fn the_reaper_kills_the_whole_group_once_its_lifeline_closes() {
+        // A helper that ignores EOF, with a child of its own.
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", "sleep 30 & exec sleep 31"])
+            .stdin(Stdio::null());
+        in_session_of_its_own(&mut command);
+        let mut helper = command.spawn().unwrap();
+        let group = helper.id();
+        let mut reaper = Reaper::spawn(group).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(live_members(group), 2);
+        // As the kernel closes it when shipit dies.
+        drop(reaper.lifeline.take());
+        assert_eq!(helper.wait().unwrap().signal(), Some(libc::SIGKILL));
+        let _ = reaper.child.wait();
+        assert_eq!(live_members(group), 0);
+    }
+
+    #[test]
+    fn an_exit_is_read_without_reaping_the_child() {
+        let mut child = Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = peek_exit(child.id()).unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "sh never exited");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(status.code(), Some(3));
+        // Still there to be reaped: its PID stayed its own until now.
+        assert_eq!(child.wait().unwrap().code(), Some(3));
+
+        let mut killed = Command::new("sleep").arg("30").spawn().unwrap();
+        killed.kill().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while peek_exit(killed.id()).unwrap().is_none() {
+            assert!(Instant::now() < deadline, "sleep outlived SIGKILL");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let status = peek_exit(killed.id()).unwrap().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert_eq!(killed.wait().unwrap().signal(), Some(libc::SIGKILL));
+    }
 
     fn tokens() -> Tokens<'static> {
         Tokens {

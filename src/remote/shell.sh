@@ -1,8 +1,9 @@
 # shellcheck shell=sh
 # shipit's shell on a host: one per connection, running as root, it runs the steps shipit sends
 # on stdin one after another and answers each on stdout, so a deploy costs one sshd session
-# and one login instead of one per step. Set by shipit before this: nonce (random per shell,
-# so no step's output can pass for an answer).
+# and one login instead of one per step. Its first line on stdin is the nonce: random per
+# shell, so no step's output can pass for an answer, and sent there, not in argv, where every
+# local user could read it in /proc/*/cmdline.
 #
 # A step: a line `<nonce> <script bytes> <input bytes> <when> <how>`, the script, then its
 # input. <when> is `always`, or `if-ok`: run only if the step before it succeeded (else
@@ -13,6 +14,7 @@
 # answering it: the next batch opens a new one.
 # The answer: the step's stdout, then `\n<nonce> <status>\n`; when the status is not 0, the
 # step's stderr follows, then `\n<nonce> end\n`.
+read -r nonce || exit 1
 : "${nonce:?}"
 LC_ALL=C
 export LC_ALL

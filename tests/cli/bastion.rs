@@ -1,5 +1,6 @@
 //! Hosts behind a bastion, reached with ProxyJump and ProxyCommand as OpenSSH reaches them: on
-//! sandbox hosts that only another sandbox host can reach (`shipit sandbox up --behind`).
+//! sandbox hosts that only another sandbox host can reach (`shipit sandbox up --behind`). And
+//! what a connection leaves behind: helpers here when shipit dies, the host shell's nonce there.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -33,6 +34,35 @@ fn processes_with(needle: &str) -> Vec<(u32, u32, String)> {
         found.push((pid, ppid, cmdline));
     }
     found
+}
+
+/// Live processes (not zombies) whose environment holds `marker`, `NAME=value`: (pid, command
+/// line).
+fn processes_marked(marker: &str) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if !environ.split(|&b| b == 0).any(|v| v == marker.as_bytes()) || is_zombie(pid) {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        found.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+    }
+    found
+}
+
+/// Whether `pid` has ended and waits only to be reaped (or is gone).
+fn is_zombie(pid: u32) -> bool {
+    // /proc/PID/stat: "pid (comm) state ..."
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
 }
 
 /// shipit's ProxyJump helpers for hops named in `config` (OpenSSH's own hops lack BatchMode).
@@ -491,6 +521,152 @@ fn a_dead_bastion_connection_or_ctrl_c_leaves_no_helper_and_no_lock() {
     assert_eq!(helpers_of(&sandbox.ssh_config()), []);
 }
 
+/// A ProxyCommand relay (bash, `relay HOST PORT`) that ignores EOF on its stdin, as some do:
+/// when shipit's end closes, it keeps the connection to the host open, half of it unused.
+const DEAF_RELAY: &str = "exec 3<>\"/dev/tcp/$1/$2\"\ncat <&3 &\ncat >&3\nexec sleep 600\n";
+
+/// `project` as a copy of hello-go whose gate settles for `settle`, and an ssh config (for `-F`)
+/// that reaches sandbox host `host` as `relayed`, through [`DEAF_RELAY`] run with `marker` in
+/// its environment.
+fn through_a_deaf_relay(
+    sandbox: &Sandbox,
+    host: &str,
+    settle: &str,
+    marker: &str,
+) -> (tempfile::TempDir, PathBuf) {
+    let project = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
+    let toml = project.path().join("shipit.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace("settle = \"3s\"", &format!("settle = \"{settle}\"")),
+    )
+    .unwrap();
+    let relay = project.path().join("relay");
+    std::fs::write(&relay, DEAF_RELAY).unwrap();
+    let config = sandbox_ssh_config(sandbox, project.path());
+    let rest = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "Host relayed\n  HostName {}\n  User root\n  ProxyCommand env {marker} bash {} %h %p\n{rest}",
+            sandbox.address(host),
+            relay.display()
+        ),
+    )
+    .unwrap();
+    (project, config)
+}
+
+/// `kill -9` of shipit during the health gate, connected through a relay that ignores EOF on
+/// its stdin: within 3 s nothing shipit started is left here, the relay included, so the host's
+/// session ends; the lock's refresher stops with it, and the lock goes stale.
+fn a_killed_deploy_leaves_no_helper_and_its_lock_is_no_longer_refreshed() {
+    let host = "bz-host";
+    let sandbox = Sandbox::up(&[host]);
+    let marker = format!("SHIPIT_TEST_RELAY={}", sandbox.state_dir().display());
+    // A gate long enough to see the lock refreshed (every 15 s) before shipit is killed in it.
+    let (project, config) = through_a_deaf_relay(&sandbox, host, "90s", &marker);
+    let package = build(project.path(), "1.0.0");
+    let mut running = Running::start(
+        &sandbox,
+        &[
+            "-C",
+            project.path().to_str().unwrap(),
+            "deploy",
+            "relayed",
+            "-F",
+            config.to_str().unwrap(),
+            "--package",
+            package.to_str().unwrap(),
+        ],
+    );
+    running.wait_for_line("Starting");
+    let lock_mtime = || {
+        let stat = sandbox.ssh(host, "stat -c %Y /opt/hello-go/.shipit/lock");
+        stat.success().stdout.trim().parse::<u64>().unwrap()
+    };
+    let taken = lock_mtime();
+    assert!(
+        wait_for(30, || lock_mtime() > taken),
+        "the lock was never refreshed"
+    );
+    let shipit_pid = running.child.id();
+    let started: Vec<u32> = processes_with("")
+        .into_iter()
+        .filter(|(_, parent, _)| *parent == shipit_pid)
+        .map(|(pid, _, _)| pid)
+        .collect();
+    assert!(!processes_marked(&marker).is_empty(), "no relay running");
+
+    running.signal(libc::SIGKILL);
+    let (code, _) = running.finish();
+    assert_eq!(code, -libc::SIGKILL);
+    std::thread::sleep(Duration::from_secs(3));
+    let mut left: Vec<(u32, String)> = started
+        .into_iter()
+        .filter(|pid| !is_zombie(*pid))
+        .map(|pid| (pid, "started by shipit".to_string()))
+        .collect();
+    left.extend(processes_marked(&marker));
+    for (pid, _) in &left {
+        // Not left running for the rest of the suite. SAFETY: kill has no memory-safety
+        // preconditions.
+        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+    }
+    assert_eq!(left, [], "still running 3 s after shipit died");
+
+    // The refresher runs while the host's shell does; the shell ended with the connection.
+    let stopped = lock_mtime();
+    std::thread::sleep(Duration::from_secs(2 * 15 + 3));
+    assert_eq!(lock_mtime(), stopped, "the lock is still being refreshed");
+}
+
+/// The host's shell gets its nonce on stdin: in its argv, any user on the host could read it in
+/// /proc/*/cmdline, and a service could forge the shell's answers with it (in a health body).
+fn the_host_shell_keeps_its_nonce_off_argv() {
+    let host = "bn-host";
+    let sandbox = Sandbox::up(&[host]);
+    let project = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
+    let package = build(project.path(), "1.0.0");
+    let mut running = Running::start(
+        &sandbox,
+        &[
+            "-C",
+            project.path().to_str().unwrap(),
+            "deploy",
+            host,
+            "--package",
+            package.to_str().unwrap(),
+        ],
+    );
+    running.wait_for_line("Starting");
+    // One line per process: the shell's script, in its argv, has lines of its own.
+    let processes = sandbox
+        .ssh(
+            host,
+            "for f in /proc/[0-9]*/cmdline; do tr '\\0\\n' '  ' < \"$f\"; echo; done 2>/dev/null",
+        )
+        .success()
+        .stdout;
+    let (code, stderr) = running.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        processes.contains("shipit's shell on a host"),
+        "no host shell among:\n{processes}"
+    );
+    // The nonce: 128 random bits in hex.
+    let nonce = regex::Regex::new(r"\b[0-9a-f]{32}\b").unwrap();
+    let holding: Vec<String> = processes
+        .lines()
+        .filter_map(|l| {
+            let found = nonce.find(l)?;
+            Some(format!("{} in `{:.60}…`", found.as_str(), l))
+        })
+        .collect();
+    assert!(holding.is_empty(), "a nonce in argv: {holding:#?}");
+}
+
 pub fn tests() -> Vec<crate::harness::Test> {
     vec![
         crate::test!(
@@ -523,5 +699,11 @@ pub fn tests() -> Vec<crate::harness::Test> {
             67,
             a_dead_bastion_connection_or_ctrl_c_leaves_no_helper_and_no_lock
         ),
+        crate::test!(
+            Hosts,
+            56,
+            a_killed_deploy_leaves_no_helper_and_its_lock_is_no_longer_refreshed
+        ),
+        crate::test!(Hosts, 8, the_host_shell_keeps_its_nonce_off_argv),
     ]
 }

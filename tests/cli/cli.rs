@@ -221,21 +221,89 @@ fn go_project(main_go: &str) -> tempfile::TempDir {
     project
 }
 
-/// libssh2 up to 1.11.1 has a pre-auth heap overflow a malicious server can trigger; the fix
-/// shipped in libssh2-sys 0.3.3. Guard the lock file against a downgrade.
-fn libssh2_carries_the_overflow_fix() {
+/// libssh2 up to 1.11.1 has a pre-auth heap overflow a malicious server can trigger
+/// (CVE-2026-55200); libssh2-sys 0.3.3 vendors it fixed. What counts is the libssh2 in the
+/// binary: the version it reports at run time must be the one the locked libssh2-sys vendors,
+/// built in, never a system libssh2.so (Debian's 1.10 and 1.11.1 lack the fix).
+fn the_linked_libssh2_carries_the_overflow_fix() {
     let lock = std::fs::read_to_string(repo_root().join("Cargo.lock")).unwrap();
-    let version = lock
+    let locked = lock
         .split("[[package]]")
         .find(|p| p.contains("name = \"libssh2-sys\""))
         .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
         .map(|v| v.trim_end_matches('"').to_string())
         .expect("libssh2-sys in Cargo.lock");
-    let parts: Vec<u32> = version.split('.').map(|n| n.parse().unwrap()).collect();
     assert!(
-        parts >= vec![0, 3, 3],
-        "libssh2-sys {version} lacks the fix; need >= 0.3.3"
+        numbers(&locked) >= vec![0, 3, 3],
+        "libssh2-sys {locked} lacks the fix; need >= 0.3.3"
     );
+
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_shipit")).unwrap();
+    let elf = goblin::elf::Elf::parse(&binary).expect("shipit is an ELF file");
+    assert!(
+        !elf.libraries.iter().any(|l| l.starts_with("libssh2")),
+        "shipit links a system libssh2: {:?}",
+        elf.libraries
+    );
+    let version = shipit(&["--version"]).run().success().stdout;
+    let linked = version
+        .lines()
+        .find_map(|l| l.strip_prefix("libssh2 "))
+        .unwrap_or_else(|| panic!("no libssh2 line in --version:\n{version}"));
+    assert!(
+        numbers(linked) >= vec![1, 11, 1],
+        "shipit runs libssh2 {linked}; need >= 1.11.1 with the fix"
+    );
+    assert_eq!(
+        linked,
+        vendored_libssh2(&locked),
+        "shipit runs another libssh2 than libssh2-sys {locked} vendors"
+    );
+}
+
+/// The numbers of a version, up to a suffix: "1.11.2_DEV" → [1, 11, 2].
+fn numbers(version: &str) -> Vec<u32> {
+    version
+        .split(|c: char| !c.is_ascii_digit() && c != '.')
+        .next()
+        .unwrap_or_default()
+        .split('.')
+        .map(|n| n.parse().unwrap_or_else(|_| panic!("version {version:?}")))
+        .collect()
+}
+
+/// LIBSSH2_VERSION in the libssh2 sources that libssh2-sys `version` vendors, where cargo keeps
+/// them.
+fn vendored_libssh2(version: &str) -> String {
+    // For this platform only: offline, cargo has no other platforms' crates to read.
+    let platform = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let metadata = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["--filter-platform", &platform])
+        .current_dir(repo_root())
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        metadata.status.success(),
+        "{}",
+        String::from_utf8_lossy(&metadata.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).unwrap();
+    let manifest = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "libssh2-sys" && p["version"] == version)
+        .and_then(|p| p["manifest_path"].as_str())
+        .expect("libssh2-sys in cargo metadata");
+    let header = std::path::Path::new(manifest).with_file_name("libssh2/include/libssh2.h");
+    let header =
+        std::fs::read_to_string(&header).unwrap_or_else(|e| panic!("{}: {e}", header.display()));
+    header
+        .lines()
+        .find_map(|l| l.strip_prefix("#define LIBSSH2_VERSION "))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .expect("LIBSSH2_VERSION in libssh2.h")
 }
 
 pub fn tests() -> Vec<crate::harness::Test> {
@@ -258,6 +326,6 @@ pub fn tests() -> Vec<crate::harness::Test> {
             2,
             init_says_what_to_set_when_the_source_shows_no_port
         ),
-        crate::test!(Nothing, 0, libssh2_carries_the_overflow_fix),
+        crate::test!(Nothing, 1, the_linked_libssh2_carries_the_overflow_fix),
     ]
 }

@@ -159,6 +159,20 @@ impl Remote for SshRemote {
     }
 }
 
+/// The libssh2 linked in, as it names itself at run time ("1.11.2_DEV"): which one that is
+/// decides which of its security fixes shipit has.
+pub fn libssh2_version() -> &'static str {
+    unsafe extern "C" {
+        /// libssh2's version string; null only when older than `required` (0: any version).
+        fn libssh2_version(required: libc::c_int) -> *const libc::c_char;
+    }
+    // SAFETY: with 0, libssh2 returns its static NUL-terminated version string, never null.
+    let version = unsafe { std::ffi::CStr::from_ptr(libssh2_version(0)) };
+    version
+        .to_str()
+        .unwrap_or("(a version string that is not UTF-8)")
+}
+
 /// Identity files given with `-i`, checked before anything connects.
 pub fn check_identity_files(files: &[PathBuf]) -> Result<()> {
     for file in files {

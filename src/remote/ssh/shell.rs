@@ -23,8 +23,8 @@ pub(super) struct Shell {
     channel: Channel,
     /// Marks the shell's answers: random, so no step's output can pass for one.
     nonce: String,
-    /// Its first line, `<nonce> ready`, is still to come: it is read with the first answers,
-    /// so opening the shell costs no round trip of its own.
+    /// It is still to be sent the nonce, and its first line, `<nonce> ready`, is still to
+    /// come: both go with the first batch, so opening the shell costs no round trip of its own.
     unready: bool,
     /// Bytes read past the last answer taken.
     buffer: Vec<u8>,
@@ -38,13 +38,12 @@ pub(super) struct Shell {
 impl Shell {
     pub(super) fn open(session: &Session, is_root: bool) -> Result<Shell> {
         let nonce = nonce();
-        let driver = format!("nonce={nonce}\n{}", include_str!("../shell.sh"));
         let mut channel = session
             .channel_session()
             .context("cannot open a channel for the host's shell")
             .tag(Category::Connect)?;
         channel
-            .exec(&as_root(is_root, &driver))
+            .exec(&as_root(is_root, include_str!("../shell.sh")))
             .context("cannot start the host's shell")
             .tag(Category::Connect)?;
         Ok(Shell {
@@ -73,6 +72,11 @@ impl Shell {
         // sshd no longer opens. A shell that ended gets nothing more; its answers are read.
         session.set_blocking(false);
         let sent = (|| {
+            // The nonce goes first, on stdin: in the shell's command, any user on the host
+            // could read it.
+            if self.unready && !self.write(session, format!("{}\n", self.nonce).as_bytes())? {
+                return Ok(());
+            }
             for (index, step) in steps.into_iter().enumerate() {
                 // A batch's first step runs whatever the last batch's last step did.
                 if !self.send(session, step, index == 0)? {
