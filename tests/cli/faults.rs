@@ -453,7 +453,7 @@ fn the_host_heals_itself_when_shipit_dies_mid_deploy() {
 }
 
 /// A fresh sandbox host `host` running `project` 1.0.0.
-fn running_1_0_0(host: &str, project: &Path) -> Sandbox {
+pub fn running_1_0_0(host: &str, project: &Path) -> Sandbox {
     let sandbox = Sandbox::up(&[host]);
     sandbox
         .project(project)
@@ -482,7 +482,7 @@ fn built_before_arming(project: &Path) {
     build_shared_packages(project, &["1.0.0", "2.0.0", "3.0.0"]);
 }
 
-fn edit_config(project: &Path, from: &str, to: &str) {
+pub fn edit_config(project: &Path, from: &str, to: &str) {
     let path = project.join("shipit.toml");
     let config = std::fs::read_to_string(&path).unwrap();
     assert!(config.contains(from), "{from:?} not in\n{config}");
@@ -617,7 +617,7 @@ fn dead_man_timer_never_touches_a_host_another_deploy_holds() {
 
 /// Issue 13, 1b: A's first release was never confirmed; B deployed and exited 0, then A's timer
 /// stopped and disabled the service. Now B is refused, or disarms A's timer on purpose, and a
-/// timer whose release is no longer current leaves the host alone.
+/// rollback disarms the timer of the release it leaves.
 fn dead_man_timer_without_an_earlier_release_never_stops_a_later_deploy() {
     let host = "t-dm-first";
     let sandbox = Sandbox::up(&[host]);
@@ -1075,7 +1075,7 @@ pub fn tests() -> Vec<crate::harness::Test> {
             28,
             releases_marks_failures_and_rollback_never_picks_one
         ),
-        crate::test!(Hosts, 56, the_host_heals_itself_when_shipit_dies_mid_deploy),
+        crate::test!(Hosts, 85, the_host_heals_itself_when_shipit_dies_mid_deploy),
         crate::test!(
             Hosts,
             32,
