@@ -161,29 +161,67 @@ fn concurrent_deploys_wait_for_the_lock_or_are_refused() {
         .stderr_has("holds the lock")
         .stderr_has("deploying 2.0.0-");
     // …or queued behind it.
-    let second = sandbox
-        .shipit(&queued(dir, host, package, "2m"))
-        .run()
-        .success();
-    assert!(second.stderr.contains("Waiting"), "{}", second.stderr);
+    let second = sandbox.shipit(&queued(dir, host, package, "2m")).run();
     let (code, stderr) = first.finish();
+    deploys_ran_one_after_another(&sandbox, host, &["1.0.0", "2.0.0", "3.0.0"]);
     assert_eq!(code, 0, "{stderr}");
+    let second = second.success();
+    assert!(second.stderr.contains("Waiting"), "{}", second.stderr);
     assert_eq!(health(&sandbox, host)["version"], "3.0.0");
+}
 
-    // The service's journal shows the starts one after another, never interleaved.
+/// Each deploy of `versions` (in order) ran alone: its release started (the service's journal)
+/// only after the deploy before it had ended (its entry in the host's deploy log, written just
+/// before it lets go of the lock), and before its own deploy ended.
+fn deploys_ran_one_after_another(sandbox: &Sandbox, host: &str, versions: &[&str]) {
+    let log = sandbox
+        .ssh(host, "cat /opt/hello-go/.shipit/log")
+        .success()
+        .stdout;
+    let ended: Vec<(String, f64)> = log
+        .lines()
+        .map(|line| {
+            let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+            let time = humantime::parse_rfc3339(entry["time"].as_str().unwrap()).unwrap();
+            let since = time.duration_since(std::time::UNIX_EPOCH).unwrap();
+            (
+                entry["version"].as_str().unwrap().into(),
+                since.as_secs_f64(),
+            )
+        })
+        .collect();
     let journal = sandbox
         .ssh(
             host,
-            "journalctl -u hello-go.service -o cat --no-pager | grep -E 'listening on|Stopping'",
+            "journalctl -u hello-go.service -o short-unix --no-pager | grep 'listening on'",
         )
         .success()
         .stdout;
-    let listening: Vec<&str> = journal
+    let started: Vec<(String, f64)> = journal
         .lines()
-        .filter(|l| l.contains("listening on"))
-        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .map(|line| {
+            let time = line.split_whitespace().next().unwrap().parse().unwrap();
+            let (_, message) = line.split_once(": ").unwrap();
+            (message.split_whitespace().nth(1).unwrap().into(), time)
+        })
         .collect();
-    assert_eq!(listening, ["1.0.0", "2.0.0", "3.0.0"], "{journal}");
+    let names = |list: &[(String, f64)]| list.iter().map(|(v, _)| v.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&ended), versions, "{log}");
+    assert_eq!(names(&started), versions, "{journal}");
+    for (i, (version, start)) in started.iter().enumerate() {
+        // The log's times are whole seconds, cut: a deploy ended within the second after.
+        assert!(
+            *start < ended[i].1 + 1.0,
+            "{version} started after its deploy ended\n{log}\n{journal}"
+        );
+        if i > 0 {
+            assert!(
+                *start > ended[i - 1].1,
+                "{version} started while the deploy of {} was still running\n{log}\n{journal}",
+                ended[i - 1].0
+            );
+        }
+    }
 }
 
 /// `deploy` arguments for `package`, waiting up to `wait` for the lock.
