@@ -1,17 +1,25 @@
 //! `--confirm-timeout`: before the restart, the host gets a systemd timer that puts the previous
-//! release back by itself unless shipit confirms, over a fresh connection, after the health gate.
-//! If the deploying machine dies or loses the host mid-deploy, the host still heals.
+//! release back by itself unless shipit confirms, over a fresh connection, as soon as that
+//! host's health gate has passed (not after the whole rollout: a batched rollout may outlast the
+//! timeout). If the deploying machine dies or loses the host mid-deploy, the host still heals.
 //!
-//! The timer must never hurt a later deploy, so:
+//! The timer must never hurt the deploy that armed it, nor a later one, so:
 //! - A marker, `.shipit/deadman.<token>.json`, says it is armed. Whoever renames the marker
 //!   first decides: the timer's script (it fires) or a disarm (it never will).
+//! - While the deploy that armed it holds the lock and keeps it fresh, that deploy is alive and
+//!   confirms or rolls back by itself: the script waits for it, and a disarm meanwhile still
+//!   wins.
 //! - The script takes the deploy lock itself, atomically; when another deploy holds it, it does
-//!   nothing. It may take over only the lock of the deploy that armed it (which died).
+//!   nothing. It may take over only the lock of the deploy that armed it, once that lock has not
+//!   been refreshed for [`LEASE`] (that deploy died or lost the host).
 //! - It acts only while `current` still points at the release it was armed for, and returns
 //!   only to a release that still exists. It runs with `set -eu`; whenever in doubt it leaves
 //!   the host as it is, and it says what it did or why it did nothing in the journal of its
-//!   unit and in `.shipit/deadman.<token>.done`, which the deploy's confirmation reads.
-//! - A deploy is refused while another deploy's timer is armed, unless `--force-disarm`.
+//!   unit and in `.shipit/deadman.<token>.done`, which the deploy's confirmation reads. A
+//!   release it put back or stopped is marked failed in its name, and the deploy's
+//!   `finish.sh` never records that release as good.
+//! - A deploy is refused while another deploy's timer is armed, unless `--force-disarm`; a
+//!   `shipit rollback` disarms it: the host runs what the user chose.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -26,6 +34,11 @@ use crate::hosts::script::{self, LIB, Script};
 use crate::hosts::{Layout, Runner};
 use crate::names::ReleaseId;
 use crate::remote::{Exit, Kind, Remote};
+
+/// The lock's holder refreshes it every 15 s while its shell on the host lives (`lock.sh`): a
+/// lock left alone for three of those has lost its deploy, which the timer's script may then
+/// take over. The script waits up to this long after its deploy died.
+pub const LEASE: Duration = Duration::from_secs(45);
 
 pub fn unit(layout: &Layout) -> String {
     format!("shipit-deadman-{}", layout.app)
@@ -129,6 +142,7 @@ pub fn heal_script(layout: &Layout, previous: Option<&ReleaseId>) -> String {
             "previous",
             previous.map(ReleaseId::to_string).unwrap_or_default(),
         ),
+        ("lease", LEASE.as_secs().to_string()),
     ];
     script::assemble(
         layout,

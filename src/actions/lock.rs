@@ -103,10 +103,8 @@ pub fn describe(held: &HeldLock) -> String {
 pub enum ArmedPolicy {
     /// Let go of the lock and fail: the timer may still switch the host back.
     Refuse,
-    /// Disarm it (`--force-disarm`).
+    /// Disarm it (`--force-disarm`, `shipit rollback`).
     Disarm,
-    /// Leave it armed; it will find `current` moved and do nothing (`shipit rollback`).
-    Keep,
 }
 
 /// Which lock the next attempt may replace: the one it found stale, named by its owner's token.
@@ -282,7 +280,6 @@ impl Script for TakeLock {
         let policy = match self.armed {
             ArmedPolicy::Refuse => "refuse",
             ArmedPolicy::Disarm => "disarm",
-            ArmedPolicy::Keep => "keep",
         };
         vec![
             ("me", token().to_string()),

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::hosts::Layout;
+use crate::hosts::owner::token;
 use crate::hosts::script::{LIB, Script};
 use crate::names::ReleaseId;
 use crate::remote::{Kind, Step};
@@ -132,8 +133,9 @@ impl Script for ReadJournal {
     }
 }
 
-/// Records the new current release as good, then keeps `keep` releases (see `finish.sh`); it
-/// answers with what it deleted ([`FinishRelease::pruned`]).
+/// Records the new current release as good, then keeps `keep` releases (see `finish.sh`), unless
+/// this deploy's dead-man timer undid it; it answers with what it deleted
+/// ([`FinishRelease::pruned`]).
 pub struct FinishRelease {
     pub release: ReleaseId,
     pub keep: usize,
@@ -154,6 +156,7 @@ impl Script for FinishRelease {
         vec![
             ("target", self.release.to_string()),
             ("keep", self.keep.to_string()),
+            ("token", token().to_string()),
         ]
     }
 

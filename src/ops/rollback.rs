@@ -1,5 +1,5 @@
 //! `shipit rollback`: back to the previous good release, or the newest good one of a version,
-//! health-checked, under the deploy lock.
+//! health-checked, under the deploy lock; any dead-man timer armed on the host is disarmed.
 
 use std::time::Duration;
 
@@ -35,16 +35,24 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
     let mut remote = hosts::connect(&destination, connection, ui)?;
     let layout = Layout::of_app(config);
     let mut runner = Runner::apply(&mut remote, &cancel);
-    let armed = lock::lock(&mut runner, &layout, Duration::ZERO, ArmedPolicy::Keep, ui)?;
+    // A timer left armed could switch the host away from the release chosen here and mark
+    // that release failed.
+    let armed = lock::lock(
+        &mut runner,
+        &layout,
+        Duration::ZERO,
+        ArmedPolicy::Disarm,
+        ui,
+    )?;
     for timer in armed {
         ui.status(
-            "Note",
+            "Disarmed",
             format_args!(
-                "the dead-man timer armed by {} stays armed on {}: it acts only while {} is \
-                 current",
+                "the dead-man timer armed by {} for {} on {}: the rollback decides what runs \
+                 there",
                 timer.owner.who(),
-                runner.label(),
-                timer.release
+                timer.release,
+                runner.label()
             ),
         );
     }

@@ -517,8 +517,32 @@ fn activate(ctx: &Context, run: &mut HostRun) {
         Ok(()) => {
             run.outcome = Some(Outcome::Deployed);
             run.gate = Some(true);
+            confirm(ctx, run);
         }
         Err(e) => run.failed_activation(e),
+    }
+}
+
+/// Disarms the dead-man timer of a host whose gate has just passed: the timeout covers one
+/// host's gate, not the batches still to come. A fresh connection proves this machine still
+/// reaches the host. A host not confirmed counts as failed; its timer puts it back.
+fn confirm(ctx: &Context, run: &mut HostRun) {
+    if ctx.options.confirm_timeout.is_none() {
+        return;
+    }
+    let confirmed = match ctx.connector.connect(&run.target.destination) {
+        Ok(mut fresh) => deadman::confirm(fresh.as_mut(), ctx.layout),
+        Err(e) => Err(e.context(
+            "the release is healthy but could not be confirmed over a new connection; the \
+             host's dead-man timer will switch it back by itself",
+        )),
+    };
+    match confirmed {
+        Ok(()) => ctx.ui.status(
+            "Confirmed",
+            format_args!("{} on {}", ctx.package.manifest.version, run.label()),
+        ),
+        Err(e) => run.error = Some(e),
     }
 }
 
@@ -554,50 +578,20 @@ fn switch_back(ctx: &Context, run: &mut HostRun) {
     }
 }
 
-/// Healthy hosts are recorded, pruned and confirmed; then every locked host is unlocked. The
-/// confirmation comes first: a dead-man timer must never be armed on a host no deploy holds.
-/// Without a timer, recording and unlocking go in one batch.
+/// Healthy hosts run their after_switch hook, then are recorded and pruned, and every locked
+/// host is logged and unlocked, in one batch. A host whose dead-man timer could not be
+/// confirmed (see [`confirm`], which came first: a timer must never be armed on a host no deploy
+/// holds) is left to that timer, never recorded as good.
 fn finish(ctx: &Context, run: &mut HostRun) {
     if run.remote.is_none() {
         return;
     }
     let deployed = run.outcome == Some(Outcome::Deployed);
-    let confirm = deployed && ctx.options.confirm_timeout.is_some();
-    if confirm {
-        let (finished, error) = phases::finish(
-            &mut run.runner(ctx),
-            ctx.layout,
-            Some(ctx.keep_releases),
-            None,
-            phases::Lock::NotHeld,
-        );
-        run.pruned = finished.pruned;
-        if let Some(e) = error {
-            run.error = Some(e);
-        }
-        // A fresh connection proves this machine can still reach the host.
-        let confirmed = match ctx.connector.connect(&run.target.destination) {
-            Ok(mut fresh) => deadman::confirm(fresh.as_mut(), ctx.layout),
-            Err(e) => Err(e.context(
-                "the release is healthy but could not be confirmed over a new connection; the \
-                 host's dead-man timer will switch it back by itself",
-            )),
-        };
-        match confirmed {
-            Ok(()) => ctx.ui.status(
-                "Confirmed",
-                format_args!(
-                    "{} on {}",
-                    ctx.package.manifest.version, run.target.destination.label
-                ),
-            ),
-            Err(e) => run.error = Some(e),
-        }
-    }
     if deployed {
         after_switch(ctx, run);
     }
-    let record = deployed && !confirm;
+    // Deployed with an error: its confirmation failed.
+    let record = deployed && run.error.is_none();
     let lock = if run.locked {
         phases::Lock::Held
     } else {

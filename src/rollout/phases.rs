@@ -20,12 +20,12 @@ use crate::config::Health;
 use crate::error::{Category, tagged};
 use crate::hosts::check::{CheckHost, HostFacts, HostUnit};
 use crate::hosts::log::{Entry, RecordLog};
-use crate::hosts::runner::next;
+use crate::hosts::runner::{failed_with, next};
 use crate::hosts::script::Script;
 use crate::hosts::{Layout, Runner};
 use crate::names::ReleaseId;
 use crate::package::Package;
-use crate::remote::{Exit, Step};
+use crate::remote::{Exit, Step, with_help};
 use crate::ui::Ui;
 
 /// What [`begin`] found: the host's facts (when it checked the host too), other deploys'
@@ -349,8 +349,9 @@ pub enum Lock {
 }
 
 /// Ends a host's deploy in one batch: with `keep`, records the release as good and prunes to
-/// that many releases; appends `log` to the host's deploy log; then lets go of the lock,
-/// whatever happened before. Returns the first error beside what was done.
+/// that many releases (refused when this deploy's dead-man timer undid the release); appends
+/// `log` to the host's deploy log; then lets go of the lock, whatever happened before. Returns
+/// the first error beside what was done.
 pub fn finish(
     runner: &mut Runner,
     layout: &Layout,
@@ -388,6 +389,13 @@ pub fn finish(
     if deployed {
         match next(&mut answers) {
             Ok(out) => finished.pruned = FinishRelease::pruned(&out),
+            Err(e) if failed_with(&e, Exit::TimerFired).is_some() => {
+                let host = runner.label();
+                error = Some(with_help(
+                    e,
+                    format!("inspect with `shipit status {host}` and `shipit releases {host}`"),
+                ));
+            }
             Err(e) => error = Some(e),
         }
     }

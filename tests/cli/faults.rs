@@ -161,29 +161,67 @@ fn concurrent_deploys_wait_for_the_lock_or_are_refused() {
         .stderr_has("holds the lock")
         .stderr_has("deploying 2.0.0-");
     // …or queued behind it.
-    let second = sandbox
-        .shipit(&queued(dir, host, package, "2m"))
-        .run()
-        .success();
-    assert!(second.stderr.contains("Waiting"), "{}", second.stderr);
+    let second = sandbox.shipit(&queued(dir, host, package, "2m")).run();
     let (code, stderr) = first.finish();
+    deploys_ran_one_after_another(&sandbox, host, &["1.0.0", "2.0.0", "3.0.0"]);
     assert_eq!(code, 0, "{stderr}");
+    let second = second.success();
+    assert!(second.stderr.contains("Waiting"), "{}", second.stderr);
     assert_eq!(health(&sandbox, host)["version"], "3.0.0");
+}
 
-    // The service's journal shows the starts one after another, never interleaved.
+/// Each deploy of `versions` (in order) ran alone: its release started (the service's journal)
+/// only after the deploy before it had ended (its entry in the host's deploy log, written just
+/// before it lets go of the lock), and before its own deploy ended.
+fn deploys_ran_one_after_another(sandbox: &Sandbox, host: &str, versions: &[&str]) {
+    let log = sandbox
+        .ssh(host, "cat /opt/hello-go/.shipit/log")
+        .success()
+        .stdout;
+    let ended: Vec<(String, f64)> = log
+        .lines()
+        .map(|line| {
+            let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+            let time = humantime::parse_rfc3339(entry["time"].as_str().unwrap()).unwrap();
+            let since = time.duration_since(std::time::UNIX_EPOCH).unwrap();
+            (
+                entry["version"].as_str().unwrap().into(),
+                since.as_secs_f64(),
+            )
+        })
+        .collect();
     let journal = sandbox
         .ssh(
             host,
-            "journalctl -u hello-go.service -o cat --no-pager | grep -E 'listening on|Stopping'",
+            "journalctl -u hello-go.service -o short-unix --no-pager | grep 'listening on'",
         )
         .success()
         .stdout;
-    let listening: Vec<&str> = journal
+    let started: Vec<(String, f64)> = journal
         .lines()
-        .filter(|l| l.contains("listening on"))
-        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .map(|line| {
+            let time = line.split_whitespace().next().unwrap().parse().unwrap();
+            let (_, message) = line.split_once(": ").unwrap();
+            (message.split_whitespace().nth(1).unwrap().into(), time)
+        })
         .collect();
-    assert_eq!(listening, ["1.0.0", "2.0.0", "3.0.0"], "{journal}");
+    let names = |list: &[(String, f64)]| list.iter().map(|(v, _)| v.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&ended), versions, "{log}");
+    assert_eq!(names(&started), versions, "{journal}");
+    for (i, (version, start)) in started.iter().enumerate() {
+        // The log's times are whole seconds, cut: a deploy ended within the second after.
+        assert!(
+            *start < ended[i].1 + 1.0,
+            "{version} started after its deploy ended\n{log}\n{journal}"
+        );
+        if i > 0 {
+            assert!(
+                *start > ended[i - 1].1,
+                "{version} started while the deploy of {} was still running\n{log}\n{journal}",
+                ended[i - 1].0
+            );
+        }
+    }
 }
 
 /// `deploy` arguments for `package`, waiting up to `wait` for the lock.
@@ -440,8 +478,10 @@ fn the_host_heals_itself_when_shipit_dies_mid_deploy() {
         wait_for(5, || health_version(&sandbox, host) == "2.0.0"),
         "2.0.0 never started"
     );
+    // Due 30 s after arming; its script then waits until the dead deploy's lock has not been
+    // refreshed for the lease (45 s), which the refreshes before the kill may push back.
     assert!(
-        wait_for(60, || health_version(&sandbox, host) == "1.1.0"),
+        wait_for(90, || health_version(&sandbox, host) == "1.1.0"),
         "the host did not roll back by itself"
     );
     let failed = sandbox
@@ -451,7 +491,7 @@ fn the_host_heals_itself_when_shipit_dies_mid_deploy() {
 }
 
 /// A fresh sandbox host `host` running `project` 1.0.0.
-fn running_1_0_0(host: &str, project: &Path) -> Sandbox {
+pub fn running_1_0_0(host: &str, project: &Path) -> Sandbox {
     let sandbox = Sandbox::up(&[host]);
     sandbox
         .project(project)
@@ -480,7 +520,7 @@ fn built_before_arming(project: &Path) {
     build_shared_packages(project, &["1.0.0", "2.0.0", "3.0.0"]);
 }
 
-fn edit_config(project: &Path, from: &str, to: &str) {
+pub fn edit_config(project: &Path, from: &str, to: &str) {
     let path = project.join("shipit.toml");
     let config = std::fs::read_to_string(&path).unwrap();
     assert!(config.contains(from), "{from:?} not in\n{config}");
@@ -615,7 +655,7 @@ fn dead_man_timer_never_touches_a_host_another_deploy_holds() {
 
 /// Issue 13, 1b: A's first release was never confirmed; B deployed and exited 0, then A's timer
 /// stopped and disabled the service. Now B is refused, or disarms A's timer on purpose, and a
-/// timer whose release is no longer current leaves the host alone.
+/// rollback disarms the timer of the release it leaves.
 fn dead_man_timer_without_an_earlier_release_never_stops_a_later_deploy() {
     let host = "t-dm-first";
     let sandbox = Sandbox::up(&[host]);
@@ -647,19 +687,19 @@ fn dead_man_timer_without_an_earlier_release_never_stops_a_later_deploy() {
     );
     assert_eq!(health(&sandbox, host)["version"], "2.0.0");
 
-    // A timer armed for 3.0.0, then a rollback: when it fires, 3.0.0 is no longer current.
+    // A timer armed for 3.0.0, then a rollback, which disarms it: the host keeps what the
+    // rollback chose.
     deploy_unconfirmed(&sandbox, project.path(), host, "3.0.0");
     sandbox
         .project(project.path())
         .shipit(&["rollback", host])
         .run()
         .success()
-        .stderr_has("stays armed");
-    let pid = show(&sandbox, host, "hello-go.service", "MainPID");
-    fire_dead_man(&sandbox, host);
-    let verdict = dead_man_verdict(&sandbox, host, 30);
-    assert!(verdict.contains("current is 2.0.0-"), "{verdict}");
-    assert_eq!(show(&sandbox, host, "hello-go.service", "MainPID"), pid);
+        .stderr_has("Disarmed");
+    let timer = sandbox
+        .ssh(host, "systemctl is-active shipit-deadman-hello-go.timer")
+        .stdout;
+    assert_eq!(timer.trim(), "inactive");
     assert_eq!(health(&sandbox, host)["version"], "2.0.0");
     sandbox
         .ssh(host, "test ! -e /opt/hello-go/.shipit/lock")
@@ -1073,7 +1113,7 @@ pub fn tests() -> Vec<crate::harness::Test> {
             28,
             releases_marks_failures_and_rollback_never_picks_one
         ),
-        crate::test!(Hosts, 56, the_host_heals_itself_when_shipit_dies_mid_deploy),
+        crate::test!(Hosts, 85, the_host_heals_itself_when_shipit_dies_mid_deploy),
         crate::test!(
             Hosts,
             32,

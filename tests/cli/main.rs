@@ -13,6 +13,7 @@ mod bastion;
 mod build;
 mod cli;
 mod config_errors;
+mod deadman;
 mod deploy;
 mod docs;
 mod exec;
@@ -39,6 +40,7 @@ fn main() -> std::process::ExitCode {
             build::tests(),
             cli::tests(),
             config_errors::tests(),
+            deadman::tests(),
             deploy::tests(),
             docs::tests(),
             exec::tests(),

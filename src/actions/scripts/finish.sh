@@ -4,8 +4,19 @@
 # place. Old uploads go the same way. Prints what it deleted. "previous" as `releases` reads
 # it: the last release in the history (of the last 20) that is not the current one, still
 # exists and did not fail.
+# A release this deploy's dead-man timer ($token's) put back or stopped, or is deciding about
+# now, was not confirmed: it is neither recorded nor cleared of its mark, whenever this runs.
+# Exits: $timer_fired (stderr says why).
 : "${target:?}" "${keep:?}" "${releases:?}" "${history:?}" "${current:?}" "${uploads:?}"
-: "${sha:?}"
+: "${sha:?}" "${token:?}" "${base:?}" "${app:?}" "${timer_fired:?}"
+if [ -e "$base/.shipit/deadman.$token.json.firing" ]; then
+    echo "its dead-man timer is running now: $target is not recorded as good" >&2
+    exit "$timer_fired"
+fi
+if [ "$(cat "$releases/$target/.shipit-failed" 2>/dev/null || true)" = "deadman-$token" ]; then
+    echo "its dead-man timer fired and marked $target failed (journalctl -u shipit-deadman-$app says what it did): $target is not recorded as good" >&2
+    exit "$timer_fired"
+fi
 rm -f "$releases/$target/.shipit-failed"
 echo "$target" >>"$history"
 cd "$releases" || exit 1

@@ -3,7 +3,7 @@
 # token $me). A stale lock is taken over only as shipit found it: $takeover is `none`, `owner`
 # (the owner with token $expected, when the lock is at least $min_age seconds old) or
 # `ownerless`. Then other deploys' armed dead-man timers are listed (armed=<marker>) and, per
-# $policy, refused (the lock is let go), disarmed or kept. Once the lock is ours, a background
+# $policy, refused (the lock is let go) or disarmed. Once the lock is ours, a background
 # job refreshes it every 15 s while this shell ($$) lives and the lock is still ours, so the
 # refreshes stop when shipit or its connection dies.
 # Prints took-over when it replaced a stale lock, now= (the host's clock) and armed= lines.
