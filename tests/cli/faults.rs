@@ -481,7 +481,7 @@ fn the_host_heals_itself_when_shipit_dies_mid_deploy() {
     // Due 30 s after arming; its script then waits until the dead deploy's lock has not been
     // refreshed for the lease (45 s), which the refreshes before the kill may push back.
     assert!(
-        wait_for(90, || health_version(&sandbox, host) == "1.1.0"),
+        wait_for(120, || health_version(&sandbox, host) == "1.1.0"),
         "the host did not roll back by itself"
     );
     let failed = sandbox

@@ -216,7 +216,8 @@ fn lifecycle(
         "3.0.0 never started on {host}"
     );
     assert!(
-        wait_for(60, || health_version(sandbox, host) == "1.1.0"),
+        // The timer waits until the killed deploy's lock has gone 45 s without a refresh.
+        wait_for(120, || health_version(sandbox, host) == "1.1.0"),
         "{host} did not roll back by itself"
     );
     sandbox
