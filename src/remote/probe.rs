@@ -28,12 +28,32 @@ pub fn too_large() -> anyhow::Error {
     )
 }
 
-/// An HTTP response as fetched, refused when it is larger than [`MAX_ANSWER`].
+/// An HTTP response as fetched, refused when it is larger than [`MAX_ANSWER`] or shorter than
+/// its `Content-Length`: a server that stopped halfway did not answer.
 pub fn parse(response: &[u8]) -> Result<HttpAnswer> {
     if response.len() > MAX_ANSWER {
         return Err(too_large());
     }
+    if let Some((announced, got)) = body_lengths(response)
+        && got < announced
+    {
+        anyhow::bail!("the answer ended after {got} of the {announced} bytes it announced");
+    }
     parse_http(response)
+}
+
+/// The body's length as its `Content-Length` header announces it, and as it came.
+fn body_lengths(response: &[u8]) -> Option<(usize, usize)> {
+    let end = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&response[..end]);
+    let announced = head.lines().skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        if !name.trim().eq_ignore_ascii_case("content-length") {
+            return None;
+        }
+        value.trim().parse().ok()
+    })?;
+    Some((announced, response.len() - end - 4))
 }
 
 /// Seconds as the host's tools take them (`timeout 2`, `curl --max-time 0.5`) and the probes'
@@ -320,6 +340,21 @@ mod tests {
         response.push(b'x');
         let error = parse(&response).unwrap_err().to_string();
         assert!(error.contains("larger than 1048576 bytes"), "{error}");
+    }
+
+    #[test]
+    fn an_answer_shorter_than_it_announced_is_refused() {
+        let whole = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nUP\r\n";
+        assert_eq!(parse(whole).unwrap().body, "UP\r\n");
+        let error = parse(&whole[..whole.len() - 2]).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "the answer ended after 2 of the 4 bytes it announced"
+        );
+        assert_eq!(
+            parse(b"HTTP/1.0 200 OK\r\n\r\nno length").unwrap().status,
+            200
+        );
     }
 
     #[test]
