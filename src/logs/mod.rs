@@ -591,6 +591,7 @@ fn run_script(
             // shipit logs sets no handler: Ctrl-C ends it, and with it the follow.
             cancel: Cancel::new(),
             on_interrupt: None,
+            deadline: None,
         },
     )?;
     // With -g, journalctl exits 1 without a word when nothing matched.
