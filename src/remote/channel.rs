@@ -290,8 +290,7 @@ impl<'a, 's> Pump<'a, 's> {
             let mut aside = self.session.channel_session()?;
             aside.exec(command)?;
             aside.send_eof()?;
-            let mut ignored = Vec::new();
-            aside.read_to_end(&mut ignored)?;
+            std::io::copy(&mut aside, &mut std::io::sink())?;
             aside.wait_close()?;
             Ok(())
         })();
