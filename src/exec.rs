@@ -82,6 +82,7 @@ fn on_one_host(destination: &Destination, run: &Run) -> Result<()> {
         stderr: &mut stderr,
         cancel: run.cancel.clone(),
         on_interrupt: None,
+        deadline: None,
     };
     match run_on(destination, run, wiring)? {
         Ended {
@@ -179,6 +180,7 @@ fn on_host(
         stderr: &mut |data| err.write(data),
         cancel: run.cancel.clone(),
         on_interrupt: None,
+        deadline: None,
     };
     let ended = run_on(destination, run, wiring);
     out.finish()?;
@@ -218,6 +220,7 @@ fn summarize(destinations: &[Destination], outcomes: &[Outcome], width: usize) -
                 status,
                 signal: None,
                 interrupted: false,
+                ..
             }) => failed.push(format!("{host} (exit status {status})")),
             _ => failed.push(format!("{host} ({said})")),
         }

@@ -82,6 +82,13 @@ func (s *statusRecorder) WriteHeader(code int) {
 	s.ResponseWriter.WriteHeader(code)
 }
 
+// Flush passes a handler's flush on, so what it wrote so far leaves at once.
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
 // loadGreeting reads the "greeting" key from a YAML file, returning
 // "hello" when the file or key is missing.
 func loadGreeting(path string) string {

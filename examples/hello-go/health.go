@@ -4,8 +4,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 )
+
+// slowHealthPace is how often a /health under HELLO_HEALTH_SLOW sends the next byte of its body.
+var slowHealthPace = time.Second
 
 type healthReport struct {
 	Status    string            `json:"status"`
@@ -54,8 +59,36 @@ func (a *app) serveHealth(w http.ResponseWriter, _ *http.Request) {
 	rep := health()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	status := http.StatusOK
 	if rep.Status != "UP" {
-		w.WriteHeader(http.StatusServiceUnavailable)
+		status = http.StatusServiceUnavailable
 	}
-	_ = json.NewEncoder(w).Encode(rep)
+	body, _ := json.Marshal(rep)
+	body = append(body, '\n')
+	if os.Getenv("HELLO_HEALTH_SLOW") != "" {
+		trickle(w, status, body)
+		return
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// trickle sends the headers at once, then the body a byte every slowHealthPace: a health check
+// that starts to answer but never finishes in time, which only a deadline on the whole answer
+// catches (an idle timeout never fires). It goes on while the client reads: a client that only
+// closed its sending half (as an SSH tunnel does once the request is sent) cancels the
+// request's context, yet still waits for the answer.
+func trickle(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	flusher, _ := w.(http.Flusher)
+	for i := range body {
+		if flusher != nil {
+			flusher.Flush()
+		}
+		time.Sleep(slowHealthPace)
+		if _, err := w.Write(body[i : i+1]); err != nil {
+			return
+		}
+	}
 }

@@ -68,6 +68,38 @@ func TestHealthForcedDown(t *testing.T) {
 	}
 }
 
+func TestHealthSlowSendsHeadersThenTrickles(t *testing.T) {
+	t.Setenv("HELLO_HEALTH_SLOW", "1")
+	t.Setenv("STATE_DIRECTORY", "")
+	pace := slowHealthPace
+	slowHealthPace = 20 * time.Millisecond
+	defer func() { slowHealthPace = pace }()
+	srv := httptest.NewServer(newApp(time.Now(), "hello"))
+	defer srv.Close()
+	start := time.Now()
+	resp, err := http.Get(srv.URL + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	headers := time.Since(start)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := time.Since(start)
+	if resp.StatusCode != http.StatusOK || resp.ContentLength != int64(len(body)) {
+		t.Fatalf("status %d, Content-Length %d, body %d bytes", resp.StatusCode, resp.ContentLength, len(body))
+	}
+	if floor := time.Duration(len(body)) * slowHealthPace; whole < floor || headers > floor/2 {
+		t.Errorf("headers after %s, the whole body after %s: want the headers at once and the body over %s", headers, whole, floor)
+	}
+	var rep healthReport
+	if err := json.Unmarshal(body, &rep); err != nil || rep.Status != "UP" {
+		t.Errorf("body %q: %v", body, err)
+	}
+}
+
 func TestHealthStateDirMissing(t *testing.T) {
 	t.Setenv("HELLO_HEALTH_DOWN", "")
 	t.Setenv("STATE_DIRECTORY", t.TempDir()+"/missing")

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::Result;
 
@@ -17,13 +18,16 @@ use crate::hosts::Layout;
 use crate::hosts::check::HostUnit;
 use crate::hosts::owner::LockOwner;
 use crate::package::Package;
-use crate::remote::{Kind, Remote};
+use crate::remote::{Kind, Remote, TimeLimit};
 use crate::service_run::{self, ServiceRun};
 use crate::shell::without_header;
 use crate::ui::Ui;
 
 /// Lines of a failed hook's output kept for its error.
 const TAIL: usize = 20;
+/// The longest line of a hook's output shown as one: a longer one is shown in pieces, so output
+/// without a newline is never held without bound.
+const MAX_LINE: usize = 16 << 10;
 
 /// Which host hook, for its unit's name and its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,13 +109,15 @@ impl Release<'_> {
     }
 }
 
-/// Runs a hook on one host, streaming its output; an error carries the output's last lines.
-/// A failed `before_switch` is a [`Category::Hook`] error.
+/// Runs a hook on one host, streaming its output, and stops it there once it has run for
+/// `timeout`; an error carries the output's last lines. A failed `before_switch` is a
+/// [`Category::Hook`] error.
 pub fn run_on_host(
     remote: &mut dyn Remote,
     release: &Release,
     which: OnHost,
     argv: &Argv,
+    timeout: Option<Duration>,
     ui: &Ui,
 ) -> Result<()> {
     let host = remote.label().to_string();
@@ -131,8 +137,15 @@ pub fn run_on_host(
     );
     let script = hook_script(&prepared.script);
     let command = crate::remote::as_root(remote.is_root(), &script);
+    let limit = timeout.map(|after| TimeLimit {
+        after,
+        stop: crate::remote::as_root(
+            remote.is_root(),
+            &service_run::stop_script(&prepared.unit_name),
+        ),
+    });
     let mut output = Lines::new(&host, ui);
-    let ended = remote.exec_streaming(Kind::Hook, &command, &mut output);
+    let ended = remote.exec_streaming(Kind::Hook, &command, limit.as_ref(), &mut output);
     output.flush_partial();
     let category = match which {
         OnHost::BeforeSwitch => Category::Hook,
@@ -167,7 +180,8 @@ pub fn run_on_host(
     ))
 }
 
-/// A hook's output: whole lines on stderr, `host | line`, the last [`TAIL`] kept for errors.
+/// A hook's output: whole lines on stderr, `host | line` (cut at [`MAX_LINE`]), the last
+/// [`TAIL`] kept for errors.
 struct Lines<'a> {
     host: &'a str,
     ui: &'a Ui,
@@ -216,6 +230,10 @@ impl Write for Lines<'_> {
         while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.partial.drain(..=end).collect();
             self.line(&line);
+        }
+        while self.partial.len() >= MAX_LINE {
+            let piece: Vec<u8> = self.partial.drain(..MAX_LINE).collect();
+            self.line(&piece);
         }
         Ok(data.len())
     }
@@ -339,6 +357,19 @@ pub fn plan(hooks: &crate::config::Hooks, release: &Release, first: bool) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_without_newlines_is_shown_in_pieces_not_held() {
+        let ui = Ui::new(true);
+        let mut lines = Lines::new("web1", &ui);
+        for _ in 0..5 {
+            lines.write_all(&[b'x'; MAX_LINE / 2]).unwrap();
+        }
+        lines.write_all(b"y\nz").unwrap();
+        assert_eq!(lines.partial, b"z");
+        let shown: Vec<usize> = lines.tail.iter().map(String::len).collect();
+        assert_eq!(shown, [MAX_LINE, MAX_LINE, MAX_LINE / 2 + 1]);
+    }
 
     #[test]
     fn before_switch_runs_on_the_first_host_still_in_the_rollout_or_on_each() {

@@ -20,7 +20,7 @@ use crate::hosts::Layout;
 use crate::hosts::check::HostUnit;
 use crate::hosts::script::Script;
 use crate::package::Package;
-use crate::remote::{Exit, Kind};
+use crate::remote::{Exit, Kind, probe};
 use crate::service_run::{self, ServiceRun};
 use crate::ui::Ui;
 
@@ -78,7 +78,7 @@ impl Script for Preflight {
     fn body(&self) -> Vec<Cow<'static, str>> {
         vec![
             self.start_on_socket.clone().into(),
-            crate::remote::probe::function("get").into(),
+            probe::function("get").into(),
             include_str!("scripts/preflight.sh").into(),
         ]
     }
@@ -129,7 +129,8 @@ impl Preflight {
             ("path", path),
             ("expect", health.expect_status.to_string()),
             ("wait", budget(health).as_secs().to_string()),
-            ("t", format!("{:.3}", health.timeout.as_secs_f64().max(0.1))),
+            ("t", probe::seconds(health.timeout)),
+            ("cap", probe::MAX_ANSWER.to_string()),
             ("version", package.manifest.version.clone()),
             (
                 "check_version",

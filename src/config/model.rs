@@ -60,6 +60,8 @@ pub struct Hooks {
     /// Here, before anything connects, and after every host is done.
     pub local_before: Option<Argv>,
     pub local_after: Option<Argv>,
+    /// How long a host hook may run before it is stopped there and fails.
+    pub timeout: Option<Duration>,
 }
 
 /// Where `before_switch` runs: once per rollout, on the first host to switch (the canary when

@@ -53,6 +53,7 @@ pub(super) struct RawHooks {
     pub(super) after_switch: Option<RawArgv>,
     pub(super) local_before: Option<RawArgv>,
     pub(super) local_after: Option<RawArgv>,
+    pub(super) timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

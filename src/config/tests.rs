@@ -49,3 +49,36 @@ fn preflight_is_on_with_sockets_unless_turned_off() {
         "{err}"
     );
 }
+
+#[test]
+fn a_hooks_timeout_bounds_the_host_hooks() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("go.mod"), "module example.com/demo\n").unwrap();
+    let timeout = |text: &str| {
+        parse(dir.path(), &dir.path().join(FILE_NAME), text)
+            .map(|c| c.hooks.timeout)
+            .map_err(|e| e.to_string())
+    };
+    let hook = "[hooks]\nbefore_switch = [\"./demo\", \"migrate\"]\n";
+    assert_eq!(timeout(hook), Ok(None));
+    assert_eq!(
+        timeout(&format!("{hook}timeout = \"10m\"\n")),
+        Ok(Some(std::time::Duration::from_secs(600)))
+    );
+    for (text, place, says) in [
+        (
+            "timeout = \"soon\"\n",
+            "shipit.toml:3:11",
+            "not a duration like \"10m\"",
+        ),
+        ("timeout = \"0s\"\n", "shipit.toml:3:11", "longer than 0s"),
+    ] {
+        let err = timeout(&format!("{hook}{text}")).unwrap_err();
+        assert!(err.contains(place) && err.contains(says), "{err}");
+    }
+    let err = timeout("[hooks]\nlocal_after = [\"true\"]\ntimeout = \"1m\"\n").unwrap_err();
+    assert!(
+        err.contains("shipit.toml:3:11") && err.contains("needs a before_switch or after_switch"),
+        "{err}"
+    );
+}

@@ -11,6 +11,7 @@ mod journal;
 mod merge;
 mod time;
 
+use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -35,6 +36,14 @@ use time::TimeSpec;
 const DEFAULT_LINES: u32 = 100;
 /// The longest wait between attempts to reach a host that dropped.
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
+/// The most lines a first look keeps of one host: they are all held until every host has
+/// answered, so `--since` a month ago on a busy service must not fill this machine's memory.
+const MAX_FIRST_LOOK: usize = 50_000;
+/// The longest line read: journalctl's JSON lines are a few kilobytes (it writes a field over
+/// 4 KiB as null), so a longer one is no journal entry.
+const MAX_LINE: usize = 1 << 20;
+/// What is kept of journalctl's stderr for its error: the first of it says why.
+const MAX_STDERR: usize = 64 << 10;
 
 /// `shipit logs`, from the command line.
 #[derive(Debug, Clone)]
@@ -527,7 +536,9 @@ fn follow_from(
     })
 }
 
-/// The host's clock, then the lines asked for, in one command.
+/// The host's clock, then the lines asked for (the last [`MAX_FIRST_LOOK`] of them at most: the
+/// older ones are dropped as they come, since `-g` and `--since` leave journalctl itself no
+/// count to stop at), in one command.
 fn first_look(remote: &mut SshRemote, context: &Context) -> Result<FirstLook> {
     let query = &context.query;
     let label = remote.label().to_string();
@@ -543,13 +554,27 @@ fn first_look(remote: &mut SshRemote, context: &Context) -> Result<FirstLook> {
     }
     let script = first_look_script(&words);
     let mut clock = None;
-    let mut entries = Vec::new();
+    let mut entries = VecDeque::new();
+    let mut left_out = false;
     run_script(remote, &script, context, |line| {
         match line.strip_prefix("clock=") {
             Some(reading) if clock.is_none() => clock = Some((reading.to_string(), local_now())),
-            _ => entries.extend(Entry::parse(line)),
+            _ => {
+                entries.extend(Entry::parse(line));
+                if entries.len() > MAX_FIRST_LOOK {
+                    entries.pop_front();
+                    left_out = true;
+                }
+            }
         }
     })?;
+    if left_out {
+        context.ui.diagnostic(format!(
+            "note: {label}: more than {MAX_FIRST_LOOK} lines match; showing the last \
+             {MAX_FIRST_LOOK}, the most shipit keeps of a host at once\n  help: narrow them with \
+             --since, --until or -g"
+        ));
+    }
     let clock = clock
         .and_then(|(reading, here)| parse_clock(&reading, here))
         .ok_or_else(|| {
@@ -558,7 +583,10 @@ fn first_look(remote: &mut SshRemote, context: &Context) -> Result<FirstLook> {
                 anyhow::anyhow!("{label} did not tell its time (`date +%s%N %z`)"),
             )
         })?;
-    Ok(FirstLook { clock, entries })
+    Ok(FirstLook {
+        clock,
+        entries: entries.into(),
+    })
 }
 
 /// Runs a journalctl script as root, each stdout line to `line`; a failure says what journalctl
@@ -585,12 +613,14 @@ fn run_script(
                 Ok(())
             },
             stderr: &mut |data| {
-                errors.extend_from_slice(data);
+                let room = MAX_STDERR.saturating_sub(errors.len());
+                errors.extend_from_slice(&data[..data.len().min(room)]);
                 Ok(())
             },
             // shipit logs sets no handler: Ctrl-C ends it, and with it the follow.
             cancel: Cancel::new(),
             on_interrupt: None,
+            deadline: None,
         },
     )?;
     // With -g, journalctl exits 1 without a word when nothing matched.
@@ -698,24 +728,39 @@ fn local_now() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// Bytes cut into whole lines; a partial line waits for the rest.
+/// Bytes cut into whole lines; a partial line waits for the rest, up to [`MAX_LINE`]: a longer
+/// line is dropped.
 #[derive(Default)]
 struct Lines {
     partial: Vec<u8>,
+    /// The line coming is over [`MAX_LINE`]: the rest of it is dropped as it comes.
+    overlong: bool,
 }
 
 impl Lines {
     fn take(&mut self, data: &[u8]) -> Vec<String> {
-        self.partial.extend_from_slice(data);
-        let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') else {
-            return Vec::new();
-        };
-        let complete: Vec<u8> = self.partial.drain(..=end).collect();
+        let mut complete = Vec::new();
+        for piece in data.split_inclusive(|b| *b == b'\n') {
+            let (text, ends) = match piece.strip_suffix(b"\n") {
+                Some(text) => (text, true),
+                None => (piece, false),
+            };
+            if !self.overlong {
+                self.partial.extend_from_slice(text);
+                self.overlong = self.partial.len() > MAX_LINE;
+            }
+            if self.overlong {
+                self.partial.clear();
+            }
+            if ends {
+                if !self.partial.is_empty() {
+                    complete.push(String::from_utf8_lossy(&self.partial).into_owned());
+                }
+                self.partial.clear();
+                self.overlong = false;
+            }
+        }
         complete
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| String::from_utf8_lossy(l).into_owned())
-            .collect()
     }
 }
 
@@ -743,5 +788,17 @@ mod tests {
             ["{\"a\":1}", "{\"b\":2}"]
         );
         assert_eq!(lines.take(b"\":3}\n"), ["{\"c\":3}"]);
+    }
+
+    #[test]
+    fn a_line_too_long_is_dropped_not_held() {
+        let mut lines = Lines::default();
+        let long = vec![b'x'; MAX_LINE / 2 + 1];
+        assert!(lines.take(&long).is_empty());
+        assert!(lines.take(&long).is_empty());
+        assert!(lines.partial.is_empty());
+        assert!(lines.take(&long).is_empty());
+        assert!(lines.partial.is_empty());
+        assert_eq!(lines.take(b"end\n{\"a\":1}\n"), ["{\"a\":1}"]);
     }
 }

@@ -1,7 +1,7 @@
-//! A command on a channel of its own, for `exec` and `logs`: stdout and stderr handed over as
-//! they arrive (not collected to the end), this process's stdin fed to it meanwhile, a terminal
-//! when asked for (`exec -t`), keepalives, a dead link noticed, and Ctrl-C turned into a command
-//! that stops it on the host.
+//! A command on a channel of its own, for `exec`, `logs` and host hooks: stdout and stderr
+//! handed over as they arrive (not collected to the end), this process's stdin fed to it
+//! meanwhile, a terminal when asked for (`exec -t`), keepalives, a dead link noticed, and Ctrl-C
+//! or a deadline turned into a command that stops it on the host.
 //!
 //! libssh2 runs one channel at a time per session lock, so a blocking read would keep stdin
 //! from being written: the session is switched to non-blocking for the exchange and one loop
@@ -11,7 +11,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use ssh2::{BlockDirections, Channel, Session};
@@ -64,9 +64,11 @@ pub struct Wiring<'a> {
     pub stderr: &'a mut dyn FnMut(&[u8]) -> std::io::Result<()>,
     /// Set by Ctrl-C (see [`crate::cancel`]).
     pub cancel: Cancel,
-    /// Run once on the same connection once `cancel` is set, to stop the command on the host;
-    /// its own output then ends and [`run`] returns.
+    /// Run once on the same connection once `cancel` is set or `deadline` has passed, to stop
+    /// the command on the host; its own output then ends and [`run`] returns.
     pub on_interrupt: Option<String>,
+    /// When the command has run long enough: it is stopped as Ctrl-C would stop it.
+    pub deadline: Option<Instant>,
 }
 
 /// How a command ended.
@@ -77,6 +79,8 @@ pub struct Ended {
     pub signal: Option<String>,
     /// Ctrl-C was pressed and `on_interrupt` ran.
     pub interrupted: bool,
+    /// The deadline passed and `on_interrupt` ran.
+    pub overdue: bool,
 }
 
 /// Runs `command` over `session` (a blocking one, as [`super::ssh::SshRemote`] keeps it),
@@ -112,8 +116,8 @@ pub fn run(session: &Session, label: &str, command: &str, wiring: Wiring) -> Res
     notice_dead_links(session.as_raw_fd());
     session.set_blocking(false);
     let pumped = Pump::new(session, &mut channel, wiring).and_then(Pump::run);
-    let interrupted = match pumped {
-        Ok(interrupted) => interrupted,
+    let stopped = match pumped {
+        Ok(stopped) => stopped,
         Err(e) => {
             // Dropped while non-blocking: libssh2 cannot then wait for a dead peer to answer.
             drop(channel);
@@ -133,8 +137,16 @@ pub fn run(session: &Session, label: &str, command: &str, wiring: Wiring) -> Res
             .exit_signal()
             .map_err(|e| lost(e.into()))?
             .exit_signal,
-        interrupted,
+        interrupted: stopped == Some(Stop::Interrupted),
+        overdue: stopped == Some(Stop::Overdue),
     })
+}
+
+/// Why the command was stopped on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Interrupted,
+    Overdue,
 }
 
 struct Pump<'a, 's> {
@@ -147,7 +159,7 @@ struct Pump<'a, 's> {
     /// stdin ended; the channel has still to be told.
     eof_to_send: bool,
     resized: Arc<AtomicBool>,
-    interrupted: bool,
+    stopped: Option<Stop>,
 }
 
 impl<'a, 's> Pump<'a, 's> {
@@ -165,24 +177,26 @@ impl<'a, 's> Pump<'a, 's> {
             pending: Vec::new(),
             eof_to_send: false,
             resized,
-            interrupted: false,
+            stopped: None,
         })
     }
 
-    /// Moves data until the command's output ends; true when Ctrl-C stopped it.
-    fn run(mut self) -> Result<bool> {
+    /// Moves data until the command's output ends; says why when it was stopped.
+    fn run(mut self) -> Result<Option<Stop>> {
         let mut buffer = vec![0u8; CHUNK];
         loop {
             let read_out = self.drain(0, &mut buffer)?;
             let read_err = self.drain(1, &mut buffer)?;
             if self.channel.eof() {
-                return Ok(self.interrupted);
+                return Ok(self.stopped);
             }
             self.feed()?;
             self.follow_the_terminal();
-            if !self.interrupted && self.wiring.cancel.requested() {
-                self.interrupted = true;
-                if let Some(stop) = self.wiring.on_interrupt.take() {
+            if self.stopped.is_none() {
+                self.stopped = self.why_stop();
+                if self.stopped.is_some()
+                    && let Some(stop) = self.wiring.on_interrupt.take()
+                {
                     self.run_aside(&stop).tag(Category::Remote)?;
                 }
             }
@@ -191,6 +205,17 @@ impl<'a, 's> Pump<'a, 's> {
             if !(read_out || read_err) {
                 self.wait()?;
             }
+        }
+    }
+
+    /// Whether the command is to be stopped now, and why.
+    fn why_stop(&self) -> Option<Stop> {
+        if self.wiring.cancel.requested() {
+            Some(Stop::Interrupted)
+        } else if self.wiring.deadline.is_some_and(|d| Instant::now() >= d) {
+            Some(Stop::Overdue)
+        } else {
+            None
         }
     }
 
@@ -265,8 +290,7 @@ impl<'a, 's> Pump<'a, 's> {
             let mut aside = self.session.channel_session()?;
             aside.exec(command)?;
             aside.send_eof()?;
-            let mut ignored = Vec::new();
-            aside.read_to_end(&mut ignored)?;
+            std::io::copy(&mut aside, &mut std::io::sink())?;
             aside.wait_close()?;
             Ok(())
         })();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{Answer, ExecOutput, HttpAnswer, Kind, Remote, Step, When};
+use super::{Answer, ExecOutput, HttpAnswer, Kind, Remote, Step, TimeLimit, When};
 
 /// What a fake host answers to a step: its stdout and exit status.
 #[derive(Debug, Clone)]
@@ -242,6 +242,7 @@ impl Remote for FakeRemote {
         &mut self,
         kind: Kind,
         command: &str,
+        _limit: Option<&TimeLimit>,
         sink: &mut dyn std::io::Write,
     ) -> Result<ExecOutput> {
         let mut host = self.host.lock().expect("fake host");

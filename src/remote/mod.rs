@@ -18,4 +18,4 @@ mod transport;
 
 pub use failure::{Exit, StepFailure, answer_to_result, with_help};
 pub use step::{Answer, Effect, ExecOutput, Feed, Input, Kind, Step, When};
-pub use transport::{HttpAnswer, Remote, as_root, run_one};
+pub use transport::{HttpAnswer, Remote, TimeLimit, as_root, run_one};

@@ -16,6 +16,14 @@ pub struct HttpAnswer {
     pub body: String,
 }
 
+/// How long a streamed command may run, and what ends it on the host once it has run that long.
+#[derive(Debug, Clone)]
+pub struct TimeLimit {
+    pub after: Duration,
+    /// A command for the same connection that stops the streamed one on the host (as root).
+    pub stop: String,
+}
+
 pub trait Remote {
     /// How the host is named in messages (what the user typed).
     fn label(&self) -> &str;
@@ -27,11 +35,13 @@ pub trait Remote {
     /// skipped.
     fn run(&mut self, steps: Vec<Step<'_>>) -> Result<Vec<Answer>>;
     /// Streams a command's output to `sink` until it ends (a `[hooks]` command: `kind` says
-    /// which script it is, as a step's kind does).
+    /// which script it is, as a step's kind does), or until `limit` stops it, which is an
+    /// error. A link that dies meanwhile is noticed within a minute.
     fn exec_streaming(
         &mut self,
         kind: Kind,
         command: &str,
+        limit: Option<&TimeLimit>,
         sink: &mut dyn std::io::Write,
     ) -> Result<ExecOutput>;
     /// GET `path` from `host:port` as seen from the remote host.

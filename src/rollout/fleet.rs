@@ -418,7 +418,7 @@ fn run_hook(ctx: &Context, run: &mut HostRun, which: OnHost, argv: &Argv) -> Res
         previous_version: transfer.previous_version.as_deref(),
     };
     let remote = run.remote.as_mut().expect("connected").as_mut();
-    hooks::run_on_host(remote, &release, which, argv, ctx.ui)
+    hooks::run_on_host(remote, &release, which, argv, ctx.hooks.timeout, ctx.ui)
 }
 
 /// `[hooks] after_switch` on a host that deployed; a failure is a warning, never a rollback.

@@ -1,7 +1,9 @@
 //! `shipit deploy`, `status`, `logs`, `releases` against real sandbox hosts (systemd + OpenSSH in
 //! systemd-nspawn), booted and removed by each test.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::support::app::*;
 use crate::support::sandbox::Sandbox;
@@ -175,6 +177,95 @@ fn failing_releases_roll_back_or_stop() {
             "after {version}"
         );
     }
+}
+
+/// hello-go with `env` and a quick pace (`timeout = "2s"`, `retries = 3`), with or without
+/// `listen` (and so pre-flight).
+fn paced(env: &str, listen: bool) -> tempfile::TempDir {
+    let args = "[\"--port\", \"8080\"]";
+    let project = if listen {
+        listening_variant(env, args)
+    } else {
+        variant(env, args)
+    };
+    let config = project.path().join("shipit.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("retries = 4\n", "retries = 3\ntimeout = \"2s\"\n");
+    std::fs::write(&config, text).unwrap();
+    project
+}
+
+/// A deploy with `SHIPIT_TIMINGS`: how it ended, how long it took, and the longest of each
+/// phase or step it timed.
+fn timed_deploy(
+    sandbox: &Sandbox,
+    project: &Path,
+    host: &str,
+    version: &str,
+) -> (Run, Duration, BTreeMap<String, f64>) {
+    let timings = tempfile::NamedTempFile::new().unwrap();
+    let started = Instant::now();
+    let run = sandbox
+        .project(project)
+        .shipit(&["deploy", host, "--version-override", version])
+        .env("SHIPIT_TIMINGS", timings.path().to_str().unwrap())
+        .run();
+    let took = started.elapsed();
+    let mut longest = BTreeMap::new();
+    for line in std::fs::read_to_string(timings.path()).unwrap().lines() {
+        let timing: serde_json::Value = serde_json::from_str(line).unwrap();
+        let seconds = timing["seconds"].as_f64().unwrap();
+        let phase = longest
+            .entry(timing["phase"].as_str().unwrap().to_string())
+            .or_insert(0.0);
+        *phase = seconds.max(*phase);
+    }
+    (run, took, longest)
+}
+
+/// A /health that sends its headers at once, then its body a byte a second (about 100 s for
+/// the whole): each probe gives up when its 2 s are up, where an idle timeout would wait for
+/// ever, so the gate's 3 probes fail within their 6 s and their pauses, the deploy rolls back
+/// and 1.0.0 serves. With `listen`, pre-flight refuses the release as fast, saying why, and
+/// nothing is switched.
+fn a_health_answer_that_trickles_fails_within_its_timeout() {
+    let host = "t-trickle";
+    let sandbox = Sandbox::up(&[host]);
+    let good = paced("LOG_LEVEL = \"info\"", false);
+    let slow = paced("HELLO_HEALTH_SLOW = \"1\"", false);
+    let slow_listening = paced("HELLO_HEALTH_SLOW = \"1\"", true);
+    build_shared_packages(slow.path(), &["2.0.0"]);
+    build_shared_packages(slow_listening.path(), &["3.0.0"]);
+    sandbox
+        .project(good.path())
+        .deploy(host, Ship::Version("1.0.0"), &[])
+        .success();
+
+    let (run, took, timings) = timed_deploy(&sandbox, slow.path(), host, "2.0.0");
+    let run = run
+        .failure(6)
+        .stderr_has("failed 3 probes; last: no whole answer within 2s")
+        .stderr_has("rolled back: 1.0.0-");
+    let probes = timings["health: probe"];
+    // 3 × 2 s and two pauses of 500 ms, with room for a busy machine.
+    assert!(probes < 15.0, "the probes took {probes} s: {}", run.stderr);
+    assert!(took < Duration::from_secs(60), "the deploy took {took:?}");
+    assert_eq!(health_version(&sandbox, host), "1.0.0");
+
+    let (run, took, timings) = timed_deploy(&sandbox, slow_listening.path(), host, "3.0.0");
+    let run = run
+        .failure(9)
+        .stderr_has("failed pre-flight on t-trickle: it never took traffic, nothing was switched")
+        .stderr_has("it did not answer 200 on /health within 5s (last: no whole answer within 2s)");
+    let preflight = timings["running the new release on a scratch socket (pre-flight)"];
+    // Its 5 s, and a last GET of 2 s begun just before they ran out.
+    assert!(
+        preflight < 15.0,
+        "pre-flight took {preflight} s: {}",
+        run.stderr
+    );
+    assert!(took < Duration::from_secs(60), "the deploy took {took:?}");
+    assert_eq!(health_version(&sandbox, host), "1.0.0");
 }
 
 /// The host runs `systemd-analyze verify` on a unit it does not have yet, refusing a bad one
@@ -732,6 +823,11 @@ pub fn tests() -> Vec<crate::harness::Test> {
         crate::test!(Hosts, 61, rust_service_lifecycle),
         crate::test!(Hosts, 49, services_with_c_code_deploy_and_answer_health),
         crate::test!(Hosts, 68, failing_releases_roll_back_or_stop),
+        crate::test!(
+            Hosts,
+            45,
+            a_health_answer_that_trickles_fails_within_its_timeout
+        ),
         crate::test!(Hosts, 42, the_host_verifies_each_new_unit_once),
         crate::test!(
             Hosts,

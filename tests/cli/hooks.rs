@@ -3,6 +3,7 @@
 //! the local hooks.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::support::app::*;
 use crate::support::sandbox::Sandbox;
@@ -282,10 +283,130 @@ fn a_migration_runs_once_per_rollout_with_the_new_release_and_a_failing_one_swit
     assert_eq!(fleet.versions(&hosts), ["4.0.0", "4.0.0"]);
 }
 
+/// A host hook that works quietly for longer than a keepalive's 15 s goes on to the switch; one
+/// that never returns is stopped on its host once `[hooks] timeout` has passed; and without a
+/// timeout, one whose link dies is noticed within a minute, as `exec` notices it. Neither of
+/// those switches anything: 1.0.0 keeps serving.
+fn host_hooks_outlast_quiet_spells_and_end_at_their_deadline_or_a_dead_link() {
+    let host = "t-hookwait";
+    let sandbox = Sandbox::up(&[host]);
+    let project = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
+    let config = project.path().join("shipit.toml");
+    let base = std::fs::read_to_string(&config).unwrap();
+    let dir = project.path().to_str().unwrap();
+    // The hooks as written, and the package of `version` with them.
+    let with_hooks = |hooks: &str, version: &str| {
+        std::fs::write(&config, format!("{base}\n[hooks]\n{hooks}")).unwrap();
+        build(project.path(), version).to_str().unwrap().to_string()
+    };
+    // A deploy of `package` once its hook has started, and how long it took from there.
+    let hook_running = |package: &str| {
+        let mut running =
+            Running::start(&sandbox, &["-C", dir, "deploy", host, "--package", package]);
+        running.wait_for_line("Running before_switch on t-hookwait");
+        (running, Instant::now())
+    };
+
+    let package = with_hooks(
+        r#"before_switch = ["sh", "-c", "sleep 20; echo rested"]"#,
+        "1.0.0",
+    );
+    sandbox
+        .project(project.path())
+        .deploy(host, Ship::Package(Path::new(&package)), &[])
+        .success()
+        .stderr_has("t-hookwait | rested");
+    assert_eq!(health_version(&sandbox, host), "1.0.0");
+
+    let package = with_hooks(
+        "before_switch = [\"sleep\", \"600\"]\ntimeout = \"3s\"\n",
+        "2.0.0",
+    );
+    let (running, started) = hook_running(&package);
+    let (code, stderr) = ended_within(running, Duration::from_secs(60));
+    let took = started.elapsed();
+    assert_eq!(code, 10, "{stderr}");
+    assert!(
+        stderr.contains("before_switch hook `sleep 600`")
+            && stderr.contains(
+                "failed on t-hookwait (it did not finish within 3s, so shipit stopped it)"
+            )
+            && stderr.contains("no host was switched"),
+        "{stderr}"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "the hook ended {took:?} after it started"
+    );
+    let hooks_left = || {
+        sandbox
+            .ssh(
+                host,
+                "systemctl list-units --all --no-legend 'shipit-before-switch-*'",
+            )
+            .success()
+            .stdout
+    };
+    assert!(
+        wait_for(15, || hooks_left().trim().is_empty()),
+        "{}",
+        hooks_left()
+    );
+    assert_eq!(health_version(&sandbox, host), "1.0.0");
+
+    // The host's network cut under the hook: only keepalives going unanswered can tell.
+    let package = with_hooks("before_switch = [\"sleep\", \"600\"]\n", "3.0.0");
+    let (running, started) = hook_running(&package);
+    let veth = sandbox.record(host)["veth"].as_str().unwrap().to_string();
+    let link = |state: &str| {
+        let status = std::process::Command::new("ip")
+            .args(["link", "set", &veth, state])
+            .status()
+            .unwrap();
+        assert!(status.success(), "ip link set {veth} {state}");
+    };
+    link("down");
+    let (code, stderr) = ended_within(running, Duration::from_secs(120));
+    let took = started.elapsed();
+    link("up");
+    println!("a hook on a link that died: noticed {took:?} after it started");
+    assert_eq!(code, 10, "{stderr}");
+    assert!(
+        stderr.contains("failed on t-hookwait (the connection to t-hookwait was lost"),
+        "{stderr}"
+    );
+    assert!(
+        took < Duration::from_secs(75),
+        "the dead link was noticed after {took:?}"
+    );
+    assert!(wait_for(30, || health_version(&sandbox, host) == "1.0.0"));
+}
+
+/// The exit code and stderr of a shipit that must end within `limit`; killed and failed if not.
+fn ended_within(mut running: Running, limit: Duration) -> (i32, String) {
+    let deadline = Instant::now() + limit;
+    while running.child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = running.child.kill();
+            let (_, stderr) = running.finish();
+            panic!("shipit was still running after {limit:?}:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    running.finish()
+}
+
 pub fn tests() -> Vec<crate::harness::Test> {
-    vec![crate::test!(
-        Hosts,
-        25,
-        a_migration_runs_once_per_rollout_with_the_new_release_and_a_failing_one_switches_nothing
-    )]
+    vec![
+        crate::test!(
+            Hosts,
+            25,
+            a_migration_runs_once_per_rollout_with_the_new_release_and_a_failing_one_switches_nothing
+        ),
+        crate::test!(
+            Hosts,
+            90,
+            host_hooks_outlast_quiet_spells_and_end_at_their_deadline_or_a_dead_link
+        ),
+    ]
 }

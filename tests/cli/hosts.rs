@@ -2,7 +2,7 @@
 //! an sshd that refuses TCP forwarding and a full disk, each on a real sandbox host.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shipit::systemd::Section;
 
@@ -324,7 +324,8 @@ fn a_host_without_systemd_is_refused_and_untouched() {
 }
 
 /// With `AllowTcpForwarding no` the health probe cannot tunnel: shipit says so once per
-/// connection and probes from the host, so deploys, rollbacks and status tell the truth.
+/// connection and probes from the host, so deploys, rollbacks and status tell the truth, and a
+/// /health that trickles fails each probe when its timeout is up, as through a tunnel.
 fn health_probes_run_on_the_host_when_sshd_refuses_tunnels() {
     let host = "t-notcp";
     let sandbox = Sandbox::up(&[host]);
@@ -366,6 +367,23 @@ fn health_probes_run_on_the_host_when_sshd_refuses_tunnels() {
         .stderr_has("status 503")
         .stderr_has("rolled back: 1.0.0-");
     assert_eq!(run.stderr.matches(notice).count(), 1, "{}", run.stderr);
+    assert_eq!(health_version(&sandbox, host), "1.0.0");
+
+    // Headers at once, then a byte a second: the host's tool is stopped when the probe's 2 s
+    // are up, and the probe says so in shipit's words, whichever tool it was.
+    let slow = variant("HELLO_HEALTH_SLOW = \"1\"", "[\"--port\", \"8080\"]");
+    build_shared_packages(slow.path(), &["3.0.0"]);
+    let started = Instant::now();
+    sandbox
+        .project(slow.path())
+        .deploy(host, Ship::Version("3.0.0"), &[])
+        .failure(6)
+        .stderr_has("failed 4 probes; last: no whole answer within 2s")
+        .stderr_has("rolled back: 1.0.0-");
+    // The settle, 4 probes of 2 s 500 ms apart and the rollback, on a busy machine; the whole
+    // answer would have taken 100 s a probe.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(60), "the deploy took {took:?}");
     assert_eq!(health_version(&sandbox, host), "1.0.0");
 
     let status = sandbox
@@ -486,7 +504,7 @@ pub fn tests() -> Vec<crate::harness::Test> {
         crate::test!(Hosts, 15, a_host_without_systemd_is_refused_and_untouched),
         crate::test!(
             Hosts,
-            17,
+            35,
             health_probes_run_on_the_host_when_sshd_refuses_tunnels
         ),
         crate::test!(

@@ -286,9 +286,10 @@ fn read(path: &Path) -> String {
 /// The baseline socket activation is measured against: hello-go as it deploys today, binding its
 /// own port, redeployed from 1.0.0 to 2.0.0 under a steady load of new connections. Between the
 /// old process closing its socket and the new one opening its own, connections are refused;
-/// the test prints how many (`--nocapture`). How many depends on timing, so what it asserts is
-/// what always holds: 1.0.0 answered, then 2.0.0, and every failure is a connection refused or
-/// reset, never a bad answer.
+/// the test prints how many (`--nocapture`; about a hundred, over a tenth of a second, here).
+/// How many depends on timing, so what it asserts is what always holds: some were refused (else
+/// the deploys with `listen` that refuse none would show nothing), 1.0.0 answered, then 2.0.0,
+/// and every failure is a connection refused or reset, never a bad answer.
 fn a_plain_restart_under_load_drops_connections() {
     let host = "t-plain";
     let sandbox = Sandbox::up(&[host]);
@@ -313,7 +314,13 @@ fn a_plain_restart_under_load_drops_connections() {
         settings.clients, settings.rate
     );
     report.assert_versions_in_order("1.0.0", "2.0.0");
-    for failure in report.failures() {
+    let failures = report.failures();
+    assert!(
+        !failures.is_empty(),
+        "a plain restart refused no connection, so socket activation has nothing to be \
+         compared with: {report}"
+    );
+    for failure in failures {
         assert!(
             matches!(failure.outcome, Outcome::Refused | Outcome::Reset),
             "{failure:?}: {report}"

@@ -3,13 +3,13 @@
 # running release uses changes, as a socket-activated transient service ($name, started by
 # start_on_socket) with the real unit's user, environment, limits and hardening. A free port
 # of loopback below the ephemeral range is picked here. The health URL's path ($path) must
-# answer $expect within $wait seconds (each GET at most $t seconds; get is probe.sh), with the
-# version $version where it reports one and $check_version is yes; a release that exits first
-# is refused at once. Then both units are stopped, whatever happened.
+# answer $expect within $wait seconds (each GET's whole answer within $t seconds and $cap bytes;
+# get is probe.sh), with the version $version where it reports one and $check_version is yes; a
+# release that exits first is refused at once. Then both units are stopped, whatever happened.
 # Prints `preflight=<port> <status>`.
 # Exits: $preflight_failed (the release was marked failed; stderr has the end of its journal,
 # then why).
-: "${rel:?}" "${path:?}" "${expect:?}" "${wait:?}" "${t:?}" "${version:?}"
+: "${rel:?}" "${path:?}" "${expect:?}" "${wait:?}" "${t:?}" "${cap:?}" "${version:?}"
 : "${check_version:?}" "${name:?}" "${preflight_failed:?}" "${no_probe_tool:?}"
 host=127.0.0.1
 port=
@@ -45,10 +45,18 @@ while :; do
     got=0
     answer=$(get 2>&1) || got=$?
     answer=$(printf '%s\n' "$answer" | tr -d '\r')
-    status=$(printf '%s\n' "$answer" | sed -n '2s/^HTTP\/[0-9.]* \([0-9][0-9][0-9]\).*/\1/p')
     if [ "$got" -eq "$no_probe_tool" ]; then
         echo "the host has none of curl, wget or bash to ask $url with" >&2
         exit 1
+    fi
+    # A GET that failed printed why (a late or oversized answer, a refused connection) and no
+    # status, whatever part of the answer had come.
+    status=
+    if [ "$got" -eq 0 ]; then
+        status=$(printf '%s\n' "$answer" | sed -n '2s/^HTTP\/[0-9.]* \([0-9][0-9][0-9]\).*/\1/p')
+    else
+        said=$(printf '%s\n' "$answer" | sed 1d | tail -n 1)
+        [ -z "$said" ] || last=$said
     fi
     if [ "$got" -eq 0 ] && [ "$status" = "$expect" ]; then
         body=$(printf '%s\n' "$answer" | awk 'body { print } /^$/ { body = 1 }')

@@ -23,7 +23,7 @@ use ssh2::Session;
 use self::session::{COMMAND_TIMEOUT, Link, discard};
 use self::shell::Shell;
 use super::destination::Destination;
-use super::{Answer, ExecOutput, HttpAnswer, Kind, Remote, Step, probe};
+use super::{Answer, ExecOutput, HttpAnswer, Kind, Remote, Step, TimeLimit, probe};
 use crate::error::{Category, Tag};
 
 #[derive(Debug, Clone, Default)]
@@ -111,15 +111,12 @@ impl Remote for SshRemote {
         &mut self,
         _kind: Kind,
         command: &str,
+        limit: Option<&TimeLimit>,
         sink: &mut dyn Write,
     ) -> Result<ExecOutput> {
         self.link.still_connected()?;
         self.round_trips += 1;
-        self.link.session.set_timeout(0);
-        let result = streaming::exec(&self.link.session, command, sink);
-        self.link
-            .session
-            .set_timeout(COMMAND_TIMEOUT.as_millis() as u32);
+        let result = streaming::exec(&self.link.session, &self.link.label, command, limit, sink);
         self.link.explain(result)
     }
 

@@ -26,7 +26,7 @@ const KEEPALIVE_SECS: u32 = 15;
 /// How long a helper whose end of the link has closed may take to finish exiting.
 const HELPER_EXIT_PATIENCE: Duration = Duration::from_secs(2);
 /// libssh2's LIBSSH2_ERROR_TIMEOUT.
-const LIBSSH2_TIMEOUT: ssh2::ErrorCode = ssh2::ErrorCode::Session(-9);
+pub(super) const LIBSSH2_TIMEOUT: ssh2::ErrorCode = ssh2::ErrorCode::Session(-9);
 
 /// An authenticated session to one host, and what carries it.
 pub(super) struct Link {

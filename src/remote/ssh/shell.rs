@@ -1,6 +1,7 @@
 //! The batched shell protocol, shipit's side of [`shell.sh`](../shell.sh): steps framed with a
 //! nonce and sent without blocking while the shell's answers are read, each step's input relayed
-//! or read by the step directly, reads retried past libssh2's keepalive timeouts.
+//! or read by the step directly, reads retried past libssh2's keepalive timeouts, and what the
+//! shell sends bounded.
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -15,6 +16,11 @@ use crate::remote::{Answer, ExecOutput, Feed, Step, When, as_root};
 
 /// The channel is fed in large writes: libssh2 pipelines only within one write call.
 const CHUNK: usize = 1 << 20;
+/// The most the host's shell may send without ending an answer: every step answers with a few
+/// lines or a listing, and a host that sends without end must not fill this machine's memory.
+const MAX_ANSWER: usize = 16 << 20;
+/// What is kept of the shell's own stderr (`sudo` refusing, say): its first lines say why.
+const MAX_SAID: usize = 64 << 10;
 
 /// The host's shell (`shell.sh`, as root): steps go in framed on its stdin, answers come back
 /// framed on its stdout. One per connection, so a deploy pays for one sshd session, one PAM
@@ -198,7 +204,10 @@ impl Shell {
                 match self.channel.stream(id).read(&mut chunk) {
                     Ok(0) => break,
                     Ok(n) if id == 0 => self.buffer.extend_from_slice(&chunk[..n]),
-                    Ok(n) => self.said.extend_from_slice(&chunk[..n]),
+                    Ok(n) => {
+                        let room = MAX_SAID.saturating_sub(self.said.len());
+                        self.said.extend_from_slice(&chunk[..n.min(room)]);
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) => {
                         return Err(anyhow::Error::new(e).context("reading the host's shell"))
@@ -206,6 +215,9 @@ impl Shell {
                     }
                 }
             }
+        }
+        if self.buffer.len() > MAX_ANSWER {
+            return Err(overflowing());
         }
         Ok(())
     }
@@ -218,7 +230,8 @@ impl Shell {
             self.unready = false;
             return Ok(());
         }
-        let _ = self.channel.stderr().read_to_end(&mut self.said);
+        let room = MAX_SAID.saturating_sub(self.said.len()) as u64;
+        let _ = self.channel.stderr().take(room).read_to_end(&mut self.said);
         let _ = self.channel.wait_close();
         let status = self.channel.exit_status().unwrap_or(-1);
         let said = String::from_utf8_lossy(&self.said);
@@ -283,6 +296,9 @@ impl Shell {
                 self.buffer.drain(..at + marker.len());
                 return Ok(before);
             }
+            if self.buffer.len() > MAX_ANSWER {
+                return Err(overflowing());
+            }
             searched = self.buffer.len().saturating_sub(marker.len() - 1);
             let mut chunk = [0u8; 16 * 1024];
             let n = patiently(deadline, || self.channel.read(&mut chunk)).tag(Category::Connect)?;
@@ -303,6 +319,18 @@ impl Drop for Shell {
         let _ = self.channel.send_eof();
         let _ = self.channel.close();
     }
+}
+
+/// The host's shell sent more than [`MAX_ANSWER`] without ending an answer.
+fn overflowing() -> anyhow::Error {
+    tagged(
+        Category::Remote,
+        anyhow::anyhow!(
+            "the host's shell sent more than {} MiB without ending its answer; shipit stopped \
+             reading it",
+            MAX_ANSWER >> 20
+        ),
+    )
 }
 
 /// Retries `io` until `deadline` while libssh2 says it timed out. A blocking libssh2 call waits
