@@ -288,6 +288,9 @@ fn prepare_on(
     Ok(prepared)
 }
 
+/// The longest line kept whole before it is shown in pieces.
+const MAX_LINE: usize = 16 * 1024;
+
 /// Output of one of several hosts, written a whole line at a time with the host's prefix, so
 /// hosts' lines never mix within a line.
 struct Prefixed<'a> {
@@ -309,11 +312,18 @@ impl<'a> Prefixed<'a> {
 
     fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
         self.partial.extend_from_slice(data);
-        let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') else {
-            return Ok(());
-        };
-        let complete: Vec<u8> = self.partial.drain(..=end).collect();
-        self.emit(&complete)
+        if let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') {
+            let complete: Vec<u8> = self.partial.drain(..=end).collect();
+            self.emit(&complete)?;
+        }
+        // A host that never ends its line must not fill this machine's memory: an overlong
+        // line is shown in pieces, each on a line of its own.
+        while self.partial.len() >= MAX_LINE {
+            let mut piece: Vec<u8> = self.partial.drain(..MAX_LINE).collect();
+            piece.push(b'\n');
+            self.emit(&piece)?;
+        }
+        Ok(())
     }
 
     /// Writes a last line that had no newline.
@@ -355,5 +365,15 @@ mod tests {
         assert_eq!(out.partial, b"par");
         out.write(b"tial\nnext\nla").unwrap();
         assert_eq!(out.partial, b"la");
+    }
+
+    #[test]
+    fn a_line_that_never_ends_is_shown_in_pieces() {
+        let lock = Mutex::new(());
+        let mut out = Prefixed::new("web1 | ", &lock, false);
+        for _ in 0..100 {
+            out.write(&[b'x'; 1000]).unwrap();
+        }
+        assert!(out.partial.len() < MAX_LINE, "{} bytes held", out.partial.len());
     }
 }
