@@ -374,6 +374,10 @@ mod tests {
         for _ in 0..100 {
             out.write(&[b'x'; 1000]).unwrap();
         }
-        assert!(out.partial.len() < MAX_LINE, "{} bytes held", out.partial.len());
+        assert!(
+            out.partial.len() < MAX_LINE,
+            "{} bytes held",
+            out.partial.len()
+        );
     }
 }

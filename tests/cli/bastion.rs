@@ -11,8 +11,15 @@ use crate::support::app::*;
 use crate::support::sandbox::Sandbox;
 use crate::support::*;
 
-/// Live processes whose command line contains `needle`: (pid, parent pid, command line).
-fn processes_with(needle: &str) -> Vec<(u32, u32, String)> {
+/// A live or dead process of this machine, as /proc shows it.
+struct Process {
+    pid: u32,
+    ppid: u32,
+    cmdline: String,
+    environ: Vec<u8>,
+}
+
+fn processes() -> Vec<Process> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -21,39 +28,40 @@ fn processes_with(needle: &str) -> Vec<(u32, u32, String)> {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
             continue;
         };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if !cmdline.contains(needle) {
-            continue;
-        }
         // /proc/PID/stat: "pid (comm) state ppid ..."
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
         let ppid = stat
             .rsplit_once(')')
             .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
             .unwrap_or(0);
-        found.push((pid, ppid, cmdline));
+        found.push(Process {
+            pid,
+            ppid,
+            cmdline: String::from_utf8_lossy(&cmdline).replace('\0', " "),
+            environ: std::fs::read(entry.path().join("environ")).unwrap_or_default(),
+        });
     }
     found
+}
+
+/// Live processes whose command line contains `needle`: (pid, parent pid, command line).
+fn processes_with(needle: &str) -> Vec<(u32, u32, String)> {
+    processes()
+        .into_iter()
+        .filter(|p| p.cmdline.contains(needle))
+        .map(|p| (p.pid, p.ppid, p.cmdline))
+        .collect()
 }
 
 /// Live processes (not zombies) whose environment holds `marker`, `NAME=value`: (pid, command
 /// line).
 fn processes_marked(marker: &str) -> Vec<(u32, String)> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        if !environ.split(|&b| b == 0).any(|v| v == marker.as_bytes()) || is_zombie(pid) {
-            continue;
-        }
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        found.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
-    }
-    found
+    processes()
+        .into_iter()
+        .filter(|p| p.environ.split(|&b| b == 0).any(|v| v == marker.as_bytes()))
+        .filter(|p| !is_zombie(p.pid))
+        .map(|p| (p.pid, p.cmdline))
+        .collect()
 }
 
 /// Whether `pid` has ended and waits only to be reaped (or is gone).
