@@ -144,8 +144,8 @@ pub enum Command {
     /// Write a Dockerfile, Kubernetes manifests or a supervisord config from shipit.toml
     ///
     /// For platforms beyond one systemd host. Each file is a handlebars template; a project's own
-    /// templates/dockerfile.hbs, templates/dockerignore.hbs, templates/k8s/{deployment,service,
-    /// configmap,secret}.hbs or templates/supervisor.hbs replaces the built-in one.
+    /// templates/dockerfile.hbs, templates/dockerignore.hbs, templates/supervisor.hbs or
+    /// templates/k8s/{deployment,service,configmap,secret}.hbs replaces the built-in one.
     #[command(subcommand)]
     Generate(GenerateCommand),
     /// Local rehearsal hosts: Debian containers with systemd and SSH (Linux, root)
