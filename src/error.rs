@@ -33,6 +33,9 @@ pub enum Category {
     Interrupted = 130,
 }
 
+/// The exit code of an error no category claims: a bug in shipit, never a user's mistake.
+pub const EXIT_INTERNAL: u8 = 1;
+
 impl Category {
     /// Every category, in the order of their exit codes.
     pub const ALL: [Category; 10] = [

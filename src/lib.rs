@@ -57,7 +57,9 @@ pub fn main() -> ExitCode {
                 return ExitCode::from(*status);
             }
             error::report(&err);
-            ExitCode::from(error::category_of(&err).map_or(1, error::Category::exit_code))
+            ExitCode::from(
+                error::category_of(&err).map_or(error::EXIT_INTERNAL, error::Category::exit_code),
+            )
         }
     }
 }

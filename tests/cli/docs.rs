@@ -319,8 +319,12 @@ fn exit_code_page() -> String {
          failures keep these codes. A fleet deploy exits with the most severe host's code (see \
          [Fleets](../guides/fleets.md)).\n\n\
          | Code | Meaning |\n|---|---|\n\
-         | 0 | success |\n\
-         | 1 | internal error (a bug: please report it) |\n",
+         | 0 | success |\n",
+    );
+    let _ = writeln!(
+        page,
+        "| {} | internal error (a bug: please report it) |",
+        shipit::error::EXIT_INTERNAL
     );
     for category in Category::ALL {
         let _ = writeln!(
