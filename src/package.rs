@@ -289,9 +289,9 @@ pub struct Package {
     pub socket: Option<String>,
 }
 
-/// A package of app `app` and `version` for the unit tests, as `Package::open` would read it:
-/// `size` bytes at `path`, one binary of `unpacked` bytes, the service unit `unit`.
-#[cfg(test)]
+/// A package of app `app` and `version` for the unit tests and [`crate::scripts_check`], as
+/// `Package::open` would read it: `size` bytes at `path`, one binary of `unpacked` bytes, the
+/// service unit `unit`.
 pub(crate) fn fixture(path: &Path, version: &str, size: u64, unpacked: u64, unit: &str) -> Package {
     Package {
         path: path.to_path_buf(),

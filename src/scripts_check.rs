@@ -27,7 +27,7 @@ use crate::hosts::log::{Entry, ReadLog, RecordLog};
 use crate::hosts::releases::ListReleases;
 use crate::hosts::{Layout, Script};
 use crate::names::{AppName, ReleaseId};
-use crate::package::{FileEntry, Manifest, Package};
+use crate::package::Package;
 use crate::remote::Kind;
 use crate::rollout::dry_run::ReadInstalled;
 use crate::service_run::{self, ServiceRun};
@@ -47,27 +47,15 @@ fn layout() -> Layout {
 }
 
 fn package() -> Package {
-    Package {
-        path: "app-1.0.0-linux-amd64.tar.gz".into(),
-        sha256: "0".repeat(64),
-        size: 1000,
-        manifest: Manifest {
-            app: "app".into(),
-            version: "1.0.0".into(),
-            commit: None,
-            build_time: String::new(),
-            target: "linux-amd64".into(),
-            builder: "go".into(),
-            files: vec![FileEntry {
-                path: "app".into(),
-                mode: "0755".into(),
-                size: 5000,
-                sha256: "1".repeat(64),
-            }],
-        },
-        unit: UNIT.into(),
-        socket: Some("[Socket]\nListenStream=8080\n".into()),
-    }
+    let mut package = crate::package::fixture(
+        "app-1.0.0-linux-amd64.tar.gz".as_ref(),
+        "1.0.0",
+        1000,
+        5000,
+        UNIT,
+    );
+    package.socket = Some("[Socket]\nListenStream=8080\n".into());
+    package
 }
 
 fn host_unit() -> HostUnit {
