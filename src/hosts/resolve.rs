@@ -33,6 +33,68 @@ pub fn expand_groups<'a>(config: &'a Config, names: &'a [String]) -> Vec<&'a str
     hosts
 }
 
+/// The HOST arguments a command talks to. With an environment selected (and one must be when
+/// shipit.toml defines any), only its hosts, groups and their addresses, and all its hosts when
+/// none is named; without environments, `sandbox` when none is named.
+pub fn choose(config: &Config, names: &[String]) -> Result<Vec<String>> {
+    config.require_environment()?;
+    let Some(environment) = &config.environment else {
+        return Ok(if names.is_empty() {
+            vec![sandbox::DEFAULT_NAME.to_string()]
+        } else {
+            names.to_vec()
+        });
+    };
+    if config.hosts.is_empty() {
+        crate::fail!(
+            Usage,
+            "environment {environment} has no hosts\n  help: add \
+             [environments.{environment}.hosts.NAME] tables (or [hosts.NAME] ones it inherits)"
+        );
+    }
+    if names.is_empty() {
+        return Ok(config.hosts.keys().cloned().collect());
+    }
+    let ours = |name: &String| {
+        config.hosts.contains_key(name)
+            || config.groups.contains_key(name)
+            || config.hosts.values().any(|h| h.address == *name)
+    };
+    if let Some(stranger) = names.iter().find(|n| !ours(n)) {
+        let groups = if config.groups.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<&str> = config.groups.keys().map(String::as_str).collect();
+            format!(" (groups: {})", names.join(", "))
+        };
+        crate::fail!(
+            Usage,
+            "{stranger:?} is not a host of environment {environment}, whose hosts are {}{groups}\n  \
+             help: name one of them, or select the environment {stranger:?} belongs to with -e",
+            config.hosts.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(names.to_vec())
+}
+
+/// The one HOST a single-host command talks to: as [`choose`] takes it, and when none is
+/// named, the environment's host if it has only one.
+pub fn choose_one(config: &Config, name: Option<&str>) -> Result<String> {
+    let names: Vec<String> = name.map(str::to_string).into_iter().collect();
+    let mut chosen = choose(config, &names)?;
+    if chosen.len() > 1 {
+        crate::fail!(
+            Usage,
+            "this command takes one host, and environment {} has {}: {}\n  help: name one of \
+             them",
+            config.environment.as_deref().unwrap_or_default(),
+            chosen.len(),
+            chosen.join(", ")
+        );
+    }
+    Ok(chosen.remove(0))
+}
+
 pub fn resolve(config: &Config, host: &str, connection: &Connection) -> Result<Destination> {
     let entry = config.hosts.get(host).map(|e| destination::HostAddress {
         address: e.address.clone(),
