@@ -49,8 +49,8 @@ pub use plan::{
     Amount, Canary, DEFAULT_PARALLEL, MAX_PARALLEL, parse_amount, parse_batch, parse_canary,
     parse_duration, parse_parallel,
 };
-pub use show::{show_json, show_text};
 pub use service::{DEFAULT_HARDENING, parse_listen};
+pub use show::{show_json, show_text};
 
 pub const FILE_NAME: &str = "shipit.toml";
 

@@ -99,7 +99,9 @@ pub fn parse_parallel(text: &str) -> Result<usize, String> {
     text.parse::<usize>()
         .ok()
         .filter(|n| (1..=MAX_PARALLEL).contains(n))
-        .ok_or_else(|| format!("{text:?}: parallel must be a number of hosts from 1 to {MAX_PARALLEL}"))
+        .ok_or_else(|| {
+            format!("{text:?}: parallel must be a number of hosts from 1 to {MAX_PARALLEL}")
+        })
 }
 
 #[cfg(test)]

@@ -110,7 +110,8 @@ pub fn show_text(config: &Config) -> String {
 
 /// The configuration as JSON.
 pub fn show_json(config: &Config) -> String {
-    let json = serde_json::to_string_pretty(&shown(config)).expect("the shown configuration is JSON");
+    let json =
+        serde_json::to_string_pretty(&shown(config)).expect("the shown configuration is JSON");
     json + "\n"
 }
 
