@@ -63,8 +63,9 @@ pub(super) fn pick_one(names: &[String]) -> String {
 }
 
 /// Lays environment `name` over the base: its hosts (and then its groups) replace the base's,
-/// its `[service]` env keys win over the base's, and each key of its `[health]`, `[deploy]` and
-/// `[hooks]` replaces the base's.
+/// its `[service]` env keys join each host's env (over the base's), its env_file and
+/// env_command replace the base's, and so does each key of its `[health]`, `[deploy]` and
+/// `[hooks]`.
 pub(super) fn apply(src: &Source, raw: &mut RawConfig, name: &str) -> Result<()> {
     let key = raw
         .environments
@@ -87,10 +88,15 @@ pub(super) fn apply(src: &Source, raw: &mut RawConfig, name: &str) -> Result<()>
     } else if !groups.is_empty() {
         raw.groups = groups;
     }
-    for (k, v) in service.env {
-        // An equal key stays in the map as it was; the environment's place must replace it.
-        raw.service.env.remove(&k);
-        raw.service.env.insert(k, v);
+    // The environment's env reaches each host through its env file, which overrides the
+    // unit's Environment= lines: the unit, and so the package, stays the same in every
+    // environment, and one build ships to all of them. A host's own env still wins.
+    for host in raw.hosts.values_mut() {
+        for (k, v) in &service.env {
+            if !host.env.contains_key(k) {
+                host.env.insert(k.clone(), v.clone());
+            }
+        }
     }
     raw.service.env_file = service.env_file.or(raw.service.env_file.take());
     raw.service.env_command = service.env_command.or(raw.service.env_command.take());

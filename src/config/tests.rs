@@ -143,10 +143,12 @@ fn an_environment_is_laid_over_the_base() {
     assert_eq!(production.environment.as_deref(), Some("production"));
     assert_eq!(production.hosts.keys().collect::<Vec<_>>(), ["p1", "p2"]);
     assert_eq!(production.groups["web"], ["p1", "p2"]);
-    assert_eq!(production.service.env["GREETING"], "hello-production");
-    assert_eq!(production.service.env["LOG"], "info");
+    // Through each host's env file: the unit stays the base's, for one package everywhere.
+    assert_eq!(production.service.env["GREETING"], "hello-base");
+    assert_eq!(production.hosts["p2"].env["GREETING"], "hello-production");
+    assert!(!production.hosts["p2"].env.contains_key("LOG"));
     assert_eq!(
-        production.sources.service_env["GREETING"],
+        production.sources.host_env["p2"]["GREETING"],
         format!("{}:26:12", dir.path().join(FILE_NAME).display())
     );
     let health = production.health.unwrap();
@@ -263,6 +265,10 @@ fn shown_configuration_names_where_secrets_are_never_what_they_are() {
     };
     assert_eq!(
         value["service"]["env"]["GREETING"].as_str(),
+        Some(at(2, 12).as_str())
+    );
+    assert_eq!(
+        value["hosts"]["p2"]["env"]["GREETING"].as_str(),
         Some(at(26, 12).as_str())
     );
     assert_eq!(

@@ -55,12 +55,19 @@ pub fn choose(config: &Config, names: &[String]) -> Result<Vec<String>> {
     if names.is_empty() {
         return Ok(config.hosts.keys().cloned().collect());
     }
+    // An address stands for its host, so the host's env and health settings apply.
     let ours = |name: &String| {
-        config.hosts.contains_key(name)
-            || config.groups.contains_key(name)
-            || config.hosts.values().any(|h| h.address == *name)
+        if config.hosts.contains_key(name) || config.groups.contains_key(name) {
+            return Some(name.clone());
+        }
+        config
+            .hosts
+            .iter()
+            .find(|(_, h)| h.address == *name)
+            .map(|(host, _)| host.clone())
     };
-    if let Some(stranger) = names.iter().find(|n| !ours(n)) {
+    let chosen: Vec<Option<String>> = names.iter().map(ours).collect();
+    if let Some((stranger, _)) = names.iter().zip(&chosen).find(|(_, c)| c.is_none()) {
         let groups = if config.groups.is_empty() {
             String::new()
         } else {
@@ -74,7 +81,7 @@ pub fn choose(config: &Config, names: &[String]) -> Result<Vec<String>> {
             config.hosts.keys().cloned().collect::<Vec<_>>().join(", ")
         );
     }
-    Ok(names.to_vec())
+    Ok(chosen.into_iter().flatten().collect())
 }
 
 /// The one HOST a single-host command talks to: as [`choose`] takes it, and when none is
