@@ -82,7 +82,8 @@ pub struct GlobalArgs {
         long,
         global = true,
         value_name = "NAME",
-        env = "SHIPIT_ENVIRONMENT"
+        env = "SHIPIT_ENVIRONMENT",
+        hide_env_values = true
     )]
     pub environment: Option<String>,
 }
@@ -150,7 +151,7 @@ pub enum Command {
     /// Work with the systemd units
     #[command(subcommand)]
     Unit(UnitCommand),
-    /// Print the configuration as commands use it: shipit.toml with -e's environment laid over
+    /// Print the configuration commands use, -e's environment laid over, without secrets
     ///
     /// Values that may be secrets are shown by their source, never their value: each env value
     /// as the place in shipit.toml that sets it, env_file as its path, env_command as its words
