@@ -184,6 +184,22 @@ pub mod tests {
     }
 
     #[test]
+    fn an_owner_names_the_environment_it_deploys_to_and_older_ones_read_without() {
+        let mut me = owner("m", String::new());
+        let old = serde_json::to_string(&me).unwrap();
+        assert!(!old.contains("environment"), "{old}");
+        assert!(me.to_string().contains(" deploying v since t"), "{me}");
+        me.environment = Some("production".into());
+        assert!(
+            me.to_string()
+                .contains(" deploying v to production since t"),
+            "{me}"
+        );
+        let back: LockOwner = serde_json::from_str(&serde_json::to_string(&me).unwrap()).unwrap();
+        assert_eq!(back.environment.as_deref(), Some("production"));
+    }
+
+    #[test]
     fn tokens_are_random_hex_and_fixed_per_process() {
         assert_eq!(token().len(), 32);
         assert!(token().chars().all(|c| c.is_ascii_hexdigit()));

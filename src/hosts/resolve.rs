@@ -186,3 +186,54 @@ pub fn open(
     let remote = connect(&destination, connection, ui)?;
     Ok((Box::new(remote), Layout::of_app(config)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str, environment: Option<&str>) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("go.mod"), "module example.com/demo\n").unwrap();
+        let path = dir.path().join(crate::config::FILE_NAME);
+        crate::config::parse(dir.path(), &path, text, environment).unwrap()
+    }
+
+    const TWO: &str = "[environments.staging.hosts.s1]\naddress = \"10.0.0.1\"\n\
+        [environments.production.hosts.p1]\naddress = \"10.0.0.2\"\n\
+        [environments.production.hosts.p2]\naddress = \"10.0.0.3\"\n\
+        [environments.production.groups]\nweb = [\"p1\", \"p2\"]\n";
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn an_environment_is_required_and_limits_the_hosts_to_its_own() {
+        let plain = config("", None);
+        assert_eq!(choose(&plain, &[]).unwrap(), [sandbox::DEFAULT_NAME]);
+        assert_eq!(choose(&plain, &names(&["any"])).unwrap(), ["any"]);
+        let err = choose(&config(TWO, None), &names(&["p1"])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("help: add -e production or -e staging"),
+            "{err}"
+        );
+        let production = config(TWO, Some("production"));
+        assert_eq!(choose(&production, &[]).unwrap(), ["p1", "p2"]);
+        assert_eq!(
+            choose(&production, &names(&["web", "10.0.0.3"])).unwrap(),
+            ["web", "p2"]
+        );
+        let err = choose(&production, &names(&["s1"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"s1\" is not a host of environment production, whose hosts are p1, p2 (groups: web)"),
+            "{err}"
+        );
+        assert!(choose_one(&production, None).is_err());
+        assert_eq!(choose_one(&production, Some("p2")).unwrap(), "p2");
+        let staging = config(TWO, Some("staging"));
+        assert_eq!(choose_one(&staging, None).unwrap(), "s1");
+    }
+}
