@@ -8,11 +8,17 @@ use std::time::Duration;
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use anyhow::Result;
+
 use crate::build::Target;
-use crate::hosts::Connection;
+use crate::config::{
+    Config, parse_amount as amount, parse_batch as batch, parse_canary as canary,
+    parse_duration as duration, parse_parallel,
+};
+use crate::hosts::{self, Connection};
 use crate::ops;
 use crate::rollout::{self, Amount, ArmedPolicy, Canary, OnFailure};
-use crate::sandbox::{DEFAULT_NAME, Init, Release};
+use crate::sandbox::{Init, Release};
 use crate::ui::Format;
 
 #[derive(Debug, Parser)]
@@ -69,6 +75,17 @@ pub struct GlobalArgs {
     /// Show the whole script of a remote step that fails, and all of its stderr
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// The [environments.NAME] of shipit.toml to use; required, when it defines any, by every
+    /// command that talks to hosts
+    #[arg(
+        short = 'e',
+        long,
+        global = true,
+        value_name = "NAME",
+        env = "SHIPIT_ENVIRONMENT",
+        hide_env_values = true
+    )]
+    pub environment: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +151,12 @@ pub enum Command {
     /// Work with the systemd units
     #[command(subcommand)]
     Unit(UnitCommand),
+    /// Print the configuration commands use, -e's environment laid over, without secrets
+    ///
+    /// Values that may be secrets are shown by their source, never their value: each env value
+    /// as the place in shipit.toml that sets it, env_file as its path, env_command as its words
+    /// (it is not run).
+    Config(ConfigArgs),
     /// Write a commented shipit.toml for the project in DIR
     ///
     /// Detects Go or Rust, and from the source how the service listens: a port or address flag
@@ -176,8 +199,8 @@ pub struct BuildArgs {
     pub out_dir: Option<PathBuf>,
 }
 
-const HOST_HELP: &str =
-    "A [hosts] name from shipit.toml, an ssh alias, a sandbox host, or [user@]host[:port]";
+const HOST_HELP: &str = "A [hosts] name from shipit.toml, an ssh alias, a sandbox host, or \
+    [user@]host[:port] [default: the environment's one host, else sandbox]";
 
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
@@ -192,12 +215,12 @@ pub struct ConnectArgs {
     pub ssh_config: Option<PathBuf>,
 }
 
-const HOSTS_HELP: &str =
-    "Hosts or [groups] from shipit.toml, ssh aliases, sandbox hosts, or [user@]host[:port]";
+const HOSTS_HELP: &str = "Hosts or [groups] from shipit.toml, ssh aliases, sandbox hosts, or \
+    [user@]host[:port] [default: every host of the environment, else sandbox]";
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    #[arg(value_name = "HOST", default_value = DEFAULT_NAME, help = HOSTS_HELP)]
+    #[arg(value_name = "HOST", help = HOSTS_HELP)]
     pub hosts: Vec<String>,
     /// Deploy this package instead of building one
     #[arg(long, value_name = "FILE", conflicts_with_all = ["target", "version_override", "out_dir"])]
@@ -211,28 +234,34 @@ pub struct DeployArgs {
     /// When the new release fails its health check, leave it in place instead of rolling back
     #[arg(long)]
     pub no_rollback: bool,
-    /// Wait this long for another deploy's lock (e.g. 2m) instead of failing at once
+    /// Wait this long for another deploy's lock (e.g. 2m) instead of failing at once [default:
+    /// [deploy] lock_wait]
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub lock_wait: Option<Duration>,
     /// Arm a timer on the host that rolls back by itself unless shipit confirms the release
-    /// within DURATION (e.g. 3m) — survives this machine dying mid-deploy
+    /// within DURATION (e.g. 3m) — survives this machine dying mid-deploy [default: [deploy]
+    /// confirm_timeout]
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub confirm_timeout: Option<Duration>,
     /// Cancel another deploy's armed dead-man timer on the hosts instead of refusing to deploy
     #[arg(long)]
     pub force_disarm: bool,
-    /// Hosts connected to, uploaded to and prepared at the same time
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub parallel: u16,
+    /// Hosts connected to, uploaded to and prepared at the same time [default: [deploy]
+    /// parallel, else 8]
+    #[arg(long, value_name = "N", value_parser = parse_parallel)]
+    pub parallel: Option<usize>,
     /// Hosts switched at a time (N or P%); each batch must pass its health gate before the next
-    #[arg(long, value_name = "N|P%", default_value = "100%", value_parser = batch)]
-    pub batch: Amount,
-    /// Switch this host (or "1": the first host) alone before any batch
+    /// [default: [deploy] batch, else 100%]
+    #[arg(long, value_name = "N|P%", value_parser = batch)]
+    pub batch: Option<Amount>,
+    /// Switch this host (or "1": the first host) alone before any batch [default: [deploy]
+    /// canary]
     #[arg(long, value_name = "HOST|1", value_parser = canary)]
     pub canary: Option<Canary>,
-    /// Failed hosts (N or P%) tolerated before the rollout stops
-    #[arg(long, value_name = "N|P%", default_value = "0", value_parser = amount)]
-    pub max_fail: Amount,
+    /// Failed hosts (N or P%) tolerated before the rollout stops [default: [deploy] max_fail,
+    /// else 0]
+    #[arg(long, value_name = "N|P%", value_parser = amount)]
+    pub max_fail: Option<Amount>,
     /// When the rollout stops, switch the hosts already on the new release back too
     #[arg(long)]
     pub rollback_all_on_failure: bool,
@@ -244,7 +273,7 @@ pub struct DeployArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    #[arg(value_name = "HOST", default_value = DEFAULT_NAME, help = HOSTS_HELP)]
+    #[arg(value_name = "HOST", help = HOSTS_HELP)]
     pub hosts: Vec<String>,
     /// Print the status as JSON
     #[arg(long)]
@@ -255,7 +284,7 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    #[arg(value_name = "HOST", default_value = DEFAULT_NAME, help = HOSTS_HELP)]
+    #[arg(value_name = "HOST", help = HOSTS_HELP)]
     pub hosts: Vec<String>,
     /// Keep printing new lines, from every host, until Ctrl-C (or --until)
     #[arg(short, long)]
@@ -284,7 +313,7 @@ pub struct LogsArgs {
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    #[arg(value_name = "HOST", default_value = DEFAULT_NAME, help = HOSTS_HELP)]
+    #[arg(value_name = "HOST", help = HOSTS_HELP)]
     pub hosts: Vec<String>,
     /// The command and its arguments, after `--`
     #[arg(value_name = "COMMAND", last = true, required = true)]
@@ -298,8 +327,8 @@ pub struct ExecArgs {
 
 #[derive(Debug, Args)]
 pub struct ReleasesArgs {
-    #[arg(default_value = DEFAULT_NAME, help = HOST_HELP)]
-    pub host: String,
+    #[arg(value_name = "HOST", help = HOST_HELP)]
+    pub host: Option<String>,
     /// Print the releases as JSON
     #[arg(long)]
     pub json: bool,
@@ -309,7 +338,7 @@ pub struct ReleasesArgs {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    #[arg(value_name = "HOST", default_value = DEFAULT_NAME, help = HOSTS_HELP)]
+    #[arg(value_name = "HOST", help = HOSTS_HELP)]
     pub hosts: Vec<String>,
     /// Show each host's last N entries
     #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 20)]
@@ -323,8 +352,8 @@ pub struct HistoryArgs {
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
-    #[arg(default_value = DEFAULT_NAME, help = HOST_HELP)]
-    pub host: String,
+    #[arg(value_name = "HOST", help = HOST_HELP)]
+    pub host: Option<String>,
     /// Return to the newest good release of this version instead of the previous one
     #[arg(long, value_name = "VERSION")]
     pub to: Option<String>,
@@ -342,8 +371,8 @@ pub enum LockCommand {
 
 #[derive(Debug, Args)]
 pub struct HostArgs {
-    #[arg(default_value = DEFAULT_NAME, help = HOST_HELP)]
-    pub host: String,
+    #[arg(value_name = "HOST", help = HOST_HELP)]
+    pub host: Option<String>,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -369,6 +398,13 @@ pub struct UnitGenerateArgs {
     /// Render the units for hosts with this systemd release: newer directives are left out
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(239..=9999))]
     pub systemd_version: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Print the configuration as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -491,33 +527,8 @@ impl Shell {
     }
 }
 
-fn duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is not a duration like \"30s\" or \"5m\": {e}"))
-}
-
 fn target(text: &str) -> Result<Target, String> {
     Target::parse(text).map_err(|e| e.to_string())
-}
-
-fn amount(text: &str) -> Result<Amount, String> {
-    text.parse()
-}
-
-fn batch(text: &str) -> Result<Amount, String> {
-    let batch = amount(text)?;
-    if batch.of(100) == 0 {
-        return Err("at least one host per batch".into());
-    }
-    Ok(batch)
-}
-
-fn canary(text: &str) -> Result<Canary, String> {
-    Ok(if text == "1" {
-        Canary::First
-    } else {
-        Canary::Host(text.to_string())
-    })
 }
 
 impl BuildArgs {
@@ -545,9 +556,11 @@ fn format(json: bool) -> Format {
 }
 
 impl DeployArgs {
-    pub fn request(&self) -> rollout::Request {
-        rollout::Request {
-            hosts: self.hosts.clone(),
+    /// The request, each rollout flag over its `[deploy]` key and the hosts chosen.
+    pub fn request(&self, config: &Config) -> Result<rollout::Request> {
+        let file = &config.deploy;
+        Ok(rollout::Request {
+            hosts: hosts::choose(config, &self.hosts)?,
             package: self.package.clone(),
             build: self.build.options(),
             format: format(self.json),
@@ -558,8 +571,8 @@ impl DeployArgs {
                 } else {
                     OnFailure::RollBack
                 },
-                lock_wait: self.lock_wait.unwrap_or_default(),
-                confirm_timeout: self.confirm_timeout,
+                lock_wait: self.lock_wait.or(file.lock_wait).unwrap_or_default(),
+                confirm_timeout: self.confirm_timeout.or(file.confirm_timeout),
                 armed: if self.force_disarm {
                     ArmedPolicy::Disarm
                 } else {
@@ -567,62 +580,62 @@ impl DeployArgs {
                 },
             },
             rollout: rollout::Rollout {
-                parallel: usize::from(self.parallel),
-                batch: self.batch,
-                canary: self.canary.clone(),
-                max_fail: self.max_fail,
+                parallel: self.parallel.unwrap_or(file.parallel),
+                batch: self.batch.unwrap_or(file.batch),
+                canary: self.canary.clone().or_else(|| file.canary.clone()),
+                max_fail: self.max_fail.unwrap_or(file.max_fail),
                 rollback_all_on_failure: self.rollback_all_on_failure,
             },
             connection: self.connect.connection(),
-        }
+        })
     }
 }
 
 impl StatusArgs {
-    pub fn request(&self) -> ops::status::Request {
-        ops::status::Request {
-            hosts: self.hosts.clone(),
+    pub fn request(&self, config: &Config) -> Result<ops::status::Request> {
+        Ok(ops::status::Request {
+            hosts: hosts::choose(config, &self.hosts)?,
             format: format(self.json),
             connection: self.connect.connection(),
-        }
+        })
     }
 }
 
 impl ReleasesArgs {
-    pub fn request(&self) -> ops::releases::Request {
-        ops::releases::Request {
-            host: self.host.clone(),
+    pub fn request(&self, config: &Config) -> Result<ops::releases::Request> {
+        Ok(ops::releases::Request {
+            host: hosts::choose_one(config, self.host.as_deref())?,
             format: format(self.json),
             connection: self.connect.connection(),
-        }
+        })
     }
 }
 
 impl HistoryArgs {
-    pub fn request(&self) -> ops::history::Request {
-        ops::history::Request {
-            hosts: self.hosts.clone(),
+    pub fn request(&self, config: &Config) -> Result<ops::history::Request> {
+        Ok(ops::history::Request {
+            hosts: hosts::choose(config, &self.hosts)?,
             lines: self.lines,
             format: format(self.json),
             connection: self.connect.connection(),
-        }
+        })
     }
 }
 
 impl RollbackArgs {
-    pub fn request(&self) -> ops::rollback::Request {
-        ops::rollback::Request {
-            host: self.host.clone(),
+    pub fn request(&self, config: &Config) -> Result<ops::rollback::Request> {
+        Ok(ops::rollback::Request {
+            host: hosts::choose_one(config, self.host.as_deref())?,
             to: self.to.clone(),
             connection: self.connect.connection(),
-        }
+        })
     }
 }
 
 impl LogsArgs {
-    pub fn request(&self) -> crate::logs::Request {
-        crate::logs::Request {
-            hosts: self.hosts.clone(),
+    pub fn request(&self, config: &Config) -> Result<crate::logs::Request> {
+        Ok(crate::logs::Request {
+            hosts: hosts::choose(config, &self.hosts)?,
             follow: self.follow,
             lines: self.lines,
             since: self.since.clone(),
@@ -630,32 +643,32 @@ impl LogsArgs {
             grep: self.grep.clone(),
             host_names: self.host_names,
             connection: self.connect.connection(),
-        }
+        })
     }
 }
 
 impl ExecArgs {
-    pub fn request(&self) -> crate::exec::Request {
-        crate::exec::Request {
-            hosts: self.hosts.clone(),
+    pub fn request(&self, config: &Config) -> Result<crate::exec::Request> {
+        Ok(crate::exec::Request {
+            hosts: hosts::choose(config, &self.hosts)?,
             command: self.command.clone(),
             tty: self.tty,
             connection: self.connect.connection(),
-        }
+        })
     }
 }
 
 impl LockCommand {
-    pub fn request(&self) -> ops::lock::Request {
+    pub fn request(&self, config: &Config) -> Result<ops::lock::Request> {
         let (action, args) = match self {
             LockCommand::Status(args) => (ops::lock::LockAction::Show, args),
             LockCommand::Release(args) => (ops::lock::LockAction::Release, args),
         };
-        ops::lock::Request {
+        Ok(ops::lock::Request {
             action,
-            host: args.host.clone(),
+            host: hosts::choose_one(config, args.host.as_deref())?,
             connection: args.connect.connection(),
-        }
+        })
     }
 }
 

@@ -279,8 +279,9 @@ mod tests {
             ] {
                 let listen = ListenPlan::from(found);
                 let text = template("demo", language, &listen);
-                let config = crate::config::parse(dir.path(), &dir.path().join(FILE_NAME), &text)
-                    .unwrap_or_else(|e| panic!("{e:#}\n{text}"));
+                let config =
+                    crate::config::parse(dir.path(), &dir.path().join(FILE_NAME), &text, None)
+                        .unwrap_or_else(|e| panic!("{e:#}\n{text}"));
                 assert_eq!(config.app.name, "demo");
                 let port = config.health.as_ref().map(|h| h.endpoint().1);
                 assert_eq!(port, listen.health_url.map(|(port, _)| port), "{text}");

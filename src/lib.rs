@@ -87,21 +87,34 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         _ => {}
     }
-    let config = config::load(&cli.global.path, cli.global.config.as_deref())?;
+    let config = config::load(
+        &cli.global.path,
+        cli.global.config.as_deref(),
+        cli.global.environment.as_deref(),
+    )?;
     match &cli.command {
         Command::Build(args) => {
             let archive = package::build_and_package(&config, &args.options(), &ui)?;
             println!("{}", archive.display());
             Ok(())
         }
-        Command::Deploy(args) => rollout::run(&config, &args.request(), &ui),
-        Command::Status(args) => ops::status::run(&config, &args.request(), &ui),
-        Command::Logs(args) => logs::run(&config, &args.request(), &ui),
-        Command::Exec(args) => exec::run(&config, &args.request(), &ui),
-        Command::Releases(args) => ops::releases::run(&config, &args.request(), &ui),
-        Command::History(args) => ops::history::run(&config, &args.request(), &ui),
-        Command::Rollback(args) => ops::rollback::run(&config, &args.request(), &ui),
-        Command::Lock(command) => ops::lock::run(&config, &command.request(), &ui),
+        Command::Deploy(args) => rollout::run(&config, &args.request(&config)?, &ui),
+        Command::Status(args) => ops::status::run(&config, &args.request(&config)?, &ui),
+        Command::Logs(args) => logs::run(&config, &args.request(&config)?, &ui),
+        Command::Exec(args) => exec::run(&config, &args.request(&config)?, &ui),
+        Command::Releases(args) => ops::releases::run(&config, &args.request(&config)?, &ui),
+        Command::History(args) => ops::history::run(&config, &args.request(&config)?, &ui),
+        Command::Rollback(args) => ops::rollback::run(&config, &args.request(&config)?, &ui),
+        Command::Lock(command) => ops::lock::run(&config, &command.request(&config)?, &ui),
+        Command::Config(args) => {
+            let shown = if args.json {
+                config::show_json(&config)
+            } else {
+                config::show_text(&config)
+            };
+            print!("{shown}");
+            Ok(())
+        }
         Command::Unit(UnitCommand::Generate(args)) => unit::generate(&config, &args.options(), &ui),
         Command::Generate(command) => {
             let (what, output) = command.what();

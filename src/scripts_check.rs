@@ -43,6 +43,7 @@ fn layout() -> Layout {
         user: "app".into(),
         release: ReleaseId::from_host("1.0.0-0123456789ab"),
         sha256: "0".repeat(64),
+        environment: None,
     }
 }
 

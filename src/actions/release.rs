@@ -188,6 +188,7 @@ mod tests {
             user: "app".into(),
             release: crate::names::ReleaseId::from_host("1.0.0-0123456789ab"),
             sha256: "ab".repeat(32),
+            environment: None,
         };
         let host_unit = HostUnit {
             systemd: 252,

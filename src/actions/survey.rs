@@ -174,6 +174,7 @@ mod tests {
             user: "app".into(),
             release: "1-000000000000".into(),
             sha256: "0".repeat(64),
+            environment: None,
         };
         let (mb, package) = (1_000_000, package(23_000_000, 22_000_000));
         let check = |survey: &Survey| check_room(survey, &package, &layout, "web1");

@@ -3,19 +3,24 @@
 //!
 //! The file is read into the serde structs of `raw`, exactly as written; each section's file
 //! (`app`, `build`, `service`, `health`, `hosts`, `deploy`, `hooks`, `generate`) checks its part
-//! and turns it into the types of `model`, which the rest of shipit reads.
+//! and turns it into the types of `model`, which the rest of shipit reads. With `-e NAME`,
+//! `environments` first lays that environment's tables over the base ones; every environment is
+//! checked, whichever is selected.
 
 mod app;
 mod build;
 mod checks;
 mod deploy;
+mod environments;
 mod generate;
 mod health;
 mod hooks;
 mod hosts;
 mod model;
+mod plan;
 mod raw;
 mod service;
+mod show;
 mod source;
 #[cfg(test)]
 mod tests;
@@ -38,14 +43,20 @@ use source::Source;
 
 pub use model::{
     App, Argv, Build, Builder, CCompiler, Cgo, Config, Container, Deploy, Health, HookHosts, Hooks,
-    HostEntry, K8s, Listen, Probe, Resources, Runtime, Service, VersionSource,
+    HostEntry, K8s, Listen, Probe, Resources, Runtime, Service, Sources, VersionSource,
+};
+pub use plan::{
+    Amount, Canary, DEFAULT_PARALLEL, MAX_PARALLEL, parse_amount, parse_batch, parse_canary,
+    parse_duration, parse_parallel,
 };
 pub use service::{DEFAULT_HARDENING, parse_listen};
+pub use show::{show_json, show_text};
 
 pub const FILE_NAME: &str = "shipit.toml";
 
-/// Loads `file` (or DIR/shipit.toml); without a file, defaults are derived from the project.
-pub fn load(root: &Path, file: Option<&Path>) -> Result<Config> {
+/// Loads `file` (or DIR/shipit.toml) for `environment` (`-e`); without a file, defaults are
+/// derived from the project.
+pub fn load(root: &Path, file: Option<&Path>, environment: Option<&str>) -> Result<Config> {
     let root = root
         .canonicalize()
         .with_context(|| format!("project directory {} is not accessible", root.display()))
@@ -61,27 +72,52 @@ pub fn load(root: &Path, file: Option<&Path>) -> Result<Config> {
                 .tag(Category::Usage);
         }
     };
-    parse(&root, &path, &text)
+    parse(&root, &path, &text, environment)
 }
 
-pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
+pub fn parse(root: &Path, path: &Path, text: &str, environment: Option<&str>) -> Result<Config> {
     let src = Source { path, text };
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+    let names = environments::names(&src, &read(&src)?)?;
+    environments::check_selected(&src, &names, environment)?;
+    // Each environment is read afresh from the text and checked, so a mistake in production's
+    // table is found by a deploy to staging too.
+    for other in names.iter().filter(|n| Some(n.as_str()) != environment) {
+        let mut raw = read(&src)?;
+        environments::apply(&src, &mut raw, other)?;
+        check(root, &src, raw)?;
+    }
+    let mut raw = read(&src)?;
+    if let Some(name) = environment {
+        environments::apply(&src, &mut raw, name)?;
+    }
+    let mut config = check(root, &src, raw)?;
+    config.environment = environment.map(str::to_string);
+    config.environments = names;
+    Ok(config)
+}
+
+fn read(src: &Source) -> Result<RawConfig> {
+    toml::from_str(src.text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         src.error(&span, e.message().trim_end())
-    })?;
+    })
+}
+
+/// The (laid over) file, section by section, into the model.
+fn check(root: &Path, src: &Source, raw: RawConfig) -> Result<Config> {
+    let sources = environments::sources(src, &raw);
     let detected = crate::project::detect(root)?;
-    let build = parse_build(&src, raw.build, detected.language)?;
-    let app = parse_app(&src, raw.app, &detected)?;
-    let mut service = parse_service(&src, root, raw.service, &app.name)?;
-    let health = raw.health.map(|h| parse_health(&src, h)).transpose()?;
+    let build = parse_build(src, raw.build, detected.language)?;
+    let app = parse_app(src, raw.app, &detected)?;
+    let mut service = parse_service(src, root, raw.service, &app.name)?;
+    let health = raw.health.map(|h| parse_health(src, h)).transpose()?;
     service.port = service.port.or(health.as_ref().map(|h| h.endpoint().1));
-    let hosts = parse_hosts(&src, root, raw.hosts, health.is_some())?;
-    let groups = parse_groups(&src, raw.groups, &hosts)?;
-    let deploy = parse_deploy(&src, raw.deploy, !service.listen.is_empty())?;
-    let hooks = parse_hooks(&src, raw.hooks)?;
-    let container = parse_container(&src, raw.container)?;
-    let k8s = parse_k8s(&src, raw.k8s, &app.name)?;
+    let hosts = parse_hosts(src, root, raw.hosts, health.is_some())?;
+    let groups = parse_groups(src, raw.groups, &hosts)?;
+    let deploy = parse_deploy(src, raw.deploy, !service.listen.is_empty())?;
+    let hooks = parse_hooks(src, raw.hooks)?;
+    let container = parse_container(src, raw.container)?;
+    let k8s = parse_k8s(src, raw.k8s, &app.name)?;
 
     Ok(Config {
         root: root.to_path_buf(),
@@ -95,5 +131,8 @@ pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config> {
         hooks,
         container,
         k8s,
+        environment: None,
+        environments: Vec::new(),
+        sources,
     })
 }

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::plan::{Amount, Canary};
 use crate::project::Language;
 
 /// The whole, validated description of one app.
@@ -29,6 +30,21 @@ pub struct Config {
     pub container: Container,
     /// `[k8s]`, for `shipit generate k8s`.
     pub k8s: K8s,
+    // Environments: the one selected with -e (its overrides are already applied above), the
+    // names of all of them, and where the values shown by their source were written.
+    pub environment: Option<String>,
+    pub environments: Vec<String>,
+    pub sources: Sources,
+}
+
+/// Where each secret-bearing value was written (`shipit.toml:LINE:COL`), so it can be shown by
+/// its source and never by its value.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `[service] env` key → where its value is written.
+    pub service_env: BTreeMap<String, String>,
+    /// Host name → its `env` keys → where each value is written.
+    pub host_env: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +109,14 @@ pub struct Deploy {
     /// Start the new release on a scratch socket and check it before the switch: `[deploy]
     /// preflight`, on by default when the service has `listen` sockets, never without.
     pub preflight: bool,
+    /// The rollout's defaults (`[deploy]` batch, canary, max_fail, parallel, confirm_timeout,
+    /// lock_wait); the deploy flags override each.
+    pub batch: Amount,
+    pub canary: Option<Canary>,
+    pub max_fail: Amount,
+    pub parallel: usize,
+    pub confirm_timeout: Option<Duration>,
+    pub lock_wait: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]

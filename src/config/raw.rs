@@ -27,6 +27,9 @@ pub(super) struct RawConfig {
     pub(super) container: RawContainer,
     #[serde(default)]
     pub(super) k8s: RawK8s,
+    // Environments: each overrides parts of the above when it is selected with -e.
+    #[serde(default)]
+    pub(super) environments: BTreeMap<Spanned<String>, RawEnvironment>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +64,31 @@ pub(super) struct RawHooks {
 pub(super) struct RawDeploy {
     pub(super) keep_releases: Option<Spanned<usize>>,
     pub(super) preflight: Option<Spanned<bool>>,
+    // The rollout's defaults; the deploy flags of the same names override them.
+    pub(super) batch: Option<Spanned<AmountValue>>,
+    pub(super) canary: Option<Spanned<AmountValue>>,
+    pub(super) max_fail: Option<Spanned<AmountValue>>,
+    pub(super) parallel: Option<Spanned<AmountValue>>,
+    pub(super) confirm_timeout: Option<Spanned<String>>,
+    pub(super) lock_wait: Option<Spanned<String>>,
+}
+
+/// A `[deploy]` value written as a number (`batch = 2`) or as text (`batch = "25%"`), read
+/// as the text the flag of the same name takes.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum AmountValue {
+    Number(u64),
+    Text(String),
+}
+
+impl AmountValue {
+    pub(super) fn text(&self) -> String {
+        match self {
+            AmountValue::Number(n) => n.to_string(),
+            AmountValue::Text(text) => text.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,4 +204,44 @@ pub(super) struct RawResources {
 pub(super) struct RawProbe {
     pub(super) initial_delay: Option<Spanned<String>>,
     pub(super) period: Option<Spanned<String>>,
+}
+
+/// `[environments.NAME]`: what differs from the base configuration in one environment.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEnvironment {
+    #[serde(default)]
+    pub(super) hosts: BTreeMap<Spanned<String>, RawHost>,
+    #[serde(default)]
+    pub(super) groups: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(super) service: RawEnvironmentService,
+    pub(super) health: Option<RawEnvironmentHealth>,
+    #[serde(default)]
+    pub(super) deploy: RawDeploy,
+    #[serde(default)]
+    pub(super) hooks: RawHooks,
+}
+
+/// The `[service]` keys an environment may override: where the service's environment comes from.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEnvironmentService {
+    #[serde(default)]
+    pub(super) env: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub(super) env_file: Option<Spanned<String>>,
+    pub(super) env_command: Option<RawArgv>,
+}
+
+/// `[health]` with every key optional: each one written replaces the base one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEnvironmentHealth {
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) expect_status: Option<Spanned<u16>>,
+    pub(super) interval: Option<Spanned<String>>,
+    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) retries: Option<u32>,
+    pub(super) settle: Option<Spanned<String>>,
+    pub(super) check_version: Option<bool>,
 }

@@ -14,6 +14,8 @@ pub struct Layout {
     /// `<version>-<first 12 hex of the package sha256>`
     pub release: ReleaseId,
     pub sha256: String,
+    /// The environment (`-e`) the command runs for: deploy logs and locks record it.
+    pub environment: Option<String>,
 }
 
 impl Layout {
@@ -24,6 +26,7 @@ impl Layout {
             user: config.service.user.clone(),
             release: ReleaseId::of(&package.manifest.version, &package.sha256),
             sha256: package.sha256.clone(),
+            environment: config.environment.clone(),
         }
     }
 
@@ -34,6 +37,7 @@ impl Layout {
             user: config.service.user.clone(),
             release: ReleaseId::default(),
             sha256: String::new(),
+            environment: config.environment.clone(),
         }
     }
 

@@ -38,6 +38,9 @@ pub struct Entry {
     /// `skipped`; for a rollback, `rolled-back` or `failed`.
     pub outcome: String,
     pub seconds: f64,
+    /// The environment (`-e`) it was for; none without environments, and in older entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
 }
 
 impl Entry {
@@ -59,6 +62,7 @@ impl Entry {
             previous: previous.cloned(),
             outcome: outcome.into(),
             seconds: (seconds * 10.0).round() / 10.0,
+            environment: layout.environment.clone(),
         }
     }
 }
@@ -145,9 +149,9 @@ impl Script for ReadLog {
     }
 }
 
-/// Who deployed `release`: the last deploy of it that reached its gate healthy, else the last
-/// that tried.
-pub fn deployed_by(entries: &[Entry], release: &ReleaseId) -> Option<String> {
+/// The deploy that tells who deployed `release`, and for which environment: the last deploy of
+/// it that reached its gate healthy, else the last that tried.
+pub fn deployed_by(entries: &[Entry], release: &ReleaseId) -> Option<Entry> {
     let deploys = || {
         entries
             .iter()
@@ -157,7 +161,7 @@ pub fn deployed_by(entries: &[Entry], release: &ReleaseId) -> Option<String> {
     deploys()
         .find(|e| e.outcome == "deployed")
         .or_else(|| deploys().next())
-        .map(|e| e.by.clone())
+        .cloned()
 }
 
 #[cfg(test)]
@@ -174,6 +178,7 @@ mod tests {
             previous: None,
             outcome: outcome.into(),
             seconds: 1.0,
+            environment: None,
         }
     }
 
@@ -187,6 +192,18 @@ mod tests {
     }
 
     #[test]
+    fn the_environment_is_written_when_there_is_one_and_older_entries_read_without() {
+        let mut e = entry("deploy", "1-abc", "deployed", "ann@laptop");
+        let old = serde_json::to_string(&e).unwrap();
+        assert!(!old.contains("environment"), "{old}");
+        assert_eq!(ReadLog::parse(&old), [e.clone()]);
+        e.environment = Some("staging".into());
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(line.contains(r#""environment":"staging""#), "{line}");
+        assert_eq!(ReadLog::parse(&line), [e]);
+    }
+
+    #[test]
     fn who_deployed_a_release_is_the_last_healthy_deploy_of_it() {
         let log = [
             entry("deploy", "1-a", "deployed", "ann@a"),
@@ -195,7 +212,7 @@ mod tests {
             entry("rollback", "1-a", "rolled-back", "dee@d"),
             entry("deploy", "1-a", "failed", "eve@e"),
         ];
-        let by = |release: &str| deployed_by(&log, &ReleaseId::from_host(release));
+        let by = |release: &str| deployed_by(&log, &ReleaseId::from_host(release)).map(|e| e.by);
         assert_eq!(by("1-a").as_deref(), Some("cy@c"));
         assert_eq!(by("2-b").as_deref(), Some("bob@b"));
         assert_eq!(by("3-c"), None);

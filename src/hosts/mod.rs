@@ -19,6 +19,6 @@ pub mod script;
 
 pub use connection::{Connect, Connection, SshConnector, connect};
 pub use layout::Layout;
-pub use resolve::{expand_groups, health_for, open, resolve};
+pub use resolve::{choose, choose_one, expand_groups, health_for, open, resolve};
 pub use runner::Runner;
 pub use script::Script;

@@ -46,6 +46,9 @@ pub struct LockOwner {
     /// `<boot id>/<PID namespace>/<process start time>`: where `pid` names the holder.
     #[serde(default)]
     pub process: String,
+    /// The environment (`-e`) the holder deploys to; none without environments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
 }
 
 impl LockOwner {
@@ -63,6 +66,7 @@ impl LockOwner {
             token: token().to_string(),
             machine: machine_id(),
             process: format!("{}{}", process_space(), start_time(pid).unwrap_or_default()),
+            environment: layout.environment.clone(),
         }
     }
 
@@ -91,9 +95,14 @@ impl LockOwner {
 
 impl std::fmt::Display for LockOwner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let to = self
+            .environment
+            .as_ref()
+            .map(|e| format!(" to {e}"))
+            .unwrap_or_default();
         write!(
             f,
-            "{} deploying {} since {}",
+            "{} deploying {}{to} since {}",
             self.who(),
             self.version,
             self.since
@@ -149,6 +158,7 @@ pub mod tests {
             token: "0123".into(),
             machine: machine.into(),
             process,
+            environment: None,
         }
     }
 
@@ -159,6 +169,7 @@ pub mod tests {
             user: "a".into(),
             release: "r".into(),
             sha256: String::new(),
+            environment: None,
         });
         if me.machine.is_empty() {
             return; // no machine id here: nothing is ever "dead here"
@@ -170,6 +181,22 @@ pub mod tests {
         assert!(!owner("0000other0000machine0000", gone).is_dead_here());
         // Same machine id (a container from the same image), another PID namespace.
         assert!(!owner(&me.machine, "boot/pid:[1]/1".into()).is_dead_here());
+    }
+
+    #[test]
+    fn an_owner_names_the_environment_it_deploys_to_and_older_ones_read_without() {
+        let mut me = owner("m", String::new());
+        let old = serde_json::to_string(&me).unwrap();
+        assert!(!old.contains("environment"), "{old}");
+        assert!(me.to_string().contains(" deploying v since t"), "{me}");
+        me.environment = Some("production".into());
+        assert!(
+            me.to_string()
+                .contains(" deploying v to production since t"),
+            "{me}"
+        );
+        let back: LockOwner = serde_json::from_str(&serde_json::to_string(&me).unwrap()).unwrap();
+        assert_eq!(back.environment.as_deref(), Some("production"));
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Release {
     pub failed: bool,
     /// `user@machine` of its last deploy, from the host's deploy log (`releases` fills it in).
     pub deployed_by: Option<String>,
+    /// The environment of that deploy, from the same log entry.
+    pub environment: Option<String>,
 }
 
 /// The host's clock, as `date +%s` said it.
@@ -79,6 +81,7 @@ pub fn parse_releases(out: &str) -> Vec<Release> {
             previous: false,
             failed: failed.contains(&name),
             deployed_by: None,
+            environment: None,
         })
         .collect();
     let previous = history

@@ -33,6 +33,75 @@ pub fn expand_groups<'a>(config: &'a Config, names: &'a [String]) -> Vec<&'a str
     hosts
 }
 
+/// The HOST arguments a command talks to. With an environment selected (and one must be when
+/// shipit.toml defines any), only its hosts, groups and their addresses, and all its hosts when
+/// none is named; without environments, `sandbox` when none is named.
+pub fn choose(config: &Config, names: &[String]) -> Result<Vec<String>> {
+    config.require_environment()?;
+    let Some(environment) = &config.environment else {
+        return Ok(if names.is_empty() {
+            vec![sandbox::DEFAULT_NAME.to_string()]
+        } else {
+            names.to_vec()
+        });
+    };
+    if config.hosts.is_empty() {
+        crate::fail!(
+            Usage,
+            "environment {environment} has no hosts\n  help: add \
+             [environments.{environment}.hosts.NAME] tables (or [hosts.NAME] ones it inherits)"
+        );
+    }
+    if names.is_empty() {
+        return Ok(config.hosts.keys().cloned().collect());
+    }
+    // An address stands for its host, so the host's env and health settings apply.
+    let ours = |name: &String| {
+        if config.hosts.contains_key(name) || config.groups.contains_key(name) {
+            return Some(name.clone());
+        }
+        config
+            .hosts
+            .iter()
+            .find(|(_, h)| h.address == *name)
+            .map(|(host, _)| host.clone())
+    };
+    let chosen: Vec<Option<String>> = names.iter().map(ours).collect();
+    if let Some((stranger, _)) = names.iter().zip(&chosen).find(|(_, c)| c.is_none()) {
+        let groups = if config.groups.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<&str> = config.groups.keys().map(String::as_str).collect();
+            format!(" (groups: {})", names.join(", "))
+        };
+        crate::fail!(
+            Usage,
+            "{stranger:?} is not a host of environment {environment}, whose hosts are {}{groups}\n  \
+             help: name one of them, or select the environment {stranger:?} belongs to with -e",
+            config.hosts.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(chosen.into_iter().flatten().collect())
+}
+
+/// The one HOST a single-host command talks to: as [`choose`] takes it, and when none is
+/// named, the environment's host if it has only one.
+pub fn choose_one(config: &Config, name: Option<&str>) -> Result<String> {
+    let names: Vec<String> = name.map(str::to_string).into_iter().collect();
+    let mut chosen = choose(config, &names)?;
+    if chosen.len() > 1 {
+        crate::fail!(
+            Usage,
+            "this command takes one host, and environment {} has {}: {}\n  help: name one of \
+             them",
+            config.environment.as_deref().unwrap_or_default(),
+            chosen.len(),
+            chosen.join(", ")
+        );
+    }
+    Ok(chosen.remove(0))
+}
+
 pub fn resolve(config: &Config, host: &str, connection: &Connection) -> Result<Destination> {
     let entry = config.hosts.get(host).map(|e| destination::HostAddress {
         address: e.address.clone(),
@@ -116,4 +185,55 @@ pub fn open(
     let destination = resolve(config, host, connection)?;
     let remote = connect(&destination, connection, ui)?;
     Ok((Box::new(remote), Layout::of_app(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str, environment: Option<&str>) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("go.mod"), "module example.com/demo\n").unwrap();
+        let path = dir.path().join(crate::config::FILE_NAME);
+        crate::config::parse(dir.path(), &path, text, environment).unwrap()
+    }
+
+    const TWO: &str = "[environments.staging.hosts.s1]\naddress = \"10.0.0.1\"\n\
+        [environments.production.hosts.p1]\naddress = \"10.0.0.2\"\n\
+        [environments.production.hosts.p2]\naddress = \"10.0.0.3\"\n\
+        [environments.production.groups]\nweb = [\"p1\", \"p2\"]\n";
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn an_environment_is_required_and_limits_the_hosts_to_its_own() {
+        let plain = config("", None);
+        assert_eq!(choose(&plain, &[]).unwrap(), [sandbox::DEFAULT_NAME]);
+        assert_eq!(choose(&plain, &names(&["any"])).unwrap(), ["any"]);
+        let err = choose(&config(TWO, None), &names(&["p1"])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("help: add -e production or -e staging"),
+            "{err}"
+        );
+        let production = config(TWO, Some("production"));
+        assert_eq!(choose(&production, &[]).unwrap(), ["p1", "p2"]);
+        assert_eq!(
+            choose(&production, &names(&["web", "10.0.0.3"])).unwrap(),
+            ["web", "p2"]
+        );
+        let err = choose(&production, &names(&["s1"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"s1\" is not a host of environment production, whose hosts are p1, p2 (groups: web)"),
+            "{err}"
+        );
+        assert!(choose_one(&production, None).is_err());
+        assert_eq!(choose_one(&production, Some("p2")).unwrap(), "p2");
+        let staging = config(TWO, Some("staging"));
+        assert_eq!(choose_one(&staging, None).unwrap(), "s1");
+    }
 }

@@ -76,18 +76,19 @@ fn print_table(entries: &[(&str, Entry)], with_host: bool) {
         }
     };
     println!(
-        "{:<21}{}{:<9}{:<16}{:<14}{:>8}  {:<24}RELEASE",
+        "{:<21}{}{:<9}{:<16}{:<14}{:>8}  {:<24}{:<13}RELEASE",
         "TIME",
         host("HOST"),
         "ACTION",
         "VERSION",
         "OUTCOME",
         "SECONDS",
-        "BY"
+        "BY",
+        "ENVIRONMENT"
     );
     for (name, e) in entries {
         println!(
-            "{:<21}{}{:<9}{:<16}{:<14}{:>8.1}  {:<24}{}",
+            "{:<21}{}{:<9}{:<16}{:<14}{:>8.1}  {:<24}{:<13}{}",
             e.time,
             host(name),
             e.action,
@@ -95,6 +96,7 @@ fn print_table(entries: &[(&str, Entry)], with_host: bool) {
             e.outcome,
             e.seconds,
             e.by,
+            e.environment.as_deref().unwrap_or("-"),
             e.release
         );
     }

@@ -31,7 +31,9 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
     let log = ReadLog::parse(&answers.next().expect("answered")?);
     let mut list = parse_releases(&out);
     for release in &mut list {
-        release.deployed_by = deployed_by(&log, &release.name);
+        let deploy = deployed_by(&log, &release.name);
+        release.environment = deploy.as_ref().and_then(|e| e.environment.clone());
+        release.deployed_by = deploy.map(|e| e.by);
     }
     if request.format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&list)?);
@@ -49,11 +51,12 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
         };
         // The version stays last, where scripts read it.
         println!(
-            "{:<9}{:<40}{:<22}{:<24}{}",
+            "{:<9}{:<40}{:<22}{:<24}{:<13}{}",
             mark,
             release.name,
             release.deployed,
             release.deployed_by.as_deref().unwrap_or("-"),
+            release.environment.as_deref().unwrap_or("-"),
             release.version
         );
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::actions::{ArmedPolicy, OnFailure};
+pub use crate::config::{Amount, Canary};
 use crate::hosts::Connection;
 use crate::package::BuildOptions;
 use crate::ui::Format;
@@ -34,7 +35,8 @@ pub struct Request {
     pub connection: Connection,
 }
 
-/// How to roll out, from `--batch`, `--canary`, `--max-fail`, `--rollback-all-on-failure`.
+/// How to roll out, from `--batch`, `--canary`, `--max-fail`, `--rollback-all-on-failure`, each
+/// flag over its `[deploy]` key.
 #[derive(Debug, Clone)]
 pub struct Rollout {
     pub parallel: usize,
@@ -42,43 +44,4 @@ pub struct Rollout {
     pub canary: Option<Canary>,
     pub max_fail: Amount,
     pub rollback_all_on_failure: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Amount {
-    Count(usize),
-    Percent(u8),
-}
-
-impl std::str::FromStr for Amount {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Amount, String> {
-        let parsed = match text.strip_suffix('%') {
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= 100)
-                .map(Amount::Percent),
-            None => text.parse::<usize>().ok().map(Amount::Count),
-        };
-        parsed
-            .ok_or_else(|| "use a number of hosts (like 2) or a percentage (like 25%)".to_string())
-    }
-}
-
-impl Amount {
-    /// How many of `total` hosts, rounded up.
-    pub fn of(self, total: usize) -> usize {
-        match self {
-            Amount::Count(n) => n,
-            Amount::Percent(p) => (total * p as usize).div_ceil(100),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Canary {
-    First,
-    Host(String),
 }

@@ -128,6 +128,7 @@ impl World {
             user: "app".into(),
             release: ReleaseId::of("2.0.0", &self.package.sha256),
             sha256: self.package.sha256.clone(),
+            environment: None,
         }
     }
 
