@@ -27,6 +27,8 @@ pub(super) struct RawConfig {
     pub(super) container: RawContainer,
     #[serde(default)]
     pub(super) k8s: RawK8s,
+    #[serde(default)]
+    pub(super) notify: RawNotify,
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,6 +55,16 @@ pub(super) struct RawHooks {
     pub(super) after_switch: Option<RawArgv>,
     pub(super) local_before: Option<RawArgv>,
     pub(super) local_after: Option<RawArgv>,
+    pub(super) timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    pub(super) command: Option<RawArgv>,
+    pub(super) webhook: Option<Spanned<String>>,
+    pub(super) webhook_header: Option<Spanned<String>>,
+    pub(super) webhook_header_env: Option<Spanned<String>>,
     pub(super) timeout: Option<Spanned<String>>,
 }
 
