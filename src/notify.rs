@@ -235,3 +235,108 @@ fn tls_error(error: &ureq::Error) -> Option<&rustls::Error> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{post, run_command};
+    use crate::config::{Argv, Webhook};
+    use crate::ui::Ui;
+
+    fn argv(script: &str) -> Argv {
+        Argv {
+            words: vec!["sh".into(), "-c".into(), script.into()],
+            location: "shipit.toml:2:11".into(),
+        }
+    }
+
+    #[test]
+    fn the_command_reads_the_report_and_its_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = [("SHIPIT_OUTCOME", "deployed"), ("SHIPIT_COMMAND", "deploy")];
+        let script = "cat > report && echo \"$SHIPIT_COMMAND $SHIPIT_OUTCOME\" > env";
+        run_command(
+            &argv(script),
+            &env,
+            "{\"ok\":true}",
+            dir.path(),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let read = |name| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert_eq!(read("report"), "{\"ok\":true}\n");
+        assert_eq!(read("env"), "deploy deployed\n");
+    }
+
+    #[test]
+    fn a_failing_or_missing_command_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |argv: &Argv| run_command(argv, &[], "{}", dir.path(), Duration::from_secs(10));
+        let err = run(&argv("exit 3")).unwrap_err();
+        assert!(err.contains("failed (exit status: 3)"), "{err}");
+        let missing = Argv {
+            words: vec!["./no-such-notifier".into()],
+            location: "shipit.toml:2:11".into(),
+        };
+        let err = run(&missing).unwrap_err();
+        assert!(
+            err.starts_with("cannot start") && err.contains("help:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_command_past_its_timeout_is_stopped_with_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        // The background sleep holds nothing shipit waits for, but it must not outlive the kill.
+        let script = "sleep 60 & echo $! > pid; sleep 60";
+        let err = run_command(
+            &argv(script),
+            &[],
+            "{}",
+            dir.path(),
+            Duration::from_millis(500),
+        )
+        .unwrap_err();
+        assert!(err.contains("was stopped after 500ms"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        let pid = std::fs::read_to_string(dir.path().join("pid")).unwrap();
+        // A zombie is gone too: it waits only for whoever reaps orphans here.
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+                .is_ok_and(|stat| !stat.contains(") Z "))
+        };
+        let gone = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            !alive()
+        });
+        assert!(gone, "the command's child outlived it");
+    }
+
+    fn webhook(url: String) -> Webhook {
+        Webhook {
+            url,
+            origin: "http://127.0.0.1".into(),
+            location: "shipit.toml:3:11".into(),
+            header: None,
+        }
+    }
+
+    #[test]
+    fn a_webhook_that_is_down_or_silent_says_which() {
+        let ui = Ui::new(true);
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", closed.local_addr().unwrap());
+        drop(closed);
+        let err = post(&webhook(url), "{}", Duration::from_secs(5), &ui).unwrap_err();
+        assert!(err.contains("could not be reached"), "{err}");
+
+        // Accepts, reads, never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", silent.local_addr().unwrap());
+        let err = post(&webhook(url), "{}", Duration::from_millis(300), &ui).unwrap_err();
+        assert!(err.contains("gave no answer within 300ms"), "{err}");
+    }
+}

@@ -76,11 +76,7 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
     );
     let unlocked = record_and_unlock(&mut runner, &layout, &entry);
     if chosen.target.is_some() {
-        notify::send(
-            config,
-            &notice(&layout, &runner.label(), &entry, &result)?,
-            ui,
-        );
+        notify::send(config, &notice(&layout, &runner, &entry, &result)?, ui);
     }
     let release = result?;
     unlocked?;
@@ -95,7 +91,7 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
 /// What `[notify]` is told once a rollback has chosen a release: how it ended on the host.
 fn notice(
     layout: &Layout,
-    host: &str,
+    runner: &Runner,
     entry: &Entry,
     result: &Result<ReleaseId>,
 ) -> Result<Notice> {
@@ -112,7 +108,7 @@ fn notice(
     }
     let report = Report {
         app: &layout.app,
-        host,
+        host: &runner.label(),
         version: &entry.version,
         release: &entry.release,
         previous: entry.previous.as_ref(),
