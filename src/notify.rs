@@ -129,8 +129,8 @@ fn run_command(
     match wait_until(&mut child, Instant::now() + timeout) {
         Some(status) if status.success() => Ok(()),
         Some(status) => Err(format!(
-            "failed ({status}); its output is above; help: run it by hand with the report on \
-             its stdin"
+            "failed ({status}); its output, if any, is above; help: run it by hand with the \
+             report on its stdin"
         )),
         None => Err(format!(
             "was stopped after {}; help: make it quicker, or raise [notify] timeout",
