@@ -20,6 +20,7 @@ pub mod logs;
 #[cfg(test)]
 mod module_graph;
 pub mod names;
+pub mod notify;
 pub mod ops;
 pub mod package;
 pub mod paths;

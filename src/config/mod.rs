@@ -2,8 +2,8 @@
 //! here, before anything is built or touches a server, and errors point at file:line:col.
 //!
 //! The file is read into the serde structs of `raw`, exactly as written; each section's file
-//! (`app`, `build`, `service`, `health`, `hosts`, `deploy`, `hooks`, `generate`) checks its part
-//! and turns it into the types of `model`, which the rest of shipit reads. With `-e NAME`,
+//! (`app`, `build`, `service`, `health`, `hosts`, `deploy`, `hooks`, `generate`,
+//! `notify`) checks its part and turns it into the types of `model`, which the rest of shipit reads. With `-e NAME`,
 //! `environments` first lays that environment's tables over the base ones; every environment is
 //! checked, whichever is selected.
 
@@ -17,6 +17,7 @@ mod health;
 mod hooks;
 mod hosts;
 mod model;
+mod notify;
 mod plan;
 mod raw;
 mod service;
@@ -37,13 +38,15 @@ use generate::{parse_container, parse_k8s};
 use health::parse_health;
 use hooks::parse_hooks;
 use hosts::{parse_groups, parse_hosts};
+use notify::parse_notify;
 use raw::RawConfig;
 use service::parse_service;
 use source::Source;
 
 pub use model::{
     App, Argv, Build, Builder, CCompiler, Cgo, Config, Container, Deploy, Health, HookHosts, Hooks,
-    HostEntry, K8s, Listen, Probe, Resources, Runtime, Service, Sources, VersionSource,
+    HostEntry, K8s, Listen, Notify, Probe, Resources, Runtime, Service, Sources, VersionSource,
+    Webhook, WebhookHeader,
 };
 pub use plan::{
     Amount, Canary, DEFAULT_PARALLEL, MAX_PARALLEL, parse_amount, parse_batch, parse_canary,
@@ -118,6 +121,7 @@ fn check(root: &Path, src: &Source, raw: RawConfig) -> Result<Config> {
     let hooks = parse_hooks(src, raw.hooks)?;
     let container = parse_container(src, raw.container)?;
     let k8s = parse_k8s(src, raw.k8s, &app.name)?;
+    let notify = parse_notify(src, raw.notify)?;
 
     Ok(Config {
         root: root.to_path_buf(),
@@ -131,6 +135,7 @@ fn check(root: &Path, src: &Source, raw: RawConfig) -> Result<Config> {
         hooks,
         container,
         k8s,
+        notify,
         environment: None,
         environments: Vec::new(),
         sources,

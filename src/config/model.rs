@@ -30,6 +30,8 @@ pub struct Config {
     pub container: Container,
     /// `[k8s]`, for `shipit generate k8s`.
     pub k8s: K8s,
+    /// `[notify]`: told how each deploy and rollback ended.
+    pub notify: Notify,
     // Environments: the one selected with -e (its overrides are already applied above), the
     // names of all of them, and where the values shown by their source were written.
     pub environment: Option<String>,
@@ -78,6 +80,35 @@ pub struct Hooks {
     pub local_after: Option<Argv>,
     /// How long a host hook may run before it is stopped there and fails.
     pub timeout: Option<Duration>,
+}
+
+/// `[notify]`: run here after each deploy and rollback that reached a host.
+#[derive(Debug, Clone)]
+pub struct Notify {
+    /// Gets the report on stdin and `SHIPIT_*` variables; no shell unless it names one.
+    pub command: Option<Argv>,
+    pub webhook: Option<Webhook>,
+    /// How long each notifier may take.
+    pub timeout: Duration,
+}
+
+/// `[notify] webhook`: POSTed the report as JSON.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: String,
+    /// `scheme://host[:port]`: how messages name it, since a webhook's path often is its secret.
+    pub origin: String,
+    /// `shipit.toml:LINE:COL`
+    pub location: String,
+    pub header: Option<WebhookHeader>,
+}
+
+/// A header sent with the webhook, its value read from this machine's environment when sent.
+#[derive(Debug, Clone)]
+pub struct WebhookHeader {
+    pub name: String,
+    /// The variable holding its value (a token): never shown.
+    pub env: String,
 }
 
 /// Where `before_switch` runs: once per rollout, on the first host to switch (the canary when

@@ -30,6 +30,8 @@ pub(super) struct RawConfig {
     // Environments: each overrides parts of the above when it is selected with -e.
     #[serde(default)]
     pub(super) environments: BTreeMap<Spanned<String>, RawEnvironment>,
+    #[serde(default)]
+    pub(super) notify: RawNotify,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +58,16 @@ pub(super) struct RawHooks {
     pub(super) after_switch: Option<RawArgv>,
     pub(super) local_before: Option<RawArgv>,
     pub(super) local_after: Option<RawArgv>,
+    pub(super) timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    pub(super) command: Option<RawArgv>,
+    pub(super) webhook: Option<Spanned<String>>,
+    pub(super) webhook_header: Option<Spanned<String>>,
+    pub(super) webhook_header_env: Option<Spanned<String>>,
     pub(super) timeout: Option<Spanned<String>>,
 }
 

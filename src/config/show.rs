@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::model::{Argv, Config, Deploy, Health, Hooks};
+use super::model::{Argv, Config, Deploy, Health, Hooks, Notify};
 
 #[derive(Serialize)]
 struct Shown<'a> {
@@ -21,6 +21,8 @@ struct Shown<'a> {
     health: Option<HealthShown<'a>>,
     deploy: DeployShown,
     hooks: HooksShown<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notify: Option<NotifyShown<'a>>,
     hosts: BTreeMap<&'a str, Host<'a>>,
     groups: &'a BTreeMap<String, Vec<String>>,
 }
@@ -103,6 +105,20 @@ struct HooksShown<'a> {
     timeout: Option<String>,
 }
 
+/// A webhook by its origin only: chat webhooks carry their secret in the path.
+#[derive(Serialize)]
+struct NotifyShown<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_header: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_header_env: Option<&'a str>,
+    timeout: String,
+}
+
 /// The configuration as TOML.
 pub fn show_text(config: &Config) -> String {
     toml::to_string(&shown(config)).expect("the shown configuration is TOML")
@@ -138,6 +154,7 @@ fn shown(config: &Config) -> Shown<'_> {
         health: config.health.as_ref().map(health),
         deploy: deploy(&config.deploy),
         hooks: hooks(&config.hooks),
+        notify: notify(&config.notify),
         hosts: config
             .hosts
             .iter()
@@ -218,4 +235,21 @@ fn hooks(h: &Hooks) -> HooksShown<'_> {
         local_after: h.local_after.as_ref().map(words),
         timeout: h.timeout.map(time),
     }
+}
+
+fn notify(n: &Notify) -> Option<NotifyShown<'_>> {
+    if n.command.is_none() && n.webhook.is_none() {
+        return None;
+    }
+    let header = n.webhook.as_ref().and_then(|w| w.header.as_ref());
+    Some(NotifyShown {
+        command: n.command.as_ref().map(words),
+        webhook: n
+            .webhook
+            .as_ref()
+            .map(|w| format!("{}/… (path hidden)", w.origin)),
+        webhook_header: header.map(|h| h.name.as_str()),
+        webhook_header_env: header.map(|h| h.env.as_str()),
+        timeout: time(n.timeout),
+    })
 }

@@ -239,7 +239,9 @@ fn shown_configuration_names_where_secrets_are_never_what_they_are() {
     let dir = go_project();
     let text = format!(
         "{ENVIRONMENTS}[environments.production.hosts.p1.env]\nTOKEN = \"hunter2\"\n\
-         [environments.production.service]\nenv_command = [\"pass\", \"show\", \"demo\"]\n"
+         [environments.production.service]\nenv_command = [\"pass\", \"show\", \"demo\"]\n\
+         [notify]\nwebhook = \"https://hooks.example.com/T0/s3cr3t-path\"\n\
+         webhook_header = \"Authorization\"\nwebhook_header_env = \"DEPLOY_TOKEN\"\n"
     );
     let config = parse(
         dir.path(),
@@ -251,12 +253,16 @@ fn shown_configuration_names_where_secrets_are_never_what_they_are() {
     let shown = super::show_text(&config);
     let json = super::show_json(&config);
     for out in [&shown, &json] {
-        for secret in ["hunter2", "hello-", "\"info\""] {
+        for secret in ["hunter2", "hello-", "\"info\"", "s3cr3t"] {
             assert!(!out.contains(secret), "{secret} in:\n{out}");
         }
     }
     let value: toml::Table = toml::from_str(&shown).unwrap();
     assert_eq!(value["environment"].as_str(), Some("production"));
+    assert_eq!(
+        value["notify"]["webhook_header_env"].as_str(),
+        Some("DEPLOY_TOKEN")
+    );
     let at = |line: u32, col: u32| {
         format!(
             "<set in {}:{line}:{col}>",

@@ -16,6 +16,7 @@ use crate::hosts::releases::{ListReleases, parse_now, parse_releases};
 use crate::hosts::script::Script;
 use crate::hosts::{self, Connection, Layout, Runner};
 use crate::names::ReleaseId;
+use crate::notify::{self, Notice};
 use crate::ui::Ui;
 
 /// `shipit rollback`, as the command line asked for it.
@@ -74,6 +75,9 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
         started.elapsed().as_secs_f64(),
     );
     let unlocked = record_and_unlock(&mut runner, &layout, &entry);
+    if chosen.target.is_some() {
+        notify::send(config, &notice(&layout, &runner, &entry, &result)?, ui);
+    }
     let release = result?;
     unlocked?;
     println!(
@@ -82,6 +86,47 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
         runner.label()
     );
     Ok(())
+}
+
+/// What `[notify]` is told once a rollback has chosen a release: how it ended on the host.
+fn notice(
+    layout: &Layout,
+    runner: &Runner,
+    entry: &Entry,
+    result: &Result<ReleaseId>,
+) -> Result<Notice> {
+    #[derive(serde::Serialize)]
+    struct Report<'a> {
+        app: &'a str,
+        host: &'a str,
+        version: &'a str,
+        release: &'a ReleaseId,
+        previous: Option<&'a ReleaseId>,
+        ok: bool,
+        error: Option<String>,
+        seconds: f64,
+    }
+    let report = Report {
+        app: &layout.app,
+        host: &runner.label(),
+        version: &entry.version,
+        release: &entry.release,
+        previous: entry.previous.as_ref(),
+        ok: result.is_ok(),
+        error: result.as_ref().err().map(|e| format!("{e:#}")),
+        seconds: entry.seconds,
+    };
+    let outcome = if result.is_ok() {
+        "rolled-back"
+    } else {
+        "failed"
+    };
+    Notice::new(
+        "rollback",
+        outcome,
+        &layout.with_release(&entry.release),
+        &report,
+    )
 }
 
 /// Records `entry` and releases the lock, in one batch; the error is the unlock's (a log that

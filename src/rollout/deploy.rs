@@ -8,7 +8,7 @@ use anyhow::Result;
 
 use super::dry_run;
 use super::fleet::{self, HostReport};
-use super::report::{outcome, print_summary};
+use super::report::{notice, outcome, print_summary};
 use super::request::{Canary, Options, Request};
 use super::targets::targets;
 use crate::actions::{health, hooks, lock};
@@ -133,6 +133,7 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
             ui.diagnostic(format!("warning: {e:#}"));
         }
     }
+    crate::notify::send(config, &notice(&reports, &package, &layout)?, ui);
     outcome(results)
 }
 

@@ -6,6 +6,7 @@ use anyhow::Result;
 use super::fleet::{self, HostReport, Outcome};
 use crate::error::{Category, tagged};
 use crate::hosts::Layout;
+use crate::notify::Notice;
 use crate::package::Package;
 use crate::ui::Format;
 
@@ -56,6 +57,37 @@ pub fn outcome(results: Vec<(HostReport, Option<anyhow::Error>)>) -> Result<()> 
     ))
 }
 
+fn summary<'a>(
+    reports: &[&'a HostReport],
+    package: &'a Package,
+    layout: &'a Layout,
+) -> Summary<'a> {
+    Summary {
+        app: &layout.app,
+        version: &package.manifest.version,
+        release: &layout.release,
+        ok: reports.iter().all(|r| r.outcome == Outcome::Deployed),
+        hosts: reports.to_vec(),
+    }
+}
+
+/// What `[notify]` is told: `--json`'s summary, and one word for the whole rollout: rolled-back
+/// when a host switched to the new release and back.
+pub fn notice(reports: &[&HostReport], package: &Package, layout: &Layout) -> Result<Notice> {
+    let summary = summary(reports, package, layout);
+    let outcome = if summary.ok {
+        "deployed"
+    } else if reports
+        .iter()
+        .any(|r| matches!(r.outcome, Outcome::RolledBack | Outcome::SwitchedBack))
+    {
+        "rolled-back"
+    } else {
+        "failed"
+    };
+    Notice::new("deploy", outcome, layout, &summary)
+}
+
 pub fn print_summary(
     reports: &[&HostReport],
     package: &Package,
@@ -63,13 +95,7 @@ pub fn print_summary(
     format: Format,
 ) -> Result<()> {
     if format == Format::Json {
-        let summary = Summary {
-            app: &layout.app,
-            version: &package.manifest.version,
-            release: &layout.release,
-            ok: reports.iter().all(|r| r.outcome == Outcome::Deployed),
-            hosts: reports.to_vec(),
-        };
+        let summary = summary(reports, package, layout);
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());
     }

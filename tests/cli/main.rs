@@ -27,6 +27,7 @@ mod host_keys;
 mod hosts;
 mod load;
 mod logs;
+mod notify;
 mod sandbox;
 mod scripts;
 mod secrets;
@@ -55,6 +56,7 @@ fn main() -> std::process::ExitCode {
             hosts::tests(),
             load::tests(),
             logs::tests(),
+            notify::tests(),
             sandbox::tests(),
             scripts::tests(),
             secrets::tests(),
