@@ -9,6 +9,7 @@ use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::build::Target;
+use crate::events::Events;
 use crate::hosts::Connection;
 use crate::ops;
 use crate::rollout::{self, Amount, ArmedPolicy, Canary, OnFailure};
@@ -205,6 +206,10 @@ pub struct DeployArgs {
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
+    /// Write what happens as JSON lines on stdout while it happens; the last line is the --json
+    /// report
+    #[arg(long, conflicts_with_all = ["json", "dry_run"])]
+    pub events: bool,
     /// Print every remote step, the unit diff and the binary change; change nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -328,6 +333,13 @@ pub struct RollbackArgs {
     /// Return to the newest good release of this version instead of the previous one
     #[arg(long, value_name = "VERSION")]
     pub to: Option<String>,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Write what happens as JSON lines on stdout while it happens; the last line is the --json
+    /// report
+    #[arg(long, conflicts_with = "json")]
+    pub events: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -540,6 +552,10 @@ impl ConnectArgs {
     }
 }
 
+fn events(on: bool) -> Events {
+    if on { Events::stdout() } else { Events::off() }
+}
+
 fn format(json: bool) -> Format {
     if json { Format::Json } else { Format::Text }
 }
@@ -551,6 +567,7 @@ impl DeployArgs {
             package: self.package.clone(),
             build: self.build.options(),
             format: format(self.json),
+            events: events(self.events),
             options: rollout::Options {
                 dry_run: self.dry_run,
                 on_failure: if self.no_rollback {
@@ -614,6 +631,8 @@ impl RollbackArgs {
         ops::rollback::Request {
             host: self.host.clone(),
             to: self.to.clone(),
+            format: format(self.json),
+            events: events(self.events),
             connection: self.connect.connection(),
         }
     }

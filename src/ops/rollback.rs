@@ -11,12 +11,13 @@ use crate::actions::{ArmedPolicy, health, lock};
 use crate::cancel::Cancel;
 use crate::config::{Config, Health};
 use crate::error::{Category, Tag};
+use crate::events::{Event, Events};
 use crate::hosts::log::{Entry, RecordLog};
 use crate::hosts::releases::{ListReleases, parse_now, parse_releases};
 use crate::hosts::script::Script;
 use crate::hosts::{self, Connection, Layout, Runner};
 use crate::names::ReleaseId;
-use crate::ui::Ui;
+use crate::ui::{Format, Ui};
 
 /// `shipit rollback`, as the command line asked for it.
 #[derive(Debug, Clone)]
@@ -24,16 +25,43 @@ pub struct Request {
     pub host: String,
     /// A version to return to, instead of the previous good release.
     pub to: Option<String>,
+    pub format: Format,
+    /// `--events`: the steps as JSON lines on stdout; the report is the last of them.
+    pub events: Events,
     pub connection: Connection,
+}
+
+/// The JSON result of `rollback --json` (and the `rollback_finished` event's report).
+#[derive(Debug, serde::Serialize)]
+pub struct Report<'a> {
+    pub app: &'a str,
+    pub host: &'a str,
+    /// The release that ran before.
+    pub from: Option<&'a str>,
+    /// The release rolled back to, once chosen.
+    pub to: Option<&'a str>,
+    pub version: Option<&'a str>,
+    /// "ok", "failed" (its health gate said so), or "-" (never got that far).
+    pub health: &'static str,
+    pub ok: bool,
+    pub error: Option<String>,
 }
 
 /// `shipit rollback`: back to the previous good release, or the newest good one of a version.
 pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
     let (host, to, connection) = (&request.host, request.to.as_deref(), &request.connection);
+    let events = &request.events;
     let destination = hosts::resolve(config, host, connection)?;
+    let layout = Layout::of_app(config);
+    events.emit(Event::RollbackStarted {
+        app: layout.app.to_string(),
+        host: destination.label.clone(),
+    });
     let cancel = Cancel::on_signals()?;
     let mut remote = hosts::connect(&destination, connection, ui)?;
-    let layout = Layout::of_app(config);
+    events.emit(Event::Connected {
+        host: destination.label.clone(),
+    });
     let mut runner = Runner::apply(&mut remote, &cancel);
     // A timer left armed could switch the host away from the release chosen here and mark
     // that release failed.
@@ -44,6 +72,9 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
         ArmedPolicy::Disarm,
         ui,
     )?;
+    events.emit(Event::Locked {
+        host: runner.label(),
+    });
     for timer in armed {
         ui.status(
             "Disarmed",
@@ -59,7 +90,15 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
     let health = hosts::health_for(config, host);
     let started = std::time::Instant::now();
     let mut chosen = Chosen::default();
-    let result = rollback_locked(&mut runner, health.as_ref(), &layout, to, &mut chosen, ui);
+    let result = rollback_locked(
+        &mut runner,
+        health.as_ref(),
+        &layout,
+        to,
+        &mut chosen,
+        events,
+        ui,
+    );
     runner.clean_up();
     let entry = Entry::now(
         &layout.with_release(&chosen.target.clone().unwrap_or_default()),
@@ -74,13 +113,48 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
         started.elapsed().as_secs_f64(),
     );
     let unlocked = record_and_unlock(&mut runner, &layout, &entry);
+    if unlocked.is_ok() {
+        events.emit(Event::Unlocked {
+            host: runner.label(),
+        });
+    }
+    let host = runner.label();
+    let error = result.as_ref().err().or(unlocked.as_ref().err());
+    let report = Report {
+        app: &layout.app,
+        host: &host,
+        from: chosen.from.as_deref(),
+        to: chosen.target.as_deref(),
+        version: chosen.version.as_deref(),
+        health: match chosen.healthy {
+            Some(true) => "ok",
+            Some(false) => "failed",
+            None => "-",
+        },
+        ok: error.is_none(),
+        error: error.map(|e| format!("{e:#}")),
+    };
+    if events.on() {
+        if let Some(e) = error {
+            let category = crate::error::category_of(e).unwrap_or(Category::Remote);
+            events.emit(Event::Failed {
+                host: host.clone(),
+                error: format!("{e:#}"),
+                category: format!("{category:?}"),
+                exit_code: category.exit_code(),
+            });
+        }
+        events.emit(Event::RollbackFinished {
+            report: crate::events::report(&report),
+        });
+    } else if request.format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
     let release = result?;
     unlocked?;
-    println!(
-        "rolled back {} on {} to {release}",
-        layout.app,
-        runner.label()
-    );
+    if request.format == Format::Text && !events.on() {
+        println!("rolled back {} on {host} to {release}", layout.app);
+    }
     Ok(())
 }
 
@@ -104,6 +178,8 @@ struct Chosen {
     from: Option<ReleaseId>,
     target: Option<ReleaseId>,
     version: Option<String>,
+    /// What its health gate said, once it ran.
+    healthy: Option<bool>,
 }
 
 fn rollback_locked(
@@ -112,6 +188,7 @@ fn rollback_locked(
     layout: &Layout,
     to: Option<&str>,
     chosen: &mut Chosen,
+    events: &Events,
     ui: &Ui,
 ) -> Result<ReleaseId> {
     let out = runner.one(ListReleases.step(layout))?;
@@ -155,6 +232,10 @@ fn rollback_locked(
     let switched = runner
         .one(switch_to(layout, &target.name, Listen::default()))
         .and_then(|out| {
+            events.emit(Event::Switched {
+                host: runner.label(),
+                release: target.name.to_string(),
+            });
             let state = recover::switched_state(runner, layout, &out, ui);
             health::gate(
                 runner,
@@ -163,11 +244,21 @@ fn rollback_locked(
                 Some(&target.version),
                 Some(state),
                 health::OnInterrupt::Stop,
+                events,
                 ui,
             )
         });
+    chosen.healthy = match &switched {
+        Ok(()) => Some(true),
+        Err(e) if health::judged_unhealthy(e) => Some(false),
+        Err(_) => None,
+    };
     match switched {
         Ok(()) => {
+            events.emit(Event::Healthy {
+                host: runner.label(),
+                release: target.name.to_string(),
+            });
             runner.one(
                 MarkRelease {
                     release: target.name.clone(),
@@ -187,6 +278,7 @@ fn rollback_locked(
             },
             failure,
             OnFailure::RollBack,
+            events,
             ui,
         )),
     }

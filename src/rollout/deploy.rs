@@ -15,6 +15,7 @@ use crate::actions::{health, hooks, lock};
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::error::{Category, tagged};
+use crate::events::Event;
 use crate::hosts::{self, Layout, Runner, SshConnector};
 use crate::package::Package;
 use crate::remote::destination::Destination;
@@ -99,6 +100,12 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
         })?;
     }
     let cancel = Cancel::on_signals()?;
+    request.events.emit(Event::RolloutStarted {
+        app: layout.app.to_string(),
+        version: package.manifest.version.clone(),
+        release: layout.release.to_string(),
+        hosts: labels.clone(),
+    });
     let connector = SshConnector {
         connection: &request.connection,
         ui,
@@ -113,6 +120,7 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
         hooks: &config.hooks,
         connector: &connector,
         cancel: &cancel,
+        events: &request.events,
         ui,
     };
     let results = fleet::deploy(&context, &targets);
@@ -122,7 +130,7 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
         }
     }
     let reports: Vec<&HostReport> = results.iter().map(|(r, _)| r).collect();
-    print_summary(&reports, &package, &layout, request.format)?;
+    print_summary(&reports, &package, &layout, request.format, &request.events)?;
     if let Some(argv) = &config.hooks.local_after {
         let (deployed, failed): (Vec<&HostReport>, Vec<&HostReport>) = reports
             .iter()

@@ -5,13 +5,15 @@ use anyhow::Result;
 
 use super::fleet::{self, HostReport, Outcome};
 use crate::error::{Category, tagged};
+use crate::events::{Event, Events};
 use crate::hosts::Layout;
 use crate::package::Package;
 use crate::ui::Format;
 
-/// The JSON result of `deploy --json`: the same for one host or many.
+/// The JSON result of `deploy --json` (and the `rollout_finished` event's report): the same
+/// for one host or many.
 #[derive(Debug, serde::Serialize)]
-struct Summary<'a> {
+pub struct Summary<'a> {
     app: &'a str,
     version: &'a str,
     release: &'a str,
@@ -56,20 +58,34 @@ pub fn outcome(results: Vec<(HostReport, Option<anyhow::Error>)>) -> Result<()> 
     ))
 }
 
-pub fn print_summary(
-    reports: &[&HostReport],
-    package: &Package,
-    layout: &Layout,
-    format: Format,
-) -> Result<()> {
-    if format == Format::Json {
-        let summary = Summary {
+impl<'a> Summary<'a> {
+    pub fn new(reports: &[&'a HostReport], package: &'a Package, layout: &'a Layout) -> Self {
+        Summary {
             app: &layout.app,
             version: &package.manifest.version,
             release: &layout.release,
             ok: reports.iter().all(|r| r.outcome == Outcome::Deployed),
             hosts: reports.to_vec(),
-        };
+        }
+    }
+}
+
+/// The summary on stdout; with `--events`, the report as the last event and nothing else.
+pub fn print_summary(
+    reports: &[&HostReport],
+    package: &Package,
+    layout: &Layout,
+    format: Format,
+    events: &Events,
+) -> Result<()> {
+    let summary = Summary::new(reports, package, layout);
+    if events.on() {
+        events.emit(Event::RolloutFinished {
+            report: crate::events::report(&summary),
+        });
+        return Ok(());
+    }
+    if format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());
     }
