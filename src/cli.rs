@@ -297,6 +297,13 @@ pub struct ExecArgs {
     /// Give the command a terminal, for an interactive session (one host)
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Print a summary of the hosts' exit statuses as JSON; the command's output goes to stderr
+    #[arg(long, conflicts_with = "tty")]
+    pub json: bool,
+    /// Write each host's exit as a JSON line on stdout as it happens, the --json summary last;
+    /// the command's output goes to stderr
+    #[arg(long, conflicts_with_all = ["json", "tty"])]
+    pub events: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -659,6 +666,8 @@ impl ExecArgs {
             hosts: self.hosts.clone(),
             command: self.command.clone(),
             tty: self.tty,
+            format: format(self.json),
+            events: events(self.events),
             connection: self.connect.connection(),
         }
     }

@@ -232,12 +232,16 @@ mod tests {
                 exit_status: Some(3),
             },
             Event::Unlocked { host: host() },
-            Event::RolloutFinished { report: report() },
+            Event::RolloutFinished {
+                report: report(r#"{"app":"a","version":"1","release":"r","ok":true,"hosts":[]}"#),
+            },
             Event::RollbackStarted {
                 app: "hello".into(),
                 host: host(),
             },
-            Event::RollbackFinished { report: report() },
+            Event::RollbackFinished {
+                report: report(r#"{"app":"a","host":"web1","ok":true}"#),
+            },
             Event::ExecStarted {
                 command: vec!["true".into()],
                 hosts: vec![host()],
@@ -247,7 +251,9 @@ mod tests {
                 status: Some(0),
                 error: None,
             },
-            Event::ExecFinished { report: report() },
+            Event::ExecFinished {
+                report: report(r#"{"command":["true"],"ok":true,"hosts":[]}"#),
+            },
         ];
         for event in &all {
             match event {
@@ -273,8 +279,8 @@ mod tests {
         all
     }
 
-    fn report() -> Box<RawValue> {
-        RawValue::from_string(r#"{"ok":true}"#.into()).unwrap()
+    fn report(json: &str) -> Box<RawValue> {
+        RawValue::from_string(json.into()).unwrap()
     }
 
     /// What a sink wrote, for the tests.
