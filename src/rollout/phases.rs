@@ -259,7 +259,8 @@ fn report_upload(
         Upload::Sent { sent, resumed_from } if !runner.is_dry_run() => ui.status(
             "Uploaded",
             format_args!(
-                "{sent} bytes to {host} in {seconds:.1}s{}",
+                "{} to {host} in {seconds:.2}s{}",
+                crate::ui::bytes_text(sent),
                 if resumed_from > 0 {
                     format!(", resuming at byte {resumed_from}")
                 } else {
