@@ -12,6 +12,8 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::error::Category;
+
 /// The version of the events' shape, in every line as `"schema"`.
 pub const SCHEMA: u32 = 1;
 
@@ -105,6 +107,32 @@ pub enum Event {
 /// order of keys), on one line.
 pub fn report(value: &impl Serialize) -> Box<RawValue> {
     serde_json::value::to_raw_value(value).expect("reports serialize")
+}
+
+impl Event {
+    /// `host` did not make it: the error as shipit prints it, its category (the exit code's
+    /// name, kebab-case: `rolled-back`) and exit code.
+    pub fn failed(host: &str, error: &anyhow::Error) -> Event {
+        let category = crate::error::category_of(error).unwrap_or(Category::Remote);
+        Event::Failed {
+            host: host.to_string(),
+            error: format!("{error:#}"),
+            category: kebab(&format!("{category:?}")),
+            exit_code: category.exit_code(),
+        }
+    }
+}
+
+/// `RolledBack` → `rolled-back`.
+fn kebab(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 /// A line as written: the schema version and the time beside the event's own fields.
@@ -339,6 +367,15 @@ mod tests {
             .collect();
         assert_eq!(documented, emitted);
         assert_eq!(schema["properties"]["schema"]["const"], SCHEMA);
+    }
+
+    #[test]
+    fn a_failure_names_its_category_as_the_exit_codes_do() {
+        let error = crate::error::tagged(Category::RolledBack, anyhow::anyhow!("unhealthy"));
+        let line = &written(vec![Event::failed("web1", &error)])[0];
+        assert_eq!(line["category"], "rolled-back");
+        assert_eq!(line["exit_code"], 6);
+        assert_eq!(line["error"], "unhealthy");
     }
 
     #[test]

@@ -136,13 +136,7 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
     };
     if events.on() {
         if let Some(e) = error {
-            let category = crate::error::category_of(e).unwrap_or(Category::Remote);
-            events.emit(Event::Failed {
-                host: host.clone(),
-                error: format!("{e:#}"),
-                category: format!("{category:?}"),
-                exit_code: category.exit_code(),
-            });
+            events.emit(Event::failed(&host, e));
         }
         events.emit(Event::RollbackFinished {
             report: crate::events::report(&report),

@@ -689,13 +689,8 @@ fn report(ctx: &Context, run: HostRun) -> (HostReport, Option<anyhow::Error>) {
             .map(|e| crate::error::category_of(e).unwrap_or(Category::Remote)),
         still_locked: run.locked,
     };
-    if let (Some(error), Some(category)) = (&report.error, report.category) {
-        ctx.events.emit(Event::Failed {
-            host: report.host.clone(),
-            error: error.clone(),
-            category: format!("{category:?}"),
-            exit_code: category.exit_code(),
-        });
+    if let Some(error) = &run.error {
+        ctx.events.emit(Event::failed(&report.host, error));
     }
     (report, run.error)
 }

@@ -16,6 +16,7 @@ mod config_errors;
 mod deadman;
 mod deploy;
 mod docs;
+mod events;
 mod exec;
 mod faults;
 mod fleet;
@@ -43,6 +44,7 @@ fn main() -> std::process::ExitCode {
             deadman::tests(),
             deploy::tests(),
             docs::tests(),
+            events::tests(),
             exec::tests(),
             faults::tests(),
             fleet::tests(),
