@@ -305,7 +305,7 @@ fn summarize(destinations: &[Destination], outcomes: &[Outcome], width: usize) -
             }
         };
         match outcome {
-            Outcome::Ran(e) if e.status == 0 && e.signal.is_none() && !e.interrupted => {}
+            _ if outcome.ok() => {}
             Outcome::Ran(Ended {
                 status,
                 signal: None,

@@ -15,7 +15,7 @@ use crate::actions::{health, hooks, lock};
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::error::{Category, tagged};
-use crate::events::Event;
+use crate::events::{Event, Events};
 use crate::hosts::{self, Layout, Runner, SshConnector};
 use crate::package::Package;
 use crate::remote::destination::Destination;
@@ -126,7 +126,7 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
     let results = fleet::deploy(&context, &targets);
     for ((report, _), target) in results.iter().zip(&targets) {
         if report.still_locked {
-            release_lost_lock(&target.destination, &layout, ui);
+            release_lost_lock(&target.destination, &layout, &request.events, ui);
         }
     }
     let reports: Vec<&HostReport> = results.iter().map(|(r, _)| r).collect();
@@ -165,7 +165,7 @@ fn check_confirm_timeout(config: &Config, options: &Options) -> Result<()> {
 /// When the connection died mid-deploy, the lock is still ours on the host: a fresh connection
 /// releases it, if it still names this process. Best effort; the next deploy would also see the
 /// owner is dead (or its lock no longer refreshed) and take it over.
-fn release_lost_lock(destination: &Destination, layout: &Layout, ui: &Ui) {
+fn release_lost_lock(destination: &Destination, layout: &Layout, events: &Events, ui: &Ui) {
     // Never accept a new host key here: the first connection already proved this host.
     let Ok(mut remote) = SshRemote::connect(destination, &ConnectOptions::default()) else {
         return;
@@ -173,6 +173,9 @@ fn release_lost_lock(destination: &Destination, layout: &Layout, ui: &Ui) {
     let mut runner = Runner::apply(&mut remote, &Cancel::new());
     runner.clean_up();
     if lock::unlock(&mut runner, layout).unwrap_or(false) {
+        events.emit(Event::Unlocked {
+            host: destination.label.clone(),
+        });
         ui.status(
             "Unlocked",
             format_args!("{} over a new connection", destination.label),
