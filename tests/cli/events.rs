@@ -275,9 +275,11 @@ fn a_deploy_streams_events_in_order_and_ends_with_its_json_report() {
     assert!(!plain.stderr.contains(['\r', '\x1b']), "{:?}", plain.stderr);
 }
 
-/// `rollback --events` and `exec --events` on two hosts: valid lines in order, the last one the
-/// report `rollback --json` (or `exec --json`) prints; exec's own output goes to stderr.
-fn rollback_and_exec_stream_events_too() {
+/// A host whose new release fails its gate: its failed probes, the rollback and its failure
+/// with its category; then `rollback --events` and `exec --events` on two hosts: valid lines in
+/// order, the last one the report `rollback --json` (or `exec --json`) prints; exec's own
+/// output goes to stderr.
+fn failures_rollback_and_exec_stream_events_too() {
     let hosts = ["ev-r1", "ev-r2"];
     let sandbox = Sandbox::up(&hosts);
     let (project, ssh) = fleet_project(&sandbox, &hosts, "");
@@ -285,6 +287,51 @@ fn rollback_and_exec_stream_events_too() {
     for version in ["1.0.0", "2.0.0"] {
         shipit(&["deploy", "web", "-F", &ssh, "--version-override", version]).success();
     }
+    // ev-r2 answers /health with 503 in this project's releases.
+    let (bad, _) = fleet_project(
+        &sandbox,
+        &hosts,
+        "\n[hosts.ev-r2.env]\nHELLO_HEALTH_DOWN = \"1\"\n",
+    );
+    let failed = sandbox
+        .project(bad.path())
+        .shipit(&[
+            "deploy",
+            "web",
+            "-F",
+            &ssh,
+            "--version-override",
+            "3.0.0",
+            "--events",
+        ])
+        .run()
+        .failure(6);
+    checked_lines(&failed.stdout);
+    assert_eq!(
+        sequence(&failed.stdout, "ev-r2"),
+        [
+            "connected",
+            "locked",
+            "uploaded",
+            "switched",
+            "probe",
+            "rolled_back",
+            "unlocked",
+            "failed"
+        ],
+        "{}",
+        failed.stdout
+    );
+    let not_ok = jq(
+        "select(.event == \"probe\" and .host == \"ev-r2\" and .ok == false) | .status",
+        &failed.stdout,
+    );
+    assert!(not_ok.lines().all(|s| s == "503"), "{}", failed.stdout);
+    let failure = jq("select(.event == \"failed\")", &failed.stdout);
+    let failure: serde_json::Value = serde_json::from_str(&failure).unwrap();
+    assert_eq!(failure["category"], "rolled-back");
+    assert_eq!(failure["exit_code"], 6);
+    assert_eq!(jq(".report.ok", &last(&failed.stdout)).trim(), "false");
 
     let events = shipit(&["rollback", "ev-r1", "-F", &ssh, "--events"])
         .success()
@@ -306,17 +353,17 @@ fn rollback_and_exec_stream_events_too() {
     let report = jq(".report", &last(&events));
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["ok"], true, "{events}");
-    assert_eq!(report["version"], "1.0.0");
+    assert_eq!(report["version"], "2.0.0");
     assert_eq!(report["health"], "ok");
-    assert_eq!(health(&sandbox, "ev-r1")["version"], "1.0.0");
-    let json = shipit(&["rollback", "ev-r1", "-F", &ssh, "--to", "2.0.0", "--json"])
+    assert_eq!(health(&sandbox, "ev-r1")["version"], "2.0.0");
+    let json = shipit(&["rollback", "ev-r1", "-F", &ssh, "--to", "3.0.0", "--json"])
         .success()
         .stdout;
     assert_eq!(
         jq("keys_unsorted", &json),
         jq(".report | keys_unsorted", &last(&events))
     );
-    assert_eq!(jq(".version", &json).trim(), "\"2.0.0\"");
+    assert_eq!(jq(".version", &json).trim(), "\"3.0.0\"");
     assert_eq!(jq(".from", &json), jq(".report.to", &last(&events)));
 
     let run = shipit(&[
@@ -386,7 +433,7 @@ pub fn tests() -> Vec<crate::harness::Test> {
             70,
             a_deploy_streams_events_in_order_and_ends_with_its_json_report
         ),
-        crate::test!(Hosts, 50, rollback_and_exec_stream_events_too),
+        crate::test!(Hosts, 60, failures_rollback_and_exec_stream_events_too),
         crate::test!(Nothing, 15, a_build_without_a_terminal_prints_plain_lines),
     ]
 }
