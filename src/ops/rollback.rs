@@ -17,6 +17,7 @@ use crate::hosts::releases::{ListReleases, parse_now, parse_releases};
 use crate::hosts::script::Script;
 use crate::hosts::{self, Connection, Layout, Runner};
 use crate::names::ReleaseId;
+use crate::remote::destination::Destination;
 use crate::ui::{Format, Ui};
 
 /// `shipit rollback`, as the command line asked for it.
@@ -49,29 +50,43 @@ pub struct Report<'a> {
 
 /// `shipit rollback`: back to the previous good release, or the newest good one of a version.
 pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
-    let (host, to, connection) = (&request.host, request.to.as_deref(), &request.connection);
-    let events = &request.events;
-    let destination = hosts::resolve(config, host, connection)?;
+    let destination = hosts::resolve(config, &request.host, &request.connection)?;
     let layout = Layout::of_app(config);
-    events.emit(Event::RollbackStarted {
+    request.events.emit(Event::RollbackStarted {
         app: layout.app.to_string(),
         host: destination.label.clone(),
     });
+    let mut chosen = Chosen::default();
+    let result = roll_back(config, request, &destination, &layout, &mut chosen, ui);
+    let host = &destination.label;
+    report(request, host, &layout, &chosen, result.as_ref().err())?;
+    let release = result?;
+    if request.format == Format::Text && !request.events.on() {
+        println!("rolled back {} on {host} to {release}", layout.app);
+    }
+    Ok(())
+}
+
+/// Connects, takes the lock, rolls back, records it and lets go of the lock; `chosen` says how
+/// far it got, whatever happened.
+fn roll_back(
+    config: &Config,
+    request: &Request,
+    destination: &Destination,
+    layout: &Layout,
+    chosen: &mut Chosen,
+    ui: &Ui,
+) -> Result<ReleaseId> {
+    let (to, events) = (request.to.as_deref(), &request.events);
     let cancel = Cancel::on_signals()?;
-    let mut remote = hosts::connect(&destination, connection, ui)?;
+    let mut remote = hosts::connect(destination, &request.connection, ui)?;
     events.emit(Event::Connected {
         host: destination.label.clone(),
     });
     let mut runner = Runner::apply(&mut remote, &cancel);
     // A timer left armed could switch the host away from the release chosen here and mark
     // that release failed.
-    let armed = lock::lock(
-        &mut runner,
-        &layout,
-        Duration::ZERO,
-        ArmedPolicy::Disarm,
-        ui,
-    )?;
+    let armed = lock::lock(&mut runner, layout, Duration::ZERO, ArmedPolicy::Disarm, ui)?;
     events.emit(Event::Locked {
         host: runner.label(),
     });
@@ -87,18 +102,9 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
             ),
         );
     }
-    let health = hosts::health_for(config, host);
+    let health = hosts::health_for(config, &request.host);
     let started = std::time::Instant::now();
-    let mut chosen = Chosen::default();
-    let result = rollback_locked(
-        &mut runner,
-        health.as_ref(),
-        &layout,
-        to,
-        &mut chosen,
-        events,
-        ui,
-    );
+    let result = rollback_locked(&mut runner, health.as_ref(), layout, to, chosen, events, ui);
     runner.clean_up();
     let entry = Entry::now(
         &layout.with_release(&chosen.target.clone().unwrap_or_default()),
@@ -112,17 +118,29 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
         },
         started.elapsed().as_secs_f64(),
     );
-    let unlocked = record_and_unlock(&mut runner, &layout, &entry);
+    let unlocked = record_and_unlock(&mut runner, layout, &entry);
     if unlocked.is_ok() {
         events.emit(Event::Unlocked {
             host: runner.label(),
         });
     }
-    let host = runner.label();
-    let error = result.as_ref().err().or(unlocked.as_ref().err());
+    let release = result?;
+    unlocked?;
+    Ok(release)
+}
+
+/// `--json`'s report on stdout, or with `--events` the last events: the failure, then the
+/// report.
+fn report(
+    request: &Request,
+    host: &str,
+    layout: &Layout,
+    chosen: &Chosen,
+    error: Option<&anyhow::Error>,
+) -> Result<()> {
     let report = Report {
         app: &layout.app,
-        host: &host,
+        host,
         from: chosen.from.as_deref(),
         to: chosen.target.as_deref(),
         version: chosen.version.as_deref(),
@@ -134,20 +152,16 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
         ok: error.is_none(),
         error: error.map(|e| format!("{e:#}")),
     };
+    let events = &request.events;
     if events.on() {
         if let Some(e) = error {
-            events.emit(Event::failed(&host, e));
+            events.emit(Event::failed(host, e));
         }
         events.emit(Event::RollbackFinished {
             report: crate::events::report(&report),
         });
     } else if request.format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    let release = result?;
-    unlocked?;
-    if request.format == Format::Text && !events.on() {
-        println!("rolled back {} on {host} to {release}", layout.app);
     }
     Ok(())
 }

@@ -365,6 +365,23 @@ fn failures_rollback_and_exec_stream_events_too() {
     );
     assert_eq!(jq(".version", &json).trim(), "\"3.0.0\"");
     assert_eq!(jq(".from", &json), jq(".report.to", &last(&events)));
+    // A rollback that cannot be done still ends with its report, after its failure.
+    let refused =
+        shipit(&["rollback", "ev-r1", "-F", &ssh, "--to", "9.9.9", "--events"]).failure(2);
+    checked_lines(&refused.stdout);
+    assert_eq!(
+        sequence(&refused.stdout, "ev-r1"),
+        [
+            "rollback_started",
+            "connected",
+            "locked",
+            "unlocked",
+            "failed"
+        ],
+        "{}",
+        refused.stdout
+    );
+    assert_eq!(jq(".report.ok", &last(&refused.stdout)).trim(), "false");
 
     let run = shipit(&[
         "exec",
