@@ -379,6 +379,20 @@ mod tests {
     }
 
     #[test]
+    fn the_schema_names_every_category() {
+        let schema: serde_json::Value = serde_json::from_str(SCHEMA_FILE).unwrap();
+        let documented = &schema["$defs"]["failed"]["properties"]["category"]["enum"];
+        for category in Category::ALL {
+            let error = crate::error::tagged(category, anyhow::anyhow!("x"));
+            let line = &written(vec![Event::failed("web1", &error)])[0];
+            assert!(
+                documented.as_array().unwrap().contains(&line["category"]),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
     fn off_writes_nothing() {
         assert!(!Events::off().on());
         Events::off().emit(Event::Connected { host: "a".into() });
