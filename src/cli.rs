@@ -15,6 +15,7 @@ use crate::config::{
     Config, parse_amount as amount, parse_batch as batch, parse_canary as canary,
     parse_duration as duration, parse_parallel,
 };
+use crate::events::Events;
 use crate::hosts::{self, Connection};
 use crate::ops;
 use crate::rollout::{self, Amount, ArmedPolicy, Canary, OnFailure};
@@ -228,6 +229,10 @@ pub struct DeployArgs {
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
+    /// Write what happens as JSON lines on stdout while it happens; the last line is the --json
+    /// report
+    #[arg(long, conflicts_with_all = ["json", "dry_run"])]
+    pub events: bool,
     /// Print every remote step, the unit diff and the binary change; change nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -321,6 +326,13 @@ pub struct ExecArgs {
     /// Give the command a terminal, for an interactive session (one host)
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Print a summary of the hosts' exit statuses as JSON; the command's output goes to stderr
+    #[arg(long, conflicts_with = "tty")]
+    pub json: bool,
+    /// Write each host's exit as a JSON line on stdout as it happens, the --json summary last;
+    /// the command's output goes to stderr
+    #[arg(long, conflicts_with_all = ["json", "tty"])]
+    pub events: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -357,6 +369,13 @@ pub struct RollbackArgs {
     /// Return to the newest good release of this version instead of the previous one
     #[arg(long, value_name = "VERSION")]
     pub to: Option<String>,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Write what happens as JSON lines on stdout while it happens; the last line is the --json
+    /// report
+    #[arg(long, conflicts_with = "json")]
+    pub events: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -551,6 +570,10 @@ impl ConnectArgs {
     }
 }
 
+fn events(on: bool) -> Events {
+    if on { Events::stdout() } else { Events::off() }
+}
+
 fn format(json: bool) -> Format {
     if json { Format::Json } else { Format::Text }
 }
@@ -564,6 +587,7 @@ impl DeployArgs {
             package: self.package.clone(),
             build: self.build.options(),
             format: format(self.json),
+            events: events(self.events),
             options: rollout::Options {
                 dry_run: self.dry_run,
                 on_failure: if self.no_rollback {
@@ -627,6 +651,8 @@ impl RollbackArgs {
         Ok(ops::rollback::Request {
             host: hosts::choose_one(config, self.host.as_deref())?,
             to: self.to.clone(),
+            format: format(self.json),
+            events: events(self.events),
             connection: self.connect.connection(),
         })
     }
@@ -653,6 +679,8 @@ impl ExecArgs {
             hosts: hosts::choose(config, &self.hosts)?,
             command: self.command.clone(),
             tty: self.tty,
+            format: format(self.json),
+            events: events(self.events),
             connection: self.connect.connection(),
         })
     }

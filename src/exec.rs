@@ -1,7 +1,9 @@
 //! `shipit exec HOST... -- CMD ARGS`: a command run on each host as the service runs
 //! ([`crate::service_run`]) in the current release, its output streamed. One host: stdin passed
 //! on, a terminal with `-t`, shipit exits with the command's status. Several hosts: all at once,
-//! each output line prefixed with its host, then a summary of exit statuses.
+//! each output line prefixed with its host, then a summary of exit statuses. With `--json` or
+//! `--events` stdout carries only JSON: every host's output goes to stderr, prefixed, and stdin
+//! is not passed on, even for one host.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -11,13 +13,14 @@ use anyhow::Result;
 use crate::cancel::{Cancel, interrupted};
 use crate::config::Config;
 use crate::error::{Category, PassThrough, tagged};
+use crate::events::{Event, Events};
 use crate::hosts::deployed::Deployed;
 use crate::hosts::{self, Connection, Layout};
 use crate::remote::channel::{self, Ended, RawMode, Terminal, Wiring};
 use crate::remote::destination::Destination;
 use crate::remote::{self, Remote};
 use crate::service_run::{self, Prepared, ServiceRun};
-use crate::ui::Ui;
+use crate::ui::{Format, Ui};
 
 /// `shipit exec`, from the command line.
 #[derive(Debug, Clone)]
@@ -27,7 +30,27 @@ pub struct Request {
     pub command: Vec<String>,
     /// `-t`: give the command a terminal (one host only).
     pub tty: bool,
+    pub format: Format,
+    /// `--events`: each host's exit as a JSON line on stdout; the summary is the last line.
+    pub events: Events,
     pub connection: Connection,
+}
+
+/// The JSON result of `exec --json` (and the `exec_finished` event's report).
+#[derive(Debug, serde::Serialize)]
+pub struct Report<'a> {
+    pub command: &'a [String],
+    /// Every host ran the command and it exited 0.
+    pub ok: bool,
+    pub hosts: Vec<HostExit>,
+}
+
+/// How the command ended on one host: its exit status, or why there is none.
+#[derive(Debug, serde::Serialize)]
+pub struct HostExit {
+    pub host: String,
+    pub status: Option<i64>,
+    pub error: Option<String>,
 }
 
 pub fn run(config: &Config, args: &Request, ui: &Ui) -> Result<()> {
@@ -54,8 +77,12 @@ pub fn run(config: &Config, args: &Request, ui: &Ui) -> Result<()> {
         cancel: &cancel,
         ui,
     };
+    args.events.emit(Event::ExecStarted {
+        command: args.command.clone(),
+        hosts: destinations.iter().map(|d| d.label.clone()).collect(),
+    });
     match destinations.as_slice() {
-        [only] => on_one_host(only, &run),
+        [only] if !run.json_out() => on_one_host(only, &run),
         _ => on_each_host(&destinations, &run),
     }
 }
@@ -66,6 +93,13 @@ struct Run<'a> {
     args: &'a Request,
     cancel: &'a Cancel,
     ui: &'a Ui,
+}
+
+impl Run<'_> {
+    /// Stdout is for JSON: the command's own output goes to stderr.
+    fn json_out(&self) -> bool {
+        self.args.events.on() || self.args.format == Format::Json
+    }
 }
 
 fn on_one_host(destination: &Destination, run: &Run) -> Result<()> {
@@ -133,6 +167,31 @@ enum Outcome {
     Failed(anyhow::Error),
 }
 
+impl Outcome {
+    fn ok(&self) -> bool {
+        matches!(self, Outcome::Ran(e) if e.status == 0 && e.signal.is_none() && !e.interrupted)
+    }
+
+    fn exit(&self, host: &str) -> HostExit {
+        let (status, error) = match self {
+            Outcome::Ran(Ended {
+                interrupted: true, ..
+            }) => (None, Some("interrupted".to_string())),
+            Outcome::Ran(Ended {
+                signal: Some(signal),
+                ..
+            }) => (None, Some(format!("killed by signal {signal}"))),
+            Outcome::Ran(Ended { status, .. }) => (Some(i64::from(*status)), None),
+            Outcome::Failed(e) => (None, Some(format!("not run: {}", first_line(e)))),
+        };
+        HostExit {
+            host: host.to_string(),
+            status,
+            error,
+        }
+    }
+}
+
 fn on_each_host(destinations: &[Destination], run: &Run) -> Result<()> {
     let width = destinations
         .iter()
@@ -145,9 +204,23 @@ fn on_each_host(destinations: &[Destination], run: &Run) -> Result<()> {
             .iter()
             .map(|destination| {
                 let output = &output;
-                scope.spawn(move || match on_host(destination, run, width, output) {
-                    Ok(ended) => Outcome::Ran(ended),
-                    Err(e) => Outcome::Failed(e),
+                scope.spawn(move || {
+                    let outcome = match on_host(destination, run, width, output) {
+                        Ok(ended) => Outcome::Ran(ended),
+                        Err(e) => Outcome::Failed(e),
+                    };
+                    let HostExit {
+                        host,
+                        status,
+                        error,
+                    } = outcome.exit(&destination.label);
+                    let exited = Event::Exited {
+                        host,
+                        status,
+                        error,
+                    };
+                    run.args.events.emit(exited);
+                    outcome
                 })
             })
             .collect();
@@ -160,7 +233,24 @@ fn on_each_host(destinations: &[Destination], run: &Run) -> Result<()> {
             })
             .collect()
     });
-    summarize(destinations, &outcomes, width)
+    let report = Report {
+        command: &run.args.command,
+        ok: outcomes.iter().all(Outcome::ok),
+        hosts: destinations
+            .iter()
+            .zip(&outcomes)
+            .map(|(d, o)| o.exit(&d.label))
+            .collect(),
+    };
+    let summary = summarize(destinations, &outcomes, width);
+    if run.args.events.on() {
+        run.args.events.emit(Event::ExecFinished {
+            report: crate::events::report(&report),
+        });
+    } else if run.args.format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    summary
 }
 
 /// One of several hosts: output lines prefixed with its name, no stdin.
@@ -171,7 +261,7 @@ fn on_host(
     output: &Mutex<()>,
 ) -> Result<Ended> {
     let prefix = format!("{:<width$} | ", destination.label);
-    let mut out = Prefixed::new(&prefix, output, false);
+    let mut out = Prefixed::new(&prefix, output, run.json_out());
     let mut err = Prefixed::new(&prefix, output, true);
     let wiring = Wiring {
         terminal: None,
@@ -215,7 +305,7 @@ fn summarize(destinations: &[Destination], outcomes: &[Outcome], width: usize) -
             }
         };
         match outcome {
-            Outcome::Ran(e) if e.status == 0 && e.signal.is_none() && !e.interrupted => {}
+            _ if outcome.ok() => {}
             Outcome::Ran(Ended {
                 status,
                 signal: None,

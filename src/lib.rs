@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod env_file;
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod generate;
 pub mod hosts;

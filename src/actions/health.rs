@@ -10,6 +10,7 @@ use anyhow::Result;
 use super::switch::ReadUnitState;
 use crate::cancel::Cancel;
 use crate::config::Health;
+use crate::events::{Event, Events};
 use crate::hosts::script::Script;
 use crate::hosts::{Layout, Runner};
 use crate::remote::probe::NoProbeTool;
@@ -80,7 +81,9 @@ pub fn start_wait(health: Option<&Health>) -> Duration {
 }
 
 /// Passes, or fails with the reason in words ([`NotHealthy`] when the release is not).
-/// `started`: the unit's state as the switch step found it, which saves asking again.
+/// `started`: the unit's state as the switch step found it, which saves asking again. Each try
+/// of the health URL is an event.
+#[allow(clippy::too_many_arguments)]
 pub fn gate(
     runner: &mut Runner,
     layout: &Layout,
@@ -88,6 +91,7 @@ pub fn gate(
     expected_version: Option<&str>,
     started: Option<UnitState>,
     interruptible: OnInterrupt,
+    events: &Events,
     ui: &Ui,
 ) -> Result<()> {
     // A gate that must finish (a rollback's) gets a token nothing sets.
@@ -96,6 +100,7 @@ pub fn gate(
         OnInterrupt::Continue => Cancel::new(),
     };
     let interruptible = &cancel;
+    let host = runner.label();
     let remote = &mut *runner.remote;
     let start_wait = start_wait(health);
     crate::timings::time("health: active", || {
@@ -107,7 +112,16 @@ pub fn gate(
     })?;
     if let Some(health) = health {
         crate::timings::time("health: probe", || {
-            probe(remote, health, expected_version, interruptible, ui)
+            let report = |attempt, answer: &Result<remote::HttpAnswer>, ok| {
+                events.emit(Event::Probe {
+                    host: host.clone(),
+                    attempt,
+                    status: answer.as_ref().ok().map(|a| a.status),
+                    error: answer.as_ref().err().map(|e| format!("{e:#}")),
+                    ok,
+                });
+            };
+            probe(remote, health, expected_version, interruptible, &report, ui)
         })?;
     }
     Ok(())
@@ -183,14 +197,24 @@ fn probe(
     health: &Health,
     expected_version: Option<&str>,
     interruptible: &Cancel,
+    report: &dyn Fn(u32, &Result<remote::HttpAnswer>, bool),
     ui: &Ui,
 ) -> Result<()> {
     let (host, port, path) = health.endpoint();
     let mut last;
     let started = Instant::now();
     let mut tries = 0;
+    let mut attempt = 0;
     loop {
         let answer = get(remote, &host, port, &path, health.timeout, ui);
+        attempt += 1;
+        let passed = match &answer {
+            Ok(a) if a.status == health.expect_status => expected_version
+                .filter(|_| health.check_version)
+                .is_none_or(|v| check_version(&a.body, v).is_ok()),
+            _ => false,
+        };
+        report(attempt, &answer, passed);
         let unreachable = answer.is_err();
         match answer {
             Ok(answer) if answer.status == health.expect_status => {

@@ -14,6 +14,7 @@ use anyhow::Result;
 
 use crate::config::{Argv, HookHosts};
 use crate::error::{Category, tagged};
+use crate::events::{Event, Events};
 use crate::hosts::Layout;
 use crate::hosts::check::HostUnit;
 use crate::hosts::owner::LockOwner;
@@ -118,6 +119,7 @@ pub fn run_on_host(
     which: OnHost,
     argv: &Argv,
     timeout: Option<Duration>,
+    events: &Events,
     ui: &Ui,
 ) -> Result<()> {
     let host = remote.label().to_string();
@@ -147,6 +149,12 @@ pub fn run_on_host(
     let mut output = Lines::new(&host, ui);
     let ended = remote.exec_streaming(Kind::Hook, &command, limit.as_ref(), &mut output);
     output.flush_partial();
+    events.emit(Event::HookRan {
+        host: host.clone(),
+        hook: which.key().to_string(),
+        ok: ended.as_ref().is_ok_and(|e| e.success()),
+        exit_status: ended.as_ref().ok().map(|e| i64::from(e.status)),
+    });
     let category = match which {
         OnHost::BeforeSwitch => Category::Hook,
         OnHost::AfterSwitch => Category::Remote,

@@ -10,6 +10,7 @@ use super::health::{self, OnInterrupt, UnitState};
 use super::switch::{Listen, MarkRelease, ReadJournal, StopService, switch_to};
 use crate::config::Health;
 use crate::error::{Category, tagged};
+use crate::events::{Event, Events};
 use crate::hosts::runner::next;
 use crate::hosts::script::Script;
 use crate::hosts::{Layout, Runner};
@@ -62,6 +63,7 @@ pub fn restore(
     layout: &Layout,
     previous: &ReleaseId,
     health: Option<&Health>,
+    events: &Events,
     ui: &Ui,
 ) -> anyhow::Result<()> {
     let state = runner.one(switch_to(layout, previous, listen(health)))?;
@@ -73,8 +75,14 @@ pub fn restore(
         None,
         Some(state),
         OnInterrupt::Continue,
+        events,
         ui,
-    )
+    )?;
+    events.emit(Event::RolledBack {
+        host: runner.label(),
+        release: previous.to_string(),
+    });
+    Ok(())
 }
 
 /// What the host ran before the switch: the release to return to, and the host's clock then
@@ -86,6 +94,7 @@ pub struct Before<'a> {
 
 /// After a failed start: show the journal, then return to the previous release (or stop the
 /// service when there is none) and check it; say which of those happened.
+#[allow(clippy::too_many_arguments)]
 pub fn recover(
     runner: &mut Runner,
     layout: &Layout,
@@ -93,6 +102,7 @@ pub fn recover(
     before: Before,
     failure: anyhow::Error,
     on_failure: OnFailure,
+    events: &Events,
     ui: &Ui,
 ) -> anyhow::Error {
     runner.clean_up();
@@ -176,7 +186,7 @@ pub fn recover(
         };
     };
     ui.status("Rolling back", format_args!("to {previous} on {host}"));
-    match restore(runner, layout, previous, health, ui) {
+    match restore(runner, layout, previous, health, events, ui) {
         Ok(()) => tagged(
             if interrupted {
                 Category::Interrupted

@@ -11,13 +11,15 @@ use crate::actions::{ArmedPolicy, health, lock};
 use crate::cancel::Cancel;
 use crate::config::{Config, Health};
 use crate::error::{Category, Tag};
+use crate::events::{Event, Events};
 use crate::hosts::log::{Entry, RecordLog};
 use crate::hosts::releases::{ListReleases, parse_now, parse_releases};
 use crate::hosts::script::Script;
 use crate::hosts::{self, Connection, Layout, Runner};
 use crate::names::ReleaseId;
 use crate::notify::{self, Notice};
-use crate::ui::Ui;
+use crate::remote::destination::Destination;
+use crate::ui::{Format, Ui};
 
 /// `shipit rollback`, as the command line asked for it.
 #[derive(Debug, Clone)]
@@ -25,26 +27,83 @@ pub struct Request {
     pub host: String,
     /// A version to return to, instead of the previous good release.
     pub to: Option<String>,
+    pub format: Format,
+    /// `--events`: the steps as JSON lines on stdout; the report is the last of them.
+    pub events: Events,
     pub connection: Connection,
+}
+
+/// The JSON result of `rollback --json` (and the `rollback_finished` event's report).
+#[derive(Debug, serde::Serialize)]
+pub struct Report<'a> {
+    pub app: &'a str,
+    pub environment: Option<&'a str>,
+    pub host: &'a str,
+    /// The release that ran before.
+    pub from: Option<&'a str>,
+    /// The release rolled back to, once chosen.
+    pub to: Option<&'a str>,
+    pub version: Option<&'a str>,
+    /// "ok", "failed" (its health gate said so), or "-" (never got that far).
+    pub health: &'static str,
+    pub ok: bool,
+    pub error: Option<String>,
 }
 
 /// `shipit rollback`: back to the previous good release, or the newest good one of a version.
 pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
-    let (host, to, connection) = (&request.host, request.to.as_deref(), &request.connection);
-    let destination = hosts::resolve(config, host, connection)?;
-    let cancel = Cancel::on_signals()?;
-    let mut remote = hosts::connect(&destination, connection, ui)?;
+    let destination = hosts::resolve(config, &request.host, &request.connection)?;
     let layout = Layout::of_app(config);
+    request.events.emit(Event::RollbackStarted {
+        app: layout.app.to_string(),
+        environment: layout.environment.clone(),
+        host: destination.label.clone(),
+    });
+    let mut chosen = Chosen::default();
+    let result = roll_back(config, request, &destination, &layout, &mut chosen, ui);
+    let host = &destination.label;
+    let error = result.as_ref().err();
+    let report = Report::new(host, &layout, &chosen, error);
+    print_report(request, &report, error)?;
+    if let Some(target) = &chosen.target {
+        let outcome = if error.is_none() {
+            "rolled-back"
+        } else {
+            "failed"
+        };
+        let notice = Notice::new("rollback", outcome, &layout.with_release(target), &report)?;
+        notify::send(config, &notice, ui);
+    }
+    let release = result?;
+    if request.format == Format::Text && !request.events.on() {
+        println!("rolled back {} on {host} to {release}", layout.app);
+    }
+    Ok(())
+}
+
+/// Connects, takes the lock, rolls back, records it and lets go of the lock; `chosen` says how
+/// far it got, whatever happened.
+fn roll_back(
+    config: &Config,
+    request: &Request,
+    destination: &Destination,
+    layout: &Layout,
+    chosen: &mut Chosen,
+    ui: &Ui,
+) -> Result<ReleaseId> {
+    let (to, events) = (request.to.as_deref(), &request.events);
+    let cancel = Cancel::on_signals()?;
+    let mut remote = hosts::connect(destination, &request.connection, ui)?;
+    events.emit(Event::Connected {
+        host: destination.label.clone(),
+    });
     let mut runner = Runner::apply(&mut remote, &cancel);
     // A timer left armed could switch the host away from the release chosen here and mark
     // that release failed.
-    let armed = lock::lock(
-        &mut runner,
-        &layout,
-        Duration::ZERO,
-        ArmedPolicy::Disarm,
-        ui,
-    )?;
+    let armed = lock::lock(&mut runner, layout, Duration::ZERO, ArmedPolicy::Disarm, ui)?;
+    events.emit(Event::Locked {
+        host: runner.label(),
+    });
     for timer in armed {
         ui.status(
             "Disarmed",
@@ -57,10 +116,9 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
             ),
         );
     }
-    let health = hosts::health_for(config, host);
+    let health = hosts::health_for(config, &request.host);
     let started = std::time::Instant::now();
-    let mut chosen = Chosen::default();
-    let result = rollback_locked(&mut runner, health.as_ref(), &layout, to, &mut chosen, ui);
+    let result = rollback_locked(&mut runner, health.as_ref(), layout, to, chosen, events, ui);
     runner.clean_up();
     let entry = Entry::now(
         &layout.with_release(&chosen.target.clone().unwrap_or_default()),
@@ -74,59 +132,57 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
         },
         started.elapsed().as_secs_f64(),
     );
-    let unlocked = record_and_unlock(&mut runner, &layout, &entry);
-    if chosen.target.is_some() {
-        notify::send(config, &notice(&layout, &runner, &entry, &result)?, ui);
+    let unlocked = record_and_unlock(&mut runner, layout, &entry);
+    if unlocked.is_ok() {
+        events.emit(Event::Unlocked {
+            host: runner.label(),
+        });
     }
     let release = result?;
     unlocked?;
-    println!(
-        "rolled back {} on {} to {release}",
-        layout.app,
-        runner.label()
-    );
-    Ok(())
+    Ok(release)
 }
 
-/// What `[notify]` is told once a rollback has chosen a release: how it ended on the host.
-fn notice(
-    layout: &Layout,
-    runner: &Runner,
-    entry: &Entry,
-    result: &Result<ReleaseId>,
-) -> Result<Notice> {
-    #[derive(serde::Serialize)]
-    struct Report<'a> {
-        app: &'a str,
+impl<'a> Report<'a> {
+    fn new(
         host: &'a str,
-        version: &'a str,
-        release: &'a ReleaseId,
-        previous: Option<&'a ReleaseId>,
-        ok: bool,
-        error: Option<String>,
-        seconds: f64,
+        layout: &'a Layout,
+        chosen: &'a Chosen,
+        error: Option<&anyhow::Error>,
+    ) -> Self {
+        Report {
+            app: &layout.app,
+            environment: layout.environment.as_deref(),
+            host,
+            from: chosen.from.as_deref(),
+            to: chosen.target.as_deref(),
+            version: chosen.version.as_deref(),
+            health: match chosen.healthy {
+                Some(true) => "ok",
+                Some(false) => "failed",
+                None => "-",
+            },
+            ok: error.is_none(),
+            error: error.map(|e| format!("{e:#}")),
+        }
     }
-    let report = Report {
-        app: &layout.app,
-        host: &runner.label(),
-        version: &entry.version,
-        release: &entry.release,
-        previous: entry.previous.as_ref(),
-        ok: result.is_ok(),
-        error: result.as_ref().err().map(|e| format!("{e:#}")),
-        seconds: entry.seconds,
-    };
-    let outcome = if result.is_ok() {
-        "rolled-back"
-    } else {
-        "failed"
-    };
-    Notice::new(
-        "rollback",
-        outcome,
-        &layout.with_release(&entry.release),
-        &report,
-    )
+}
+
+/// `--json`'s report on stdout, or with `--events` the last events: the failure, then the
+/// report.
+fn print_report(request: &Request, report: &Report, error: Option<&anyhow::Error>) -> Result<()> {
+    let events = &request.events;
+    if events.on() {
+        if let Some(e) = error {
+            events.emit(Event::failed(report.host, e));
+        }
+        events.emit(Event::RollbackFinished {
+            report: crate::events::report(report),
+        });
+    } else if request.format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    }
+    Ok(())
 }
 
 /// Records `entry` and releases the lock, in one batch; the error is the unlock's (a log that
@@ -149,6 +205,8 @@ struct Chosen {
     from: Option<ReleaseId>,
     target: Option<ReleaseId>,
     version: Option<String>,
+    /// What its health gate said, once it ran.
+    healthy: Option<bool>,
 }
 
 fn rollback_locked(
@@ -157,6 +215,7 @@ fn rollback_locked(
     layout: &Layout,
     to: Option<&str>,
     chosen: &mut Chosen,
+    events: &Events,
     ui: &Ui,
 ) -> Result<ReleaseId> {
     let out = runner.one(ListReleases.step(layout))?;
@@ -200,6 +259,10 @@ fn rollback_locked(
     let switched = runner
         .one(switch_to(layout, &target.name, Listen::default()))
         .and_then(|out| {
+            events.emit(Event::Switched {
+                host: runner.label(),
+                release: target.name.to_string(),
+            });
             let state = recover::switched_state(runner, layout, &out, ui);
             health::gate(
                 runner,
@@ -208,11 +271,21 @@ fn rollback_locked(
                 Some(&target.version),
                 Some(state),
                 health::OnInterrupt::Stop,
+                events,
                 ui,
             )
         });
+    chosen.healthy = match &switched {
+        Ok(()) => Some(true),
+        Err(e) if health::judged_unhealthy(e) => Some(false),
+        Err(_) => None,
+    };
     match switched {
         Ok(()) => {
+            events.emit(Event::Healthy {
+                host: runner.label(),
+                release: target.name.to_string(),
+            });
             runner.one(
                 MarkRelease {
                     release: target.name.clone(),
@@ -232,6 +305,7 @@ fn rollback_locked(
             },
             failure,
             OnFailure::RollBack,
+            events,
             ui,
         )),
     }

@@ -15,6 +15,7 @@ use crate::actions::{health, hooks, lock};
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::error::{Category, tagged};
+use crate::events::{Event, Events};
 use crate::hosts::{self, Layout, Runner, SshConnector};
 use crate::package::Package;
 use crate::remote::destination::Destination;
@@ -99,6 +100,13 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
         })?;
     }
     let cancel = Cancel::on_signals()?;
+    request.events.emit(Event::RolloutStarted {
+        app: layout.app.to_string(),
+        environment: layout.environment.clone(),
+        version: package.manifest.version.clone(),
+        release: layout.release.to_string(),
+        hosts: labels.clone(),
+    });
     let connector = SshConnector {
         connection: &request.connection,
         ui,
@@ -113,16 +121,17 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
         hooks: &config.hooks,
         connector: &connector,
         cancel: &cancel,
+        events: &request.events,
         ui,
     };
     let results = fleet::deploy(&context, &targets);
     for ((report, _), target) in results.iter().zip(&targets) {
         if report.still_locked {
-            release_lost_lock(&target.destination, &layout, ui);
+            release_lost_lock(&target.destination, &layout, &request.events, ui);
         }
     }
     let reports: Vec<&HostReport> = results.iter().map(|(r, _)| r).collect();
-    print_summary(&reports, &package, &layout, request.format)?;
+    print_summary(&reports, &package, &layout, request.format, &request.events)?;
     if let Some(argv) = &config.hooks.local_after {
         let (deployed, failed): (Vec<&HostReport>, Vec<&HostReport>) = reports
             .iter()
@@ -158,7 +167,7 @@ fn check_confirm_timeout(config: &Config, options: &Options) -> Result<()> {
 /// When the connection died mid-deploy, the lock is still ours on the host: a fresh connection
 /// releases it, if it still names this process. Best effort; the next deploy would also see the
 /// owner is dead (or its lock no longer refreshed) and take it over.
-fn release_lost_lock(destination: &Destination, layout: &Layout, ui: &Ui) {
+fn release_lost_lock(destination: &Destination, layout: &Layout, events: &Events, ui: &Ui) {
     // Never accept a new host key here: the first connection already proved this host.
     let Ok(mut remote) = SshRemote::connect(destination, &ConnectOptions::default()) else {
         return;
@@ -166,6 +175,9 @@ fn release_lost_lock(destination: &Destination, layout: &Layout, ui: &Ui) {
     let mut runner = Runner::apply(&mut remote, &Cancel::new());
     runner.clean_up();
     if lock::unlock(&mut runner, layout).unwrap_or(false) {
+        events.emit(Event::Unlocked {
+            host: destination.label.clone(),
+        });
         ui.status(
             "Unlocked",
             format_args!("{} over a new connection", destination.label),

@@ -11,6 +11,7 @@ use super::targets::Target;
 use crate::actions::{hooks, preflight};
 use crate::build::Target as Platform;
 use crate::config::Config;
+use crate::events::Events;
 use crate::hosts::check::{CheckHost, HostUnit};
 use crate::hosts::script::Script;
 use crate::hosts::{Layout, Runner};
@@ -63,7 +64,8 @@ pub fn plan(
             &layout.socket_path(),
         ));
     }
-    let begun = phases::begin(&mut runner, &layout, None, options, ui).map_err(|f| f.error)?;
+    let begun = phases::begin(&mut runner, &layout, None, options, &Events::off(), ui)
+        .map_err(|f| f.error)?;
     let mut transfer = phases::transfer(
         &mut runner,
         &layout,
@@ -79,6 +81,7 @@ pub fn plan(
             ui,
         ),
         phases::Then::Wait,
+        &Events::off(),
         ui,
     )?;
     let release = hooks::Release {
@@ -97,6 +100,7 @@ pub fn plan(
         target.health.as_ref(),
         &mut transfer,
         options,
+        &Events::off(),
         ui,
     )?;
     let keep = Some(config.deploy.keep_releases);

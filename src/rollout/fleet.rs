@@ -19,6 +19,7 @@ use crate::build::Target as Platform;
 use crate::cancel::{Cancel, interrupted};
 use crate::config::{Argv, Hooks};
 use crate::error::Category;
+use crate::events::{Event, Events};
 use crate::hosts::check::{CheckHost, HostUnit};
 use crate::hosts::log;
 use crate::hosts::script::Script;
@@ -169,6 +170,8 @@ pub struct Context<'a> {
     pub connector: &'a dyn Connect,
     /// Set by Ctrl-C: the rollout stops at its next safe point.
     pub cancel: &'a Cancel,
+    /// `--events`: each host's steps as they happen.
+    pub events: &'a Events,
     pub ui: &'a Ui,
 }
 
@@ -252,6 +255,9 @@ fn connect_and_check(ctx: &Context, run: &mut HostRun, shape: Shape) {
         .connect(&run.target.destination)
         .and_then(|remote| {
             run.remote = Some(remote);
+            ctx.events.emit(Event::Connected {
+                host: run.label().to_string(),
+            });
             if shape == Shape::Lone {
                 return Ok(());
             }
@@ -294,7 +300,14 @@ fn lock_in_order(ctx: &Context, runs: &mut [HostRun], shape: Shape) {
                 continue;
             }
         };
-        let begun = phases::begin(&mut run.runner(ctx), ctx.layout, check, ctx.options, ctx.ui);
+        let begun = phases::begin(
+            &mut run.runner(ctx),
+            ctx.layout,
+            check,
+            ctx.options,
+            ctx.events,
+            ctx.ui,
+        );
         match begun {
             Ok(begun) => {
                 run.locked = true;
@@ -359,6 +372,7 @@ fn prepare(ctx: &Context, run: &mut HostRun, shape: Shape) {
         &survey,
         preflight,
         then,
+        ctx.events,
         ctx.ui,
     ) {
         Ok(transfer) => run.transfer = Some(transfer),
@@ -418,7 +432,15 @@ fn run_hook(ctx: &Context, run: &mut HostRun, which: OnHost, argv: &Argv) -> Res
         previous_version: transfer.previous_version.as_deref(),
     };
     let remote = run.remote.as_mut().expect("connected").as_mut();
-    hooks::run_on_host(remote, &release, which, argv, ctx.hooks.timeout, ctx.ui)
+    hooks::run_on_host(
+        remote,
+        &release,
+        which,
+        argv,
+        ctx.hooks.timeout,
+        ctx.events,
+        ctx.ui,
+    )
 }
 
 /// `[hooks] after_switch` on a host that deployed; a failure is a warning, never a rollback.
@@ -510,6 +532,7 @@ fn activate(ctx: &Context, run: &mut HostRun) {
         health.as_ref(),
         &mut transfer,
         ctx.options,
+        ctx.events,
         ctx.ui,
     );
     run.transfer = Some(transfer);
@@ -565,6 +588,7 @@ fn switch_back(ctx: &Context, run: &mut HostRun) {
         &previous,
         health.as_ref(),
         ctx.options,
+        ctx.events,
         ctx.ui,
     ) {
         Ok(()) => run.outcome = Some(Outcome::SwitchedBack),
@@ -615,6 +639,11 @@ fn finish(ctx: &Context, run: &mut HostRun) {
     if let Some(e) = error {
         run.error.get_or_insert(e);
     }
+    if run.locked && !finished.still_locked {
+        ctx.events.emit(Event::Unlocked {
+            host: run.label().to_string(),
+        });
+    }
     run.locked = finished.still_locked;
 }
 
@@ -660,6 +689,9 @@ fn report(ctx: &Context, run: HostRun) -> (HostReport, Option<anyhow::Error>) {
             .map(|e| crate::error::category_of(e).unwrap_or(Category::Remote)),
         still_locked: run.locked,
     };
+    if let Some(error) = &run.error {
+        ctx.events.emit(Event::failed(&report.host, error));
+    }
     (report, run.error)
 }
 

@@ -18,6 +18,7 @@ use crate::actions::{lock, preflight};
 use crate::build::Target;
 use crate::config::Health;
 use crate::error::{Category, tagged};
+use crate::events::{Event, Events};
 use crate::hosts::check::{CheckHost, HostFacts, HostUnit};
 use crate::hosts::log::{Entry, RecordLog};
 use crate::hosts::runner::{failed_with, next};
@@ -51,6 +52,7 @@ pub fn begin(
     layout: &Layout,
     check: Option<Target>,
     options: &Options,
+    events: &Events,
     ui: &Ui,
 ) -> Result<Begun, BeginFailure> {
     let host = runner.label();
@@ -74,6 +76,7 @@ pub fn begin(
     let first = next(&mut answers);
     let taken = lock::settle(runner, layout, first, options.lock_wait, options.armed, ui)
         .map_err(|e| unlocked(interrupted_or(e, &host, "locking")))?;
+    events.emit(Event::Locked { host: host.clone() });
     let survey = match taken.retried {
         false => next(&mut answers),
         true => runner.one(SurveyHost.step(layout)),
@@ -128,6 +131,7 @@ pub fn transfer(
     survey: &Survey,
     preflight: Option<&Health>,
     then: Then,
+    events: &Events,
     ui: &Ui,
 ) -> Result<Transfer> {
     let host = runner.label();
@@ -186,7 +190,7 @@ pub fn transfer(
                 }
             }
         };
-        report_upload(runner, upload, upload_seconds, package, ui);
+        report_upload(runner, upload, upload_seconds, package, events, ui);
         let reused_release =
             UnpackRelease::read(next(&mut answers), host_unit, &host, ui).map_err(before)?;
         if preflight.is_some() {
@@ -216,14 +220,37 @@ pub fn transfer(
                 None => Ok(()),
             };
             let switched = armed.and_then(|()| next(&mut answers));
-            transfer.started = Some(switched.map(|out| switched_state(runner, layout, &out, ui)));
+            transfer.started = Some(switched.map(|out| {
+                report_switch(runner, layout, events);
+                switched_state(runner, layout, &out, ui)
+            }));
         }
         return Ok(transfer);
     }
 }
 
-fn report_upload(runner: &Runner, upload: Upload, seconds: f64, package: &Package, ui: &Ui) {
+fn report_upload(
+    runner: &Runner,
+    upload: Upload,
+    seconds: f64,
+    package: &Package,
+    events: &Events,
+    ui: &Ui,
+) {
     let host = runner.label();
+    if !runner.is_dry_run() {
+        let (bytes, resumed_from) = match upload {
+            Upload::Sent { sent, resumed_from } => (sent, resumed_from),
+            Upload::Skipped => (0, 0),
+        };
+        events.emit(Event::Uploaded {
+            host: host.clone(),
+            bytes,
+            seconds,
+            resumed_from,
+            skipped: upload == Upload::Skipped,
+        });
+    }
     match upload {
         Upload::Skipped => ui.status(
             "Skipped",
@@ -232,7 +259,8 @@ fn report_upload(runner: &Runner, upload: Upload, seconds: f64, package: &Packag
         Upload::Sent { sent, resumed_from } if !runner.is_dry_run() => ui.status(
             "Uploaded",
             format_args!(
-                "{sent} bytes to {host} in {seconds:.1}s{}",
+                "{} to {host} in {seconds:.2}s{}",
+                crate::ui::bytes_text(sent),
                 if resumed_from > 0 {
                     format!(", resuming at byte {resumed_from}")
                 } else {
@@ -242,6 +270,13 @@ fn report_upload(runner: &Runner, upload: Upload, seconds: f64, package: &Packag
         ),
         Upload::Sent { .. } => {}
     }
+}
+
+fn report_switch(runner: &Runner, layout: &Layout, events: &Events) {
+    events.emit(Event::Switched {
+        host: runner.label(),
+        release: layout.release.to_string(),
+    });
 }
 
 fn starting(runner: &Runner, layout: &Layout, package: &Package, ui: &Ui) {
@@ -258,6 +293,7 @@ fn starting(runner: &Runner, layout: &Layout, package: &Package, ui: &Ui) {
 
 /// Switch to the new release (unless [`transfer`] did) and prove it healthy; on failure, roll
 /// back (unless told not to) and return the outcome as the error.
+#[allow(clippy::too_many_arguments)]
 pub fn activate(
     runner: &mut Runner,
     layout: &Layout,
@@ -265,6 +301,7 @@ pub fn activate(
     health: Option<&Health>,
     transfer: &mut Transfer,
     options: &Options,
+    events: &Events,
     ui: &Ui,
 ) -> Result<()> {
     let host = runner.label();
@@ -290,7 +327,10 @@ pub fn activate(
             if armed {
                 next(&mut answers).map_err(|e| interrupted_or(e, &host, "switching"))?;
             }
-            next(&mut answers).map(|out| Some(switched_state(runner, layout, &out, ui)))
+            next(&mut answers).map(|out| {
+                report_switch(runner, layout, events);
+                Some(switched_state(runner, layout, &out, ui))
+            })
         }
     };
     let healthy = started.and_then(|state| {
@@ -307,6 +347,7 @@ pub fn activate(
             Some(&package.manifest.version),
             state,
             OnInterrupt::Stop,
+            events,
             ui,
         )
     });
@@ -321,10 +362,15 @@ pub fn activate(
             },
             failure,
             options.on_failure,
+            events,
             ui,
         ));
     }
     if !runner.is_dry_run() {
+        events.emit(Event::Healthy {
+            host: host.clone(),
+            release: layout.release.to_string(),
+        });
         ui.status(
             "Healthy",
             format_args!("{} {} on {host}", layout.app, package.manifest.version),
@@ -417,6 +463,7 @@ pub fn switch_back(
     previous: &ReleaseId,
     health: Option<&Health>,
     options: &Options,
+    events: &Events,
     ui: &Ui,
 ) -> Result<()> {
     runner.clean_up();
@@ -425,7 +472,7 @@ pub fn switch_back(
     {
         anyhow::bail!("its dead-man timer fired first: {verdict}");
     }
-    restore(runner, layout, previous, health, ui)
+    restore(runner, layout, previous, health, events, ui)
 }
 
 /// An interruption before the switch leaves the host as it was; say so.

@@ -5,15 +5,19 @@ use anyhow::Result;
 
 use super::fleet::{self, HostReport, Outcome};
 use crate::error::{Category, tagged};
+use crate::events::{Event, Events};
 use crate::hosts::Layout;
 use crate::notify::Notice;
 use crate::package::Package;
 use crate::ui::Format;
 
-/// The JSON result of `deploy --json`: the same for one host or many.
+/// The JSON result of `deploy --json` (and the `rollout_finished` event's report): the same
+/// for one host or many.
 #[derive(Debug, serde::Serialize)]
-struct Summary<'a> {
+pub struct Summary<'a> {
     app: &'a str,
+    /// `-e`'s environment; null without one.
+    environment: Option<&'a str>,
     version: &'a str,
     release: &'a str,
     ok: bool,
@@ -57,24 +61,23 @@ pub fn outcome(results: Vec<(HostReport, Option<anyhow::Error>)>) -> Result<()> 
     ))
 }
 
-fn summary<'a>(
-    reports: &[&'a HostReport],
-    package: &'a Package,
-    layout: &'a Layout,
-) -> Summary<'a> {
-    Summary {
-        app: &layout.app,
-        version: &package.manifest.version,
-        release: &layout.release,
-        ok: reports.iter().all(|r| r.outcome == Outcome::Deployed),
-        hosts: reports.to_vec(),
+impl<'a> Summary<'a> {
+    pub fn new(reports: &[&'a HostReport], package: &'a Package, layout: &'a Layout) -> Self {
+        Summary {
+            app: &layout.app,
+            environment: layout.environment.as_deref(),
+            version: &package.manifest.version,
+            release: &layout.release,
+            ok: reports.iter().all(|r| r.outcome == Outcome::Deployed),
+            hosts: reports.to_vec(),
+        }
     }
 }
 
 /// What `[notify]` is told: `--json`'s summary, and one word for the whole rollout: rolled-back
 /// when a host switched to the new release and back.
 pub fn notice(reports: &[&HostReport], package: &Package, layout: &Layout) -> Result<Notice> {
-    let summary = summary(reports, package, layout);
+    let summary = Summary::new(reports, package, layout);
     let outcome = if summary.ok {
         "deployed"
     } else if reports
@@ -88,14 +91,22 @@ pub fn notice(reports: &[&HostReport], package: &Package, layout: &Layout) -> Re
     Notice::new("deploy", outcome, layout, &summary)
 }
 
+/// The summary on stdout; with `--events`, the report as the last event and nothing else.
 pub fn print_summary(
     reports: &[&HostReport],
     package: &Package,
     layout: &Layout,
     format: Format,
+    events: &Events,
 ) -> Result<()> {
+    let summary = Summary::new(reports, package, layout);
+    if events.on() {
+        events.emit(Event::RolloutFinished {
+            report: crate::events::report(&summary),
+        });
+        return Ok(());
+    }
     if format == Format::Json {
-        let summary = summary(reports, package, layout);
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::actions::{ArmedPolicy, OnFailure};
 pub use crate::config::{Amount, Canary};
+use crate::events::Events;
 use crate::hosts::Connection;
 use crate::package::BuildOptions;
 use crate::ui::Format;
@@ -30,6 +31,8 @@ pub struct Request {
     pub package: Option<PathBuf>,
     pub build: BuildOptions,
     pub format: Format,
+    /// `--events`: what happens, as JSON lines on stdout; the report is the last of them.
+    pub events: Events,
     pub options: Options,
     pub rollout: Rollout,
     pub connection: Connection,

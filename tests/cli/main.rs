@@ -17,6 +17,7 @@ mod deadman;
 mod deploy;
 mod docs;
 mod environments;
+mod events;
 mod exec;
 mod faults;
 mod fleet;
@@ -46,6 +47,7 @@ fn main() -> std::process::ExitCode {
             deploy::tests(),
             docs::tests(),
             environments::tests(),
+            events::tests(),
             exec::tests(),
             faults::tests(),
             fleet::tests(),

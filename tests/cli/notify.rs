@@ -167,8 +167,8 @@ fn a_notify_command_hears_of_each_deploy_and_rollback_and_never_changes_the_exit
     assert_eq!(told.env["SHIPIT_RELEASE"], release);
     assert_eq!(told.report["host"], "nt-1");
     assert_eq!(told.report["ok"], true);
-    assert_eq!(told.report["release"], release);
-    let previous = told.report["previous"].as_str().unwrap();
+    assert_eq!(told.report["to"], release);
+    let previous = told.report["from"].as_str().unwrap();
     assert!(previous.starts_with("1.1.0-"), "{}", told.report);
 
     // A release that fails its health gate is rolled back: exit 6 whatever the notifiers say.

@@ -16,6 +16,7 @@ use crate::actions::{ArmedPolicy, OnFailure};
 use crate::cancel::Cancel;
 use crate::config::{Argv, Health, HookHosts, Hooks};
 use crate::error::{Category, category_of};
+use crate::events::Events;
 use crate::hosts::{Connect, Layout};
 use crate::names::{HostName, ReleaseId};
 use crate::package::Package;
@@ -156,6 +157,7 @@ impl World {
             hooks: &self.hooks,
             connector: &connector,
             cancel: &self.cancel,
+            events: &Events::off(),
             ui: &ui,
         };
         fleet::deploy(&context, &targets)
