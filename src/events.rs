@@ -265,7 +265,9 @@ mod tests {
             },
             Event::Unlocked { host: host() },
             Event::RolloutFinished {
-                report: report(r#"{"app":"a","environment":"staging","version":"1","release":"r","ok":true,"hosts":[]}"#),
+                report: report(
+                    r#"{"app":"a","environment":"staging","version":"1","release":"r","ok":true,"hosts":[]}"#,
+                ),
             },
             Event::RollbackStarted {
                 app: "hello".into(),

@@ -44,7 +44,7 @@ fn untouched(sandbox: &Sandbox, host: &str) {
     sandbox.ssh(host, "test ! -e /opt/hello-go").success();
 }
 
-fn staging_deploys_alone_with_its_env_and_the_hosts_record_it() {
+fn each_environment_deploys_only_its_hosts_with_its_env_and_the_hosts_record_it() {
     let (staging, production) = ("en-s", ["en-p1", "en-p2"]);
     let sandbox = Sandbox::up(&[staging, production[0], production[1]]);
     let project = environments_project(&sandbox, staging, production);
@@ -86,6 +86,7 @@ fn staging_deploys_alone_with_its_env_and_the_hosts_record_it() {
         .map(|h| h["host"].as_str().unwrap())
         .collect();
     assert_eq!(deployed, [staging], "{}", run.stdout);
+    assert_eq!(summary["environment"], "staging", "{}", run.stdout);
     untouched(&sandbox, production[0]);
     untouched(&sandbox, production[1]);
     let echo = [
@@ -109,6 +110,53 @@ fn staging_deploys_alone_with_its_env_and_the_hosts_record_it() {
         ));
 
     check_the_host_records_the_environment(&shipit, staging);
+
+    // Built once, the same package goes to production: both its hosts, canary first as its
+    // [deploy] says, each with production's value.
+    let build = sandbox
+        .shipit(&["-C", dir, "build", "--version-override", "1.0.0"])
+        .run()
+        .success();
+    let package = build.stdout.trim();
+    let run = shipit(&[
+        "deploy",
+        "-e",
+        "production",
+        "--package",
+        package,
+        "--events",
+    ])
+    .run()
+    .success();
+    let events: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let at = |event: &str, host: &str| {
+        events
+            .iter()
+            .position(|e| e["event"] == event && e["host"] == host)
+            .unwrap_or_else(|| panic!("no {event} of {host} in {}", run.stdout))
+    };
+    assert!(
+        at("healthy", production[0]) < at("switched", production[1]),
+        "the canary passes its gate before the other host switches: {}",
+        run.stdout
+    );
+    assert_eq!(events[0]["environment"], "production", "{}", run.stdout);
+    let out = shipit(&[&["exec", "-e", "production"], &echo[3..]].concat())
+        .run()
+        .success()
+        .stdout;
+    for host in production {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(host) && l.contains(PRODUCTION_SECRET)),
+            "{out}"
+        );
+    }
+    assert_eq!(out.matches(PRODUCTION_SECRET).count(), 2, "{out}");
 }
 
 fn check_the_host_records_the_environment(shipit: &dyn Fn(&[&str]) -> Shipit, host: &str) {
@@ -212,7 +260,7 @@ pub fn tests() -> Vec<crate::harness::Test> {
         crate::test!(
             Hosts,
             8,
-            staging_deploys_alone_with_its_env_and_the_hosts_record_it
+            each_environment_deploys_only_its_hosts_with_its_env_and_the_hosts_record_it
         ),
         crate::test!(Nothing, 0, config_shows_an_environment_without_its_secrets),
         crate::test!(
