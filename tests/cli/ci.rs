@@ -195,9 +195,244 @@ fn without_a_terminal_nothing_waits_for_a_human() {
     assert_eq!(health_version(&sandbox, host), "1.0.0");
 }
 
+/// One CI job: its name and the shell commands it runs, in order.
+type Job = (String, Vec<String>);
+
+fn ci_file(name: &str) -> serde_yaml_ng::Value {
+    let path = repo_root().join("examples/ci").join(name);
+    serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn text(value: &serde_yaml_ng::Value) -> String {
+    value.as_str().expect("a string").to_string()
+}
+
+/// The commands a GitHub Actions workflow runs, job by job in file order: each `run:` step,
+/// leaving out the steps that only prepare the runner (`uses:`, and those named "setup: …").
+fn github_jobs(workflow: &serde_yaml_ng::Value) -> Vec<Job> {
+    let jobs = workflow["jobs"].as_mapping().expect("jobs");
+    jobs.iter()
+        .map(|(name, job)| {
+            let steps = job["steps"].as_sequence().expect("steps");
+            let commands = steps
+                .iter()
+                .filter(|step| {
+                    let name = step.get("name").and_then(|n| n.as_str()).unwrap_or("");
+                    !name.starts_with("setup:")
+                })
+                .filter_map(|step| step.get("run").map(text))
+                .collect();
+            (text(name), commands)
+        })
+        .collect()
+}
+
+/// The commands a GitLab CI file runs, job by job in the order of its stages: each `script:`
+/// line (`before_script:` only prepares the runner; hidden `.jobs` run nothing of their own).
+fn gitlab_jobs(pipeline: &serde_yaml_ng::Value) -> Vec<Job> {
+    let stages: Vec<String> = pipeline["stages"]
+        .as_sequence()
+        .expect("stages")
+        .iter()
+        .map(text)
+        .collect();
+    let mut jobs: Vec<(usize, Job)> = pipeline
+        .as_mapping()
+        .expect("a mapping")
+        .iter()
+        .filter_map(|(name, job)| {
+            let script = job.get("script")?.as_sequence()?;
+            let stage = stages.iter().position(|s| *s == text(&job["stage"]))?;
+            Some((stage, (text(name), script.iter().map(text).collect())))
+        })
+        .collect();
+    jobs.sort_by_key(|(stage, _)| *stage);
+    jobs.into_iter().map(|(_, job)| job).collect()
+}
+
+/// The shipit command lines of some jobs, each on one line.
+fn shipit_lines(jobs: &[Job]) -> Vec<String> {
+    jobs.iter()
+        .flat_map(|(_, commands)| commands)
+        .flat_map(|command| {
+            command
+                .replace("\\\n", " ")
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|line| line.starts_with("shipit "))
+        .collect()
+}
+
+/// Both CI files build once, then deploy staging, then production with a canary, running the
+/// same shipit commands; what prepares the runner is left out of what the recipe test runs.
+fn the_ci_files_run_the_same_shipit_commands() {
+    let github = github_jobs(&ci_file("github-actions.yml"));
+    let gitlab = gitlab_jobs(&ci_file("gitlab-ci.yml"));
+    let names = |jobs: &[Job]| jobs.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&github), ["build", "staging", "production"]);
+    assert_eq!(names(&gitlab), names(&github));
+    let expected = [
+        "shipit build --out-dir dist",
+        "shipit deploy -e staging --package dist/*.tar.gz --lock-wait 10m --events > \
+         events-staging.jsonl",
+        "shipit deploy -e production --package dist/*.tar.gz --canary 1 --batch 50% --lock-wait \
+         10m --events > events-production.jsonl",
+    ];
+    assert_eq!(shipit_lines(&github), expected);
+    assert_eq!(shipit_lines(&gitlab), expected);
+    for (name, commands) in github.iter().chain(&gitlab) {
+        let all = commands.join("\n");
+        assert!(
+            !all.contains("cargo install") && !all.contains("apt-get"),
+            "{name} installs something the recipe test would run: {all}"
+        );
+    }
+}
+
+/// Runs the jobs of a CI file with bash in `project`, as a runner would, in `env`: each job in
+/// one shell (a step's `$GITHUB_ENV` carries nothing the next would lack), stopping at the
+/// first failing command. The ssh-agent a job starts is stopped when it ends.
+fn run_jobs(project: &Path, env: &[(&str, String)], jobs: &[Job]) {
+    for (name, commands) in jobs {
+        let script = format!(
+            "set -euo pipefail\ntrap 'if [ -n \"${{SSH_AGENT_PID:-}}\" ]; then ssh-agent -k >/dev/null; fi' EXIT\n{}\n",
+            commands.join("\n")
+        );
+        let output = Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(project)
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("SSH_AGENT_PID")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "job {name} failed ({}):\n{script}\nstderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// The environment a CI runner gives the jobs: a HOME of their own, `shipit` on PATH, the
+/// secrets as variables (the sandbox's client key and known_hosts), and ssh that knows the
+/// example's host names as sandbox hosts. OpenSSH reads ~/.ssh/config from the passwd entry's
+/// home, not $HOME, so an `ssh` first on PATH names the config the runner's HOME would hold.
+fn runner_env(
+    sandbox: &Sandbox,
+    names: &[(&str, &str)],
+    home: &Path,
+) -> Vec<(&'static str, String)> {
+    let bin = home.join("bin");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_shipit"), bin.join("shipit")).unwrap();
+    let config = home.join("ssh_config");
+    let hosts: String = names
+        .iter()
+        .map(|(name, host)| format!("Host {name}\n  HostName {}\n", sandbox.address(host)))
+        .collect();
+    std::fs::write(&config, hosts).unwrap();
+    let ssh = bin.join("ssh");
+    std::fs::write(
+        &ssh,
+        format!(
+            "#!/bin/sh\nexec /usr/bin/ssh -F {} \"$@\"\n",
+            config.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let read = |file: &str| std::fs::read_to_string(sandbox.state_dir().join(file)).unwrap();
+    vec![
+        ("HOME", home.display().to_string()),
+        (
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        ),
+        ("SHIPIT_SSH_KEY", read("id_ed25519")),
+        ("SHIPIT_KNOWN_HOSTS", read("known_hosts")),
+        ("GITHUB_ENV", home.join("github_env").display().to_string()),
+        ("SOURCE_DATE_EPOCH", "1700000000".into()),
+    ]
+}
+
+/// The project the CI files deploy: hello-go with examples/ci/shipit.toml, committed and
+/// tagged `version` (as a checkout would be: the build asks `git describe`).
+fn ci_project(version: &str) -> tempfile::TempDir {
+    let project = project_copy("hello-go");
+    std::fs::copy(
+        repo_root().join("examples/ci/shipit.toml"),
+        project.path().join("shipit.toml"),
+    )
+    .unwrap();
+    let git = |args: &[&str]| {
+        let status = Command::new("git")
+            .args(["-c", "user.name=ci", "-c", "user.email=ci@example.com"])
+            .args(args)
+            .current_dir(project.path())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "the CI example"]);
+    git(&["tag", version]);
+    project
+}
+
+/// The commands of examples/ci/github-actions.yml, then of gitlab-ci.yml, run against sandbox
+/// hosts standing in for the example's staging and production hosts: each pipeline builds once
+/// and ships its version everywhere, staging first, with events written to files.
+fn the_ci_files_deploy_staging_then_production() {
+    let hosts = ["ci-stage", "ci-web1", "ci-web2"];
+    let sandbox = Sandbox::up(&hosts);
+    let names = [
+        ("staging1.example.com", hosts[0]),
+        ("web1.example.com", hosts[1]),
+        ("web2.example.com", hosts[2]),
+    ];
+    for (file, version) in [("github-actions.yml", "1.0.0"), ("gitlab-ci.yml", "2.0.0")] {
+        let project = ci_project(version);
+        let home = tempfile::tempdir().unwrap();
+        let env = runner_env(&sandbox, &names, home.path());
+        let yaml = ci_file(file);
+        let jobs = if file.starts_with("github") {
+            github_jobs(&yaml)
+        } else {
+            gitlab_jobs(&yaml)
+        };
+        let _turn = crate::support::builds::turn();
+        run_jobs(project.path(), &env, &jobs);
+        for host in hosts {
+            assert_eq!(health_version(&sandbox, host), version, "{file}: {host}");
+        }
+        for events in ["events-staging.jsonl", "events-production.jsonl"] {
+            let lines = std::fs::read_to_string(project.path().join(events)).unwrap();
+            let last: serde_json::Value =
+                serde_json::from_str(lines.lines().last().expect("an event")).unwrap();
+            assert!(
+                last.to_string().contains(version),
+                "{file}: {events}: {last}"
+            );
+        }
+    }
+}
+
 pub fn tests() -> Vec<crate::harness::Test> {
     vec![
         crate::test!(Hosts, 90, sigterm_during_the_gate_does_what_ctrl_c_does),
         crate::test!(Hosts, 40, without_a_terminal_nothing_waits_for_a_human),
+        crate::test!(Nothing, 1, the_ci_files_run_the_same_shipit_commands),
+        crate::test!(Hosts, 120, the_ci_files_deploy_staging_then_production),
     ]
 }
