@@ -323,8 +323,9 @@ fn run_jobs(project: &Path, env: &[(&str, String)], jobs: &[Job]) {
 
 /// The environment a CI runner gives the jobs: a HOME of their own, `shipit` on PATH, the
 /// secrets as variables (the sandbox's client key and known_hosts), and ssh that knows the
-/// example's host names as sandbox hosts. OpenSSH reads ~/.ssh/config from the passwd entry's
-/// home, not $HOME, so an `ssh` first on PATH names the config the runner's HOME would hold.
+/// example's host names as sandbox hosts. OpenSSH finds ~/.ssh through the passwd entry's
+/// home, not $HOME, so an `ssh` first on PATH names a config that points where the runner's
+/// HOME would.
 fn runner_env(
     sandbox: &Sandbox,
     names: &[(&str, &str)],
@@ -339,7 +340,11 @@ fn runner_env(
         .iter()
         .map(|(name, host)| format!("Host {name}\n  HostName {}\n", sandbox.address(host)))
         .collect();
-    std::fs::write(&config, hosts).unwrap();
+    let known_hosts = format!(
+        "Host *\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n",
+        home.join(".ssh/known_hosts").display()
+    );
+    std::fs::write(&config, hosts + &known_hosts).unwrap();
     let ssh = bin.join("ssh");
     std::fs::write(
         &ssh,
