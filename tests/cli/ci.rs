@@ -17,15 +17,22 @@ fn verdict(stderr: &str, version: &str) -> String {
     release.replace_all(&stderr[from..], "NEW").into_owned()
 }
 
-/// A deploy of `version` interrupted by `signal` during its health gate, sent as a runner sends
-/// it when `to_group`: to every process of the job. Its exit code and its error.
+/// Where a signal goes: to shipit alone, or to its whole process group, as a GitLab runner
+/// sends its SIGTERM.
+#[derive(Clone, Copy)]
+enum To {
+    Shipit,
+    Group,
+}
+
+/// A deploy of `version` interrupted during its health gate by `signals`, half a second apart.
+/// Its exit code and its error.
 fn interrupted_in_gate(
     sandbox: &Sandbox,
     project: &Path,
     host: &str,
     version: &str,
-    signal: i32,
-    to_group: bool,
+    signals: &[(i32, To)],
 ) -> (i32, String) {
     let package = build(project, version);
     let mut running = Running::start_as_job(
@@ -45,16 +52,23 @@ fn interrupted_in_gate(
         "{version} never started"
     );
     let pid = running.child.id() as i32;
-    let target = if to_group { -pid } else { pid };
-    // SAFETY: kill has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(target, signal) }, 0);
+    for &(signal, to) in signals {
+        let target = match to {
+            To::Shipit => pid,
+            To::Group => -pid,
+        };
+        // SAFETY: kill has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(target, signal) }, 0);
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let (code, stderr) = running.finish();
     (code, verdict(&stderr, version))
 }
 
-/// A CI runner cancels a job with SIGTERM to its whole process group. During the health gate
-/// that does exactly what Ctrl-C does: the same exit code and error, the host back on the
-/// release it had, its lock released, and the host's deploy log saying so.
+/// A CI runner cancels a job with SIGTERM to its whole process group (GitLab), or with SIGINT
+/// and then SIGTERM (GitHub, 7.5 s apart). During the health gate either does exactly what
+/// Ctrl-C does: the same exit code and error, the host back on the release it had, its lock
+/// released, and the host's deploy log saying so.
 fn sigterm_during_the_gate_does_what_ctrl_c_does() {
     let host = "ci-sigterm";
     let project = variant("LOG_LEVEL = \"info\"", "[\"--port\", \"8080\"]");
@@ -66,11 +80,19 @@ fn sigterm_during_the_gate_does_what_ctrl_c_does() {
         .deploy(host, Ship::Version("1.0.0"), &[])
         .success();
 
-    let ctrl_c = interrupted_in_gate(&sandbox, project_dir, host, "2.0.0", libc::SIGINT, false);
-    let cancel = interrupted_in_gate(&sandbox, project_dir, host, "3.0.0", libc::SIGTERM, true);
+    let interrupted = |version: &str, signals: &[(i32, To)]| {
+        interrupted_in_gate(&sandbox, project_dir, host, version, signals)
+    };
+    let ctrl_c = interrupted("2.0.0", &[(libc::SIGINT, To::Shipit)]);
     assert_eq!(ctrl_c.0, 130, "{}", ctrl_c.1);
     assert!(ctrl_c.1.contains("rolled back"), "{}", ctrl_c.1);
-    assert_eq!(cancel, ctrl_c);
+    let gitlab = interrupted("3.0.0", &[(libc::SIGTERM, To::Group)]);
+    assert_eq!(gitlab, ctrl_c);
+    let github = interrupted(
+        "4.0.0",
+        &[(libc::SIGINT, To::Shipit), (libc::SIGTERM, To::Shipit)],
+    );
+    assert_eq!(github, ctrl_c);
 
     assert_eq!(health_version(&sandbox, host), "1.0.0");
     let shipit = |args: &[&str]| sandbox.project(project_dir).shipit(args).run().success();
@@ -84,7 +106,7 @@ fn sigterm_during_the_gate_does_what_ctrl_c_does() {
     let last: Vec<(&str, &str)> = entries
         .iter()
         .rev()
-        .take(2)
+        .take(3)
         .map(|e| {
             (
                 e["version"].as_str().unwrap(),
@@ -94,7 +116,11 @@ fn sigterm_during_the_gate_does_what_ctrl_c_does() {
         .collect();
     assert_eq!(
         last,
-        [("3.0.0", "rolled-back"), ("2.0.0", "rolled-back")],
+        [
+            ("4.0.0", "rolled-back"),
+            ("3.0.0", "rolled-back"),
+            ("2.0.0", "rolled-back")
+        ],
         "{history}"
     );
 }
