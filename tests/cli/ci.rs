@@ -270,7 +270,8 @@ fn gitlab_jobs(pipeline: &serde_yaml_ng::Value) -> Vec<Job> {
         .filter_map(|(name, job)| {
             let script = job.get("script")?.as_sequence()?;
             let stage = stages.iter().position(|s| *s == text(&job["stage"]))?;
-            Some((stage, (text(name), script.iter().map(text).collect())))
+            let lines: Vec<String> = script.iter().map(text).collect();
+            Some((stage, (text(name), lines)))
         })
         .collect();
     jobs.sort_by_key(|(stage, _)| *stage);
@@ -289,6 +290,7 @@ fn shipit_lines(jobs: &[Job]) -> Vec<String> {
                 .collect::<Vec<_>>()
         })
         .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .map(|line| line.strip_prefix("exec ").unwrap_or(&line).to_string())
         .filter(|line| line.starts_with("shipit "))
         .collect()
 }
@@ -319,31 +321,67 @@ fn the_ci_files_run_the_same_shipit_commands() {
     }
 }
 
-/// Runs the jobs of a CI file with bash in `project`, as a runner would, in `env`: each job in
-/// one shell (a step's `$GITHUB_ENV` carries nothing the next would lack), stopping at the
-/// first failing command. The ssh-agent a job starts is stopped when it ends.
-fn run_jobs(project: &Path, env: &[(&str, String)], jobs: &[Job]) {
-    for (name, commands) in jobs {
-        let script = format!(
-            "set -euo pipefail\ntrap 'if [ -n \"${{SSH_AGENT_PID:-}}\" ]; then ssh-agent -k >/dev/null; fi' EXIT\n{}\n",
-            commands.join("\n")
-        );
-        let output = Command::new("bash")
-            .arg("-c")
-            .arg(&script)
-            .current_dir(project)
-            .env_remove("SSH_AUTH_SOCK")
-            .env_remove("SSH_AGENT_PID")
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "job {name} failed ({}):\n{script}\nstderr:\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
+/// How a runner runs a job's steps.
+#[derive(Clone, Copy, PartialEq)]
+enum Runner {
+    /// Each step in a bash of its own; what a step appends to `$GITHUB_ENV` is set for the
+    /// steps after it.
+    GitHub,
+    /// The whole script in one bash.
+    GitLab,
+}
+
+/// Runs the jobs of a CI file with bash in `project`, as `runner` would, in `env`, stopping at
+/// the first failing command. The ssh-agent a job starts is stopped when the job ends.
+fn run_jobs(runner: Runner, project: &Path, env: &[(&str, String)], jobs: &[Job]) {
+    for (name, steps) in jobs {
+        let github_env = project.join(format!("github-env-{name}"));
+        std::fs::write(&github_env, "").unwrap();
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        env.push(("GITHUB_ENV".into(), github_env.display().to_string()));
+        let script = match runner {
+            Runner::GitHub => steps.clone(),
+            Runner::GitLab => vec![format!(
+                "trap 'if [ -n \"${{SSH_AGENT_PID:-}}\" ]; then ssh-agent -k >/dev/null; fi' EXIT\n{}",
+                steps.join("\n")
+            )],
+        };
+        let mut failed = None;
+        for step in &script {
+            let output = Command::new("bash")
+                .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", step])
+                .current_dir(project)
+                .env_remove("SSH_AUTH_SOCK")
+                .env_remove("SSH_AGENT_PID")
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            if !output.status.success() {
+                failed = Some(format!(
+                    "job {name} failed ({}) at:\n{step}\nstderr:\n{}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr)
+                ));
+                break;
+            }
+            let set = std::fs::read_to_string(&github_env).unwrap();
+            env.extend(set.lines().filter_map(|line| {
+                let (key, value) = line.split_once('=')?;
+                Some((key.to_string(), value.to_string()))
+            }));
+        }
+        let agent = env.iter().rev().find(|(k, _)| k == "SSH_AGENT_PID");
+        if let Some(pid) = agent.and_then(|(_, pid)| pid.parse::<i32>().ok()) {
+            // SAFETY: kill has no memory-safety preconditions; the pid is the job's own agent.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        if let Some(failed) = failed {
+            panic!("{failed}");
+        }
     }
 }
 
@@ -390,7 +428,6 @@ fn runner_env(
         ),
         ("SHIPIT_SSH_KEY", read("id_ed25519")),
         ("SHIPIT_KNOWN_HOSTS", read("known_hosts")),
-        ("GITHUB_ENV", home.join("github_env").display().to_string()),
         ("SOURCE_DATE_EPOCH", "1700000000".into()),
     ]
 }
@@ -437,13 +474,13 @@ fn the_ci_files_deploy_staging_then_production() {
         let home = tempfile::tempdir().unwrap();
         let env = runner_env(&sandbox, &names, home.path());
         let yaml = ci_file(file);
-        let jobs = if file.starts_with("github") {
-            github_jobs(&yaml)
+        let (runner, jobs) = if file.starts_with("github") {
+            (Runner::GitHub, github_jobs(&yaml))
         } else {
-            gitlab_jobs(&yaml)
+            (Runner::GitLab, gitlab_jobs(&yaml))
         };
         let _turn = crate::support::builds::turn();
-        run_jobs(project.path(), &env, &jobs);
+        run_jobs(runner, project.path(), &env, &jobs);
         for host in hosts {
             assert_eq!(health_version(&sandbox, host), version, "{file}: {host}");
         }
