@@ -143,11 +143,15 @@ fn without_a_terminal(dir: &Path, args: &[&str], env: &[(&str, &str)], seconds: 
         command.env(key, value);
     }
     let mut child = command.spawn().unwrap();
-    let _open_stdin = child.stdin.take();
+    let open_stdin = child.stdin.take();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
-            let _ = child.kill();
+            // setsid made shipit its session's leader: this ends whatever it started too, which
+            // would otherwise hold its stderr open.
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            drop(open_stdin);
             let output = child.wait_with_output().unwrap();
             panic!(
                 "shipit {args:?} still waited after {seconds} s:\n{}",
