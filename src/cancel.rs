@@ -1,7 +1,9 @@
 //! Ctrl-C and SIGTERM, as a token the work is handed: the first signal asks the running command
 //! to stop at a safe point (a deploy releases its lock, and rolls back if it had already
-//! switched); a second one exits at once. The work never reads a process-wide flag, so tests
-//! each hand their rollout a token of their own and run side by side.
+//! switched); a Ctrl-C after that exits at once. A SIGTERM never does: CI runners send one after
+//! their own first signal (GitHub: SIGINT, then SIGTERM 7.5 s later, then SIGKILL), and that
+//! must not cut short the rollback and unlock the first one started. The work never reads a
+//! process-wide flag, so tests each hand their rollout a token of their own and run side by side.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,15 +22,14 @@ impl Cancel {
         Cancel::default()
     }
 
-    /// A token the first SIGINT or SIGTERM sets; the second of them exits with status 130.
+    /// A token the first SIGINT or SIGTERM sets; a SIGINT after either exits with status 130.
     /// Call once per command, where stopping becomes something to do cleanly.
     pub fn on_signals() -> Result<Cancel> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
         let cancel = Cancel::new();
-        let seen = Arc::new(AtomicBool::new(false));
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            // Registered first, so it sees `seen` as it was before this signal: set means second.
-            signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&seen))?;
-            signal_hook::flag::register(signal, Arc::clone(&seen))?;
+        // Registered first, so it sees `cancel` as it was before this signal: set means second.
+        signal_hook::flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&cancel.0))?;
+        for signal in [SIGINT, SIGTERM] {
             signal_hook::flag::register(signal, Arc::clone(&cancel.0))?;
         }
         Ok(cancel)

@@ -162,7 +162,7 @@ fn run_env_command(config: &Config, command: &Argv, host: Option<&str>, ui: &Ui)
     process
         .args(&command.words[1..])
         .current_dir(&config.root)
-        .stdin(Stdio::inherit())
+        .stdin(crate::process::stdin_for_child())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if let Some(host) = host {

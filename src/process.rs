@@ -1,9 +1,21 @@
 //! Running local tools (go, cargo, ssh-keygen, ip, debootstrap, …): an error names the tool, what
 //! it was for and the tail of what it printed. Depends on nothing else in the crate.
 
-use std::process::{Command, Output};
+use std::io::IsTerminal;
+use std::process::{Command, Output, Stdio};
 
 use anyhow::Result;
+
+/// A local command's stdin (`env_command`, local hooks): shipit's own at a terminal, where a
+/// password manager may ask for something, and nothing otherwise: a command that reads stdin in
+/// CI gets end-of-file instead of waiting for a runner's pipe that never closes.
+pub fn stdin_for_child() -> Stdio {
+    if std::io::stdin().is_terminal() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    }
+}
 
 /// Runs a build tool, naming it in any error together with the tail of what it printed.
 pub fn run_tool(label: &str, command: &mut Command) -> Result<Output> {

@@ -301,6 +301,7 @@ pub fn run_local(
         .args(&argv.words[1..])
         .current_dir(root)
         .envs(local.env())
+        .stdin(crate::process::stdin_for_child())
         .stdout(stderr_for_child()?)
         .stderr(Stdio::inherit());
     let status = command.status().map_err(|e| {

@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use super::query::capture;
+use super::query::{capture, without_prompts};
 use super::rustup;
 use super::stamp::Stamp;
 use super::target::Target;
@@ -102,6 +102,7 @@ fn spawn(
     if !config.build.cargo_features.is_empty() {
         command.args(["--features", &config.build.cargo_features.join(",")]);
     }
+    without_prompts(&mut command);
     let output = spawn_tool(&label(tool), &mut command)?;
     Ok((command, output))
 }

@@ -433,6 +433,19 @@ mod tests {
         live
     }
 
+    /// Waits (10 s at most, for a loaded machine) until `group` has `count` live members.
+    fn until_members(group: u32, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while live_members(group) != count {
+            assert!(
+                Instant::now() < deadline,
+                "group {group} has {} live members, not {count}",
+                live_members(group)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn the_reaper_kills_the_whole_group_once_its_lifeline_closes() {
         // A helper that ignores EOF, with a child of its own.
@@ -444,13 +457,12 @@ mod tests {
         let mut helper = command.spawn().unwrap();
         let group = helper.id();
         let mut reaper = Reaper::spawn(group).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        assert_eq!(live_members(group), 2);
+        until_members(group, 2);
         // As the kernel closes it when shipit dies.
         drop(reaper.lifeline.take());
         assert_eq!(helper.wait().unwrap().signal(), Some(libc::SIGKILL));
         let _ = reaper.child.wait();
-        assert_eq!(live_members(group), 0);
+        until_members(group, 0);
     }
 
     #[test]

@@ -24,19 +24,26 @@ pub struct Summary<'a> {
     hosts: Vec<&'a HostReport>,
 }
 
-/// The exit: success when every host deployed; one host's own error when there is one host;
-/// otherwise a summary with the most severe host's category.
+/// Whether a host runs the new release and passed its gate, with nothing after it gone wrong
+/// (a dead-man timer left unconfirmed, a lock not released): what CI may call success.
+pub fn passed(report: &HostReport) -> bool {
+    report.outcome == Outcome::Deployed && report.error.is_none()
+}
+
+/// The exit: success only when every host [`passed`] (a failure tolerated by `--max-fail`
+/// still fails the command); one host's own error when there is one host; otherwise a summary
+/// with the most severe host's category.
 pub fn outcome(results: Vec<(HostReport, Option<anyhow::Error>)>) -> Result<()> {
     let total = results.len();
     let mut failed: Vec<(HostReport, anyhow::Error)> = results
         .into_iter()
-        .filter_map(|(report, error)| match (report.outcome, error) {
-            (_, Some(e)) => Some((report, e)),
-            (Outcome::Skipped | Outcome::SwitchedBack, None) => {
+        .filter_map(|(report, error)| match error {
+            Some(e) => Some((report, e)),
+            None if passed(&report) => None,
+            None => {
                 let e = anyhow::anyhow!("{}", report.outcome.label());
                 Some((report, tagged(Category::Remote, e)))
             }
-            _ => None,
         })
         .collect();
     if failed.is_empty() {
@@ -68,7 +75,7 @@ impl<'a> Summary<'a> {
             environment: layout.environment.as_deref(),
             version: &package.manifest.version,
             release: &layout.release,
-            ok: reports.iter().all(|r| r.outcome == Outcome::Deployed),
+            ok: reports.iter().all(|r| passed(r)),
             hosts: reports.to_vec(),
         }
     }
@@ -111,7 +118,7 @@ pub fn print_summary(
         return Ok(());
     }
     if let [only] = reports {
-        if only.outcome == Outcome::Deployed {
+        if passed(only) {
             println!(
                 "deployed {} {} to {} (release {}{})",
                 layout.app,

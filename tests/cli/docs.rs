@@ -316,7 +316,11 @@ fn exit_code_page() -> String {
          build from an unreachable host or a release that was rolled back. `shipit exec` on one \
          host exits with the command's own status instead (see \
          [Running commands](../guides/exec-logs-history.md#output-and-exit-status)); its own \
-         failures keep these codes. A fleet deploy exits with the most severe host's code (see \
+         failures keep these codes. A deploy exits 0 only when every host runs the new release \
+         and passed its health gate (and, with `--confirm-timeout`, was confirmed): a failure \
+         that `--max-fail` tolerated or a host skipped because the rollout stopped still ends \
+         non-zero, and `--json` says `\"ok\": false` (see [In CI](../guides/ci.md#exit-codes)). A \
+         fleet deploy exits with the most severe host's code (see \
          [Fleets](../guides/fleets.md)).\n\n\
          | Code | Meaning |\n|---|---|\n\
          | 0 | success |\n",

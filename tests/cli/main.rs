@@ -11,6 +11,7 @@ mod support;
 
 mod bastion;
 mod build;
+mod ci;
 mod cli;
 mod config_errors;
 mod deadman;
@@ -41,6 +42,7 @@ fn main() -> std::process::ExitCode {
             harness::tests(),
             bastion::tests(),
             build::tests(),
+            ci::tests(),
             cli::tests(),
             config_errors::tests(),
             deadman::tests(),

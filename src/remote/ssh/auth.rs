@@ -85,6 +85,7 @@ pub(super) fn authenticate(session: &Session, d: &Destination) -> Result<()> {
         Ok(false) => {}
         Err(e) => tried.push(format!("ssh-agent: {e}")),
     }
+    let mut locked = None;
     for identity in &d.identity_files {
         if !identity.is_file() {
             continue;
@@ -92,17 +93,32 @@ pub(super) fn authenticate(session: &Session, d: &Destination) -> Result<()> {
         match session.userauth_pubkey_file(&d.user, None, identity, None) {
             Ok(()) if session.authenticated() => return Ok(()),
             Ok(()) => tried.push(format!("{}: not accepted", identity.display())),
+            Err(_) if encrypted(identity) => {
+                tried.push(format!(
+                    "{}: protected by a passphrase, which shipit never asks for",
+                    identity.display()
+                ));
+                locked.get_or_insert(identity);
+            }
             Err(e) => tried.push(format!("{}: {}", identity.display(), e.message())),
         }
     }
     if tried.is_empty() {
         tried.push("no ssh-agent and none of the identity files exist".into());
     }
+    let help = match locked {
+        Some(key) => format!(
+            "add it to ssh-agent (`ssh-add {}`, in CI from a secret), and shipit uses it from there",
+            key.display()
+        ),
+        None => {
+            "load a key into ssh-agent, pass -i KEY, or set IdentityFile in ~/.ssh/config".into()
+        }
+    };
     Err(tagged(
         Category::Connect,
         anyhow::anyhow!(
-            "{} refused authentication as {}; tried:\n{}\n  \
-             help: load a key into ssh-agent, pass -i KEY, or set IdentityFile in ~/.ssh/config",
+            "{} refused authentication as {}; tried:\n{}\n  help: {help}",
             d.label,
             d.user,
             tried
@@ -131,4 +147,14 @@ fn agent_auth(session: &Session, user: &str, tried: &mut Vec<String>) -> Result<
         ));
     }
     Ok(false)
+}
+
+/// A key locked by a passphrase: usable only through ssh-agent, since nothing may prompt (there
+/// may be no terminal to prompt on). OpenSSH's own format says so in the key; the older PEM one
+/// in a header.
+fn encrypted(identity: &std::path::Path) -> bool {
+    match ssh_key::PrivateKey::read_openssh_file(identity) {
+        Ok(key) => key.is_encrypted(),
+        Err(_) => std::fs::read_to_string(identity).is_ok_and(|text| text.contains("ENCRYPTED")),
+    }
 }

@@ -111,3 +111,67 @@ fn the_layout_names_the_release_by_version_and_package() {
     let w = world(vec![]);
     assert_eq!(w.layout().release, "2.0.0-abababababab");
 }
+
+/// What `deploy --json` says in `ok`, beside the exit code's verdict.
+fn verdicts(result: Vec<(HostReport, Option<anyhow::Error>)>) -> (bool, bool) {
+    let ok = result.iter().all(|(r, _)| passed(r));
+    (ok, outcome(result).is_ok())
+}
+
+#[test]
+fn a_failure_tolerated_by_max_fail_still_fails_the_command() {
+    let mut w = world(vec![
+        ("a", Host::healthy().unhealthy("2.0.0")),
+        ("b", Host::healthy()),
+    ]);
+    w.rollout.batch = Amount::Count(1);
+    w.rollout.max_fail = Amount::Count(1);
+    let result = w.deploy();
+    assert_eq!(result[1].0.outcome, Outcome::Deployed);
+    assert_eq!(verdicts(result), (false, false));
+}
+
+#[test]
+fn a_host_healthy_but_not_confirmed_is_not_a_success() {
+    let mut w = lone(Host::healthy().on(Kind::Disarm, Reply::exit(1, "no such timer")));
+    w.options.confirm_timeout = Some(Duration::from_secs(60));
+    let result = w.deploy();
+    assert_eq!(result[0].0.outcome, Outcome::Deployed);
+    assert_eq!(verdicts(result), (false, false));
+}
+
+#[test]
+fn no_rollback_with_a_failed_gate_is_not_a_success() {
+    let mut w = lone(Host::healthy().unhealthy("2.0.0"));
+    w.options.on_failure = OnFailure::Stay;
+    assert_eq!(verdicts(w.deploy()), (false, false));
+}
+
+#[test]
+fn hosts_skipped_because_the_rollout_stopped_are_not_a_success() {
+    let mut w = world(vec![
+        ("a", Host::healthy().unhealthy("2.0.0")),
+        ("b", Host::healthy()),
+    ]);
+    w.rollout.batch = Amount::Count(1);
+    let result = w.deploy();
+    assert_eq!(result[1].0.outcome, Outcome::Skipped);
+    assert_eq!(verdicts(result), (false, false));
+}
+
+#[test]
+fn a_host_that_failed_without_an_error_still_fails_the_command() {
+    let result = vec![
+        (report("a", Outcome::Deployed, None), None),
+        (report("b", Outcome::Failed, None), None),
+    ];
+    let error = outcome(result).unwrap_err();
+    assert!(format!("{error:#}").contains("b: failed"), "{error:#}");
+}
+
+#[test]
+fn every_host_deployed_and_confirmed_is_ok_in_both() {
+    let mut w = world(healthy(&["a", "b"]));
+    w.options.confirm_timeout = Some(Duration::from_secs(60));
+    assert_eq!(verdicts(w.deploy()), (true, true));
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::fleet::{self, Context, HostReport, Outcome};
-use super::report::outcome;
+use super::report::{outcome, passed};
 use super::request::{Amount, Canary, Options, Rollout};
 use super::targets::Target;
 use crate::actions::{ArmedPolicy, OnFailure};
