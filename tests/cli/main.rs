@@ -29,6 +29,7 @@ mod hosts;
 mod load;
 mod logs;
 mod notify;
+mod prometheus;
 mod sandbox;
 mod scripts;
 mod secrets;
@@ -59,6 +60,7 @@ fn main() -> std::process::ExitCode {
             load::tests(),
             logs::tests(),
             notify::tests(),
+            prometheus::tests(),
             sandbox::tests(),
             scripts::tests(),
             secrets::tests(),
