@@ -155,9 +155,7 @@ impl App {
         let _ = writeln!(out, "{p}_uptime_seconds {:.3}", uptime.as_secs_f64());
         out
     }
-}
 
-impl App {
     /// The histogram as Prometheus reads one: cumulative buckets ending with le="+Inf" (which
     /// equals _count), then _sum and _count.
     fn render_durations(&self, out: &mut String) {
