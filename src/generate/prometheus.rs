@@ -79,45 +79,7 @@ pub(super) fn render(
     ui: &Ui,
 ) -> Result<[Output; 2]> {
     config.require_environment()?;
-    let port = metrics_port(config)?;
-    let names: Vec<&String> = config.hosts.keys().collect();
-    if names.is_empty() {
-        crate::fail!(
-            Usage,
-            "there are no hosts to monitor: shipit.toml names none{}\n  help: add [hosts.NAME] \
-             tables with their address",
-            config
-                .environment
-                .as_deref()
-                .map(|e| format!(" for environment {e}"))
-                .unwrap_or_default()
-        );
-    }
-    let addresses = names
-        .iter()
-        .map(|name| {
-            Ok(hosts::resolve(config, name, connection)?
-                .hostname
-                .as_str()
-                .to_string())
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let versions = match versions {
-        Versions::Configured => {
-            let version = Stamp::resolve(config, None)?.version;
-            vec![Some(version); names.len()]
-        }
-        Versions::Live => live_versions(config, &names, connection, ui)?,
-    };
-    let groups = names
-        .iter()
-        .zip(addresses)
-        .zip(versions)
-        .map(|((name, address), version)| TargetGroup {
-            target: json(&target(&address, port)),
-            labels: labels(config, name, version),
-        })
-        .collect();
+    let groups = target_groups(config, versions, connection, ui)?;
     let base = file_base(config);
     let targets = Output {
         name: format!("{base}.json"),
@@ -138,6 +100,53 @@ pub(super) fn render(
         text: crate::template::render(config, &SCRAPE, &scrape)?,
     };
     Ok([targets, scrape])
+}
+
+/// One group per host, in name order.
+fn target_groups(
+    config: &Config,
+    versions: Versions,
+    connection: &Connection,
+    ui: &Ui,
+) -> Result<Vec<TargetGroup>> {
+    let port = metrics_port(config)?;
+    let names: Vec<&String> = config.hosts.keys().collect();
+    if names.is_empty() {
+        crate::fail!(
+            Usage,
+            "there are no hosts to monitor: shipit.toml names none{}\n  help: add [hosts.NAME] \
+             tables with their address",
+            config
+                .environment
+                .as_deref()
+                .map(|e| format!(" for environment {e}"))
+                .unwrap_or_default()
+        );
+    }
+    // Prometheus cannot resolve an ssh alias or a sandbox host's name: the target is the
+    // address ssh connects to (`ssh -G`), as every other command reaches the host.
+    let addresses = names
+        .iter()
+        .map(|name| {
+            Ok(hosts::resolve(config, name, connection)?
+                .hostname
+                .as_str()
+                .to_string())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let versions = match versions {
+        Versions::Configured => vec![Some(Stamp::resolve(config, None)?.version); names.len()],
+        Versions::Live => live_versions(config, &names, connection, ui)?,
+    };
+    Ok(names
+        .iter()
+        .zip(addresses)
+        .zip(versions)
+        .map(|((name, address), version)| TargetGroup {
+            target: json(&target(&address, port)),
+            labels: labels(config, name, version),
+        })
+        .collect())
 }
 
 fn metrics_port(config: &Config) -> Result<u16> {
