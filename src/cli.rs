@@ -165,11 +165,12 @@ pub enum Command {
     /// the PORT variable. exec_args and the [health] url are written only from what it found,
     /// each with a comment saying where; otherwise a commented line says what to set.
     Init(InitArgs),
-    /// Write a Dockerfile, Kubernetes manifests or a supervisord config from shipit.toml
+    /// Write a Dockerfile, Kubernetes manifests, a supervisord config or Prometheus targets
     ///
-    /// For platforms beyond one systemd host. Each file is a handlebars template; a project's own
-    /// templates/dockerfile.hbs, templates/dockerignore.hbs, templates/supervisor.hbs or
-    /// templates/k8s/{deployment,service,configmap,secret}.hbs replaces the built-in one.
+    /// For platforms beyond one systemd host, and for monitoring the hosts. Each file is a
+    /// handlebars template; a project's own templates/dockerfile.hbs, templates/dockerignore.hbs,
+    /// templates/supervisor.hbs, templates/k8s/{deployment,service,configmap,secret}.hbs or
+    /// templates/prometheus/{targets,scrape}.hbs replaces the built-in one.
     #[command(subcommand)]
     Generate(GenerateCommand),
     /// Local rehearsal hosts: Debian containers with systemd and SSH (Linux, root)
@@ -448,6 +449,14 @@ pub enum GenerateCommand {
     K8s(K8sArgs),
     /// A supervisord [program:<app>] section, with the [supervisord] file-descriptor limit
     Supervisor(SupervisorArgs),
+    /// Prometheus file_sd targets for the environment's hosts, and a scrape config for them
+    ///
+    /// One target per host: its address with [metrics] port (default: the [health] url's port),
+    /// labelled app, environment, host, group (its [groups], comma-joined) and version (the
+    /// configured one, or with --live the one each host runs). The scrape config's
+    /// file_sd_configs names the targets file, with [metrics] path as metrics_path. Prints the
+    /// targets, or writes <app>[-<env>].json and <app>[-<env>].scrape.yml with -o.
+    Prometheus(PrometheusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -468,6 +477,21 @@ pub struct K8sArgs {
     /// Add a Secret with the keys of [service] env_file and REPLACE_ME values (never the real ones)
     #[arg(long)]
     pub with_secret_template: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PrometheusArgs {
+    /// Write the targets and the scrape config into DIR instead of printing the targets
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Print the scrape config instead of the targets
+    #[arg(long, conflicts_with = "output")]
+    pub scrape_config: bool,
+    /// Label each host with the version it runs, read from all hosts at once
+    #[arg(long)]
+    pub live: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 #[derive(Debug, Args)]
@@ -736,6 +760,18 @@ impl GenerateCommand {
                 args.output.as_deref(),
             ),
             GenerateCommand::Supervisor(args) => (What::Supervisor, args.output.as_deref()),
+            GenerateCommand::Prometheus(args) => (
+                What::Prometheus {
+                    versions: if args.live {
+                        crate::generate::Versions::Live
+                    } else {
+                        crate::generate::Versions::Configured
+                    },
+                    connection: args.connect.connection(),
+                    show_scrape_config: args.scrape_config,
+                },
+                args.output.as_deref(),
+            ),
         }
     }
 }

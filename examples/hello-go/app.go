@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// app is the HTTP handler: routing plus request counting.
+// app is the HTTP handler: routing plus request counting and timing.
 type app struct {
 	start    time.Time
 	greeting string
@@ -21,6 +21,7 @@ func newApp(start time.Time, greeting string) *app {
 }
 
 func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	begin := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 	path := r.URL.Path
 	known := path == "/" || path == "/health" || path == "/metrics"
@@ -44,7 +45,7 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(rec, r)
 	}
-	a.metrics.inc(path, rec.code)
+	a.metrics.observe(path, rec.code, time.Since(begin))
 }
 
 // maxDelay bounds GET /?delay=D.

@@ -127,6 +127,8 @@ func TestMetrics(t *testing.T) {
 		`hello_go_http_requests_total{path="other",code="404"} 2` + "\n",
 		"# TYPE process_start_time_seconds gauge\n",
 		"# TYPE hello_go_uptime_seconds gauge\n",
+		"# TYPE hello_go_http_request_duration_seconds histogram\n",
+		`hello_go_http_request_duration_seconds_count{path="other"} 2` + "\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("metrics missing %q:\n%s", want, out)
@@ -206,6 +208,29 @@ func TestPassedSocketsAreOnlyThisProcesssOwn(t *testing.T) {
 		}
 		if _, set := os.LookupEnv("LISTEN_FDS"); set {
 			t.Errorf("LISTEN_FDS is still set")
+		}
+	}
+}
+
+func TestRequestDurationHistogram(t *testing.T) {
+	m := newMetrics()
+	m.observe("/", 200, 3*time.Millisecond)
+	m.observe("/", 200, 300*time.Millisecond)
+	m.observe("/", 500, 20*time.Second)
+	var b strings.Builder
+	m.writeDurations(&b)
+	out := b.String()
+	for _, want := range []string{
+		`hello_go_http_request_duration_seconds_bucket{path="/",le="0.005"} 1` + "\n",
+		`hello_go_http_request_duration_seconds_bucket{path="/",le="0.25"} 1` + "\n",
+		`hello_go_http_request_duration_seconds_bucket{path="/",le="0.5"} 2` + "\n",
+		`hello_go_http_request_duration_seconds_bucket{path="/",le="10"} 2` + "\n",
+		`hello_go_http_request_duration_seconds_bucket{path="/",le="+Inf"} 3` + "\n",
+		`hello_go_http_request_duration_seconds_sum{path="/"} 20.303` + "\n",
+		`hello_go_http_request_duration_seconds_count{path="/"} 3` + "\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("histogram missing %q:\n%s", want, out)
 		}
 	}
 }

@@ -2,7 +2,7 @@
 //! here, before anything is built or touches a server, and errors point at file:line:col.
 //!
 //! The file is read into the serde structs of `raw`, exactly as written; each section's file
-//! (`app`, `build`, `service`, `health`, `hosts`, `deploy`, `hooks`, `generate`,
+//! (`app`, `build`, `service`, `health`, `hosts`, `deploy`, `hooks`, `generate`, `metrics`,
 //! `notify`) checks its part and turns it into the types of `model`, which the rest of shipit reads. With `-e NAME`,
 //! `environments` first lays that environment's tables over the base ones; every environment is
 //! checked, whichever is selected.
@@ -16,6 +16,7 @@ mod generate;
 mod health;
 mod hooks;
 mod hosts;
+mod metrics;
 mod model;
 mod notify;
 mod plan;
@@ -38,6 +39,7 @@ use generate::{parse_container, parse_k8s};
 use health::parse_health;
 use hooks::parse_hooks;
 use hosts::{parse_groups, parse_hosts};
+use metrics::parse_metrics;
 use notify::parse_notify;
 use raw::RawConfig;
 use service::parse_service;
@@ -45,8 +47,8 @@ use source::Source;
 
 pub use model::{
     App, Argv, Build, Builder, CCompiler, Cgo, Config, Container, Deploy, Health, HookHosts, Hooks,
-    HostEntry, K8s, Listen, Notify, Probe, Resources, Runtime, Service, Sources, VersionSource,
-    Webhook, WebhookHeader,
+    HostEntry, K8s, Listen, Metrics, Notify, Probe, Resources, Runtime, Service, Sources,
+    VersionSource, Webhook, WebhookHeader,
 };
 pub use plan::{
     Amount, Canary, DEFAULT_PARALLEL, MAX_PARALLEL, parse_amount, parse_batch, parse_canary,
@@ -122,6 +124,8 @@ fn check(root: &Path, src: &Source, raw: RawConfig) -> Result<Config> {
     let container = parse_container(src, raw.container)?;
     let k8s = parse_k8s(src, raw.k8s, &app.name)?;
     let notify = parse_notify(src, raw.notify)?;
+    let health_port = health.as_ref().map(|h| h.endpoint().1).or(service.port);
+    let metrics = parse_metrics(src, raw.metrics, health_port)?;
 
     Ok(Config {
         root: root.to_path_buf(),
@@ -136,6 +140,7 @@ fn check(root: &Path, src: &Source, raw: RawConfig) -> Result<Config> {
         container,
         k8s,
         notify,
+        metrics,
         environment: None,
         environments: Vec::new(),
         sources,

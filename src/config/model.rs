@@ -32,6 +32,8 @@ pub struct Config {
     pub k8s: K8s,
     /// `[notify]`: told how each deploy and rollback ended.
     pub notify: Notify,
+    /// `[metrics]`, for `shipit generate prometheus`.
+    pub metrics: Metrics,
     // Environments: the one selected with -e (its overrides are already applied above), the
     // names of all of them, and where the values shown by their source were written.
     pub environment: Option<String>,
@@ -80,6 +82,16 @@ pub struct Hooks {
     pub local_after: Option<Argv>,
     /// How long a host hook may run before it is stopped there and fails.
     pub timeout: Option<Duration>,
+}
+
+/// `[metrics]`: where each host's service serves Prometheus metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metrics {
+    /// Absolute, without query or fragment (`/metrics` when not written).
+    pub path: String,
+    /// `[metrics] port`, else the health URL's port, else `[service] port`; none when neither
+    /// says one, which `generate prometheus` refuses.
+    pub port: Option<u16>,
 }
 
 /// `[notify]`: run here after each deploy and rollback that reached a host.

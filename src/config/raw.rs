@@ -32,6 +32,8 @@ pub(super) struct RawConfig {
     pub(super) environments: BTreeMap<Spanned<String>, RawEnvironment>,
     #[serde(default)]
     pub(super) notify: RawNotify,
+    #[serde(default)]
+    pub(super) metrics: RawMetrics,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +71,14 @@ pub(super) struct RawNotify {
     pub(super) webhook_header: Option<Spanned<String>>,
     pub(super) webhook_header_env: Option<Spanned<String>>,
     pub(super) timeout: Option<Spanned<String>>,
+}
+
+/// `[metrics]`: where the service serves Prometheus metrics.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub(super) path: Option<Spanned<String>>,
+    pub(super) port: Option<Spanned<u16>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

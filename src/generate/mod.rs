@@ -1,5 +1,6 @@
 //! `shipit generate`: the service shipit.toml describes, for platforms beyond one systemd box —
-//! a Dockerfile, Kubernetes manifests, a supervisord program.
+//! a Dockerfile, Kubernetes manifests, a supervisord program — and the Prometheus targets of
+//! its hosts.
 //!
 //! Every file comes from a handlebars template, rendered as the unit is (see `unit.rs`): strict
 //! mode, no HTML escaping, from a typed struct, the built-in template embedded from `templates/`
@@ -10,6 +11,7 @@ mod container;
 mod dockerfile;
 mod k8s;
 mod output;
+mod prometheus;
 mod supervisor;
 
 use std::path::Path;
@@ -17,10 +19,13 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::config::Config;
+use crate::hosts::Connection;
 use crate::ui::Ui;
 
+pub use prometheus::Versions;
+
 /// What `shipit generate` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum What {
     /// The Dockerfile and its .dockerignore; `show_dockerignore` prints the latter instead.
     Dockerfile {
@@ -31,6 +36,13 @@ pub enum What {
         secret_template: bool,
     },
     Supervisor,
+    /// The hosts as `file_sd` targets and the scrape config that reads them;
+    /// `show_scrape_config` prints the latter instead.
+    Prometheus {
+        versions: Versions,
+        connection: Connection,
+        show_scrape_config: bool,
+    },
 }
 
 /// Renders `what`: to stdout, or as files into `output`.
@@ -57,6 +69,19 @@ pub fn run(config: &Config, what: What, output: Option<&Path>, ui: &Ui) -> Resul
         What::Supervisor => {
             let program = supervisor::render(config)?;
             output::deliver(output, &[&program], &program.text, ui)
+        }
+        What::Prometheus {
+            versions,
+            connection,
+            show_scrape_config,
+        } => {
+            let [targets, scrape] = prometheus::render(config, versions, &connection, output, ui)?;
+            let shown = if show_scrape_config {
+                &scrape
+            } else {
+                &targets
+            };
+            output::deliver(output, &[&targets, &scrape], &shown.text, ui)
         }
     }
 }

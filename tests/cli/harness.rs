@@ -19,6 +19,8 @@ pub enum Needs {
     Shellcheck,
     /// No running docker or podman, whose absence the test observes.
     NoContainerEngine,
+    /// Sandbox hosts, and a real Prometheus with promtool to read what shipit generates.
+    Prometheus,
 }
 
 /// Set in CI, where every test must run: a test that would be ignored for lack of root (or of
@@ -37,13 +39,17 @@ impl Needs {
                 .then_some("shellcheck is not installed (scripts/setup --tests installs it)"),
             Needs::NoContainerEngine => (runs("docker", &["info"]) || runs("podman", &["info"]))
                 .then_some("a container engine runs here, so its absence cannot be observed"),
+            Needs::Prometheus => hosts_missing().or_else(|| {
+                (!runs("prometheus", &["--version"]) || !runs("promtool", &["--version"]))
+                    .then_some("prometheus is not installed (scripts/setup --tests installs it)")
+            }),
         }
     }
 
     /// The variable that says this need must be met, where one does.
     fn required_by(self) -> Option<&'static str> {
         let variable = match self {
-            Needs::Hosts => NEED_ROOT,
+            Needs::Hosts | Needs::Prometheus => NEED_ROOT,
             Needs::Shellcheck => REQUIRE_SHELLCHECK,
             Needs::Nothing | Needs::NoContainerEngine => return None,
         };

@@ -30,6 +30,7 @@ mod hosts;
 mod load;
 mod logs;
 mod notify;
+mod prometheus;
 mod sandbox;
 mod scripts;
 mod secrets;
@@ -61,6 +62,7 @@ fn main() -> std::process::ExitCode {
             load::tests(),
             logs::tests(),
             notify::tests(),
+            prometheus::tests(),
             sandbox::tests(),
             scripts::tests(),
             secrets::tests(),

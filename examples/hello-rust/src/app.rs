@@ -12,6 +12,11 @@ use crate::{build_time, version, APP_NAME};
 
 const METRIC_PREFIX: &str = "hello_rust";
 
+/// client_golang's default buckets (`prometheus.DefBuckets`): 5ms to 10s.
+const DURATION_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// The longest `GET /?delay=D` holds a request.
 const MAX_DELAY: Duration = Duration::from_secs(30);
 
@@ -21,6 +26,26 @@ pub struct App {
     greeting: String,
     /// Request counts keyed by (path, status code).
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// How long requests took, by path.
+    durations: Mutex<BTreeMap<&'static str, Histogram>>,
+}
+
+/// One path's request durations: a count per bucket (the last one +Inf), not yet cumulative,
+/// and their sum.
+#[derive(Debug, Default)]
+struct Histogram {
+    counts: [u64; DURATION_BUCKETS.len() + 1],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        // The first bucket whose upper bound (le) is at least the duration.
+        self.counts[DURATION_BUCKETS.partition_point(|le| *le < seconds)] += 1;
+        self.sum += seconds;
+        self.count += 1;
+    }
 }
 
 impl App {
@@ -30,11 +55,13 @@ impl App {
             started: Instant::now(),
             greeting,
             requests: Mutex::new(BTreeMap::new()),
+            durations: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Routes a request and counts it.
+    /// Routes a request, counts and times it.
     pub fn respond(&self, req: &Request) -> Response {
+        let begin = Instant::now();
         let path = match req.path.as_str() {
             "/" => "/",
             "/health" => "/health",
@@ -70,7 +97,17 @@ impl App {
             .unwrap_or_else(|e| e.into_inner())
             .entry((path, response.status))
             .or_insert(0) += 1;
+        self.observe(path, begin.elapsed());
         response
+    }
+
+    fn observe(&self, path: &'static str, took: Duration) {
+        self.durations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(path)
+            .or_default()
+            .observe(took.as_secs_f64());
     }
 
     /// Renders the Prometheus text exposition format (version 0.0.4).
@@ -102,6 +139,7 @@ impl App {
                 escape_label(path)
             );
         }
+        self.render_durations(&mut out);
         let start = self.start.duration_since(UNIX_EPOCH).unwrap_or_default();
         let _ = writeln!(out, "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.");
         let _ = writeln!(out, "# TYPE process_start_time_seconds gauge");
@@ -116,6 +154,38 @@ impl App {
         let _ = writeln!(out, "# TYPE {p}_uptime_seconds gauge");
         let _ = writeln!(out, "{p}_uptime_seconds {:.3}", uptime.as_secs_f64());
         out
+    }
+
+    /// The histogram as Prometheus reads one: cumulative buckets ending with le="+Inf" (which
+    /// equals _count), then _sum and _count.
+    fn render_durations(&self, out: &mut String) {
+        let name = format!("{METRIC_PREFIX}_http_request_duration_seconds");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time taken to answer HTTP requests, by path."
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (path, h) in self
+            .durations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let path = escape_label(path);
+            let mut cumulative = 0;
+            for (i, count) in h.counts.iter().enumerate() {
+                cumulative += count;
+                let le = DURATION_BUCKETS
+                    .get(i)
+                    .map_or_else(|| "+Inf".to_string(), f64::to_string);
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{path=\"{path}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(out, "{name}_sum{{path=\"{path}\"}} {}", h.sum);
+            let _ = writeln!(out, "{name}_count{{path=\"{path}\"}} {}", h.count);
+        }
     }
 }
 
@@ -331,6 +401,15 @@ mod tests {
         assert_eq!(app.respond(&get("/nope")).status, 404);
         assert_eq!(app.respond(&get("/nope/again")).status, 404);
         let out = app.render_metrics(start + Duration::from_millis(2_500));
+        // How long the requests took varies; times_requests_by_path checks those lines.
+        let histogram = "hello_rust_http_request_duration_seconds";
+        assert!(out.contains(&format!("# TYPE {histogram} histogram\n")));
+        assert!(out.contains(&format!("{histogram}_count{{path=\"other\"}} 2\n")));
+        let out: String = out
+            .lines()
+            .filter(|l| !l.contains(histogram))
+            .map(|l| format!("{l}\n"))
+            .collect();
         let expected = format!(
             "# HELP hello_rust_build_info Build information.\n\
              # TYPE hello_rust_build_info gauge\n\
@@ -350,6 +429,28 @@ mod tests {
         );
         assert_eq!(out, expected);
         assert_eq!(escape_label("a\"b\\c\n"), "a\\\"b\\\\c\\n");
+    }
+
+    #[test]
+    fn times_requests_by_path() {
+        let app = App::new(SystemTime::now(), "hello".into());
+        app.observe("/", Duration::from_millis(3));
+        app.observe("/", Duration::from_millis(300));
+        app.observe("/", Duration::from_secs(20));
+        let mut out = String::new();
+        app.render_durations(&mut out);
+        let name = "hello_rust_http_request_duration_seconds";
+        for want in [
+            format!("{name}_bucket{{path=\"/\",le=\"0.005\"}} 1\n"),
+            format!("{name}_bucket{{path=\"/\",le=\"0.25\"}} 1\n"),
+            format!("{name}_bucket{{path=\"/\",le=\"0.5\"}} 2\n"),
+            format!("{name}_bucket{{path=\"/\",le=\"10\"}} 2\n"),
+            format!("{name}_bucket{{path=\"/\",le=\"+Inf\"}} 3\n"),
+            format!("{name}_sum{{path=\"/\"}} 20.303\n"),
+            format!("{name}_count{{path=\"/\"}} 3\n"),
+        ] {
+            assert!(out.contains(&want), "missing {want:?} in:\n{out}");
+        }
     }
 
     #[test]
