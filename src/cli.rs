@@ -118,7 +118,9 @@ pub enum Command {
     /// on both sides, marked when a value differs; values never leave the host) and the sha256
     /// of each of [service] files — and prints a unified diff against what is installed there.
     /// Hooks are not compared: a deploy does not record them.
-    #[command(after_help = "Exit status: 0 when every host is as shipit.toml declares, 1 when         any differs (as diff(1) exits), and the usual codes (2 and above) for errors.")]
+    #[command(
+        after_help = "Exit status: 0 when every host is as shipit.toml declares, 1 when         any differs (as diff(1) exits), and the usual codes (2 and above) for errors."
+    )]
     Diff(DiffArgs),
     /// Show the service's journal on hosts, merged in time order
     ///

@@ -108,7 +108,12 @@ pub fn declare(config: &Config, hosts: &[&str], ui: &Ui) -> Result<Vec<Declared>
         .service
         .files
         .iter()
-        .map(|name| Ok((name.clone(), crate::package::sha256_file(&config.root.join(name))?)))
+        .map(|name| {
+            Ok((
+                name.clone(),
+                crate::package::sha256_file(&config.root.join(name))?,
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
     let env_files = crate::env_file::host_env_files(config, hosts, ui)?;
     Ok(env_files
@@ -175,7 +180,7 @@ pub fn compare(declared: &Declared, remote: &mut dyn Remote, layout: &Layout) ->
         files.push(FileDiff::of(
             Some(&listing(&declared.files)),
             Some(&listing(&installed.files)),
-            &at(format!("{}/ ([service] files, sha256)", layout.current())),
+            &at(format!("{} ([service] files, by sha256)", layout.current())),
         ));
     }
     Ok(HostDiff {
@@ -205,13 +210,15 @@ fn masked(
     let theirs = installed.map(|lines| {
         lines
             .iter()
-            .map(|(key, sum)| match (key.strip_prefix(':'), sums.get(key.as_str())) {
-                (Some(line), _) => format!("<line {line} is not KEY=VALUE>\n"),
-                (None, Some(ours)) if !ours.contains(&sum.as_str()) => {
-                    format!("{key}=<masked> (value differs)\n")
-                }
-                (None, _) => format!("{key}=<masked>\n"),
-            })
+            .map(
+                |(key, sum)| match (key.strip_prefix(':'), sums.get(key.as_str())) {
+                    (Some(line), _) => format!("<line {line} is not KEY=VALUE>\n"),
+                    (None, Some(ours)) if !ours.contains(&sum.as_str()) => {
+                        format!("{key}=<masked> (value differs)\n")
+                    }
+                    (None, _) => format!("{key}=<masked>\n"),
+                },
+            )
             .collect()
     });
     (ours, theirs)
@@ -298,7 +305,11 @@ impl Installed {
         };
         for line in head.lines() {
             let (name, value) = line.split_once('=')?;
-            let pair = || value.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string()));
+            let pair = || {
+                value
+                    .split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+            };
             match name {
                 "systemd" => installed.systemd = crate::systemd::parse_version(value)?,
                 "env" if value.is_empty() => installed.env = Some(Vec::new()),
@@ -364,17 +375,25 @@ mod tests {
         );
         let diff = FileDiff::of(ours.as_deref(), theirs.as_deref(), "web1:/etc/app/app.env");
         assert!(!diff.identical);
-        assert!(diff.diff.starts_with("--- declared\n+++ installed web1:/etc/app/app.env\n"));
+        assert!(
+            diff.diff
+                .starts_with("--- declared\n+++ installed web1:/etc/app/app.env\n")
+        );
         assert!(!diff.diff.contains("secret"), "{}", diff.diff);
         assert_eq!(masked(None, None), (None, None));
     }
 
     #[test]
     fn a_file_the_host_lacks_is_named_so() {
-        let diff = FileDiff::of(Some("[Socket]\n"), None, "web1:/etc/systemd/system/app.socket");
+        let diff = FileDiff::of(
+            Some("[Socket]\n"),
+            None,
+            "web1:/etc/systemd/system/app.socket",
+        );
         assert!(
-            diff.diff
-                .starts_with("--- declared\n+++ installed web1:/etc/systemd/system/app.socket (none)\n"),
+            diff.diff.starts_with(
+                "--- declared\n+++ installed web1:/etc/systemd/system/app.socket (none)\n"
+            ),
             "{}",
             diff.diff
         );
