@@ -119,7 +119,8 @@ pub enum Command {
     /// of each of [service] files — and prints a unified diff against what is installed there.
     /// Hooks are not compared: a deploy does not record them.
     #[command(
-        after_help = "Exit status: 0 when every host is as shipit.toml declares, 1 when         any differs (as diff(1) exits), and the usual codes (2 and above) for errors."
+        after_help = "Exit status: 0 when every host is as shipit.toml declares, 1 when any \
+        differs (as diff(1) exits), and the usual codes (2 and above) for errors."
     )]
     Diff(DiffArgs),
     /// Show the service's journal on hosts, merged in time order
