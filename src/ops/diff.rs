@@ -88,7 +88,15 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
 }
 
 fn print_text(diffs: &[HostDiff], ui: &Ui) {
-    for diff in diffs.iter().filter(|d| d.error.is_none()) {
+    for diff in diffs {
+        if let Some(error) = &diff.error {
+            let first = error.lines().next().unwrap_or_default();
+            ui.status(
+                "Failed",
+                format_args!("{}: not compared: {first}", diff.host),
+            );
+            continue;
+        }
         for file in diff.files.iter().filter(|f| !f.identical) {
             print!("{}", file.diff);
         }
