@@ -111,6 +111,18 @@ pub enum Command {
     Deploy(DeployArgs),
     /// Show the deployed version, unit state, restarts and health on HOST
     Status(StatusArgs),
+    /// Show how HOST differs from shipit.toml: units, env file keys, files
+    ///
+    /// Renders what a deploy would install on each host — the service unit for the host's
+    /// systemd, the socket unit with [service] listen, the env file (values masked: KEY=<masked>
+    /// on both sides, marked when a value differs; values never leave the host) and the sha256
+    /// of each of [service] files — and prints a unified diff against what is installed there.
+    /// Hooks are not compared: a deploy does not record them.
+    #[command(
+        after_help = "Exit status: 0 when every host is as shipit.toml declares, 1 when any \
+        differs (as diff(1) exits), and the usual codes (2 and above) for errors."
+    )]
+    Diff(DiffArgs),
     /// Show the service's journal on hosts, merged in time order
     ///
     /// One host's lines look as journalctl prints them; several hosts' lines are merged by time
@@ -286,6 +298,27 @@ pub struct StatusArgs {
     pub json: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[arg(value_name = "HOST", help = HOSTS_HELP)]
+    pub hosts: Vec<String>,
+    /// Print each host's result as JSON: identical, and each file's unified diff
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+impl DiffArgs {
+    pub fn request(&self, config: &Config) -> Result<ops::diff::Request> {
+        Ok(ops::diff::Request {
+            hosts: hosts::choose(config, &self.hosts)?,
+            format: format(self.json),
+            connection: self.connect.connection(),
+        })
+    }
 }
 
 #[derive(Debug, Args)]

@@ -102,6 +102,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Deploy(args) => rollout::run(&config, &args.request(&config)?, &ui),
         Command::Status(args) => ops::status::run(&config, &args.request(&config)?, &ui),
+        Command::Diff(args) => ops::diff::run(&config, &args.request(&config)?, &ui),
         Command::Logs(args) => logs::run(&config, &args.request(&config)?, &ui),
         Command::Exec(args) => exec::run(&config, &args.request(&config)?, &ui),
         Command::Releases(args) => ops::releases::run(&config, &args.request(&config)?, &ui),

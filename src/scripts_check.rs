@@ -166,6 +166,10 @@ fn script_of(kind: Kind) -> String {
         Kind::Socket => crate::ops::status::ReadSocket.assemble(&layout),
         Kind::Installed => ReadInstalled.assemble(&layout),
         Kind::Deployed => ReadDeployed.assemble(&layout),
+        Kind::Drift => crate::ops::diff::ReadDrift {
+            files: vec!["config/app.toml".into(), "static/it's.txt".into()],
+        }
+        .assemble(&layout),
         Kind::Probe => crate::remote::probe::script(
             "127.0.0.1",
             8080,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use super::diff;
 use crate::actions::health::{self, unit_properties};
 use crate::cancel::Cancel;
 use crate::config::Config;
@@ -42,15 +43,21 @@ struct Status {
     /// The socket unit, with `[service] listen`.
     #[serde(skip_serializing_if = "Option::is_none")]
     socket: Option<SocketState>,
+    /// Whether what is installed differs from shipit.toml (`shipit diff`); None when it could
+    /// not be told.
+    drifted: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
 pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
     let mut statuses = Vec::new();
-    for host in hosts::expand_groups(config, &request.hosts) {
+    let hosts = hosts::expand_groups(config, &request.hosts);
+    let declared = declared_for_drift(config, &hosts, ui);
+    for (i, host) in hosts.iter().enumerate() {
+        let declared = declared.as_ref().map(|d| &d[i]);
         statuses.push(
-            status_of(config, host, &request.connection, ui)
+            status_of(config, host, declared, &request.connection, ui)
                 .unwrap_or_else(|e| Status::unreachable(host, config, e)),
         );
     }
@@ -61,6 +68,7 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
     } else {
         print_table(&statuses);
     }
+    print_drifted(&statuses, request.format);
     if let Some(failed) = statuses.iter().find(|s| s.error.is_some()) {
         crate::fail!(
             Connect,
@@ -72,7 +80,13 @@ pub fn run(config: &Config, request: &Request, ui: &Ui) -> Result<()> {
     Ok(())
 }
 
-fn status_of(config: &Config, host: &str, connection: &Connection, ui: &Ui) -> Result<Status> {
+fn status_of(
+    config: &Config,
+    host: &str,
+    declared: Option<&diff::Declared>,
+    connection: &Connection,
+    ui: &Ui,
+) -> Result<Status> {
     let (mut remote, layout) = hosts::open(config, host, connection, ui)?;
     let props = unit_properties(remote.as_mut(), &layout)?;
     let get = |k: &str| props.get(k).cloned().unwrap_or_default();
@@ -93,6 +107,9 @@ fn status_of(config: &Config, host: &str, connection: &Connection, ui: &Ui) -> R
             Err(e) => format!("unreachable: {e:#}"),
         }
     });
+    let drifted = declared
+        .and_then(|d| diff::compare(d, remote.as_mut(), &layout).ok())
+        .map(|compared| !compared.identical);
     Ok(Status {
         host: host.to_string(),
         app: layout.app.clone(),
@@ -107,6 +124,7 @@ fn status_of(config: &Config, host: &str, connection: &Connection, ui: &Ui) -> R
         restart: get("Restart"),
         health,
         socket,
+        drifted,
         error: None,
     })
 }
@@ -127,6 +145,7 @@ impl Status {
             restart: String::new(),
             health: None,
             socket: None,
+            drifted: None,
             error: Some(format!("{error:#}")),
         }
     }
@@ -215,6 +234,34 @@ fn print_table(statuses: &[Status]) {
                 s.health.as_deref().unwrap_or("-")
             ),
         }
+    }
+}
+
+/// What shipit.toml declares for each host, to mark drift; without it (an env_command that
+/// failed, say) status shows the rest.
+fn declared_for_drift(config: &Config, hosts: &[&str], ui: &Ui) -> Option<Vec<diff::Declared>> {
+    diff::declare(config, hosts, ui)
+        .inspect_err(|e| {
+            ui.diagnostic(format!(
+                "warning: cannot tell whether the hosts drifted from shipit.toml: {e:#}"
+            ))
+        })
+        .ok()
+}
+
+/// The hosts that drifted, after the text, with the command that shows how.
+fn print_drifted(statuses: &[Status], format: Format) {
+    let drifted: Vec<&str> = statuses
+        .iter()
+        .filter(|s| s.drifted == Some(true))
+        .map(|s| s.host.as_str())
+        .collect();
+    if format == Format::Text && !drifted.is_empty() {
+        println!(
+            "drifted:     {} (from shipit.toml: `shipit diff {}` shows how)",
+            drifted.join(", "),
+            drifted.join(" ")
+        );
     }
 }
 

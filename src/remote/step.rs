@@ -33,6 +33,8 @@ pub enum Kind {
     Socket,
     Installed,
     Deployed,
+    /// What `shipit diff` compares with shipit.toml.
+    Drift,
     Probe,
     /// A `[hooks]` command, streamed as it runs ([`Remote::exec_streaming`](super::Remote)).
     Hook,
@@ -41,7 +43,7 @@ pub enum Kind {
 impl Kind {
     /// Every kind, in the order above (a new kind goes here too: the test that shellchecks
     /// every host script walks this list).
-    pub const ALL: [Kind; 25] = [
+    pub const ALL: [Kind; 26] = [
         Kind::Check,
         Kind::Lock,
         Kind::Survey,
@@ -65,6 +67,7 @@ impl Kind {
         Kind::Socket,
         Kind::Installed,
         Kind::Deployed,
+        Kind::Drift,
         Kind::Probe,
         Kind::Hook,
     ];
@@ -97,6 +100,7 @@ impl Kind {
             Kind::Socket => "reading the socket unit",
             Kind::Installed => "reading the installed unit and binary",
             Kind::Deployed => "reading the deployed release",
+            Kind::Drift => "reading the installed units, env file and files",
             Kind::Probe => "probing the health URL from the host",
             Kind::Hook => "running a hook",
         }
@@ -115,6 +119,7 @@ impl Kind {
             | Kind::Socket
             | Kind::Installed
             | Kind::Deployed
+            | Kind::Drift
             | Kind::Probe => Effect::Reads,
             _ => Effect::Changes,
         }

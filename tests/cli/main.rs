@@ -16,6 +16,7 @@ mod cli;
 mod config_errors;
 mod deadman;
 mod deploy;
+mod diff;
 mod docs;
 mod environments;
 mod events;
@@ -48,6 +49,7 @@ fn main() -> std::process::ExitCode {
             config_errors::tests(),
             deadman::tests(),
             deploy::tests(),
+            diff::tests(),
             docs::tests(),
             environments::tests(),
             events::tests(),
