@@ -214,7 +214,8 @@ impl Config {
         if self.environment.is_none() && !self.environments.is_empty() {
             crate::fail!(
                 Usage,
-                "shipit.toml defines environments ({}), and this command talks to hosts: name                  the one it is for\n  help: {}",
+                "shipit.toml defines environments ({}), and this command talks to hosts: name the \
+                 one it is for\n  help: {}",
                 self.environments.join(", "),
                 pick_one(&self.environments)
             );

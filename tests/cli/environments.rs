@@ -63,7 +63,10 @@ fn each_environment_deploys_only_its_hosts_with_its_env_and_the_hosts_record_it(
         .building()
         .run()
         .failure(2)
-        .stderr_has("defines environments (production, staging)")
+        .stderr_has(
+            "defines environments (production, staging), and this command talks to hosts: name \
+             the one it is for",
+        )
         .stderr_has("help: add -e production or -e staging");
     assert!(!project.path().join("dist").exists());
     shipit(&[&deploy[..], &["-e", "qa"]].concat())
