@@ -21,6 +21,7 @@ struct Shown<'a> {
     health: Option<HealthShown<'a>>,
     deploy: DeployShown,
     hooks: HooksShown<'a>,
+    metrics: MetricsShown<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     notify: Option<NotifyShown<'a>>,
     hosts: BTreeMap<&'a str, Host<'a>>,
@@ -105,6 +106,13 @@ struct HooksShown<'a> {
     timeout: Option<String>,
 }
 
+#[derive(Serialize)]
+struct MetricsShown<'a> {
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+}
+
 /// A webhook by its origin only: chat webhooks carry their secret in the path.
 #[derive(Serialize)]
 struct NotifyShown<'a> {
@@ -154,6 +162,10 @@ fn shown(config: &Config) -> Shown<'_> {
         health: config.health.as_ref().map(health),
         deploy: deploy(&config.deploy),
         hooks: hooks(&config.hooks),
+        metrics: MetricsShown {
+            path: &config.metrics.path,
+            port: config.metrics.port,
+        },
         notify: notify(&config.notify),
         hosts: config
             .hosts

@@ -263,6 +263,7 @@ fn shown_configuration_names_where_secrets_are_never_what_they_are() {
         value["notify"]["webhook_header_env"].as_str(),
         Some("DEPLOY_TOKEN")
     );
+    assert_eq!(value["metrics"]["path"].as_str(), Some("/metrics"));
     let at = |line: u32, col: u32| {
         format!(
             "<set in {}:{line}:{col}>",
