@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::config::Health;
+use crate::config::{Check, Health};
 use crate::error::{Category, tagged};
 use crate::hosts::Layout;
 use crate::hosts::check::HostUnit;
@@ -46,15 +46,26 @@ pub fn wanted<'h>(
     if !on || package.socket.is_none() {
         return None;
     }
-    if health.is_none() {
+    let Some(health) = health else {
         ui.status(
             "Note",
             format_args!(
                 "{host}: no pre-flight: it asks the [health] url's path, and there is no [health]"
             ),
         );
+        return None;
+    };
+    if !matches!(health.check, Check::Url { .. }) {
+        ui.status(
+            "Note",
+            format_args!(
+                "{host}: no pre-flight: it asks a [health] url, and this check is a {} check",
+                health.check.kind()
+            ),
+        );
+        return None;
     }
-    health
+    Some(health)
 }
 
 /// The pre-flight script: the new release on a scratch socket, its health path asked until it
@@ -124,10 +135,14 @@ impl Preflight {
             argv: &argv,
             terminal: false,
         })?;
-        let (_, _, path) = health.endpoint();
+        let (Some((_, _, path)), Check::Url { expect_status, .. }) =
+            (health.endpoint(), &health.check)
+        else {
+            anyhow::bail!("pre-flight asks a [health] url only");
+        };
         let values = vec![
             ("path", path),
-            ("expect", health.expect_status.to_string()),
+            ("expect", expect_status.to_string()),
             ("wait", budget(health).as_secs().to_string()),
             ("t", probe::seconds(health.timeout)),
             ("cap", probe::MAX_ANSWER.to_string()),

@@ -44,9 +44,9 @@ use service::parse_service;
 use source::Source;
 
 pub use model::{
-    App, Argv, Build, Builder, CCompiler, Cgo, Config, Container, Deploy, Health, HookHosts, Hooks,
-    HostEntry, K8s, Listen, Notify, Probe, Resources, Runtime, Service, Sources, VersionSource,
-    Webhook, WebhookHeader,
+    App, Argv, Build, Builder, CCompiler, Cgo, Check, Config, Container, Deploy, Health, HookHosts,
+    Hooks, HostEntry, K8s, Listen, Notify, Probe, Resources, Runtime, Service, Sources,
+    VersionSource, Webhook, WebhookHeader,
 };
 pub use plan::{
     Amount, Canary, DEFAULT_PARALLEL, MAX_PARALLEL, parse_amount, parse_batch, parse_canary,
@@ -86,12 +86,12 @@ pub fn parse(root: &Path, path: &Path, text: &str, environment: Option<&str>) ->
     // table is found by a deploy to staging too.
     for other in names.iter().filter(|n| Some(n.as_str()) != environment) {
         let mut raw = read(&src)?;
-        environments::apply(&src, &mut raw, other)?;
+        environments::apply(&mut raw, other)?;
         check(root, &src, raw)?;
     }
     let mut raw = read(&src)?;
     if let Some(name) = environment {
-        environments::apply(&src, &mut raw, name)?;
+        environments::apply(&mut raw, name)?;
     }
     let mut config = check(root, &src, raw)?;
     config.environment = environment.map(str::to_string);
@@ -114,7 +114,7 @@ fn check(root: &Path, src: &Source, raw: RawConfig) -> Result<Config> {
     let app = parse_app(src, raw.app, &detected)?;
     let mut service = parse_service(src, root, raw.service, &app.name)?;
     let health = raw.health.map(|h| parse_health(src, h)).transpose()?;
-    service.port = service.port.or(health.as_ref().map(|h| h.endpoint().1));
+    service.port = service.port.or(health.as_ref().and_then(Health::port));
     let hosts = parse_hosts(src, root, raw.hosts, health.is_some())?;
     let groups = parse_groups(src, raw.groups, &hosts)?;
     let deploy = parse_deploy(src, raw.deploy, !service.listen.is_empty())?;
