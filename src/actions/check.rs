@@ -16,6 +16,17 @@ use crate::remote::probe::{MAX_ANSWER, NoProbeTool, seconds};
 use crate::remote::{self, Answer, Exit, Kind, Remote};
 use crate::service_run::{self, ServiceRun};
 
+/// `check-tcp.sh`: a TCP connect, with what the host has.
+pub const TCP_SCRIPT: &str = include_str!("scripts/check-tcp.sh");
+/// `check-command.sh`: a prepared command within a deadline.
+pub const COMMAND_SCRIPT: &str = include_str!("scripts/check-command.sh");
+
+/// `script` as a shell function named `name`, for a script that checks with values of its own
+/// (deploy's pre-flight).
+pub fn function(name: &str, script: &str) -> String {
+    format!("{name}() {{\n{script}}}\n")
+}
+
 /// What one try found, whatever the kind.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -72,7 +83,7 @@ impl Script for TcpCheck<'_> {
     }
 
     fn body(&self) -> Vec<Cow<'static, str>> {
-        vec![include_str!("scripts/check-tcp.sh").into()]
+        vec![TCP_SCRIPT.into()]
     }
 }
 
@@ -154,14 +165,14 @@ impl Script for CommandCheck {
     fn values(&self) -> Vec<(&'static str, String)> {
         vec![
             ("command", self.prepared.script.clone()),
-            ("name", self.prepared.unit_name.clone()),
+            ("check_unit", self.prepared.unit_name.clone()),
             ("t", seconds(self.timeout)),
             ("cap", MAX_ANSWER.to_string()),
         ]
     }
 
     fn body(&self) -> Vec<Cow<'static, str>> {
-        vec![include_str!("scripts/check-command.sh").into()]
+        vec![COMMAND_SCRIPT.into()]
     }
 }
 

@@ -117,7 +117,11 @@ fn check(root: &Path, src: &Source, raw: RawConfig) -> Result<Config> {
     service.port = service.port.or(health.as_ref().and_then(Health::port));
     let hosts = parse_hosts(src, root, raw.hosts, health.is_some())?;
     let groups = parse_groups(src, raw.groups, &hosts)?;
-    let deploy = parse_deploy(src, raw.deploy, !service.listen.is_empty())?;
+    // Pre-flight needs a socket to run the release on, or a health command to run in it.
+    let command_check = health
+        .as_ref()
+        .is_some_and(|h| matches!(h.check, Check::Command { .. }));
+    let deploy = parse_deploy(src, raw.deploy, !service.listen.is_empty() || command_check)?;
     let hooks = parse_hooks(src, raw.hooks)?;
     let container = parse_container(src, raw.container)?;
     let k8s = parse_k8s(src, raw.k8s, &app.name)?;

@@ -1,10 +1,10 @@
 # shellcheck shell=sh
 # A command health check: $command (a script that runs the check as the service runs, through
-# systemd-run as the transient unit $name) within $t seconds; its output, stdout and stderr,
+# systemd-run as the transient unit $check_unit) within $t seconds; its output, stdout and stderr,
 # is kept to $cap bytes. A check still running at the deadline is stopped with its unit.
 # Prints `exit=N`, then the output.
 # Exits: 0 (the verdict is in `exit=`).
-: "${command:?}" "${name:?}" "${t:?}" "${cap:?}"
+: "${command:?}" "${check_unit:?}" "${t:?}" "${cap:?}"
 output=$(mktemp)
 exited=$(mktemp)
 limit=
@@ -16,7 +16,7 @@ if command -v timeout >/dev/null 2>&1; then limit="timeout $t"; fi
 } | head -c "$cap" >"$output"
 got=$(cat "$exited")
 if [ "$got" = 124 ]; then
-    systemctl stop "$name" 2>/dev/null || true
+    systemctl stop "$check_unit" 2>/dev/null || true
     echo "(no end within ${t}s)" >>"$output"
 fi
 echo "exit=$got"
