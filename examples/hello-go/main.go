@@ -76,9 +76,13 @@ func run(args []string) error {
 	if command == "healthcheck" {
 		return healthcheck(*mode, net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))), os.Stdout)
 	}
-	// A release that dies at once, for showing (and testing) how a deploy catches a crash.
-	if os.Getenv("HELLO_CRASH") != "" {
-		return errors.New("HELLO_CRASH is set: exiting at once")
+	// A release that dies (at once, or after HELLO_CRASH's duration, serving nothing
+	// meanwhile), for showing (and testing) how a deploy catches a crash.
+	if crash := os.Getenv("HELLO_CRASH"); crash != "" {
+		if d, err := time.ParseDuration(crash); err == nil {
+			time.Sleep(d)
+		}
+		return fmt.Errorf("HELLO_CRASH=%s: exiting", crash)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

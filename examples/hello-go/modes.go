@@ -81,10 +81,14 @@ func work(ctx context.Context) {
 // healthcheck is `hello-go healthcheck`: it asks the running service as its mode serves
 // (a worker checks itself), prints the health report as JSON and says by its exit status
 // whether the service is healthy. SHIPIT_HEALTH_ADDR, when set (shipit's pre-flight sets it
-// to the scratch socket), is the address to ask instead of 127.0.0.1:PORT.
+// to the scratch socket), is the address to ask instead of 127.0.0.1:PORT. A pre-flight
+// without one (SHIPIT_HEALTH=preflight: no socket unit) has no new instance to ask, and the
+// one listening is the old release: the check is then only its own, as a worker's.
 func healthcheck(mode, addr string, out io.Writer) error {
 	if a := os.Getenv("SHIPIT_HEALTH_ADDR"); a != "" {
 		addr = a
+	} else if os.Getenv("SHIPIT_HEALTH") == "preflight" {
+		mode = modeWorker
 	}
 	switch mode {
 	case modeHTTP:

@@ -13,6 +13,7 @@ import (
 
 func TestTCPModeAnswersPingAndItsHealthcheckPasses(t *testing.T) {
 	t.Setenv("SHIPIT_HEALTH_ADDR", "")
+	t.Setenv("SHIPIT_HEALTH", "")
 	t.Setenv("HELLO_HEALTH_DOWN", "")
 	t.Setenv("STATE_DIRECTORY", t.TempDir())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -74,6 +75,17 @@ func TestHTTPHealthcheckAsksTheAddressShipitGives(t *testing.T) {
 	t.Setenv("HELLO_HEALTH_DOWN", "1")
 	if err := healthcheck(modeHTTP, "127.0.0.1:1", &out); err == nil {
 		t.Fatal("a service answering 503 passed its healthcheck")
+	}
+}
+
+func TestAPreflightWithoutAScratchSocketChecksItself(t *testing.T) {
+	t.Setenv("STATE_DIRECTORY", t.TempDir())
+	t.Setenv("HELLO_HEALTH_DOWN", "")
+	t.Setenv("SHIPIT_HEALTH_ADDR", "")
+	t.Setenv("SHIPIT_HEALTH", "preflight")
+	var out bytes.Buffer
+	if err := healthcheck(modeHTTP, "127.0.0.1:1", &out); err != nil {
+		t.Fatalf("healthcheck asked the old release: %v", err)
 	}
 }
 

@@ -252,7 +252,6 @@ fn probe(
             Err(e) if crate::error::find::<NoProbeTool>(&e).is_some() => return Err(e),
             Err(e) => last = format!("{e:#}"),
         }
-        ask.still_up()?;
         // The first try lasts the first interval: while nothing answers yet, the check is tried
         // every EARLY_POLL, so a service that starts in milliseconds is not held back by a
         // whole interval. The number of tries and the longest the probes can take stay the same.
@@ -260,6 +259,7 @@ fn probe(
             nap(EARLY_POLL, interruptible)?;
             continue;
         }
+        ask.still_up()?;
         tries += 1;
         if tries >= health.retries.max(1) {
             break;

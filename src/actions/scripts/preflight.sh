@@ -43,8 +43,8 @@ if [ "$kind" = url ]; then
     before="answering $expect_status on $path"
     pass="answer $expect_status on $path"
 fi
-where="a scratch socket, $host:$port"
-[ "$socket" = yes ] || where="its release directory, before the switch"
+doing="running the new release on a scratch socket, $host:$port"
+[ "$socket" = yes ] || doing="running the new release's [health] command before the switch"
 stop_preflight() {
     [ "$socket" = no ] || systemctl stop "$name.socket" "$name.service" 2>/dev/null || true
 }
@@ -54,7 +54,7 @@ refuse() {
         journalctl -u "$name.service" --no-pager -n 6 -o cat 2>/dev/null | sed 's/^/journal: /' >&2 || true
     fi
     echo "$*" >&2
-    echo "(failed while running the new release on $where)" >&2
+    echo "(failed while $doing)" >&2
     stop_preflight
     : >"$rel/.shipit-failed"
     exit "$preflight_failed"
