@@ -156,18 +156,20 @@ const PATIENT: &str = "retries = 60\ninterval = \"1s\"\n";
 fn a_crashing_release_is_rolled_back_as_soon_as_systemd_reports_it_dead() {
     let host = "t-hk-crash";
     let sandbox = Sandbox::up(&[host]);
-    let http = "[\"--port\", \"8080\"]";
+    // A slow restart: waiting for the unit to come back up would take the gate past the test's
+    // bound, as would the retries.
+    let http = "[\"--port\", \"8080\"]\nrestart_sec = 30";
     let url = format!("url = \"http://127.0.0.1:8080/health\"\n{PATIENT}");
     let good = project(http, "", &url, "");
     sandbox
         .project(good.path())
         .deploy(host, Ship::Version("1.0.0"), &[])
         .success();
-    // Each kind, with a release that dies at once or after 2 s (past the settle, serving
+    // Each kind, with a release that dies at once or after 4 s (past the settle, serving
     // nothing meanwhile); each check also passes on the good release the rollback restores.
     let tcp = format!("tcp = \"127.0.0.1:8080\"\n{PATIENT}");
     let command = format!("command = [\"./hello-go\", \"healthcheck\"]\n{PATIENT}");
-    for (check, crash) in [(&url, "now"), (&url, "2s"), (&tcp, "2s"), (&command, "2s")] {
+    for (check, crash) in [(&url, "now"), (&url, "4s"), (&tcp, "4s"), (&command, "4s")] {
         let crashing = project(http, &format!("HELLO_CRASH = \"{crash}\""), check, "");
         let started = Instant::now();
         let run = sandbox
@@ -175,9 +177,11 @@ fn a_crashing_release_is_rolled_back_as_soon_as_systemd_reports_it_dead() {
             .deploy(host, Ship::Version("1.1.0"), &["--events"])
             .failure(6);
         let took = started.elapsed();
+        // The first interval's tries (every 20 ms while nothing answers) are many and cheap:
+        // the time tells a gate that waited out its retries.
         let probes = probes(&events(&run.stdout)).len();
         assert!(
-            took < Duration::from_secs(30) && probes < 20,
+            took < Duration::from_secs(30),
             "{check} crashing {crash}: {probes} probes in {took:?}\n{}",
             run.stderr
         );
