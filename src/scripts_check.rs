@@ -214,6 +214,25 @@ fn other_scripts() -> Vec<(&'static str, String)> {
         ),
         ("logs-follow", crate::logs::follow_script("", &journalctl)),
         (
+            "preflight-command",
+            Preflight::new(
+                &layout(),
+                &package(),
+                &host_unit(),
+                &Health {
+                    check: crate::config::Check::Command {
+                        argv: crate::config::Argv {
+                            words: argv.to_vec(),
+                            location: "shipit.toml:1:1".into(),
+                        },
+                    },
+                    ..health()
+                },
+            )
+            .expect("a pre-flight")
+            .assemble(&layout()),
+        ),
+        (
             "check-tcp",
             crate::actions::check::TcpCheck {
                 host: "127.0.0.1",

@@ -130,7 +130,15 @@ impl Preflight {
             (String::new(), "none".to_string())
         };
         let mut values = vec![
-            ("kind", health.check.kind().to_string()),
+            // `program`: shellcheck reads `kind=command` as a command's name.
+            (
+                "kind",
+                match health.check {
+                    Check::Command { .. } => "program",
+                    _ => health.check.kind(),
+                }
+                .to_string(),
+            ),
             ("socket", if socket { "yes" } else { "no" }.to_string()),
             ("port", String::new()),
             ("path", String::new()),
@@ -186,7 +194,7 @@ impl Preflight {
                     env: &env,
                     ..base.clone()
                 })?;
-                set("command", prepared.script);
+                set("command", check::for_printf_b(&prepared.script));
                 set("check_unit", prepared.unit_name);
             }
         }

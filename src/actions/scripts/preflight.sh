@@ -8,7 +8,7 @@
 # - url: the path $path must answer $expect_status (get is probe.sh);
 # - tcp: the scratch socket must accept (and answer $send with $expect; tcp_check is
 #   check-tcp.sh);
-# - command: the release's own command (command_check is check-command.sh) must exit 0; it
+# - program (a `command` check): the release's own command (command_check is check-command.sh) must exit 0; it
 #   finds the scratch socket in SHIPIT_HEALTH_ADDR. Without a socket it runs once.
 # Where the release reports a version it must be $version when $check_version is yes; a
 # release that exits first is refused at once. Then the units are stopped, whatever happened.
@@ -37,8 +37,8 @@ if [ "$tries" -eq 0 ] && [ -n "$port" ] &&
     exit 1
 fi
 url="http://$host:$port$path"
-before="its [health] $kind check passed"
-pass="pass its [health] $kind check"
+before="its [health] check passed"
+pass="pass its [health] check"
 if [ "$kind" = url ]; then
     before="answering $expect_status on $path"
     pass="answer $expect_status on $path"
@@ -87,7 +87,7 @@ ask() {
         said=$(printf '%s\n' "$said" | tail -n 1)
         [ "$got" -ne 0 ] || passed=yes
         ;;
-    command)
+    program)
         body=$(command_check)
         code=$(printf '%s\n' "$body" | sed -n '1s/^exit=//p')
         said="exit $code: $(printf '%s\n' "$body" | sed 1d | tail -n 1)"
