@@ -1,6 +1,7 @@
 //! The health gate: systemd says active and the restart count holds still for the settle period
-//! (a crash loop shows up there), then the HTTP probe answers as configured, with the deployed
-//! version when the service reports one.
+//! (a crash loop shows up there), then the `[health]` check of its kind ([`super::check`])
+//! passes, with the deployed version when the service reports one. A unit whose main process
+//! exits or restarts fails it at once, whatever tries are left.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -284,7 +285,7 @@ pub struct Asker<'a> {
     layout: &'a Layout,
     health: &'a Health,
     ui: &'a Ui,
-    command: Option<Vec<String>>,
+    /// For a command check: the release it runs in, and its unit.
     deployed: Option<Deployed>,
     /// The unit as it held still through the settle period: a try that fails also checks it
     /// has not moved since.
@@ -298,19 +299,15 @@ impl<'a> Asker<'a> {
         health: &'a Health,
         ui: &'a Ui,
     ) -> Result<Asker<'a>> {
-        let (command, deployed) = match &health.check {
-            Check::Command { argv } => (
-                Some(argv.words.clone()),
-                Some(Deployed::read(remote, layout)?),
-            ),
-            _ => (None, None),
+        let deployed = match &health.check {
+            Check::Command { .. } => Some(Deployed::read(remote, layout)?),
+            _ => None,
         };
         Ok(Asker {
             remote,
             layout,
             health,
             ui,
-            command,
             deployed,
             steady: None,
         })
@@ -336,12 +333,9 @@ impl<'a> Asker<'a> {
                 };
                 check::tcp(self.remote, self.layout, &tcp)
             }
-            Check::Command { .. } => {
-                let (argv, deployed) = (self.command.as_ref(), self.deployed.as_ref());
-                let (Some(argv), Some(deployed)) = (argv, deployed) else {
-                    anyhow::bail!("a command check without its command");
-                };
-                let run = check::CommandCheck::new(self.layout, deployed, argv, timeout)?;
+            Check::Command { argv } => {
+                let deployed = self.deployed.as_ref().expect("read for a command check");
+                let run = check::CommandCheck::new(self.layout, deployed, &argv.words, timeout)?;
                 check::command(self.remote, self.layout, &run)
             }
         }
