@@ -66,7 +66,8 @@ fn a_worker_is_gated_by_its_command_in_preflight_and_after_the_switch() {
     let run = sandbox
         .project(good.path())
         .deploy(host, Ship::Version("1.0.0"), &["--events"])
-        .success();
+        .success()
+        .stderr_has("passed its [health] check in its release before the switch");
     let events = events(&run.stdout);
     let last = *probes(&events).last().expect("a probe event");
     assert_eq!(last["kind"], "command", "{last}");
@@ -148,6 +149,20 @@ fn a_tcp_service_is_gated_by_tcp_and_one_that_never_listens_is_rolled_back() {
         (&"1.0.0".into(), &"PONG ok".into()),
         "{now}"
     );
+
+    // With a socket unit, the pre-flight asks the same of the new release on a scratch socket.
+    let listening = project(
+        "[\"--mode\", \"tcp\", \"--port\", \"6379\"]\nlisten = [\"6379\"]",
+        "",
+        TCP_CHECK,
+        "",
+    );
+    sandbox
+        .project(listening.path())
+        .deploy(host, Ship::Version("1.2.0"), &[])
+        .success()
+        .stderr_has("passed its [health] check on a scratch socket");
+    assert_eq!(status(&sandbox, &tcp, host)["health"], "PONG ok");
 }
 
 /// A pace that would take a minute to fail by its retries.
