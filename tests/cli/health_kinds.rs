@@ -202,6 +202,16 @@ fn a_crashing_release_is_rolled_back_as_soon_as_systemd_reports_it_dead() {
         );
         assert_eq!(health(&sandbox, host)["version"], "1.0.0", "{check}");
     }
+
+    // A command's pre-flight on a scratch socket: it asks SHIPIT_HEALTH_ADDR, the new release,
+    // not the old one on 8080 (whose version would refuse it).
+    let listening = project(&format!("{http}\nlisten = [\"8080\"]"), "", &command, "");
+    sandbox
+        .project(listening.path())
+        .deploy(host, Ship::Version("1.2.0"), &[])
+        .success()
+        .stderr_has("passed its [health] check on a scratch socket");
+    assert_eq!(health(&sandbox, host)["version"], "1.2.0");
 }
 
 pub fn tests() -> Vec<crate::harness::Test> {
