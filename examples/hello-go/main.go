@@ -3,10 +3,7 @@
 // It serves a greeting on /, a JSON health report on /health and
 // Prometheus metrics on /metrics, takes its listening sockets from
 // systemd when a socket unit passes them (else binds --port), and shuts
-// down gracefully on SIGTERM/SIGINT. With --mode tcp it answers PING
-// with PONG and no HTTP; with --mode worker it listens on nothing.
-// `hello-go healthcheck` asks the running service and exits 0 when it
-// is healthy, printing its health report as JSON.
+// down gracefully on SIGTERM/SIGINT. Other modes and `healthcheck`: modes.go.
 package main
 
 import (
