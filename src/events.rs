@@ -47,11 +47,14 @@ pub enum Event {
         host: String,
         release: String,
     },
-    /// One try of the health URL: `status` when it answered, `error` when it did not.
+    /// One try of the health check: its `kind` (url, tcp, command), `answer` (and for a URL
+    /// `status`) when it answered, `error` when it could not ask.
     Probe {
         host: String,
         attempt: u32,
+        kind: String,
         status: Option<u16>,
+        answer: Option<String>,
         error: Option<String>,
         ok: bool,
     },
@@ -239,7 +242,9 @@ mod tests {
             Event::Probe {
                 host: host(),
                 attempt: 1,
+                kind: "url".into(),
                 status: Some(200),
+                answer: Some("HTTP 200".into()),
                 error: None,
                 ok: true,
             },

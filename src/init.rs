@@ -283,7 +283,11 @@ mod tests {
                     crate::config::parse(dir.path(), &dir.path().join(FILE_NAME), &text, None)
                         .unwrap_or_else(|e| panic!("{e:#}\n{text}"));
                 assert_eq!(config.app.name, "demo");
-                let port = config.health.as_ref().map(|h| h.endpoint().1);
+                let port = config
+                    .health
+                    .as_ref()
+                    .and_then(|h| h.endpoint())
+                    .map(|e| e.1);
                 assert_eq!(port, listen.health_url.map(|(port, _)| port), "{text}");
             }
         }

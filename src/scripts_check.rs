@@ -69,8 +69,10 @@ fn host_unit() -> HostUnit {
 
 fn health() -> Health {
     Health {
-        url: "http://127.0.0.1:8080/health".into(),
-        expect_status: 200,
+        check: crate::config::Check::Url {
+            url: "http://127.0.0.1:8080/health".into(),
+            expect_status: 200,
+        },
         interval: Duration::from_secs(1),
         timeout: Duration::from_secs(2),
         retries: 3,
@@ -215,6 +217,52 @@ fn other_scripts() -> Vec<(&'static str, String)> {
             crate::logs::first_look_script(&journalctl),
         ),
         ("logs-follow", crate::logs::follow_script("", &journalctl)),
+        (
+            "preflight-command",
+            Preflight::new(
+                &layout(),
+                &package(),
+                &host_unit(),
+                &Health {
+                    check: crate::config::Check::Command {
+                        argv: crate::config::Argv {
+                            words: argv.to_vec(),
+                            location: "shipit.toml:1:1".into(),
+                        },
+                    },
+                    ..health()
+                },
+            )
+            .expect("a pre-flight")
+            .assemble(&layout()),
+        ),
+        (
+            "check-tcp",
+            crate::actions::check::TcpCheck {
+                host: "127.0.0.1",
+                port: 6379,
+                send: Some("PING\r\n"),
+                expect: Some("PONG"),
+                timeout: Duration::from_secs(2),
+            }
+            .assemble(&layout()),
+        ),
+        (
+            "check-command",
+            crate::actions::check::CommandCheck::new(
+                &layout(),
+                &crate::hosts::deployed::Deployed {
+                    systemd: 252,
+                    release: "1.0.0-0123456789ab".into(),
+                    version: "1.0.0".into(),
+                    unit: UNIT.into(),
+                },
+                &argv,
+                Duration::from_secs(2),
+            )
+            .expect("a command check")
+            .assemble(&layout()),
+        ),
         (
             "logs-follow-until",
             crate::logs::follow_script("1700000000", &journalctl),

@@ -3,7 +3,7 @@
 // It serves a greeting on /, a JSON health report on /health and
 // Prometheus metrics on /metrics, takes its listening sockets from
 // systemd when a socket unit passes them (else binds --port), and shuts
-// down gracefully on SIGTERM/SIGINT.
+// down gracefully on SIGTERM/SIGINT. Other modes and `healthcheck`: modes.go.
 package main
 
 import (
@@ -47,6 +47,11 @@ func run(args []string) error {
 	fs := flag.NewFlagSet(appName, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported by main
 	portFlag := fs.String("port", "8080", "TCP port to listen on (0.0.0.0:PORT)")
+	mode := fs.String("mode", modeHTTP, "what to serve: http, tcp (PING/PONG lines) or worker (nothing)")
+	command := ""
+	if len(args) > 0 && args[0] == "healthcheck" {
+		command, args = args[0], args[1:]
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(os.Stderr)
@@ -62,16 +67,40 @@ func run(args []string) error {
 	if err != nil || port == 0 {
 		return fmt.Errorf("invalid --port %q: must be an integer in 1..65535", *portFlag)
 	}
+	if err := checkMode(*mode); err != nil {
+		return err
+	}
+	if command == "healthcheck" {
+		return healthcheck(*mode, net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))), os.Stdout)
+	}
+	// A release that dies (at once, or after HELLO_CRASH's duration, serving nothing
+	// meanwhile), for showing (and testing) how a deploy catches a crash.
+	if crash := os.Getenv("HELLO_CRASH"); crash != "" {
+		if d, err := time.ParseDuration(crash); err == nil {
+			time.Sleep(d)
+		}
+		return fmt.Errorf("HELLO_CRASH=%s: exiting", crash)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if *mode == modeWorker {
+		log.Printf("%s %s (built %s) working, listening on nothing", appName, version, buildTime)
+		work(ctx)
+		log.Printf("%s: stopped", appName)
+		return nil
+	}
 
 	app := newApp(time.Now(), loadGreeting("config.yaml"))
 	lns, fromSystemd, err := listeners(net.JoinHostPort("0.0.0.0", strconv.Itoa(int(port))))
 	if err != nil {
 		return err
 	}
+	if *mode == modeTCP {
+		log.Printf("%s %s (built %s) answering PING on %s", appName, version, buildTime, lns[0].Addr())
+		return serveTCP(ctx, lns[0])
+	}
 	srv := &http.Server{Handler: app, ReadHeaderTimeout: 10 * time.Second}
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 
 	errc := make(chan error, len(lns))
 	addrs := make([]string, 0, len(lns))

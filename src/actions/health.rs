@@ -1,16 +1,19 @@
 //! The health gate: systemd says active and the restart count holds still for the settle period
-//! (a crash loop shows up there), then the HTTP probe answers as configured, with the deployed
-//! version when the service reports one.
+//! (a crash loop shows up there), then the `[health]` check of its kind ([`super::check`])
+//! passes, with the deployed version when the service reports one. A unit whose main process
+//! exits or restarts fails it at once, whatever tries are left.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use super::check::{self, Reply};
 use super::switch::ReadUnitState;
 use crate::cancel::Cancel;
-use crate::config::Health;
+use crate::config::{Check, Health};
 use crate::events::{Event, Events};
+use crate::hosts::deployed::Deployed;
 use crate::hosts::script::Script;
 use crate::hosts::{Layout, Runner};
 use crate::remote::probe::NoProbeTool;
@@ -103,25 +106,29 @@ pub fn gate(
     let host = runner.label();
     let remote = &mut *runner.remote;
     let start_wait = start_wait(health);
-    crate::timings::time("health: active", || {
+    let active = crate::timings::time("health: active", || {
         wait_active(remote, layout, start_wait, started, interruptible)
     })?;
     let settle = health.map_or(Duration::from_secs(3), |h| h.settle);
-    crate::timings::time("health: settle", || {
-        hold_still(remote, layout, settle, interruptible)
+    let steady = crate::timings::time("health: settle", || {
+        hold_still(remote, layout, active, settle, interruptible)
     })?;
     if let Some(health) = health {
         crate::timings::time("health: probe", || {
-            let report = |attempt, answer: &Result<remote::HttpAnswer>, ok| {
+            let report = |attempt, answer: &Result<Reply>, ok| {
                 events.emit(Event::Probe {
                     host: host.clone(),
                     attempt,
-                    status: answer.as_ref().ok().map(|a| a.status),
+                    kind: health.check.kind().to_string(),
+                    status: answer.as_ref().ok().and_then(|a| a.status),
+                    answer: answer.as_ref().ok().map(|a| a.said.clone()),
                     error: answer.as_ref().err().map(|e| format!("{e:#}")),
                     ok,
                 });
             };
-            probe(remote, health, expected_version, interruptible, &report, ui)
+            let mut ask = Asker::new(remote, layout, health, ui)?;
+            ask.steady = Some(steady);
+            probe(&mut ask, expected_version, interruptible, &report)
         })?;
     }
     Ok(())
@@ -133,7 +140,7 @@ fn wait_active(
     limit: Duration,
     started: Option<UnitState>,
     interruptible: &Cancel,
-) -> Result<()> {
+) -> Result<UnitState> {
     let deadline = Instant::now() + limit;
     let mut known = started;
     loop {
@@ -143,7 +150,17 @@ fn wait_active(
         };
         let state = prop(&props, "ActiveState");
         if state == "active" {
-            return Ok(());
+            return Ok(props);
+        }
+        // Its main process already exited: waiting for a restart proves nothing more.
+        if state == "failed" || prop(&props, "SubState") == "auto-restart" {
+            return Err(not_healthy(format!(
+                "{} exited instead of starting (it is {}/{}, restarted {} times)",
+                layout.unit_name(),
+                state,
+                prop(&props, "SubState"),
+                prop(&props, "NRestarts")
+            )));
         }
         if Instant::now() >= deadline {
             return Err(not_healthy(format!(
@@ -164,21 +181,15 @@ fn wait_active(
 fn hold_still(
     remote: &mut dyn Remote,
     layout: &Layout,
+    first: UnitState,
     settle: Duration,
     interruptible: &Cancel,
-) -> Result<()> {
-    if settle.is_zero() {
-        return Ok(());
-    }
-    let first = unit_properties(remote, layout)?;
+) -> Result<UnitState> {
     let deadline = Instant::now() + settle;
     while Instant::now() < deadline {
         nap(POLL.min(settle), interruptible)?;
         let now = unit_properties(remote, layout)?;
-        let moved = ["NRestarts", "MainPID"]
-            .iter()
-            .any(|p| prop(&now, p) != prop(&first, p));
-        if prop(&now, "ActiveState") != "active" || moved {
+        if moved(&first, &now) {
             return Err(not_healthy(format!(
                 "{} is not staying up: within {} of starting it went {}/{} and was restarted {} times (crash loop?)",
                 layout.unit_name(),
@@ -189,27 +200,35 @@ fn hold_still(
             )));
         }
     }
-    Ok(())
+    Ok(first)
 }
 
+/// Whether the unit stopped, or its main process changed or was restarted, since `before`.
+fn moved(before: &UnitState, now: &UnitState) -> bool {
+    prop(now, "ActiveState") != "active"
+        || ["NRestarts", "MainPID"]
+            .iter()
+            .any(|p| prop(now, p) != prop(before, p))
+}
+
+/// Tries the check until it passes, `retries` tries `interval` apart; a unit that stops or
+/// restarts meanwhile fails the gate at once.
 fn probe(
-    remote: &mut dyn Remote,
-    health: &Health,
+    ask: &mut Asker,
     expected_version: Option<&str>,
     interruptible: &Cancel,
-    report: &dyn Fn(u32, &Result<remote::HttpAnswer>, bool),
-    ui: &Ui,
+    report: &dyn Fn(u32, &Result<Reply>, bool),
 ) -> Result<()> {
-    let (host, port, path) = health.endpoint();
+    let health = ask.health;
     let mut last;
     let started = Instant::now();
     let mut tries = 0;
     let mut attempt = 0;
     loop {
-        let answer = get(remote, &host, port, &path, health.timeout, ui);
+        let answer = ask.once();
         attempt += 1;
         let passed = match &answer {
-            Ok(a) if a.status == health.expect_status => expected_version
+            Ok(a) if a.healthy => expected_version
                 .filter(|_| health.check_version)
                 .is_none_or(|v| check_version(&a.body, v).is_ok()),
             _ => false,
@@ -217,33 +236,31 @@ fn probe(
         report(attempt, &answer, passed);
         let unreachable = answer.is_err();
         match answer {
-            Ok(answer) if answer.status == health.expect_status => {
+            Ok(answer) if answer.healthy => {
                 if let Some(expected) = expected_version.filter(|_| health.check_version) {
                     check_version(&answer.body, expected).map_err(|e| {
-                        not_healthy(format!("{} answered {}: {e}", health.url, answer.status))
+                        not_healthy(format!(
+                            "{} answered {}: {e}",
+                            health.check.target(),
+                            answer.said
+                        ))
                     })?;
                 }
                 return Ok(());
             }
-            Ok(answer) => {
-                last = format!(
-                    "status {} (expected {}): {}",
-                    answer.status,
-                    health.expect_status,
-                    snippet(&answer.body)
-                )
-            }
+            Ok(answer) => last = answer.why,
             // No try can succeed: say so now rather than after every retry.
             Err(e) if crate::error::find::<NoProbeTool>(&e).is_some() => return Err(e),
             Err(e) => last = format!("{e:#}"),
         }
-        // The first try lasts the first interval: while nothing answers yet, the URL is polled
+        // The first try lasts the first interval: while nothing answers yet, the check is tried
         // every EARLY_POLL, so a service that starts in milliseconds is not held back by a
         // whole interval. The number of tries and the longest the probes can take stay the same.
         if tries == 0 && unreachable && started.elapsed() + EARLY_POLL < health.interval {
             nap(EARLY_POLL, interruptible)?;
             continue;
         }
+        ask.still_up()?;
         tries += 1;
         if tries >= health.retries.max(1) {
             break;
@@ -257,9 +274,94 @@ fn probe(
     }
     Err(not_healthy(format!(
         "{} failed {} probes; last: {last}",
-        health.url,
+        health.check.target(),
         health.retries.max(1)
     )))
+}
+
+/// Asks the check once at a time, as its kind asks.
+pub struct Asker<'a> {
+    remote: &'a mut dyn Remote,
+    layout: &'a Layout,
+    health: &'a Health,
+    ui: &'a Ui,
+    /// For a command check: the release it runs in, and its unit.
+    deployed: Option<Deployed>,
+    /// The unit as it held still through the settle period: a try that fails also checks it
+    /// has not moved since.
+    steady: Option<UnitState>,
+}
+
+impl<'a> Asker<'a> {
+    pub fn new(
+        remote: &'a mut dyn Remote,
+        layout: &'a Layout,
+        health: &'a Health,
+        ui: &'a Ui,
+    ) -> Result<Asker<'a>> {
+        let deployed = match &health.check {
+            Check::Command { .. } => Some(Deployed::read(remote, layout)?),
+            _ => None,
+        };
+        Ok(Asker {
+            remote,
+            layout,
+            health,
+            ui,
+            deployed,
+            steady: None,
+        })
+    }
+
+    /// One try; an error when nothing could be asked (no connection, nothing listening).
+    pub fn once(&mut self) -> Result<Reply> {
+        let timeout = self.health.timeout;
+        match &self.health.check {
+            Check::Url { expect_status, .. } => {
+                let (host, port, path) = self.health.endpoint().expect("a URL check");
+                let answer = get(self.remote, &host, port, &path, timeout, self.ui)?;
+                Ok(check::http_reply(answer, *expect_status))
+            }
+            Check::Tcp { send, expect, .. } => {
+                let (host, port) = self.health.address().expect("a TCP check");
+                let tcp = check::TcpCheck {
+                    host: &host,
+                    port,
+                    send: send.as_deref(),
+                    expect: expect.as_deref(),
+                    timeout,
+                };
+                check::tcp(self.remote, self.layout, &tcp)
+            }
+            Check::Command { argv } => {
+                let deployed = self.deployed.as_ref().expect("read for a command check");
+                let run = check::CommandCheck::new(self.layout, deployed, &argv.words, timeout)?;
+                check::command(self.remote, self.layout, &run)
+            }
+        }
+    }
+
+    /// Fails as soon as the unit's main process exited or was restarted: no try can pass then,
+    /// however many are left.
+    fn still_up(&mut self) -> Result<()> {
+        let Some(steady) = &self.steady else {
+            return Ok(());
+        };
+        let now = unit_properties(self.remote, self.layout)?;
+        if moved(steady, &now) {
+            return Err(not_healthy(format!(
+                "{} stopped while its health was checked: it went {}/{}, main PID {} (was {}), \
+                 restarted {} times",
+                self.layout.unit_name(),
+                prop(&now, "ActiveState"),
+                prop(&now, "SubState"),
+                prop(&now, "MainPID"),
+                prop(steady, "MainPID"),
+                prop(&now, "NRestarts")
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// GET through the remote, passing on (once) how it had to do it.
@@ -279,8 +381,12 @@ pub fn get(
 }
 
 /// A JSON `version` that differs means the old binary is still answering, or the wrong one runs.
+/// The body is JSON, or (a command's output) has a line that is.
 fn check_version(body: &str, expected: &str) -> Result<()> {
-    let Ok(json) = serde_json::from_str::<serde_json::Value>(body) else {
+    let json = std::iter::once(body)
+        .chain(body.lines())
+        .find_map(|text| serde_json::from_str::<serde_json::Value>(text).ok());
+    let Some(json) = json else {
         return Ok(());
     };
     match json.get("version").and_then(|v| v.as_str()) {
@@ -289,11 +395,6 @@ fn check_version(body: &str, expected: &str) -> Result<()> {
         }
         _ => Ok(()),
     }
-}
-
-fn snippet(body: &str) -> String {
-    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    one_line.chars().take(200).collect()
 }
 
 /// Sleeps, unless a Ctrl-C asks the gate to stop.

@@ -5,6 +5,7 @@
 //! the dead-man timer ([`deadman`]), run [`hooks`], and put the host back when a release fails
 //! ([`recover`]).
 
+pub mod check;
 pub mod deadman;
 pub mod health;
 pub mod hooks;

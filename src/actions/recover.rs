@@ -27,10 +27,9 @@ pub enum OnFailure {
 /// How long the switch step waits on the host for the health URL's port to listen: the first
 /// probe interval, when the URL is on the host itself.
 pub fn listen(health: Option<&Health>) -> Listen {
-    let Some(health) = health else {
+    let Some((health, (host, port))) = health.and_then(|h| Some((h, h.address()?))) else {
         return Listen::default();
     };
-    let (host, port, _) = health.endpoint();
     let local = matches!(host.as_str(), "127.0.0.1" | "localhost" | "::1" | "0.0.0.0");
     Listen {
         port: local.then_some(port),

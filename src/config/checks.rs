@@ -29,6 +29,23 @@ pub(super) fn validate_health_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// `host:port` (or `[v6]:port`) with a port; the host's own tools connect to it.
+pub(super) fn validate_tcp_address(address: &str) -> Result<(), String> {
+    let (host, port) = super::model::split_host_port(address, "");
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
+    if host_ok && port_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{address:?} is not an address like 127.0.0.1:6379 (a host and a port)"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,6 +61,15 @@ mod tests {
             "http://$(id)/",
         ] {
             assert!(validate_health_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tcp_addresses() {
+        assert!(validate_tcp_address("127.0.0.1:6379").is_ok());
+        assert!(validate_tcp_address("[::1]:6379").is_ok());
+        for bad in ["127.0.0.1", "h:0", ":80", "$(id):1", "h:99999"] {
+            assert!(validate_tcp_address(bad).is_err(), "{bad}");
         }
     }
 }

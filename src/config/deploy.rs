@@ -24,8 +24,8 @@ pub(super) fn parse_deploy(src: &Source, raw: RawDeploy, has_sockets: bool) -> R
             if *on && !has_sockets {
                 Err(
                     "preflight starts the new release on a socket of its own before the switch, \
-                     so it needs [service] listen\n  help: set [service] listen, or remove \
-                     preflight"
+                     so it needs [service] listen (or a [health] command, run in the new \
+                     release)\n  help: set [service] listen, or remove preflight"
                         .into(),
                 )
             } else {

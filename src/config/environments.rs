@@ -8,7 +8,7 @@ use anyhow::Result;
 use toml::Spanned;
 
 use super::model::{Config, Sources};
-use super::raw::{RawConfig, RawDeploy, RawEnvironment, RawEnvironmentHealth, RawHealth, RawHooks};
+use super::raw::{RawConfig, RawDeploy, RawEnvironment, RawHealth, RawHooks};
 use super::source::Source;
 use crate::validate::validate_app_name;
 
@@ -66,7 +66,7 @@ pub(super) fn pick_one(names: &[String]) -> String {
 /// its `[service]` env keys join each host's env (over the base's), its env_file and
 /// env_command replace the base's, and so does each key of its `[health]`, `[deploy]` and
 /// `[hooks]`.
-pub(super) fn apply(src: &Source, raw: &mut RawConfig, name: &str) -> Result<()> {
+pub(super) fn apply(raw: &mut RawConfig, name: &str) -> Result<()> {
     let key = raw
         .environments
         .keys()
@@ -101,49 +101,42 @@ pub(super) fn apply(src: &Source, raw: &mut RawConfig, name: &str) -> Result<()>
     raw.service.env_file = service.env_file.or(raw.service.env_file.take());
     raw.service.env_command = service.env_command.or(raw.service.env_command.take());
     if let Some(health) = health {
-        raw.health = Some(lay_health(src, raw.health.take(), health, &key)?);
+        raw.health = Some(lay_health(raw.health.take(), health));
     }
     lay_deploy(&mut raw.deploy, deploy);
     lay_hooks(&mut raw.hooks, hooks);
     Ok(())
 }
 
-fn lay_health(
-    src: &Source,
-    base: Option<RawHealth>,
-    over: RawEnvironmentHealth,
-    name: &Spanned<String>,
-) -> Result<RawHealth> {
+/// Each key the environment writes replaces the base's; one that names a kind of check (`url`,
+/// `tcp`, `command`) replaces the base's kind, with the keys that belong to it.
+fn lay_health(base: Option<Spanned<RawHealth>>, over: Spanned<RawHealth>) -> Spanned<RawHealth> {
     let Some(base) = base else {
-        let url = over.url.ok_or_else(|| {
-            src.error(
-                &name.span(),
-                format!(
-                    "[environments.{}.health] needs a url, as there is no [health] table to \
-                     take it from",
-                    name.get_ref()
-                ),
-            )
-        })?;
-        return Ok(RawHealth {
-            url,
-            expect_status: over.expect_status,
-            interval: over.interval,
-            timeout: over.timeout,
-            retries: over.retries,
-            settle: over.settle,
-            check_version: over.check_version,
-        });
+        return over;
     };
-    Ok(RawHealth {
-        url: over.url.unwrap_or(base.url),
-        expect_status: over.expect_status.or(base.expect_status),
+    let span = base.span();
+    let (mut base, over) = (base.into_inner(), over.into_inner());
+    // A kind the environment names comes with its own options (send, expect, expect_status).
+    let kind_written = over.url.is_some() || over.tcp.is_some() || over.command.is_some();
+    let kind = if kind_written {
+        RawHealth::default()
+    } else {
+        base.kind()
+    };
+    let layed = RawHealth {
+        url: over.url.or(kind.url),
+        expect_status: over.expect_status.or(kind.expect_status),
+        tcp: over.tcp.or(kind.tcp),
+        send: over.send.or(kind.send),
+        expect: over.expect.or(kind.expect),
+        command: over.command.or(kind.command),
         interval: over.interval.or(base.interval),
         timeout: over.timeout.or(base.timeout),
         retries: over.retries.or(base.retries),
         settle: over.settle.or(base.settle),
         check_version: over.check_version.or(base.check_version),
-    })
+    };
+    Spanned::new(span, layed)
 }
 
 fn lay_deploy(base: &mut RawDeploy, over: RawDeploy) {

@@ -46,8 +46,8 @@ use service::parse_service;
 use source::Source;
 
 pub use model::{
-    App, Argv, Build, Builder, CCompiler, Cgo, Config, Container, Deploy, Health, HookHosts, Hooks,
-    HostEntry, K8s, Listen, Metrics, Notify, Probe, Resources, Runtime, Service, Sources,
+    App, Argv, Build, Builder, CCompiler, Cgo, Check, Config, Container, Deploy, Health, HookHosts,
+    Hooks, HostEntry, K8s, Listen, Metrics, Notify, Probe, Resources, Runtime, Service, Sources,
     VersionSource, Webhook, WebhookHeader,
 };
 pub use plan::{
@@ -88,12 +88,12 @@ pub fn parse(root: &Path, path: &Path, text: &str, environment: Option<&str>) ->
     // table is found by a deploy to staging too.
     for other in names.iter().filter(|n| Some(n.as_str()) != environment) {
         let mut raw = read(&src)?;
-        environments::apply(&src, &mut raw, other)?;
+        environments::apply(&mut raw, other)?;
         check(root, &src, raw)?;
     }
     let mut raw = read(&src)?;
     if let Some(name) = environment {
-        environments::apply(&src, &mut raw, name)?;
+        environments::apply(&mut raw, name)?;
     }
     let mut config = check(root, &src, raw)?;
     config.environment = environment.map(str::to_string);
@@ -116,15 +116,23 @@ fn check(root: &Path, src: &Source, raw: RawConfig) -> Result<Config> {
     let app = parse_app(src, raw.app, &detected)?;
     let mut service = parse_service(src, root, raw.service, &app.name)?;
     let health = raw.health.map(|h| parse_health(src, h)).transpose()?;
-    service.port = service.port.or(health.as_ref().map(|h| h.endpoint().1));
+    service.port = service.port.or(health.as_ref().and_then(Health::port));
     let hosts = parse_hosts(src, root, raw.hosts, health.is_some())?;
     let groups = parse_groups(src, raw.groups, &hosts)?;
-    let deploy = parse_deploy(src, raw.deploy, !service.listen.is_empty())?;
+    // Pre-flight needs a socket to run the release on, or a health command to run in it.
+    let command_check = health
+        .as_ref()
+        .is_some_and(|h| matches!(h.check, Check::Command { .. }));
+    let deploy = parse_deploy(src, raw.deploy, !service.listen.is_empty() || command_check)?;
     let hooks = parse_hooks(src, raw.hooks)?;
     let container = parse_container(src, raw.container)?;
     let k8s = parse_k8s(src, raw.k8s, &app.name)?;
     let notify = parse_notify(src, raw.notify)?;
-    let health_port = health.as_ref().map(|h| h.endpoint().1).or(service.port);
+    let health_port = health
+        .as_ref()
+        .and_then(|h| h.endpoint())
+        .map(|(_, port, _)| port)
+        .or(service.port);
     let metrics = parse_metrics(src, raw.metrics, health_port)?;
 
     Ok(Config {

@@ -347,8 +347,7 @@ impl fmt::Display for Listen {
 
 #[derive(Debug, Clone)]
 pub struct Health {
-    pub url: String,
-    pub expect_status: u16,
+    pub check: Check,
     pub interval: Duration,
     pub timeout: Duration,
     pub retries: u32,
@@ -356,21 +355,81 @@ pub struct Health {
     pub check_version: bool,
 }
 
-/// Where the health URL points: (host, port, path).
+/// What the gate asks, made on the host itself: `[health]` names exactly one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// A GET that must answer `expect_status`.
+    Url { url: String, expect_status: u16 },
+    /// A connect to `address` (host:port); with `send`, the answer must contain `expect`.
+    Tcp {
+        address: String,
+        send: Option<String>,
+        expect: Option<String>,
+    },
+    /// The release's own command, run as the service runs; exit 0 is healthy.
+    Command { argv: Argv },
+}
+
+impl Check {
+    /// `url`, `tcp` or `command`: the key that chose it, as status and events name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Check::Url { .. } => "url",
+            Check::Tcp { .. } => "tcp",
+            Check::Command { .. } => "command",
+        }
+    }
+
+    /// What is asked, in one line: the URL, the address or the command's words.
+    pub fn target(&self) -> String {
+        match self {
+            Check::Url { url, .. } => url.clone(),
+            Check::Tcp { address, .. } => address.clone(),
+            Check::Command { argv } => argv.words.join(" "),
+        }
+    }
+}
+
 impl Health {
-    pub fn endpoint(&self) -> (String, u16, String) {
-        let rest = self.url.trim_start_matches("http://");
+    /// Where the health URL points: (host, port, path); None for a check of another kind.
+    pub fn endpoint(&self) -> Option<(String, u16, String)> {
+        let Check::Url { url, .. } = &self.check else {
+            return None;
+        };
+        let rest = url.trim_start_matches("http://");
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let path = if path.is_empty() { "/" } else { path };
-        let (host, port) = match authority.strip_prefix('[') {
-            Some(v6) => match v6.split_once("]:") {
-                Some((host, port)) => (host, port),
-                None => (v6.trim_end_matches(']'), "80"),
-            },
-            None => authority.rsplit_once(':').unwrap_or((authority, "80")),
-        };
+        let (host, port) = split_host_port(authority, "80");
         let port = port.parse().unwrap_or(80);
-        (host.to_string(), port, path.to_string())
+        Some((host.to_string(), port, path.to_string()))
+    }
+
+    /// The host and port a URL or TCP check connects to.
+    pub fn address(&self) -> Option<(String, u16)> {
+        match &self.check {
+            Check::Url { .. } => self.endpoint().map(|(host, port, _)| (host, port)),
+            Check::Tcp { address, .. } => {
+                let (host, port) = split_host_port(address, "");
+                Some((host.to_string(), port.parse().ok()?))
+            }
+            Check::Command { .. } => None,
+        }
+    }
+
+    /// The port a URL or TCP check connects to.
+    pub fn port(&self) -> Option<u16> {
+        self.address().map(|(_, port)| port)
+    }
+}
+
+/// `host:port` or `[v6]:port` as (host, port), with `default` for a missing port.
+pub(super) fn split_host_port<'a>(authority: &'a str, default: &'a str) -> (&'a str, &'a str) {
+    match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once("]:") {
+            Some((host, port)) => (host, port),
+            None => (v6.trim_end_matches(']'), default),
+        },
+        None => authority.rsplit_once(':').unwrap_or((authority, default)),
     }
 }
 

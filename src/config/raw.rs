@@ -14,7 +14,7 @@ pub(super) struct RawConfig {
     pub(super) build: RawBuild,
     #[serde(default)]
     pub(super) service: RawService,
-    pub(super) health: Option<RawHealth>,
+    pub(super) health: Option<Spanned<RawHealth>>,
     #[serde(default)]
     pub(super) hosts: BTreeMap<Spanned<String>, RawHost>,
     #[serde(default)]
@@ -172,16 +172,37 @@ pub(super) enum HardeningValue {
     Number(i64),
 }
 
-#[derive(Debug, Deserialize)]
+/// `[health]`: exactly one of `url`, `tcp` or `command` (checked in `health.rs`, so that an
+/// environment's table can lay its keys over the base's first).
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHealth {
-    pub(super) url: Spanned<String>,
+    pub(super) url: Option<Spanned<String>>,
     pub(super) expect_status: Option<Spanned<u16>>,
+    pub(super) tcp: Option<Spanned<String>>,
+    pub(super) send: Option<Spanned<String>>,
+    pub(super) expect: Option<Spanned<String>>,
+    pub(super) command: Option<RawArgv>,
     pub(super) interval: Option<Spanned<String>>,
     pub(super) timeout: Option<Spanned<String>>,
     pub(super) retries: Option<u32>,
     pub(super) settle: Option<Spanned<String>>,
     pub(super) check_version: Option<bool>,
+}
+
+impl RawHealth {
+    /// The keys that say what is checked, taken out, the pace left behind.
+    pub(super) fn kind(&mut self) -> RawHealth {
+        RawHealth {
+            url: self.url.take(),
+            expect_status: self.expect_status.take(),
+            tcp: self.tcp.take(),
+            send: self.send.take(),
+            expect: self.expect.take(),
+            command: self.command.take(),
+            ..RawHealth::default()
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -238,7 +259,7 @@ pub(super) struct RawEnvironment {
     pub(super) groups: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
     #[serde(default)]
     pub(super) service: RawEnvironmentService,
-    pub(super) health: Option<RawEnvironmentHealth>,
+    pub(super) health: Option<Spanned<RawHealth>>,
     #[serde(default)]
     pub(super) deploy: RawDeploy,
     #[serde(default)]
@@ -253,17 +274,4 @@ pub(super) struct RawEnvironmentService {
     pub(super) env: BTreeMap<Spanned<String>, Spanned<String>>,
     pub(super) env_file: Option<Spanned<String>>,
     pub(super) env_command: Option<RawArgv>,
-}
-
-/// `[health]` with every key optional: each one written replaces the base one.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawEnvironmentHealth {
-    pub(super) url: Option<Spanned<String>>,
-    pub(super) expect_status: Option<Spanned<u16>>,
-    pub(super) interval: Option<Spanned<String>>,
-    pub(super) timeout: Option<Spanned<String>>,
-    pub(super) retries: Option<u32>,
-    pub(super) settle: Option<Spanned<String>>,
-    pub(super) check_version: Option<bool>,
 }

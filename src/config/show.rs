@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::model::{Argv, Config, Deploy, Health, Hooks, Notify};
+use super::model::{Argv, Check, Config, Deploy, Health, Hooks, Notify};
 
 #[derive(Serialize)]
 struct Shown<'a> {
@@ -67,8 +67,19 @@ struct Host<'a> {
 
 #[derive(Serialize)]
 struct HealthShown<'a> {
-    url: &'a str,
-    expect_status: u16,
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expect_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expect: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command: Option<&'a [String]>,
     interval: String,
     timeout: String,
     retries: u32,
@@ -211,9 +222,28 @@ fn time(duration: std::time::Duration) -> String {
 }
 
 fn health(h: &Health) -> HealthShown<'_> {
+    let (mut url, mut expect_status, mut tcp, mut send, mut expect, mut command) =
+        (None, None, None, None, None, None);
+    match &h.check {
+        Check::Url {
+            url: u,
+            expect_status: s,
+        } => (url, expect_status) = (Some(u.as_str()), Some(*s)),
+        Check::Tcp {
+            address,
+            send: s,
+            expect: e,
+        } => (tcp, send, expect) = (Some(address.as_str()), s.as_deref(), e.as_deref()),
+        Check::Command { argv } => command = Some(argv.words.as_slice()),
+    }
     HealthShown {
-        url: &h.url,
-        expect_status: h.expect_status,
+        kind: h.check.kind(),
+        url,
+        expect_status,
+        tcp,
+        send,
+        expect,
+        command,
         interval: time(h.interval),
         timeout: time(h.timeout),
         retries: h.retries,

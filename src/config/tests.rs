@@ -152,7 +152,7 @@ fn an_environment_is_laid_over_the_base() {
         format!("{}:26:12", dir.path().join(FILE_NAME).display())
     );
     let health = production.health.unwrap();
-    assert_eq!(health.url, "http://127.0.0.1:9090/ready");
+    assert_eq!(health.check.target(), "http://127.0.0.1:9090/ready");
     assert_eq!(health.retries, 30);
     assert_eq!(production.deploy.batch, Amount::Count(2));
     assert_eq!(production.deploy.max_fail, Amount::Percent(25));
@@ -221,8 +221,8 @@ fn environments_and_their_values_are_checked_at_their_place() {
         ),
         (
             "[environments.production.health]\nretries = 3\n",
-            "shipit.toml:1:15",
-            "needs a url",
+            "shipit.toml:1:1",
+            "needs what to check",
         ),
     ] {
         // Checked whichever environment is selected.

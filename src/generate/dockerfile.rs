@@ -124,7 +124,11 @@ fn dockerfile_data(config: &Config) -> Result<DockerfileData> {
         Builder::Cargo | Builder::Zigbuild | Builder::Cross => (None, Some(rust_stage(config)?)),
     };
     let mut expose: Vec<u16> = config.service.port.into_iter().collect();
-    let health_port = config.health.as_ref().map(|h| h.endpoint().1);
+    let health_port = config
+        .health
+        .as_ref()
+        .and_then(|h| h.endpoint())
+        .map(|e| e.1);
     expose.extend(health_port.filter(|p| !expose.contains(p)));
     let (healthcheck, no_healthcheck) = healthcheck(config);
     let entrypoint = std::iter::once(&binary)
@@ -248,7 +252,11 @@ fn rust_binary(config: &Config) -> Result<String> {
 /// Only the alpine image has something (busybox wget) to run a HEALTHCHECK with; its timings are
 /// the liveness probe's, which watches for the same thing.
 fn healthcheck(config: &Config) -> (Option<Healthcheck>, Vec<String>) {
-    let Some(health) = &config.health else {
+    let Some((health, (_, port, path))) = config
+        .health
+        .as_ref()
+        .and_then(|h| Some((h, h.endpoint()?)))
+    else {
         return (
             None,
             vec!["No HEALTHCHECK: shipit.toml has no [health] url to probe.".into()],
@@ -265,12 +273,11 @@ fn healthcheck(config: &Config) -> (Option<Healthcheck>, Vec<String>) {
                 ),
                 format!(
                     "Kubernetes probes {} from outside (shipit generate k8s); runtime \"alpine\" can.",
-                    health.endpoint().2
+                    path
                 ),
             ],
         );
     }
-    let (_, port, path) = health.endpoint();
     let url = format!("http://127.0.0.1:{port}{path}");
     let command = ["wget", "-q", "-O", "/dev/null", &url]
         .map(|word| serde_json::to_string(word).expect("a string serializes"))

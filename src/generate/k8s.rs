@@ -297,21 +297,22 @@ fn deployment_data(
         name: yaml("http"),
         number: port,
     }];
-    let probes = config.health.as_ref().map(|health| {
-        let (_, health_port, path) = health.endpoint();
+    // Kubernetes probes from outside, so only a URL check becomes its probes.
+    let probes = config.health.as_ref().and_then(|health| {
+        let (_, health_port, path) = health.endpoint()?;
         if health_port != port {
             ports.push(Port {
                 name: yaml("health"),
                 number: health_port,
             });
         }
-        Probes {
+        Some(Probes {
             path: yaml(&path),
             port: health_port,
             timeout_seconds: health.timeout.as_secs_f64().ceil().max(1.0) as u64,
             readiness: probe_times(k8s.readiness),
             liveness: probe_times(k8s.liveness),
-        }
+        })
     });
     DeploymentData {
         app: names.app.clone(),

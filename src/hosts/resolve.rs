@@ -168,7 +168,11 @@ pub fn health_for(config: &Config, host: &str) -> Option<Health> {
         health.as_mut(),
         config.hosts.get(host).and_then(|e| e.health_url.clone()),
     ) {
-        health.url = url;
+        let expect_status = match &health.check {
+            crate::config::Check::Url { expect_status, .. } => *expect_status,
+            _ => 200,
+        };
+        health.check = crate::config::Check::Url { url, expect_status };
     }
     health
 }

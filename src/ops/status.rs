@@ -8,14 +8,15 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::diff;
+use crate::actions::check;
 use crate::actions::health::{self, unit_properties};
 use crate::cancel::Cancel;
-use crate::config::Config;
+use crate::config::{Check, Config, Health};
 use crate::hosts::releases::{ListReleases, parse_releases};
 use crate::hosts::script::Script;
-use crate::hosts::{self, Connection, Runner};
+use crate::hosts::{self, Connection, Layout, Runner};
 use crate::names::{AppName, ReleaseId};
-use crate::remote::Kind;
+use crate::remote::{Kind, Remote};
 use crate::ui::{Format, Ui};
 
 /// `shipit status`, as the command line asked for it.
@@ -40,6 +41,9 @@ struct Status {
     limit_nofile: String,
     restart: String,
     health: Option<String>,
+    /// The `[health]` check asked: its kind and what it asks, e.g. `tcp 127.0.0.1:6379`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_check: Option<String>,
     /// The socket unit, with `[service] listen`.
     #[serde(skip_serializing_if = "Option::is_none")]
     socket: Option<SocketState>,
@@ -98,15 +102,10 @@ fn status_of(
         .context("the host did not list its releases")??;
     let current = parse_releases(&out).into_iter().find(|r| r.current);
     let socket = parse_socket_state(&answers.next().context("no socket state")??);
-    let health = hosts::health_for(config, host).map(|h| {
-        let (host, port, path) = h.endpoint();
-        let timeout = h.timeout.max(Duration::from_secs(1));
-        match health::get(remote.as_mut(), &host, port, &path, timeout, ui) {
-            Ok(answer) if answer.status == h.expect_status => format!("{} ok", answer.status),
-            Ok(answer) => format!("{} unexpected (want {})", answer.status, h.expect_status),
-            Err(e) => format!("unreachable: {e:#}"),
-        }
-    });
+    let check = hosts::health_for(config, host);
+    let health = check
+        .as_ref()
+        .map(|h| health_now(remote.as_mut(), &layout, h, ui));
     let drifted = declared
         .and_then(|d| diff::compare(d, remote.as_mut(), &layout).ok())
         .map(|compared| !compared.identical);
@@ -123,10 +122,30 @@ fn status_of(
         limit_nofile: get("LimitNOFILE"),
         restart: get("Restart"),
         health,
+        health_check: check.map(|h| check::describe(&h.check)),
         socket,
         drifted,
         error: None,
     })
+}
+
+/// One try of the check, as the gate makes it: what answered and whether that is healthy.
+fn health_now(remote: &mut dyn Remote, layout: &Layout, h: &Health, ui: &Ui) -> String {
+    let mut h = h.clone();
+    h.timeout = h.timeout.max(Duration::from_secs(1));
+    let reply = health::Asker::new(remote, layout, &h, ui).and_then(|mut ask| ask.once());
+    match (reply, &h.check) {
+        (Ok(r), Check::Url { expect_status, .. }) if !r.healthy => {
+            format!(
+                "{} unexpected (want {expect_status})",
+                r.status.unwrap_or(0)
+            )
+        }
+        (Ok(r), Check::Url { .. }) => format!("{} ok", r.status.unwrap_or(0)),
+        (Ok(r), _) if r.healthy => format!("{} ok", r.said),
+        (Ok(r), _) => format!("failed: {}", r.why),
+        (Err(e), _) => format!("unreachable: {e:#}"),
+    }
 }
 
 impl Status {
@@ -144,6 +163,7 @@ impl Status {
             limit_nofile: String::new(),
             restart: String::new(),
             health: None,
+            health_check: None,
             socket: None,
             drifted: None,
             error: Some(format!("{error:#}")),
@@ -174,6 +194,7 @@ fn print_one(status: &Status) {
         ("restarts", status.n_restarts.to_string()),
         ("restart", status.restart.clone()),
         ("limitnofile", status.limit_nofile.clone()),
+        ("check", dash(status.health_check.as_deref())),
         ("health", dash(status.health.as_deref())),
     ] {
         println!("{:<13}{value}", format!("{label}:"));

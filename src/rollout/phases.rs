@@ -196,10 +196,14 @@ pub fn transfer(
         if preflight.is_some() {
             preflight::passed(next(&mut answers), layout, &host).map_err(before)?;
             if !runner.is_dry_run() {
+                let place = match package.socket {
+                    Some(_) => "on a scratch socket",
+                    None => "in its release before the switch",
+                };
                 ui.status(
                     "Pre-flight",
                     format_args!(
-                        "{} {} answered on a scratch socket on {host}",
+                        "{} {} passed its [health] check {place} on {host}",
                         layout.app, package.manifest.version
                     ),
                 );

@@ -24,6 +24,7 @@ mod exec;
 mod faults;
 mod fleet;
 mod generate;
+mod health_kinds;
 mod history;
 mod hooks;
 mod host_keys;
@@ -57,6 +58,7 @@ fn main() -> std::process::ExitCode {
             faults::tests(),
             fleet::tests(),
             generate::tests(),
+            health_kinds::tests(),
             history::tests(),
             hooks::tests(),
             host_keys::tests(),

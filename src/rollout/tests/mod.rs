@@ -88,8 +88,10 @@ fn world(hosts: Vec<(&str, Host)>) -> World {
             armed: ArmedPolicy::Refuse,
         },
         health: Health {
-            url: "http://127.0.0.1:8080/health".into(),
-            expect_status: 200,
+            check: crate::config::Check::Url {
+                url: "http://127.0.0.1:8080/health".into(),
+                expect_status: 200,
+            },
             interval: Duration::from_millis(5),
             timeout: Duration::from_millis(5),
             retries: 2,
