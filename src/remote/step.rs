@@ -101,7 +101,7 @@ impl Kind {
             Kind::Installed => "reading the installed unit and binary",
             Kind::Deployed => "reading the deployed release",
             Kind::Drift => "reading the installed units, env file and files",
-            Kind::Probe => "probing the health URL from the host",
+            Kind::Probe => "running the health check from the host",
             Kind::Hook => "running a hook",
         }
     }
