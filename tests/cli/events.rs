@@ -38,7 +38,7 @@ fn jq(filter: &str, input: &str) -> String {
 
 /// Every line of `stdout` is one JSON object valid against the documented schema; they are
 /// returned as jq reprinted them.
-fn checked_lines(stdout: &str) -> Vec<serde_json::Value> {
+pub fn checked_lines(stdout: &str) -> Vec<serde_json::Value> {
     let reprinted = jq(".", stdout);
     assert_eq!(
         reprinted.lines().count(),

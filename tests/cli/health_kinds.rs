@@ -20,24 +20,9 @@ fn project(exec_args: &str, env: &str, health: &str, deploy: &str) -> tempfile::
     project
 }
 
-/// The `--events` lines of `stdout`, each checked against the documented schema.
+/// The `--events` lines of `stdout`, each checked with jq and against the documented schema.
 fn events(stdout: &str) -> Vec<serde_json::Value> {
-    let path = repo_root().join("docs/src/reference/events.schema.json");
-    let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    stdout
-        .lines()
-        .map(|line| {
-            let event: serde_json::Value = serde_json::from_str(line).unwrap();
-            let errors: Vec<String> = validator
-                .iter_errors(&event)
-                .map(|e| e.to_string())
-                .collect();
-            assert!(errors.is_empty(), "{line}: {errors:?}");
-            event
-        })
-        .collect()
+    crate::events::checked_lines(stdout)
 }
 
 fn probes(events: &[serde_json::Value]) -> Vec<&serde_json::Value> {
