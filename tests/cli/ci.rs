@@ -502,7 +502,7 @@ fn the_ci_files_deploy_staging_then_production() {
 
 pub fn tests() -> Vec<crate::harness::Test> {
     vec![
-        crate::test!(Hosts, 90, sigterm_during_the_gate_does_what_ctrl_c_does),
+        crate::test!(Hosts, 105, sigterm_during_the_gate_does_what_ctrl_c_does),
         crate::test!(Hosts, 40, without_a_terminal_nothing_waits_for_a_human),
         crate::test!(Nothing, 1, the_ci_files_run_the_same_shipit_commands),
         crate::test!(Hosts, 120, the_ci_files_deploy_staging_then_production),

@@ -262,7 +262,7 @@ pub fn tests() -> Vec<crate::harness::Test> {
     vec![
         crate::test!(
             Hosts,
-            8,
+            35,
             each_environment_deploys_only_its_hosts_with_its_env_and_the_hosts_record_it
         ),
         crate::test!(Nothing, 0, config_shows_an_environment_without_its_secrets),
