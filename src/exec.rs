@@ -19,7 +19,7 @@ use crate::hosts::{self, Connection, Layout};
 use crate::remote::channel::{self, Ended, RawMode, Terminal, Wiring};
 use crate::remote::destination::Destination;
 use crate::remote::{self, Remote};
-use crate::service_run::{self, Prepared, ServiceRun};
+use crate::service_run::{self, Prepared};
 use crate::ui::{Format, Ui};
 
 /// `shipit exec`, from the command line.
@@ -350,21 +350,7 @@ fn prepare_on(
     ui: &Ui,
 ) -> Result<Prepared> {
     let deployed = Deployed::read(remote, layout)?;
-    let env = [
-        ("SHIPIT_RELEASE".to_string(), deployed.release.clone()),
-        ("SHIPIT_VERSION".to_string(), deployed.version.clone()),
-    ];
-    let prepared = service_run::prepare(&ServiceRun {
-        app: &layout.app,
-        purpose: "exec",
-        unit: &deployed.unit,
-        systemd: deployed.systemd,
-        working_directory: &layout.current(),
-        env_files: None,
-        env: &env,
-        argv,
-        terminal,
-    })?;
+    let prepared = deployed.command(layout, "exec", &[], argv, terminal)?;
     for note in &prepared.left_out {
         ui.diagnostic(format!("warning: {}: {note}", remote.label()));
     }

@@ -14,7 +14,7 @@ use crate::hosts::deployed::Deployed;
 use crate::hosts::script::Script;
 use crate::remote::probe::{MAX_ANSWER, NoProbeTool, seconds};
 use crate::remote::{self, Answer, Exit, Kind, Remote};
-use crate::service_run::{self, ServiceRun};
+use crate::service_run;
 
 /// `check-tcp.sh`: a TCP connect, with what the host has.
 pub const TCP_SCRIPT: &str = include_str!("scripts/check-tcp.sh");
@@ -137,22 +137,8 @@ impl CommandCheck {
         argv: &[String],
         timeout: Duration,
     ) -> Result<CommandCheck> {
-        let env = [
-            ("SHIPIT_RELEASE".to_string(), deployed.release.clone()),
-            ("SHIPIT_VERSION".to_string(), deployed.version.clone()),
-            ("SHIPIT_HEALTH".to_string(), "gate".to_string()),
-        ];
-        let prepared = service_run::prepare(&ServiceRun {
-            app: &layout.app,
-            purpose: "health",
-            unit: &deployed.unit,
-            systemd: deployed.systemd,
-            working_directory: &layout.current(),
-            env_files: None,
-            env: &env,
-            argv,
-            terminal: false,
-        })?;
+        let prepared =
+            deployed.command(layout, "health", &[("SHIPIT_HEALTH", "gate")], argv, false)?;
         Ok(CommandCheck { prepared, timeout })
     }
 }

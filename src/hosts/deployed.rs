@@ -10,6 +10,7 @@ use super::layout::Layout;
 use super::script::Script;
 use crate::error::{Category, tagged};
 use crate::remote::{self, Kind, Remote};
+use crate::service_run::{self, Prepared, ServiceRun};
 
 /// The script; it needs only the layout.
 pub struct ReadDeployed;
@@ -34,6 +35,38 @@ pub struct Deployed {
 }
 
 impl Deployed {
+    /// `argv` in the current release as its service runs it (`shipit exec`, a command health
+    /// check), with `SHIPIT_RELEASE` and `SHIPIT_VERSION` set, then `extra`.
+    pub fn command(
+        &self,
+        layout: &Layout,
+        purpose: &str,
+        extra: &[(&str, &str)],
+        argv: &[String],
+        terminal: bool,
+    ) -> Result<Prepared> {
+        let release = [
+            ("SHIPIT_RELEASE", self.release.as_str()),
+            ("SHIPIT_VERSION", self.version.as_str()),
+        ];
+        let env: Vec<(String, String)> = release
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        service_run::prepare(&ServiceRun {
+            app: &layout.app,
+            purpose,
+            unit: &self.unit,
+            systemd: self.systemd,
+            working_directory: &layout.current(),
+            env_files: None,
+            env: &env,
+            argv,
+            terminal,
+        })
+    }
+
     /// Reads what is deployed; a host with no release, or a release without its unit, is an
     /// error that says how to get one.
     pub fn read(remote: &mut dyn Remote, layout: &Layout) -> Result<Deployed> {
